@@ -1,0 +1,109 @@
+"""The one domain matcher, shared by the DNS and proxy front ends, discovery and `explain`.
+
+Semantics (documented in docs/matching.md and tested in tests/test_matcher.py):
+
+* An entry for ``example.com`` matches ``example.com`` and every name below it.
+* The most specific matching entry wins: an ``Allowed`` entry for ``docs.example.com`` beats a
+  ``Block`` on ``example.com``, and a ``Block`` on ``evil.example.com`` beats an ``Allowed`` on
+  ``example.com``.
+* Two entries for the same name (for instance one for all devices and one for the device's
+  group) are merged by strength: Allowed > Block > Warn > Alert > Audit.
+* Names are compared case-insensitively, with or without a trailing dot; internationalised names
+  are compared in their ASCII (punycode) form.
+
+A lookup costs one dict probe per label of the queried name, whatever the number of entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from enforcer.models import Action
+
+NO_MATCH_ACTION = None
+
+
+class Verdict(NamedTuple):
+    """What the matcher decided for a name, and why (the entry that decided it)."""
+
+    action: Action | None
+    """None when no entry matched: the name is not governed."""
+    indicator: str = ""
+    """The entry (a domain) that matched, empty when none did."""
+    app_id: str = ""
+    """The catalog app the deciding entry came from, if any."""
+
+    @property
+    def blocked(self) -> bool:
+        return self.action is Action.BLOCK
+
+
+NOT_GOVERNED = Verdict(None)
+
+
+class MatchEntry(NamedTuple):
+    """One entry given to the matcher."""
+
+    domain: str
+    action: Action
+    app_id: str = ""
+
+
+def normalize(name: str) -> str:
+    """Lower-case, strip one trailing dot and convert an internationalised name to punycode.
+
+    Raises ValueError for a name that cannot be a DNS name (empty labels, bad IDN).
+    """
+    name = name.strip().rstrip(".").lower()
+    if not name.isascii():
+        name = name.encode("idna").decode("ascii")
+    if not name or ".." in name or name.startswith("."):
+        raise ValueError(f"not a domain name: {name!r}")
+    return name
+
+
+class Matcher:
+    """Maps a queried name to a `Verdict` by its most specific matching entry."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Iterable[MatchEntry] = ()) -> None:
+        self._entries: dict[str, Verdict] = {}
+        for entry in entries:
+            self.add(entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: MatchEntry) -> None:
+        """Add an entry; an existing one for the same domain is kept if it is stronger."""
+        domain = normalize(entry.domain)
+        current = self._entries.get(domain)
+        if current is not None and current.action is not None:
+            if current.action.strength > entry.action.strength:
+                return
+        self._entries[domain] = Verdict(entry.action, domain, entry.app_id)
+
+    def remove(self, domain: str) -> None:
+        """Forget the entry for a domain (no error if there is none)."""
+        self._entries.pop(normalize(domain), None)
+
+    def verdict(self, name: str) -> Verdict:
+        """Decide a name that may not be normalised yet (mixed case, trailing dot, IDN)."""
+        try:
+            return self.verdict_normalized(normalize(name))
+        except ValueError:
+            return NOT_GOVERNED
+
+    def verdict_normalized(self, name: str) -> Verdict:
+        """Decide an already lower-case ASCII name without a trailing dot (the hot path)."""
+        entries = self._entries
+        while True:
+            hit = entries.get(name)
+            if hit is not None:
+                return hit
+            dot = name.find(".")
+            if dot < 0:
+                return NOT_GOVERNED
+            name = name[dot + 1 :]

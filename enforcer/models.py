@@ -1,0 +1,159 @@
+"""Plain data shared by every layer: the field's vocabulary as enums and frozen records.
+
+Nothing here does I/O or imports another Enforcer module, so every layer may depend on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Tag(StrEnum):
+    """The sanction tag an organisation gives a cloud app."""
+
+    SANCTIONED = "sanctioned"
+    UNSANCTIONED = "unsanctioned"
+    MONITORED = "monitored"
+
+
+class Action(StrEnum):
+    """What an endpoint does with traffic to an indicator (Defender Indicators API values)."""
+
+    BLOCK = "Block"
+    WARN = "Warn"
+    AUDIT = "Audit"
+    ALERT = "Alert"
+    ALLOWED = "Allowed"
+
+    @classmethod
+    def from_policy(cls, word: str) -> Action:
+        """Map the policy file's lower-case verb (block, warn, audit, alert, allow) to an Action."""
+        return _POLICY_WORDS[word]
+
+    @property
+    def policy_word(self) -> str:
+        """The lower-case verb used in policy files and on the command line."""
+        return _ACTION_WORDS[self]
+
+    @property
+    def strength(self) -> int:
+        """Rank used when two entries for the same name disagree: allow beats block beats warn."""
+        return _STRENGTH[self]
+
+
+_POLICY_WORDS = {
+    "block": Action.BLOCK,
+    "warn": Action.WARN,
+    "audit": Action.AUDIT,
+    "alert": Action.ALERT,
+    "allow": Action.ALLOWED,
+}
+_ACTION_WORDS = {action: word for word, action in _POLICY_WORDS.items()}
+_STRENGTH = {Action.ALLOWED: 5, Action.BLOCK: 4, Action.WARN: 3, Action.ALERT: 2, Action.AUDIT: 1}
+POLICY_ACTIONS: tuple[str, ...] = tuple(_POLICY_WORDS)
+
+
+class Severity(StrEnum):
+    """Alert severity, as in the Defender Indicators API."""
+
+    INFORMATIONAL = "Informational"
+    LOW = "Low"
+    MEDIUM = "Medium"
+    HIGH = "High"
+
+    @classmethod
+    def parse(cls, word: str) -> Severity:
+        """Accept any capitalisation of a severity name."""
+        for member in cls:
+            if member.value.lower() == word.lower():
+                return member
+        raise ValueError(word)
+
+
+INDICATOR_TYPE_DOMAIN = "DomainName"
+ALL_DEVICES = ""
+"""Scope value of an indicator that applies to every device group."""
+
+MANUAL = "manual"
+POLICY = "policy"
+"""Indicator sources: `policy` indicators are owned by reconciliation, `manual` ones never are."""
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """One domain indicator as the store and the endpoints see it.
+
+    The fields follow the Defender for Endpoint Indicators API (indicatorValue, indicatorType,
+    action, severity, title, description, expirationTime, generateAlert, rbacGroupNames), with a
+    single device-group `scope` per row (`ALL_DEVICES` for every device). `app_id` names the
+    catalog app the indicator came from, or is empty for a policy `allow` entry.
+    """
+
+    value: str
+    action: Action
+    severity: Severity = Severity.MEDIUM
+    scope: str = ALL_DEVICES
+    title: str = ""
+    description: str = ""
+    app_id: str = ""
+    generate_alert: bool = False
+    expiration: dt.datetime | None = None
+    type: str = INDICATOR_TYPE_DOMAIN
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of an indicator: its scope and its value (a domain)."""
+        return (self.scope, self.value)
+
+    def canonical(self) -> str:
+        """A stable one-line text of every compared field (used for digests)."""
+        exp = self.expiration.strftime("%Y-%m-%dT%H:%M:%SZ") if self.expiration else ""
+        return "\x1f".join(
+            (
+                self.scope,
+                self.value,
+                self.type,
+                self.action.value,
+                self.severity.value,
+                self.title,
+                self.description,
+                self.app_id,
+                "1" if self.generate_alert else "0",
+                exp,
+            )
+        )
+
+
+class EventAction(StrEnum):
+    """What happened to one network connection or DNS answer on an endpoint."""
+
+    ALLOWED = "allowed"
+    BLOCKED = "blocked"
+    WARNED = "warned"
+    BYPASSED = "bypassed"
+    AUDITED = "audited"
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEvent:
+    """One DNS answer or proxied connection seen by a shim front end.
+
+    Front ends fill what they know (the domain, the verdict, the bytes); the event reporter adds
+    the device context (device id, hostname, user, local IP) before spooling it.
+    """
+
+    time: dt.datetime
+    source: str
+    """Which front end saw it: "dns" or "proxy"."""
+    domain: str
+    action: EventAction
+    indicator: str = ""
+    app_id: str = ""
+    dest_ip: str = ""
+    dest_port: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    user: str = ""
+    client_ip: str = ""
