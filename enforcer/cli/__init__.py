@@ -1,0 +1,64 @@
+"""The `enforcer` command. One module per command group; errors are rendered here, once."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from enforcer import __version__
+from enforcer.catalog import CatalogError, UnknownAppError
+from enforcer.cli import catalog, daemon, indicators, plan, policy
+from enforcer.errors import EnforcerError, PolicySetError
+
+app = typer.Typer(
+    name="enforcer",
+    help="Find the cloud apps your devices use and block the ones you decided against.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+plan.register(app)
+daemon.register(app)
+app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled and custom apps).")
+app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")
+app.add_typer(policy.app, name="policy", help="Validate policy files; print their JSON Schema.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"enforcer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Enforcer: policy-as-code for cloud apps, enforced on every endpoint."""
+
+
+def main() -> None:
+    """Entry point: run the CLI and render Enforcer's own errors for humans (exit code 1)."""
+    try:
+        app(standalone_mode=False)
+    except PolicySetError as exc:
+        for err in exc.errors:
+            typer.echo(f"error: {err}", err=True)
+        typer.echo(f"{len(exc.errors)} error(s): the policy set was refused as a whole.", err=True)
+        sys.exit(1)
+    except (EnforcerError, CatalogError, UnknownAppError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except Exception as exc:  # click's usage errors carry their own rendering
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+            sys.exit(getattr(exc, "exit_code", 2))
+        raise

@@ -1,0 +1,39 @@
+"""`enforcer daemon`: keep the store reconciled with the policy directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from enforcer import logs
+from enforcer.cli._common import POLICIES_OPTION, settings
+from enforcer.daemon import Daemon
+from enforcer.store.engine import open_store
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon)
+
+
+def daemon(
+    policies: Path | None = POLICIES_OPTION,
+    interval: float | None = typer.Option(None, "--interval", help="Seconds between reconcile ticks."),
+    once: bool = typer.Option(False, "--once", help="Run one reconcile tick and exit."),
+) -> None:
+    """Reconcile the store with the policy directory, continuously (logs JSON lines)."""
+    cfg = settings()
+    updates: dict[str, object] = {}
+    if policies is not None:
+        updates["policy_dir"] = policies
+    if interval is not None:
+        updates["reconcile_interval"] = interval
+    cfg = cfg.model_copy(update=updates)
+    logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
+    worker = Daemon(cfg, open_store(cfg.database_url))
+    if once:
+        result = worker.reconcile_tick()
+        raise typer.Exit(1 if result.outcome in ("policy_error", "store_error") else 0)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    worker.run()

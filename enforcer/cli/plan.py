@@ -1,0 +1,218 @@
+"""`enforcer plan`, `enforcer apply`, `enforcer explain`: the policy-to-store workflow."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from enforcer.catalog import load_catalog
+from enforcer.cli._common import POLICIES_OPTION, policy_dir, store
+from enforcer.engine import apply as apply_plan
+from enforcer.engine import load_desired, make_plan
+from enforcer.errors import EnforcerError, PolicySetError
+from enforcer.matcher import MatchEntry, Matcher, normalize
+from enforcer.models import ALL_DEVICES
+from enforcer.plan import Plan
+from enforcer.render import RENDERERS, render_text
+from enforcer.store.indicators import covering
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
+    app.command("apply")(apply)
+    app.command("explain")(explain)
+
+
+def plan(
+    policies: Path | None = POLICIES_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    fmt: Format = typer.Option(Format.text, "--format", help="text, json or markdown."),
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Save the plan to this file for `enforcer apply`."),
+) -> None:
+    """Show what applying the policy set would change in the store (a dry run)."""
+    try:
+        the_plan = make_plan(store(), load_desired(policy_dir(policies)))
+    except EnforcerError:
+        if detailed_exitcode:
+            _render_error_and_exit()
+        raise
+    chosen = Format.json if as_json else fmt
+    if chosen is Format.text:
+        typer.echo(render_text(the_plan, color=sys.stdout.isatty()))
+    else:
+        typer.echo(RENDERERS[chosen.value](the_plan))
+    if out is not None:
+        out.write_text(the_plan.to_json())
+        if chosen is Format.text:
+            typer.echo(f"\nSaved the plan to {out}. Apply exactly it with: enforcer apply {out}")
+    if detailed_exitcode:
+        raise typer.Exit(2 if the_plan.has_changes else 0)
+
+
+def _render_error_and_exit() -> None:
+    exc = sys.exc_info()[1]
+    if isinstance(exc, PolicySetError):
+        for err in exc.errors:
+            typer.echo(f"error: {err}", err=True)
+    else:
+        typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+def _read_plan_file(path: Path) -> Plan:
+    try:
+        return Plan.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="PLANFILE") from exc
+
+
+def apply(
+    planfile: Path | None = typer.Argument(None, help="A plan saved by `enforcer plan --out`."),
+    policies: Path | None = POLICIES_OPTION,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
+) -> None:
+    """Apply the policy set (or a saved plan) to the store, in one transaction."""
+    engine = store()
+    the_plan = (
+        _read_plan_file(planfile) if planfile else make_plan(engine, load_desired(policy_dir(policies)))
+    )
+    typer.echo(render_text(the_plan, color=sys.stdout.isatty()))
+    if not the_plan.has_changes:
+        # Still record tags and device groups (they are not part of the revision feed).
+        apply_plan(engine, the_plan, actor="cli")
+        return
+    if not yes and not typer.confirm("\nApply these changes?", default=False):
+        raise typer.Abort()
+    revision = apply_plan(engine, the_plan, actor="cli")
+    typer.echo(f"\nApplied. The store is at revision {revision}.")
+
+
+def explain(
+    domain: str = typer.Argument(..., help="A domain name, e.g. www.dropbox.com."),
+    group: str = typer.Option(ALL_DEVICES, "--group", help="Explain for a device in this device group."),
+    policies: Path | None = POLICIES_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+) -> None:
+    """Say whether a domain is blocked, by which indicator, app, policy file and line."""
+    try:
+        name = normalize(domain)
+    except (ValueError, UnicodeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="DOMAIN") from exc
+    scopes = {ALL_DEVICES, group}
+    with store().connect() as conn:
+        stored = [s for s in covering(conn, name) if s.indicator.scope in scopes]
+    matcher = Matcher(MatchEntry(s.indicator.value, s.indicator.action, s.indicator.app_id) for s in stored)
+    verdict = matcher.verdict(name)
+    deciding = [s for s in stored if s.indicator.value == verdict.indicator]
+    report: dict[str, Any] = {
+        "domain": name,
+        "group": group or None,
+        "action": verdict.action.value if verdict.action else None,
+        "blocked": verdict.blocked,
+        "indicator": verdict.indicator or None,
+        "indicators": [
+            {
+                "id": s.id,
+                "source": s.source,
+                "indicatorValue": s.indicator.value,
+                "action": s.indicator.action.value,
+                "scope": s.indicator.scope or None,
+                "app": s.indicator.app_id or None,
+                "decides": s in deciding,
+            }
+            for s in stored
+        ],
+        "apps": [],
+        "policy": None,
+    }
+    catalog = load_catalog()
+    for app in catalog.apps_for_domain(name):
+        report["apps"].append({"id": app.id, "name": app.name, "category": app.category, "risk": app.score})
+    report["policy"] = _policy_view(policy_dir(policies), name, scopes)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(_explain_text(report))
+
+
+def _policy_view(directory: Path, name: str, scopes: set[str]) -> dict[str, Any] | None:
+    """What the policy files (as they are now) say about the name, if they load."""
+    try:
+        desired = load_desired(directory)
+    except EnforcerError as exc:
+        return {"error": str(exc)}
+    candidates = [name, *_parents(name)]
+    for value in candidates:
+        for scope in sorted(scopes):
+            ind = desired.indicators.get((scope, value))
+            if ind is not None:
+                origin, how = desired.origin_of(ind)
+                return {
+                    "indicatorValue": value,
+                    "action": ind.action.value,
+                    "scope": scope or None,
+                    "app": ind.app_id or None,
+                    "origin": str(origin) if origin else None,
+                    "reason": how,
+                }
+    conflicts = [c for c in desired.conflicts if c.domain in candidates]
+    if conflicts:
+        c = conflicts[0]
+        return {"conflict": f"{c.domain} would be {c.action.value} for app {c.app_id} ({c.origin}) "
+                            f"but also serves sanctioned {', '.join(c.sanctioned_apps)}"}
+    return {}
+
+
+def _parents(name: str) -> list[str]:
+    out = []
+    while "." in name:
+        name = name.split(".", 1)[1]
+        out.append(name)
+    return out
+
+
+def _explain_text(report: dict[str, Any]) -> str:
+    lines = []
+    name = report["domain"]
+    if report["action"] is None:
+        lines.append(f"{name}: not governed (no indicator in the store matches it or a parent).")
+    else:
+        verb = "BLOCKED" if report["blocked"] else report["action"].upper()
+        lines.append(f"{name}: {verb} by indicator {report['indicator']} ({report['action']}).")
+    for item in report["indicators"]:
+        mark = "*" if item["decides"] else " "
+        lines.append(
+            f"  {mark} {item['indicatorValue']} {item['action']} [{item['source']}, "
+            f"{item['scope'] or 'all devices'}] app={item['app'] or '-'} id={item['id']}"
+        )
+    for app in report["apps"]:
+        lines.append(f"  app: {app['name']} ({app['id']}), {app['category']}, risk {app['risk']:.1f}/10")
+    policy = report["policy"] or {}
+    if "error" in policy:
+        lines.append(f"  policy: the policy set does not load: {policy['error']}")
+    elif "conflict" in policy:
+        lines.append(f"  policy: conflict: {policy['conflict']}")
+    elif policy:
+        lines.append(
+            f"  policy: {policy['indicatorValue']} {policy['action']} — {policy['reason']}"
+            + (f" at {policy['origin']}" if policy.get("origin") else "")
+        )
+        if policy["action"] != report["action"] or policy["indicatorValue"] != report["indicator"]:
+            lines.append("  note: the store differs from the policy files; run `enforcer plan`.")
+    else:
+        lines.append("  policy: no policy entry covers this name.")
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""`enforcer daemon`: APScheduler wiring. Which job runs when; the work itself is `enforcer.engine`.
+
+Jobs: ``reconcile`` (every `reconcile_interval` seconds, and at once when a policy file changes),
+``expire`` (every `expire_interval` seconds). Only the leader (see `enforcer.store.lock`) applies.
+A policy set with errors is logged once and skipped: the last good state stays in force.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from enforcer.config import Settings
+from enforcer.engine import apply, load_state, make_plan
+from enforcer.errors import PolicySetError, StalePlanError
+from enforcer.expand import expand
+from enforcer.policy.loader import directory_digest
+from enforcer.store.indicators import current_revision, expire
+from enforcer.store.lock import LeaderLock
+
+log = structlog.get_logger("enforcer.daemon")
+
+
+@dataclass
+class TickResult:
+    """What one reconcile tick did (for tests and logs)."""
+
+    outcome: str
+    """standby, unchanged, policy_error, no_changes, applied, store_error."""
+    revision: int = 0
+    changes: int = 0
+
+
+class Daemon:
+    """The reconcile loop's state between ticks: the last good policy digest and revision."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.lock = LeaderLock(engine)
+        self._last: tuple[str, int] | None = None
+        self._next_expiry: dt.datetime | None = None
+        self._failed_digest: str | None = None
+        self._tick_lock = threading.Lock()
+        self.stop_event = threading.Event()
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def reconcile_tick(self, now: dt.datetime | None = None) -> TickResult:
+        """Reload the policy set and apply it if anything changed. Never raises."""
+        with self._tick_lock:
+            try:
+                return self._reconcile(now or dt.datetime.now(dt.UTC))
+            except SQLAlchemyError as exc:
+                log.error("store_unavailable", error=str(exc).splitlines()[0])
+                self.lock.release()
+                return TickResult("store_error")
+
+    def _reconcile(self, now: dt.datetime) -> TickResult:
+        if not self.lock.acquire():
+            log.debug("standby", reason="another daemon holds the leader lock")
+            return TickResult("standby")
+        policy_dir = self.settings.policy_dir
+        if self.settings.policy_git_pull:
+            self._git_pull(policy_dir)
+        try:
+            digest = directory_digest(policy_dir)
+        except (OSError, PolicySetError) as exc:
+            log.error("policy_unreadable", policy_dir=str(policy_dir), error=str(exc))
+            return TickResult("policy_error")
+        with self.engine.connect() as conn:
+            revision = current_revision(conn)
+        expired = self._next_expiry is not None and now >= self._next_expiry
+        if self._last == (digest, revision) and not expired:
+            return TickResult("unchanged", revision)
+        try:
+            state = load_state(policy_dir, now=now)
+        except PolicySetError as exc:
+            if self._failed_digest != digest:
+                log.error(
+                    "policy_rejected",
+                    errors=[e.as_dict() for e in exc.errors],
+                    message="the policy set has errors; the last good state stays in force",
+                )
+                self._failed_digest = digest
+            return TickResult("policy_error", revision)
+        self._failed_digest = None
+        desired = expand(state)
+        for attempt in range(2):
+            plan = make_plan(self.engine, desired)
+            try:
+                revision = apply(self.engine, plan, actor="daemon")
+                break
+            except StalePlanError:
+                if attempt:
+                    raise
+        self._last = (digest, revision)
+        self._next_expiry = _next_expiry(state, now)
+        if not plan.has_changes:
+            return TickResult("no_changes", revision)
+        counts = {a.name.lower(): n for a, n in plan.counts.items()}
+        log.info(
+            "plan_applied",
+            revision=revision,
+            **counts,
+            conflicts=len(plan.conflicts),
+            policy_digest=digest[:12],
+            apps=sorted({c.app_id for c in plan.changes if c.app_id})[:50],
+        )
+        return TickResult("applied", revision, len(plan.changes))
+
+    def expire_tick(self, now: dt.datetime | None = None) -> int:
+        """Delete indicators whose expirationTime has passed (leader only). Never raises."""
+        if not self.lock.acquire():
+            return 0
+        try:
+            count, revision = expire(self.engine, now or dt.datetime.now(dt.UTC))
+        except SQLAlchemyError as exc:
+            log.error("store_unavailable", job="expire", error=str(exc).splitlines()[0])
+            return 0
+        if count:
+            log.info("indicators_expired", count=count, revision=revision)
+        return count
+
+    def _git_pull(self, policy_dir: Path) -> None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(policy_dir), "pull", "--ff-only", "--quiet"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("git_pull_failed", error=str(exc))
+            return
+        if done.returncode:
+            log.error("git_pull_failed", error=done.stderr.strip()[:500])
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT; the running job finishes before the process exits."""
+        scheduler = BackgroundScheduler(timezone=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        scheduler.add_job(
+            self.reconcile_tick, "interval", seconds=self.settings.reconcile_interval,
+            id="reconcile", next_run_time=now, max_instances=1, coalesce=True,
+        )  # fmt: skip
+        scheduler.add_job(
+            self.expire_tick, "interval", seconds=self.settings.expire_interval,
+            id="expire", max_instances=1, coalesce=True,
+        )  # fmt: skip
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        log.info(
+            "daemon_started",
+            policy_dir=str(self.settings.policy_dir),
+            store=self.engine.url.render_as_string(hide_password=True),
+            reconcile_interval=self.settings.reconcile_interval,
+            watch=self.settings.watch_policies,
+        )
+        scheduler.start()
+        if self.settings.watch_policies:
+            threading.Thread(target=self._watch, args=(scheduler,), name="policy-watch", daemon=True).start()
+        self.stop_event.wait()
+        log.info("daemon_stopping")
+        scheduler.shutdown(wait=True)
+        self.lock.release()
+        log.info("daemon_stopped")
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def _watch(self, scheduler: BackgroundScheduler) -> None:
+        """Trigger a reconcile as soon as a policy file changes (no waiting for the next tick)."""
+        from watchfiles import watch
+
+        directory = self.settings.policy_dir
+        try:
+            for _changes in watch(directory, stop_event=self.stop_event, debounce=50, step=20):
+                log.info("policy_changed", policy_dir=str(directory))
+                scheduler.modify_job("reconcile", next_run_time=dt.datetime.now(dt.UTC))
+        except (OSError, RuntimeError) as exc:
+            log.warning("policy_watch_stopped", error=str(exc))
+
+
+def _next_expiry(state: Any, now: dt.datetime) -> dt.datetime | None:
+    """The next time an exception or allow entry of the policy set expires."""
+    times = [e.item.expires for e in state.policy.exceptions if e.item.expires > now]
+    times += [a.item.expires for a in state.policy.allow if a.item.expires and a.item.expires > now]
+    return min(times) if times else None

@@ -1,0 +1,48 @@
+"""The pipeline, start to end: policy files -> desired state -> plan against the store -> apply.
+
+Thin glue between the pure core (`compile_policy`, `expand`, `reconcile`) and the store; the CLI,
+the daemon and the API all call these functions and nothing deeper.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from enforcer.catalog import Catalog, load_catalog
+from enforcer.expand import DesiredState, expand
+from enforcer.plan import Plan, digest_indicators
+from enforcer.policy.evaluate import SanctionState, compile_policy
+from enforcer.policy.loader import load_policy_files
+from enforcer.reconcile import reconcile
+from enforcer.store.indicators import apply_plan, read_actual
+
+
+def load_state(
+    policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
+) -> SanctionState:
+    """Read and check the policy set; raises PolicySetError listing every problem."""
+    policy = load_policy_files(policy_dir)
+    return compile_policy(policy, catalog or load_catalog(), now or dt.datetime.now(dt.UTC))
+
+
+def load_desired(
+    policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
+) -> DesiredState:
+    """The desired indicator set of a policy directory."""
+    return expand(load_state(policy_dir, now=now, catalog=catalog))
+
+
+def make_plan(engine: Engine, desired: DesiredState) -> Plan:
+    """Plan the changes from the store's current state to `desired` (reads only what differs)."""
+    digest = digest_indicators(desired.indicators.values())
+    with engine.connect() as conn:
+        actual = read_actual(conn, digest.buckets)
+    return reconcile(desired, actual, digest)
+
+
+def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:
+    """Apply a plan atomically; returns the store's revision afterwards."""
+    return apply_plan(engine, plan, actor=actor)

@@ -1,0 +1,298 @@
+"""Rules to decisions: which tag each app has in each scope, and which line of which file said so.
+
+`compile_policy` checks the policy set against the catalog (unknown apps and groups, duplicate
+entries, custom-app collisions: every error at once) and evaluates precedence:
+
+1. an unexpired exception for the app in that scope,
+2. an explicit ``apps`` entry for the app in that scope,
+3. the first matching rule for that scope (files in name order, rules in file order).
+
+A decision in one scope never leaks into another; docs/policy.md explains how scopes combine on a
+device that is in several of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from enforcer.catalog import CATEGORIES, App, Catalog, CatalogError
+from enforcer.errors import Location, PolicyError, PolicySetError
+from enforcer.matcher import normalize
+from enforcer.models import ALL_DEVICES, Action, Severity, Tag
+from enforcer.policy.loader import Located, PolicySet
+from enforcer.policy.schema import AppEntry, Rule, TagDefaults
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One app's tag in one scope, with what it turns into and why."""
+
+    app_id: str
+    scope: str
+    tag: Tag
+    action: Action | None
+    """None for sanctioned apps: they produce no indicator of their own."""
+    severity: Severity
+    generate_alert: bool
+    expires: dt.datetime | None
+    origin: Location
+    reason: str
+    """Human text: which kind of entry decided ("apps entry", "rule 'x'", "exception until ...")."""
+
+
+@dataclass(frozen=True)
+class SanctionState:
+    """The desired sanction state: every decision, the catalog it refers to and the policy set."""
+
+    decisions: Mapping[tuple[str, str], Decision]
+    catalog: Catalog
+    policy: PolicySet
+    now: dt.datetime
+
+    def for_app(self, app_id: str) -> list[Decision]:
+        return [d for (a, _), d in sorted(self.decisions.items()) if a == app_id]
+
+
+def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> SanctionState:
+    """Validate the policy set against the catalog and decide every (app, scope)."""
+    errors: list[PolicyError] = []
+    full_catalog = _with_custom_apps(policy, catalog, errors)
+    _check_groups(policy, errors)
+    _check_references(policy, full_catalog, errors)
+    _check_domains(policy, errors)
+    explicit = _explicit_entries(policy, errors)
+    if errors:
+        raise PolicySetError(errors)
+
+    decisions: dict[tuple[str, str], Decision] = {}
+    exceptions = _active_exceptions(policy, now)
+    for app in full_catalog:
+        for scope in _scopes_mentioned(policy):
+            decision = (
+                exceptions.get((app.id, scope))
+                or _from_entry(explicit.get((app.id, scope)), policy, scope)
+                or _from_rules(app, policy, scope)
+            )
+            if decision is not None:
+                decisions[(app.id, scope)] = decision
+    return SanctionState(decisions=decisions, catalog=full_catalog, policy=policy, now=now)
+
+
+def _scopes(scope: list[str]) -> list[str]:
+    return list(scope) if scope else [ALL_DEVICES]
+
+
+def _scopes_mentioned(policy: PolicySet) -> list[str]:
+    found = {ALL_DEVICES}
+    for section in (policy.apps, policy.rules, policy.exceptions):
+        for located in section:
+            found.update(_scopes(located.item.scope))
+    return sorted(found)
+
+
+def _with_custom_apps(policy: PolicySet, catalog: Catalog, errors: list[PolicyError]) -> Catalog:
+    seen: dict[str, Location] = {}
+    customs: list[App] = []
+    for located in policy.custom_apps:
+        app = located.item
+        if app.id in catalog:
+            errors.append(
+                PolicyError(located.at, "custom_apps.id", f"{app.id!r} is a bundled catalog app")
+            )
+        elif app.id in seen:
+            errors.append(
+                PolicyError(located.at, "custom_apps.id", f"{app.id!r} already defined at {seen[app.id]}")
+            )
+        else:
+            seen[app.id] = located.at
+            customs.append(app.model_copy(update={"custom": True}))
+    try:
+        return catalog.with_custom(customs)
+    except CatalogError as exc:
+        errors.append(PolicyError(policy.custom_apps[0].at, "custom_apps", str(exc)))
+        return catalog
+
+
+def _check_groups(policy: PolicySet, errors: list[PolicyError]) -> None:
+    declared: dict[str, Location] = {}
+    for located in policy.device_groups:
+        name = located.item.name
+        if name in declared:
+            errors.append(
+                PolicyError(located.at, "device_groups.name", f"{name!r} already declared at {declared[name]}")
+            )
+        declared[name] = located.at
+    sections: Iterable[tuple[str, tuple[Located[AppEntry], ...] | tuple[Located[Rule], ...] | tuple]] = (
+        ("apps", policy.apps),
+        ("rules", policy.rules),
+        ("exceptions", policy.exceptions),
+        ("allow", policy.allow),
+    )
+    for section, entries in sections:
+        for located in entries:
+            for group in located.item.scope:
+                if group not in declared:
+                    errors.append(
+                        PolicyError(
+                            located.at,
+                            f"{section}.scope",
+                            f"device group {group!r} is not declared in any device_groups section"
+                            + _suggest(group, declared),
+                        )
+                    )
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_references(policy: PolicySet, catalog: Catalog, errors: list[PolicyError]) -> None:
+    ids = [app.id for app in catalog]
+    for section, entries in (("apps", policy.apps), ("exceptions", policy.exceptions)):
+        for located in entries:
+            if located.item.app not in catalog:
+                errors.append(
+                    PolicyError(
+                        located.at,
+                        f"{section}.app",
+                        f"unknown app {located.item.app!r}" + _suggest(located.item.app, ids),
+                    )
+                )
+    for rule in policy.rules:
+        for category in rule.item.categories:
+            if category not in CATEGORIES:
+                errors.append(
+                    PolicyError(
+                        rule.at,
+                        "rules.category",
+                        f"unknown category {category!r}" + _suggest(category, CATEGORIES),
+                    )
+                )
+        for app_id in rule.item.except_:
+            if app_id not in catalog:
+                errors.append(
+                    PolicyError(rule.at, "rules.except", f"unknown app {app_id!r}" + _suggest(app_id, ids))
+                )
+        lo, hi = rule.item.min_risk, rule.item.max_risk
+        if lo is not None and hi is not None and lo > hi:
+            errors.append(PolicyError(rule.at, "rules.min_risk", "min_risk is above max_risk"))
+        if not rule.item.categories and lo is None and hi is None:
+            errors.append(
+                PolicyError(rule.at, "rules", "a rule needs a category, min_risk or max_risk")
+            )
+
+
+def _check_domains(policy: PolicySet, errors: list[PolicyError]) -> None:
+    for section, entries in (("allow", policy.allow), ("conflicts", policy.conflicts)):
+        for located in entries:
+            try:
+                normalize(located.item.domain)
+            except (ValueError, UnicodeError):
+                errors.append(
+                    PolicyError(
+                        located.at, f"{section}.domain", f"{located.item.domain!r} is not a domain name"
+                    )
+                )
+
+
+def _explicit_entries(
+    policy: PolicySet, errors: list[PolicyError]
+) -> dict[tuple[str, str], Located[AppEntry]]:
+    found: dict[tuple[str, str], Located[AppEntry]] = {}
+    for located in policy.apps:
+        for scope in _scopes(located.item.scope):
+            key = (located.item.app, scope)
+            if key in found:
+                where = "all devices" if scope == ALL_DEVICES else f"scope {scope!r}"
+                errors.append(
+                    PolicyError(
+                        located.at,
+                        "apps.app",
+                        f"{located.item.app!r} for {where} is already tagged at {found[key].at}",
+                    )
+                )
+            else:
+                found[key] = located
+    return found
+
+
+def _active_exceptions(policy: PolicySet, now: dt.datetime) -> dict[tuple[str, str], Decision]:
+    active: dict[tuple[str, str], Decision] = {}
+    for located in policy.exceptions:
+        exc = located.item
+        if exc.expires <= now:
+            continue
+        defaults = _tag_defaults(policy, exc.tag)
+        for scope in _scopes(exc.scope):
+            active.setdefault(
+                (exc.app, scope),
+                Decision(
+                    app_id=exc.app,
+                    scope=scope,
+                    tag=exc.tag,
+                    action=Action.from_policy(defaults.action) if defaults else None,
+                    severity=Severity.parse(defaults.severity) if defaults else Severity.INFORMATIONAL,
+                    generate_alert=defaults.generate_alert if defaults else False,
+                    expires=exc.expires,
+                    origin=located.at,
+                    reason=f"exception until {exc.expires:%Y-%m-%d %H:%M} UTC: {exc.reason}",
+                ),
+            )
+    return active
+
+
+def _tag_defaults(policy: PolicySet, tag: Tag) -> TagDefaults | None:
+    if tag is Tag.UNSANCTIONED:
+        return policy.defaults.unsanctioned
+    if tag is Tag.MONITORED:
+        return policy.defaults.monitored
+    return None
+
+
+def _decide(
+    app_id: str,
+    scope: str,
+    entry: AppEntry | Rule,
+    policy: PolicySet,
+    origin: Location,
+    reason: str,
+) -> Decision:
+    defaults = _tag_defaults(policy, entry.tag)
+    action: Action | None = None
+    severity = Severity.INFORMATIONAL
+    alert = False
+    if defaults is not None:
+        action = Action.from_policy(entry.action or defaults.action)
+        severity = Severity.parse(entry.severity or defaults.severity)
+        alert = defaults.generate_alert if entry.generate_alert is None else entry.generate_alert
+    return Decision(app_id, scope, entry.tag, action, severity, alert, None, origin, reason)
+
+
+def _from_entry(
+    located: Located[AppEntry] | None, policy: PolicySet, scope: str
+) -> Decision | None:
+    if located is None:
+        return None
+    return _decide(located.item.app, scope, located.item, policy, located.at, "apps entry")
+
+
+def _from_rules(app: App, policy: PolicySet, scope: str) -> Decision | None:
+    for located in policy.rules:
+        rule = located.item
+        if scope in _scopes(rule.scope) and _rule_matches(rule, app):
+            return _decide(app.id, scope, rule, policy, located.at, f"rule {rule.name!r}")
+    return None
+
+
+def _rule_matches(rule: Rule, app: App) -> bool:
+    if app.id in rule.except_:
+        return False
+    if rule.categories and app.category not in rule.categories:
+        return False
+    if rule.min_risk is not None and app.score < rule.min_risk:
+        return False
+    return not (rule.max_risk is not None and app.score > rule.max_risk)

@@ -1,0 +1,260 @@
+"""Read a policy directory: YAML with line numbers, every error collected, nothing half-loaded.
+
+`load_policy_files` checks each file against the schema and returns a `PolicySet` whose every
+entry carries its `Location`; `PolicySetError` lists *all* problems of all files at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from enforcer.catalog import App
+from enforcer.errors import Location, PolicyError, PolicySetError
+from enforcer.policy.schema import (
+    AllowEntry,
+    AppEntry,
+    ConflictResolution,
+    Defaults,
+    DeviceGroup,
+    Exception_,
+    PolicyFile,
+    Rule,
+)
+
+T = TypeVar("T")
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Located(Generic[T]):
+    """A policy entry and where it was written."""
+
+    item: T
+    at: Location
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """Every policy file of a directory, merged, each entry with its location."""
+
+    files: tuple[str, ...] = ()
+    digest: str = ""
+    """SHA-256 over the files' names and contents: equal digests mean an unchanged policy set."""
+    defaults: Defaults = field(default_factory=Defaults)
+    defaults_at: Location | None = None
+    device_groups: tuple[Located[DeviceGroup], ...] = ()
+    apps: tuple[Located[AppEntry], ...] = ()
+    rules: tuple[Located[Rule], ...] = ()
+    exceptions: tuple[Located[Exception_], ...] = ()
+    allow: tuple[Located[AllowEntry], ...] = ()
+    conflicts: tuple[Located[ConflictResolution], ...] = ()
+    custom_apps: tuple[Located[App], ...] = ()
+
+    @property
+    def group_names(self) -> frozenset[str]:
+        return frozenset(g.item.name for g in self.device_groups)
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The policy files of a directory tree, in a stable order; hidden directories are skipped."""
+    if not directory.is_dir():
+        raise PolicySetError(
+            [PolicyError(Location(str(directory)), "", "policy directory does not exist")]
+        )
+    found = [
+        p
+        for p in directory.rglob("*")
+        if p.suffix in POLICY_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    ]
+    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def directory_digest(directory: Path) -> str:
+    """Digest of the policy files' names and bytes: cheap change detection for the daemon."""
+    h = hashlib.sha256()
+    for path in policy_files(directory):
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def load_policy_files(directory: Path, *, display_root: Path | None = None) -> PolicySet:
+    """Load and schema-check every policy file below `directory`.
+
+    File names in errors and locations are shown relative to `display_root` (default: the
+    directory's parent, so errors read ``policies/apps.yaml:12``).
+    """
+    root = display_root if display_root is not None else directory.parent
+    errors: list[PolicyError] = []
+    merged = _Merged()
+    digest = hashlib.sha256()
+    paths = policy_files(directory)
+    for path in paths:
+        name = _display(path, root)
+        data = path.read_bytes()
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + data + b"\0")
+        parsed = _parse_file(name, data, errors)
+        if parsed is not None:
+            merged.add(name, *parsed, errors=errors)
+    if errors:
+        raise PolicySetError(errors)
+    return merged.freeze(tuple(_display(p, root) for p in paths), digest.hexdigest())
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _parse_file(
+    name: str, data: bytes, errors: list[PolicyError]
+) -> tuple[PolicyFile, CommentedMap] | None:
+    yaml = YAML(typ="rt")
+    try:
+        tree = yaml.load(data)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        problem = exc.problem or exc.context or "invalid YAML"
+        errors.append(PolicyError(Location(name, line), "", f"YAML syntax: {problem}"))
+        return None
+    except (YAMLError, UnicodeDecodeError) as exc:
+        errors.append(PolicyError(Location(name), "", f"YAML syntax: {exc}"))
+        return None
+    if tree is None:
+        tree = CommentedMap()
+    if not isinstance(tree, CommentedMap):
+        errors.append(
+            PolicyError(Location(name, 1), "", "a policy file must be a mapping of sections")
+        )
+        return None
+    try:
+        return PolicyFile.model_validate(_plain(tree)), tree
+    except ValidationError as exc:
+        errors.extend(_validation_errors(name, tree, exc))
+        return None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers as plain dicts and lists (what pydantic expects)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _validation_errors(name: str, tree: CommentedMap, exc: ValidationError) -> Iterator[PolicyError]:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line = line_of(tree, loc)
+        yield PolicyError(Location(name, line), field_path(loc), _message(err))
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """``('apps', 3, 'tag')`` as ``apps[3].tag``; pydantic's union branch names are dropped."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and not _is_type_tag(part):
+            out += f".{part}" if out else part
+    return out
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in {"str", "int", "float", "bool"} or "[" in part or part.startswith("function-")
+
+
+def line_of(tree: Any, loc: Iterable[Any]) -> int:
+    """1-based line of the deepest node of `loc` that exists in the YAML tree."""
+    line = 1
+    node = tree
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        elif isinstance(part, str) and _is_type_tag(part):
+            continue
+        else:
+            break
+    return line
+
+
+def _message(err: Any) -> str:
+    kind = err.get("type", "")
+    given = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind in ("enum", "literal_error") and "expected" in ctx:
+        expected = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
+        return f"{given!r} is not one of {expected}"
+    if kind == "extra_forbidden":
+        return "unknown field (check its spelling against docs/policy.md)"
+    if kind == "missing":
+        return "required field is missing"
+    return str(err.get("msg", "invalid value"))
+
+
+class _Merged:
+    """Accumulates the sections of several files, keeping each entry's location."""
+
+    def __init__(self) -> None:
+        self.defaults: Defaults | None = None
+        self.defaults_at: Location | None = None
+        self.sections: dict[str, list[Located[Any]]] = {
+            "device_groups": [],
+            "apps": [],
+            "rules": [],
+            "exceptions": [],
+            "allow": [],
+            "conflicts": [],
+            "custom_apps": [],
+        }
+
+    def add(
+        self, name: str, policy: PolicyFile, tree: CommentedMap, *, errors: list[PolicyError]
+    ) -> None:
+        if policy.defaults is not None:
+            here = Location(name, line_of(tree, ("defaults",)))
+            if self.defaults_at is not None:
+                errors.append(
+                    PolicyError(here, "defaults", f"defaults are already set at {self.defaults_at}")
+                )
+            else:
+                self.defaults, self.defaults_at = policy.defaults, here
+        for section, entries in self.sections.items():
+            items: list[BaseModel] = getattr(policy, section)
+            for index, item in enumerate(items):
+                entries.append(Located(item, Location(name, line_of(tree, (section, index)))))
+
+    def freeze(self, files: tuple[str, ...], digest: str) -> PolicySet:
+        s = self.sections
+        return PolicySet(
+            files=files,
+            digest=digest,
+            defaults=self.defaults or Defaults(),
+            defaults_at=self.defaults_at,
+            device_groups=tuple(s["device_groups"]),
+            apps=tuple(s["apps"]),
+            rules=tuple(s["rules"]),
+            exceptions=tuple(s["exceptions"]),
+            allow=tuple(s["allow"]),
+            conflicts=tuple(s["conflicts"]),
+            custom_apps=tuple(s["custom_apps"]),
+        )

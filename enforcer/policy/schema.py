@@ -1,0 +1,161 @@
+"""The policy file format (version 1) as pydantic models; `policy.schema.json` is generated from it.
+
+A policy file is a YAML mapping with any of these sections::
+
+    version: 1
+    device_groups: [{name, description}]
+    defaults: {unsanctioned: {action, severity, generate_alert}, monitored: {...}}
+    apps:        [{app, tag, action?, severity?, generate_alert?, scope?, reason?}]
+    rules:       [{name, category?, min_risk?, max_risk?, tag, except?, action?, ..., scope?}]
+    exceptions:  [{app, tag?, scope?, expires, reason}]
+    allow:       [{domain, scope?, expires?, reason?}]
+    conflicts:   [{domain, resolve: block | allow, reason?}]
+    custom_apps: [catalog App entries]
+
+Precedence for one app in one scope: an unexpired exception, then an explicit ``apps`` entry, then
+the first matching rule (files in name order, rules in file order). See docs/policy.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from enforcer.catalog import App
+from enforcer.models import Tag
+
+PolicyAction = Literal["block", "warn", "audit", "alert"]
+SeverityWord = Literal["informational", "low", "medium", "high"]
+GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+AppId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceGroup(_Strict):
+    """A named set of devices that indicators can be scoped to (Defender's device group)."""
+
+    name: GroupName
+    description: str = ""
+
+
+class TagDefaults(_Strict):
+    """What a tag turns into when an entry does not say."""
+
+    action: PolicyAction
+    severity: SeverityWord = "medium"
+    generate_alert: bool = False
+
+
+def _default_unsanctioned() -> TagDefaults:
+    return TagDefaults(action="block", severity="medium")
+
+
+def _default_monitored() -> TagDefaults:
+    return TagDefaults(action="audit", severity="informational")
+
+
+class Defaults(_Strict):
+    """Organisation-wide defaults; at most one file of the set may declare them."""
+
+    unsanctioned: TagDefaults = Field(default_factory=_default_unsanctioned)
+    monitored: TagDefaults = Field(default_factory=_default_monitored)
+
+
+class _Enforcement(_Strict):
+    action: PolicyAction | None = None
+    """Overrides the tag's default action."""
+    severity: SeverityWord | None = None
+    generate_alert: bool | None = None
+    scope: list[GroupName] = Field(default_factory=list)
+    """Device groups the entry applies to; empty means every device."""
+    reason: str = ""
+
+
+class AppEntry(_Enforcement):
+    """An explicit tag for one catalog (or custom) app."""
+
+    app: AppId
+    tag: Tag
+
+
+class Rule(_Enforcement):
+    """Tag every app that matches a category and/or a risk range, except the listed apps."""
+
+    name: str = Field(min_length=1)
+    category: list[str] | str | None = None
+    min_risk: float | None = Field(default=None, ge=0, le=10)
+    max_risk: float | None = Field(default=None, ge=0, le=10)
+    tag: Tag
+    except_: list[AppId] = Field(default_factory=list, alias="except")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        if self.category is None:
+            return ()
+        return (self.category,) if isinstance(self.category, str) else tuple(self.category)
+
+
+class Exception_(_Strict):
+    """A time-limited exception: an app gets another tag for some scope until `expires`."""
+
+    app: AppId
+    tag: Tag = Tag.SANCTIONED
+    scope: list[GroupName] = Field(default_factory=list)
+    expires: dt.datetime
+    reason: str = Field(min_length=1)
+
+    @field_validator("expires")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class AllowEntry(_Strict):
+    """A domain that is always allowed, even under a blocked parent."""
+
+    domain: str = Field(min_length=1)
+    scope: list[GroupName] = Field(default_factory=list)
+    expires: dt.datetime | None = None
+    reason: str = ""
+
+    @field_validator("expires")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class ConflictResolution(_Strict):
+    """Explicit decision for a domain shared by a sanctioned app and a blocked one."""
+
+    domain: str = Field(min_length=1)
+    resolve: Literal["block", "allow"]
+    reason: str = ""
+
+
+class PolicyFile(_Strict):
+    """One policy file. Every section is optional."""
+
+    version: Literal[1] = 1
+    device_groups: list[DeviceGroup] = Field(default_factory=list)
+    defaults: Defaults | None = None
+    apps: list[AppEntry] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    exceptions: list[Exception_] = Field(default_factory=list)
+    allow: list[AllowEntry] = Field(default_factory=list)
+    conflicts: list[ConflictResolution] = Field(default_factory=list)
+    custom_apps: list[App] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of a policy file, for editor completion and CI validation."""
+    schema = PolicyFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Enforcer policy file"
+    return schema

@@ -1,0 +1,95 @@
+"""reconcile(desired, actual) -> Plan: the pure heart of Enforcer (no I/O, no clock).
+
+`actual` holds the store's per-bucket digests and the managed indicators of the buckets whose
+digests differ from the desired ones (`enforcer.store` reads exactly those). Buckets with equal
+digests are equal and are skipped, which keeps a no-op plan over a million indicators cheap.
+Manual indicators are never part of `actual`, so reconciliation never touches them.
+"""
+
+from __future__ import annotations
+
+from enforcer.expand import DesiredState
+from enforcer.plan import (
+    ActualState,
+    BucketDigest,
+    Change,
+    ChangeAction,
+    ConflictNote,
+    DesiredDigest,
+    Key,
+    Plan,
+    bucket_of,
+    digest_indicators,
+    dirty_buckets,
+)
+from enforcer.models import Indicator
+
+
+def reconcile(
+    desired: DesiredState, actual: ActualState, digest: DesiredDigest | None = None
+) -> Plan:
+    """The changes that turn the store's managed indicators into the desired set."""
+    digest = digest or digest_indicators(desired.indicators.values())
+    dirty = dirty_buckets(digest.buckets, actual.digests)
+    if actual.loaded is not None and not dirty <= actual.loaded:
+        missing = sorted(dirty - actual.loaded)[:5]
+        raise ValueError(f"reconcile needs the store rows of buckets {missing}...")
+    actual_by_bucket: dict[int, list[Key]] = {}
+    for key in actual.rows:
+        actual_by_bucket.setdefault(bucket_of(*key), []).append(key)
+
+    reasons: dict[tuple[str, str], str] = {}
+    changes: list[Change] = []
+    wanted = desired.indicators
+    for bucket in sorted(dirty):
+        for key in digest.members.get(bucket, ()):
+            after = wanted[key]
+            before = actual.rows.get(key)
+            if before is None:
+                changes.append(Change(ChangeAction.CREATE, key, None, after, _reason(desired, after, reasons)))
+            elif before != after:
+                changes.append(Change(ChangeAction.UPDATE, key, before, after, _reason(desired, after, reasons)))
+        for key in actual_by_bucket.get(bucket, ()):
+            if key not in wanted:
+                before = actual.rows[key]
+                changes.append(Change(ChangeAction.DELETE, key, before, None, _gone(before)))
+    changes.sort(key=lambda c: (c.app_id, c.key[1], c.key[0]))
+    return Plan(
+        base_revision=actual.revision,
+        changes=tuple(changes),
+        conflicts=tuple(
+            ConflictNote(
+                domain=c.domain,
+                scope=c.scope,
+                app_id=c.app_id,
+                action=c.action.value,
+                sanctioned_apps=c.sanctioned_apps,
+                origin=str(c.origin),
+                resolution=c.resolution,
+                resolved_at=str(c.resolved_at) if c.resolved_at else None,
+            )
+            for c in desired.conflicts
+        ),
+        bucket_digests={b: digest.buckets.get(b, BucketDigest(0, 0)) for b in dirty},
+        policy_digest=desired.policy_digest,
+        collapsed=desired.collapsed,
+        desired_count=len(wanted),
+        apps=desired.apps,
+        device_groups=desired.device_groups,
+    )
+
+
+def _reason(desired: DesiredState, after: Indicator, cache: dict[tuple[str, str], str]) -> str:
+    key = (after.app_id, after.scope) if after.app_id else after.key
+    text = cache.get(key)
+    if text is None:
+        origin, how = desired.origin_of(after)
+        text = f"{how} ({origin})" if origin else how
+        cache[key] = text
+    return text
+
+
+def _gone(before: Indicator) -> str:
+    if before.app_id:
+        return f"app {before.app_id} is no longer governed here by any policy"
+    return "no longer in any policy allow entry"

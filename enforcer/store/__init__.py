@@ -1,0 +1,1 @@
+"""Indicator store: tables, engine, migrations, reads and atomic plan apply."""

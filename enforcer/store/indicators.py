@@ -1,0 +1,542 @@
+"""Reading the store and applying plans: every write is one transaction, all or nothing.
+
+Bulk paths use SQLAlchemy Core (and COPY on PostgreSQL): the ORM object path cannot move a
+million rows within the targets in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from enforcer.errors import PermanentError, StalePlanError
+from enforcer.models import MANUAL, POLICY, Action, Indicator, Severity
+from enforcer.plan import (
+    ActualState,
+    BucketDigest,
+    Change,
+    ChangeAction,
+    Key,
+    Plan,
+    bucket_of,
+    digest_indicators,
+    dirty_buckets,
+)
+from enforcer.store.tables import (
+    AppRow,
+    AppTagRow,
+    BucketDigestRow,
+    ChangeLogRow,
+    DeviceGroupRow,
+    IndicatorRow,
+    RevisionRow,
+    StoreMetaRow,
+    utcnow,
+)
+
+IND = IndicatorRow.__table__  # type: ignore[attr-defined]
+LOG = ChangeLogRow.__table__  # type: ignore[attr-defined]
+DIGEST = BucketDigestRow.__table__  # type: ignore[attr-defined]
+META = StoreMetaRow.__table__  # type: ignore[attr-defined]
+REV = RevisionRow.__table__  # type: ignore[attr-defined]
+APP = AppRow.__table__  # type: ignore[attr-defined]
+TAG = AppTagRow.__table__  # type: ignore[attr-defined]
+GROUP = DeviceGroupRow.__table__  # type: ignore[attr-defined]
+
+CHUNK = 20_000
+_SIGN = 1 << 63
+_WRAP = 1 << 64
+_IND_COLUMNS = (
+    "value", "type", "action", "severity", "scope", "title", "description", "app_id",
+    "generate_alert", "expiration_time",
+)  # fmt: skip
+
+FailPoint = Callable[[str], None]
+"""Called between the steps of an apply; tests raise from it to prove atomicity."""
+
+
+def _no_fail(_step: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIndicator:
+    """An indicator as stored, with its id and source."""
+
+    id: int
+    source: str
+    indicator: Indicator
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class UnknownIndicatorError(PermanentError):
+    """No indicator with that id (or it is not a manual one)."""
+
+
+class DuplicateIndicatorError(PermanentError):
+    """A manual indicator for that value and scope exists already."""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def current_revision(conn: Connection) -> int:
+    """The store's revision (0 for an empty store)."""
+    value = conn.execute(select(META.c.value).where(META.c.key == "revision")).scalar()
+    return int(value) if value is not None else 0
+
+
+def read_digests(conn: Connection) -> dict[int, BucketDigest]:
+    rows = conn.execute(select(DIGEST.c.bucket, DIGEST.c.digest, DIGEST.c.count))
+    return {b: BucketDigest(d % _WRAP, n) for b, d, n in rows}
+
+
+def read_actual(conn: Connection, desired: Mapping[int, BucketDigest]) -> ActualState:
+    """The store's digests, and the policy indicators of every bucket that differs from `desired`."""
+    revision = current_revision(conn)
+    digests = read_digests(conn)
+    dirty = dirty_buckets(desired, digests)
+    rows: dict[Key, Indicator] = {}
+    ordered = sorted(dirty)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        query = select(*[IND.c[c] for c in _IND_COLUMNS]).where(
+            IND.c.source == POLICY, IND.c.bucket.in_(chunk)
+        )
+        for row in conn.execute(query):
+            ind = _indicator(row)
+            rows[ind.key] = ind
+    return ActualState(revision=revision, digests=digests, rows=rows, loaded=frozenset(dirty))
+
+
+def _indicator(row: Any) -> Indicator:
+    exp = row.expiration_time
+    if exp is not None and exp.tzinfo is None:
+        exp = exp.replace(tzinfo=dt.UTC)
+    return Indicator(
+        value=row.value,
+        type=row.type,
+        action=Action(row.action),
+        severity=Severity(row.severity),
+        scope=row.scope,
+        title=row.title,
+        description=row.description,
+        app_id=row.app_id,
+        generate_alert=bool(row.generate_alert),
+        expiration=exp,
+    )
+
+
+def _stored(row: Any) -> StoredIndicator:
+    return StoredIndicator(
+        id=row.id,
+        source=row.source,
+        indicator=_indicator(row),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def list_indicators(
+    conn: Connection,
+    *,
+    source: str | None = None,
+    scope: str | None = None,
+    action: Action | None = None,
+    app_id: str | None = None,
+    contains: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[StoredIndicator]:
+    """Stored indicators, filtered and paged, in value order."""
+    query = select(IND).order_by(IND.c.value, IND.c.scope, IND.c.source)
+    query = query.where(*_filters(source, scope, action, app_id, contains))
+    return [_stored(r) for r in conn.execute(query.limit(limit).offset(offset))]
+
+
+def count_indicators(
+    conn: Connection,
+    *,
+    source: str | None = None,
+    scope: str | None = None,
+    action: Action | None = None,
+    app_id: str | None = None,
+    contains: str | None = None,
+) -> int:
+    query = select(func.count()).select_from(IND)
+    query = query.where(*_filters(source, scope, action, app_id, contains))
+    return int(conn.execute(query).scalar_one())
+
+
+def _filters(
+    source: str | None,
+    scope: str | None,
+    action: Action | None,
+    app_id: str | None,
+    contains: str | None,
+) -> list[Any]:
+    out: list[Any] = []
+    if source is not None:
+        out.append(IND.c.source == source)
+    if scope is not None:
+        out.append(IND.c.scope == scope)
+    if action is not None:
+        out.append(IND.c.action == action.value)
+    if app_id is not None:
+        out.append(IND.c.app_id == app_id)
+    if contains:
+        out.append(IND.c.value.contains(contains.lower(), autoescape=True))
+    return out
+
+
+def iter_indicators(conn: Connection) -> Iterator[StoredIndicator]:
+    """Every stored indicator, streamed (exports)."""
+    result = conn.execution_options(yield_per=CHUNK).execute(
+        select(IND).order_by(IND.c.value, IND.c.scope, IND.c.source)
+    )
+    for row in result:
+        yield _stored(row)
+
+
+def covering(conn: Connection, domain: str) -> list[StoredIndicator]:
+    """Indicators for the domain itself and each of its parents, most specific first."""
+    names = [domain]
+    while "." in names[-1]:
+        names.append(names[-1].split(".", 1)[1])
+    rows = [_stored(r) for r in conn.execute(select(IND).where(IND.c.value.in_(names)))]
+    return sorted(rows, key=lambda s: (names.index(s.indicator.value), s.source, s.indicator.scope))
+
+
+def get_indicator(conn: Connection, indicator_id: int) -> StoredIndicator:
+    row = conn.execute(select(IND).where(IND.c.id == indicator_id)).first()
+    if row is None:
+        raise UnknownIndicatorError(f"no indicator with id {indicator_id}")
+    return _stored(row)
+
+
+def read_app_tags(conn: Connection) -> list[tuple[str, str, str, str]]:
+    """(app_id, scope, tag, origin) as last applied."""
+    rows = conn.execute(select(TAG.c.app_id, TAG.c.scope, TAG.c.tag, TAG.c.origin).order_by(TAG.c.app_id))
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def revisions(conn: Connection, limit: int = 20) -> list[RevisionRow]:
+    rows = conn.execute(select(REV).order_by(REV.c.id.desc()).limit(limit))
+    return [RevisionRow.model_validate(dict(r._mapping)) for r in rows]
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _lock_revision(conn: Connection) -> int:
+    """Take the store's write lock (the revision row) and return the current revision.
+
+    Writing first makes SQLite take its write lock at once and makes PostgreSQL lock the row,
+    so two appliers are serialised and the revision check below cannot race.
+    """
+    updated = conn.execute(
+        update(META).where(META.c.key == "revision").values(value=META.c.value)
+    ).rowcount
+    if not updated:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(META).values(key="revision", value="0"))
+        except IntegrityError:
+            pass
+        conn.execute(update(META).where(META.c.key == "revision").values(value=META.c.value))
+    return current_revision(conn)
+
+
+def _new_revision(conn: Connection, kind: str, counts: Sequence[int], *, actor: str, digest: str = "") -> int:
+    revision = current_revision(conn) + 1
+    conn.execute(update(META).where(META.c.key == "revision").values(value=str(revision)))
+    conn.execute(
+        insert(REV).values(
+            id=revision, created_at=utcnow(), kind=kind, created=counts[0], updated=counts[1],
+            deleted=counts[2], policy_digest=digest, actor=actor,
+        )
+    )  # fmt: skip
+    return revision
+
+
+def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint = _no_fail) -> int:
+    """Write a whole plan in one transaction; returns the store's revision afterwards.
+
+    Refuses (StalePlanError) a plan made against a revision that has since moved. A plan without
+    indicator changes only refreshes the remembered app tags and creates no revision.
+    """
+    with engine.begin() as conn:
+        revision = _lock_revision(conn)
+        if revision != plan.base_revision:
+            raise StalePlanError(plan.base_revision, revision)
+        if plan.has_changes:
+            counts = plan.counts
+            revision = _new_revision(
+                conn,
+                "policy",
+                (counts[ChangeAction.CREATE], counts[ChangeAction.UPDATE], counts[ChangeAction.DELETE]),
+                actor=actor,
+                digest=plan.policy_digest,
+            )
+            _write_changes(conn, plan.changes, fail)
+            fail("changes")
+            _write_change_log(conn, revision, POLICY, plan.changes)
+            fail("change_log")
+            _write_digests(conn, plan.bucket_digests)
+            fail("digests")
+        _write_app_state(conn, plan)
+        fail("app_state")
+    return revision
+
+
+def _row_values(ind: Indicator) -> dict[str, Any]:
+    return {
+        "value": ind.value,
+        "type": ind.type,
+        "action": ind.action.value,
+        "severity": ind.severity.value,
+        "scope": ind.scope,
+        "title": ind.title,
+        "description": ind.description,
+        "app_id": ind.app_id,
+        "generate_alert": ind.generate_alert,
+        "expiration_time": ind.expiration,
+    }
+
+
+def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint) -> None:
+    now = utcnow()
+    creates = [c.after for c in changes if c.action is ChangeAction.CREATE and c.after]
+    updates = [c.after for c in changes if c.action is ChangeAction.UPDATE and c.after]
+    deletes = [c.key for c in changes if c.action is ChangeAction.DELETE]
+    for chunk in _chunks(deletes):
+        conn.execute(
+            delete(IND).where(
+                IND.c.source == POLICY,
+                IND.c.scope == _bind("b_scope"),
+                IND.c.value == _bind("b_value"),
+            ),
+            [{"b_scope": s, "b_value": v} for s, v in chunk],
+        )
+    fail("deletes")
+    for chunk in _chunks(updates):
+        params = []
+        for ind in chunk:
+            values = _row_values(ind)
+            values["b_scope"], values["b_value"] = values.pop("scope"), values.pop("value")
+            values["updated_at"] = now
+            params.append(values)
+        stmt = (
+            update(IND)
+            .where(IND.c.source == POLICY, IND.c.scope == _bind("b_scope"), IND.c.value == _bind("b_value"))
+        )
+        conn.execute(stmt, params)
+    fail("updates")
+    for chunk in _chunks(creates):
+        rows = []
+        for ind in chunk:
+            values = _row_values(ind)
+            values.update(source=POLICY, bucket=bucket_of(ind.scope, ind.value), created_by="policy",
+                          created_at=now, updated_at=now)  # fmt: skip
+            rows.append(values)
+        _bulk_insert(conn, IND, rows)
+        fail("creates")
+
+
+def _bind(name: str) -> Any:
+    return bindparam(name)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        _copy_rows(conn, table, rows)
+    else:
+        conn.execute(insert(table), rows)
+
+
+def _copy_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL COPY: an order of magnitude faster than INSERT for bulk loads."""
+    columns = list(rows[0])
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cols = ", ".join(f'"{c}"' for c in columns)
+    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+def _write_change_log(conn: Connection, revision: int, source: str, changes: Sequence[Change]) -> None:
+    for chunk in _chunks(changes):
+        rows = []
+        for change in chunk:
+            ind = change.indicator
+            rows.append(
+                {
+                    "revision": revision,
+                    "op": "remove" if change.action is ChangeAction.DELETE else "upsert",
+                    "source": source,
+                    "scope": ind.scope,
+                    "value": ind.value,
+                    "action": ind.action.value,
+                    "severity": ind.severity.value,
+                    "app_id": ind.app_id,
+                    "generate_alert": ind.generate_alert,
+                }
+            )
+        _bulk_insert(conn, LOG, rows)
+
+
+def _signed(value: int) -> int:
+    return value - _WRAP if value >= _SIGN else value
+
+
+def _write_digests(conn: Connection, digests: Mapping[int, BucketDigest]) -> None:
+    buckets = sorted(digests)
+    for chunk in _chunks(buckets, 500):
+        conn.execute(delete(DIGEST).where(DIGEST.c.bucket.in_(chunk)))
+    rows = [
+        {"bucket": b, "digest": _signed(d.digest), "count": d.count}
+        for b, d in sorted(digests.items())
+        if d.count
+    ]
+    _bulk_insert(conn, DIGEST, rows)
+
+
+def _write_app_state(conn: Connection, plan: Plan) -> None:
+    apps = {(a.app_id, a.name, a.category, round(a.risk, 1)) for a in plan.apps}
+    current_apps = {tuple(r) for r in conn.execute(select(APP.c.id, APP.c.name, APP.c.category, APP.c.risk))}
+    if {(a, n, c, round(r, 1)) for a, n, c, r in current_apps} != apps:
+        conn.execute(delete(APP))
+        _bulk_insert(conn, APP, [dict(zip(("id", "name", "category", "risk"), a, strict=True)) for a in sorted(apps)])
+    tags = {(a.app_id, scope, tag, origin) for a in plan.apps for scope, tag, origin in a.tags}
+    if set(read_app_tags(conn)) != tags:
+        conn.execute(delete(TAG))
+        _bulk_insert(conn, TAG, [dict(zip(("app_id", "scope", "tag", "origin"), t, strict=True)) for t in sorted(tags)])
+    groups = set(plan.device_groups)
+    if {tuple(r) for r in conn.execute(select(GROUP.c.name, GROUP.c.description))} != groups:
+        conn.execute(delete(GROUP))
+        _bulk_insert(conn, GROUP, [{"name": n, "description": d} for n, d in sorted(groups)])
+
+
+def add_manual(engine: Engine, indicator: Indicator, *, actor: str) -> tuple[int, int]:
+    """Create a manual indicator; returns (id, revision). Reconciliation never touches it."""
+    with engine.begin() as conn:
+        _lock_revision(conn)
+        exists = conn.execute(
+            select(IND.c.id).where(
+                IND.c.source == MANUAL, IND.c.scope == indicator.scope, IND.c.value == indicator.value
+            )
+        ).first()
+        if exists:
+            raise DuplicateIndicatorError(
+                f"a manual indicator for {indicator.value!r} in scope {indicator.scope or 'all'!r} "
+                f"exists already (id {exists[0]})"
+            )
+        revision = _new_revision(conn, MANUAL, (1, 0, 0), actor=actor)
+        now = utcnow()
+        values = _row_values(indicator)
+        values.update(source=MANUAL, bucket=-1, created_by=actor, created_at=now, updated_at=now)
+        new_id = conn.execute(insert(IND).values(**values).returning(IND.c.id)).scalar_one()
+        change = Change(ChangeAction.CREATE, indicator.key, None, indicator)
+        _write_change_log(conn, revision, MANUAL, [change])
+    return int(new_id), revision
+
+
+def delete_manual(engine: Engine, indicator_id: int, *, actor: str) -> int:
+    """Delete a manual indicator by id; returns the new revision."""
+    with engine.begin() as conn:
+        _lock_revision(conn)
+        row = conn.execute(select(IND).where(IND.c.id == indicator_id, IND.c.source == MANUAL)).first()
+        if row is None:
+            raise UnknownIndicatorError(f"no manual indicator with id {indicator_id}")
+        revision = _new_revision(conn, MANUAL, (0, 0, 1), actor=actor)
+        conn.execute(delete(IND).where(IND.c.id == indicator_id))
+        ind = _indicator(row)
+        _write_change_log(conn, revision, MANUAL, [Change(ChangeAction.DELETE, ind.key, ind, None)])
+    return revision
+
+
+def expire(engine: Engine, now: dt.datetime, *, actor: str = "expiry") -> tuple[int, int]:
+    """Delete every indicator whose expirationTime has passed; returns (count, revision)."""
+    with engine.begin() as conn:
+        revision = _lock_revision(conn)
+        rows = list(
+            conn.execute(select(IND).where(IND.c.expiration_time.is_not(None), IND.c.expiration_time <= now))
+        )
+        if not rows:
+            return 0, revision
+        revision = _new_revision(conn, "expiry", (0, 0, len(rows)), actor=actor)
+        changes_by_source: dict[str, list[Change]] = {}
+        for row in rows:
+            ind = _indicator(row)
+            changes_by_source.setdefault(row.source, []).append(Change(ChangeAction.DELETE, ind.key, ind, None))
+        ids = [r.id for r in rows]
+        for chunk in _chunks(ids, 500):
+            conn.execute(delete(IND).where(IND.c.id.in_(chunk)))
+        for source, changes in changes_by_source.items():
+            _write_change_log(conn, revision, source, changes)
+        _refresh_digests(conn, {r.bucket for r in rows if r.source == POLICY})
+    return len(rows), revision
+
+
+def _refresh_digests(conn: Connection, buckets: Iterable[int]) -> None:
+    """Recompute the digests of some buckets from their rows."""
+    wanted = sorted(buckets)
+    found: list[Indicator] = []
+    for chunk in _chunks(wanted, 500):
+        query = select(*[IND.c[c] for c in _IND_COLUMNS]).where(IND.c.source == POLICY, IND.c.bucket.in_(chunk))
+        found.extend(_indicator(r) for r in conn.execute(query))
+    fresh = digest_indicators(found).buckets
+    _write_digests(conn, {b: fresh.get(b, BucketDigest(0, 0)) for b in wanted})
+
+
+def changes_since(
+    conn: Connection, since: int, scopes: Iterable[str], *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Change-log rows after revision `since` for the given scopes, oldest first."""
+    query = (
+        select(LOG.c.revision, LOG.c.op, LOG.c.source, LOG.c.scope, LOG.c.value, LOG.c.action,
+               LOG.c.severity, LOG.c.app_id, LOG.c.generate_alert)
+        .where(LOG.c.revision > since, LOG.c.scope.in_(list(scopes)))
+        .order_by(LOG.c.id)
+    )  # fmt: skip
+    if limit is not None:
+        query = query.limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+__all__ = [
+    "DuplicateIndicatorError",
+    "StoredIndicator",
+    "UnknownIndicatorError",
+    "add_manual",
+    "apply_plan",
+    "changes_since",
+    "count_indicators",
+    "covering",
+    "current_revision",
+    "delete_manual",
+    "expire",
+    "get_indicator",
+    "iter_indicators",
+    "list_indicators",
+    "read_actual",
+    "read_app_tags",
+    "read_digests",
+    "revisions",
+]

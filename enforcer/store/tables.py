@@ -1,0 +1,141 @@
+"""SQLModel tables of the indicator store. Alembic migrations in `migrations/` create them.
+
+Times are timezone-aware UTC in Python; SQLModel stores them as UTC on both back ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    """Aware UTC now."""
+    return dt.datetime.now(dt.UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class IndicatorBase(SQLModel):
+    """Fields of an indicator (Defender Indicators API shape, one device-group scope per row)."""
+
+    value: str = Field(max_length=253)
+    type: str = Field(default="DomainName", max_length=32)
+    action: str = Field(max_length=16)
+    severity: str = Field(default="Medium", max_length=16)
+    scope: str = Field(default="", max_length=64)
+    title: str = Field(default="", max_length=256)
+    description: str = Field(default="", max_length=2048)
+    app_id: str = Field(default="", max_length=128)
+    generate_alert: bool = False
+    expiration_time: dt.datetime | None = None
+
+
+class IndicatorRow(IndicatorBase, table=True):
+    """A stored indicator. `source` is ``policy`` (owned by reconcile) or ``manual`` (never touched)."""
+
+    __tablename__ = "indicator"
+    __table_args__ = (
+        UniqueConstraint("source", "scope", "value", name="uq_indicator_source_scope_value"),
+        Index("ix_indicator_source_bucket", "source", "bucket"),
+        Index("ix_indicator_value", "value"),
+        Index("ix_indicator_expiration", "expiration_time"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    bucket: int = -1
+    """Digest bucket of a policy indicator (-1 for manual ones)."""
+    created_by: str = Field(default="", max_length=128)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class RevisionRow(SQLModel, table=True):
+    """One applied change set; the number only grows (the endpoints' delta-sync cursor)."""
+
+    __tablename__ = "revision"
+
+    id: int = Field(primary_key=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    kind: str = Field(max_length=16)
+    """``policy`` (an applied plan), ``manual`` (an indicator added or removed by hand) or ``expiry``."""
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    policy_digest: str = Field(default="", max_length=64)
+    actor: str = Field(default="", max_length=128)
+
+
+class ChangeLogRow(SQLModel, table=True):
+    """Append-only log of indicator changes per revision, read by delta sync."""
+
+    __tablename__ = "change_log"
+    __table_args__ = (Index("ix_change_log_revision", "revision"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
+    )
+    revision: int
+    op: str = Field(max_length=8)
+    """``upsert`` (create or update: the row holds the new state) or ``remove``."""
+    source: str = Field(max_length=16)
+    scope: str = Field(max_length=64)
+    value: str = Field(max_length=253)
+    action: str = Field(default="", max_length=16)
+    severity: str = Field(default="", max_length=16)
+    app_id: str = Field(default="", max_length=128)
+    generate_alert: bool = False
+
+
+class BucketDigestRow(SQLModel, table=True):
+    """Digest of one bucket of policy indicators (see `enforcer.plan`)."""
+
+    __tablename__ = "bucket_digest"
+
+    bucket: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    digest: int = Field(sa_column=Column(BigInteger, nullable=False))
+    count: int
+
+
+class AppRow(SQLModel, table=True):
+    """A governed app as last applied (for reports and the console)."""
+
+    __tablename__ = "app"
+
+    id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=256)
+    category: str = Field(max_length=64)
+    risk: float
+
+
+class AppTagRow(SQLModel, table=True):
+    """An app's tag in one scope, and the policy line that set it."""
+
+    __tablename__ = "app_tag"
+
+    app_id: str = Field(primary_key=True, max_length=128)
+    scope: str = Field(primary_key=True, max_length=64)
+    tag: str = Field(max_length=16)
+    origin: str = Field(default="", max_length=512)
+
+
+class DeviceGroupRow(SQLModel, table=True):
+    """A device group declared in policy."""
+
+    __tablename__ = "device_group"
+
+    name: str = Field(primary_key=True, max_length=64)
+    description: str = Field(default="", max_length=512)
+
+
+class StoreMetaRow(SQLModel, table=True):
+    """Small key/value facts: the current revision (also the apply lock row)."""
+
+    __tablename__ = "store_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)
