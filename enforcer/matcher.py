@@ -12,6 +12,10 @@ Semantics (documented in docs/matching.md and tested in tests/test_matcher.py):
   are compared in their ASCII (punycode) form.
 
 A lookup costs one dict probe per label of the queried name, whatever the number of entries.
+
+Memory: a device may hold a million entries, so an entry costs only its key (the domain string)
+and a dict slot. The value is a `Rule` (action, app) shared by every entry with the same action
+and app, and the `Verdict` (which names the matched domain) is built only when a lookup hits.
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ class Verdict(NamedTuple):
 
 NOT_GOVERNED = Verdict(None)
 
+_new_tuple = tuple.__new__
+"""Builds a `Verdict` without the Python-level ``NamedTuple.__new__`` (a hit's one allocation)."""
+
+
+class Rule(NamedTuple):
+    """What an entry says (its action and app), shared by all entries that say the same."""
+
+    action: Action
+    app_id: str
+
 
 class MatchEntry(NamedTuple):
     """One entry given to the matcher."""
@@ -66,10 +80,11 @@ def normalize(name: str) -> str:
 class Matcher:
     """Maps a queried name to a `Verdict` by its most specific matching entry."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_rules")
 
     def __init__(self, entries: Iterable[MatchEntry] = ()) -> None:
-        self._entries: dict[str, Verdict] = {}
+        self._entries: dict[str, Rule] = {}
+        self._rules: dict[tuple[Action, str], Rule] = {}
         for entry in entries:
             self.add(entry)
 
@@ -80,10 +95,30 @@ class Matcher:
         """Add an entry; an existing one for the same domain is kept if it is stronger."""
         domain = normalize(entry.domain)
         current = self._entries.get(domain)
-        if current is not None and current.action is not None:
-            if current.action.strength > entry.action.strength:
-                return
-        self._entries[domain] = Verdict(entry.action, domain, entry.app_id)
+        if current is not None and current.action.strength > entry.action.strength:
+            return
+        self._entries[domain] = self._rule(entry.action, entry.app_id)
+
+    def add_domains(self, domains: Iterable[str], action: Action, app_id: str = "") -> None:
+        """Add many domains with the same action and app (a bulk load: one rule, no entry objects).
+
+        Same semantics as calling `add` for each; a name that cannot be a domain raises ValueError.
+        """
+        entries = self._entries
+        rule = self._rule(action, app_id)
+        strength = action.strength
+        for raw in domains:
+            domain = normalize(raw)
+            current = entries.get(domain)
+            if current is None or current.action.strength <= strength:
+                entries[domain] = rule
+
+    def _rule(self, action: Action, app_id: str) -> Rule:
+        key = (action, app_id)
+        rule = self._rules.get(key)
+        if rule is None:
+            rule = self._rules[key] = Rule(action, app_id)
+        return rule
 
     def remove(self, domain: str) -> None:
         """Forget the entry for a domain (no error if there is none)."""
@@ -102,7 +137,7 @@ class Matcher:
         while True:
             hit = entries.get(name)
             if hit is not None:
-                return hit
+                return _new_tuple(Verdict, (hit.action, name, hit.app_id))
             dot = name.find(".")
             if dot < 0:
                 return NOT_GOVERNED

@@ -1,0 +1,330 @@
+"""The DNS sinkhole as a client sees it: real queries (dnspython, dig) to a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from enforcer.matcher import MatchEntry, Matcher
+from enforcer.models import Action, EventAction, NetworkEvent
+from enforcer.shim import dnswire
+from enforcer.shim.dns import DnsFrontEnd, DnsSettings, apply_delta
+
+from .conftest import BIG_NAME, ShimServer
+
+TIMEOUT = 5.0
+
+
+def blocking_matcher() -> Matcher:
+    return Matcher(
+        [
+            MatchEntry("blocked.test", Action.BLOCK, "evilapp"),
+            MatchEntry("ok.blocked.test", Action.ALLOWED),
+            MatchEntry("warn.example.test", Action.WARN, "warnapp"),
+            MatchEntry("audit.example.test", Action.AUDIT, "auditapp"),
+        ]
+    )
+
+
+def ask(
+    server: ShimServer, name: str, rdtype: str = "A", *, tcp: bool = False, **kw: object
+) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+    send = dns.query.tcp if tcp else dns.query.udp
+    return send(query, "127.0.0.1", port=server.port, timeout=TIMEOUT)
+
+
+def soa_ttl(response: dns.message.Message) -> int:
+    (soa,) = [r for r in response.authority if r.rdtype == dns.rdatatype.SOA]
+    assert soa[0].minimum == soa.ttl
+    return soa.ttl
+
+
+@pytest.mark.parametrize("name", ["blocked.test", "a.b.blocked.test", "BLOCKED.Test."])
+def test_blocked_name_and_subdomains_get_nxdomain_with_short_soa(start_shim, name):
+    server = start_shim(blocking_matcher())
+    response = ask(server, name)
+    assert response.rcode() == dns.rcode.NXDOMAIN
+    assert not response.answer
+    assert soa_ttl(response) == 10
+    assert response.authority[0].name.to_text().lower() == "blocked.test."
+    assert response.question[0].name.to_text() == dns.name.from_text(name).to_text()
+    assert server.frontend.counters["blocked"] == 1
+
+
+def test_blocked_ttl_is_configurable_and_edns_is_echoed(start_shim):
+    server = start_shim(blocking_matcher(), blocked_ttl=5)
+    response = ask(server, "x.blocked.test", use_edns=0)
+    assert response.rcode() == dns.rcode.NXDOMAIN
+    assert soa_ttl(response) == 5
+    assert response.edns == 0
+    plain = ask(server, "x.blocked.test")
+    assert plain.edns == -1
+
+
+@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed")
+def test_dig_sees_nxdomain_with_soa(start_shim):
+    server = start_shim(blocking_matcher())
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(server.port), "www.blocked.test", "A", "+time=5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "status: NXDOMAIN" in out
+    soa_lines = [line for line in out.splitlines() if "\tSOA\t" in line or " SOA " in line]
+    assert soa_lines and soa_lines[0].split()[1] == "10", out
+
+
+def test_sinkhole_mode_answers_the_block_page_address(start_shim):
+    server = start_shim(blocking_matcher(), sinkhole="192.0.2.99")
+    response = ask(server, "www.blocked.test")
+    assert response.rcode() == dns.rcode.NOERROR
+    (rrset,) = response.answer
+    assert [r.address for r in rrset] == ["192.0.2.99"]
+    assert rrset.ttl == 10
+    other = ask(server, "www.blocked.test", "AAAA")
+    assert other.rcode() == dns.rcode.NOERROR and not other.answer
+    assert soa_ttl(other) == 10
+
+
+def test_allowed_name_is_forwarded_capped_and_then_cached(start_shim, upstream):
+    server = start_shim(blocking_matcher())
+    first = ask(server, "www.example.test")
+    assert [r.address for r in first.answer[0]] == ["192.0.2.1"]
+    assert first.answer[0].ttl == 60
+    second = ask(server, "WWW.example.test.")
+    assert second.answer[0].ttl <= 60
+    assert second.question[0].name.to_text() == "WWW.example.test."
+    assert upstream.queries.count("www.example.test.") == 1
+    counters = server.frontend.counters
+    assert counters["forwarded"] == 1
+    assert counters["cache_hits"] == 1
+
+
+def test_max_ttl_is_configurable(start_shim):
+    server = start_shim(Matcher(), max_ttl=30)
+    assert ask(server, "a.example.test").answer[0].ttl == 30
+    assert ask(server, "a.example.test").answer[0].ttl <= 30
+
+
+def test_upstream_nxdomain_is_forwarded(start_shim):
+    server = start_shim(Matcher())
+    response = ask(server, "gone.nx.test")
+    assert response.rcode() == dns.rcode.NXDOMAIN
+    assert response.authority[0].ttl == 60
+
+
+def test_firefox_canary_gets_nxdomain(start_shim, upstream):
+    server = start_shim(Matcher())
+    assert ask(server, "use-application-dns.net").rcode() == dns.rcode.NXDOMAIN
+    assert not upstream.queries
+
+
+def test_tcp_works(start_shim):
+    server = start_shim(blocking_matcher())
+    assert ask(server, "blocked.test", tcp=True).rcode() == dns.rcode.NXDOMAIN
+    response = ask(server, "tcp.example.test", tcp=True)
+    assert response.answer[0][0].address == "192.0.2.1"
+
+
+def test_truncated_upstream_answer_is_fetched_over_tcp(start_shim, upstream):
+    server = start_shim(Matcher())
+    udp = ask(server, BIG_NAME, use_edns=0, payload=4096)
+    assert len(udp.answer[0]) == 100
+    assert upstream.tcp_queries == [BIG_NAME]
+    small = ask(server, BIG_NAME)
+    assert small.flags & dns.flags.TC
+    assert len(ask(server, BIG_NAME, tcp=True).answer[0]) == 100
+
+
+def test_allowed_entry_under_a_blocked_parent_resolves(start_shim):
+    server = start_shim(blocking_matcher())
+    response = ask(server, "www.ok.blocked.test")
+    assert response.rcode() == dns.rcode.NOERROR
+    assert response.answer[0][0].address == "192.0.2.1"
+
+
+def test_matcher_updates_while_serving_apply_to_the_next_query(start_shim):
+    matcher = Matcher()
+    server = start_shim(matcher)
+    assert ask(server, "late.example.test").rcode() == dns.rcode.NOERROR
+    server.run(lambda: matcher.add(MatchEntry("late.example.test", Action.BLOCK)))
+    assert ask(server, "late.example.test").rcode() == dns.rcode.NXDOMAIN
+    server.run(lambda: matcher.remove("late.example.test"))
+    assert ask(server, "late.example.test").rcode() == dns.rcode.NOERROR
+    swapped = Matcher([MatchEntry("example.test", Action.BLOCK)])
+    server.run(lambda: setattr(server.frontend, "matcher", swapped))
+    assert ask(server, "late.example.test").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_apply_delta_in_chunks(start_shim):
+    matcher = Matcher()
+    server = start_shim(matcher)
+    adds = [MatchEntry(f"d{i}.delta.test", Action.BLOCK) for i in range(5000)]
+    server.call(apply_delta(matcher, adds, chunk=500))
+    assert ask(server, "x.d4999.delta.test").rcode() == dns.rcode.NXDOMAIN
+    server.call(apply_delta(matcher, remove=[e.domain for e in adds], chunk=500))
+    assert len(matcher) == 0
+
+
+def test_fail_closed_refuses_until_ready(start_shim):
+    server = start_shim(blocking_matcher(), ready=False, fail_closed=True)
+    assert ask(server, "www.example.test").rcode() == dns.rcode.REFUSED
+    assert ask(server, "blocked.test").rcode() == dns.rcode.REFUSED
+    server.run(lambda: setattr(server.frontend, "ready", True))
+    assert ask(server, "www.example.test").rcode() == dns.rcode.NOERROR
+    assert ask(server, "blocked.test").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_fail_open_serves_before_ready(start_shim):
+    server = start_shim(Matcher(), ready=False)
+    assert ask(server, "www.example.test").rcode() == dns.rcode.NOERROR
+
+
+def test_dead_upstream_gives_servfail(start_shim):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = unused.getsockname()[1]
+    server = start_shim(Matcher(), upstreams=(("127.0.0.1", dead),), upstream_timeout=0.3)
+    assert ask(server, "www.example.test").rcode() == dns.rcode.SERVFAIL
+    assert server.frontend.counters["upstream_errors"] == 1
+
+
+def test_events(start_shim):
+    events: list[NetworkEvent] = []
+    server = start_shim(blocking_matcher(), events=events)
+    ask(server, "x.blocked.test")
+    ask(server, "warn.example.test")
+    ask(server, "audit.example.test")
+    ask(server, "free.example.test")
+    ask(server, "free.example.test")  # a cache hit: no event
+    got = [(e.domain, e.action, e.indicator, e.app_id) for e in events]
+    assert got == [
+        ("x.blocked.test", EventAction.BLOCKED, "blocked.test", "evilapp"),
+        ("warn.example.test", EventAction.WARNED, "warn.example.test", "warnapp"),
+        ("audit.example.test", EventAction.AUDITED, "audit.example.test", "auditapp"),
+        ("free.example.test", EventAction.ALLOWED, "", ""),
+    ]
+    assert events[-1].dest_ip == "192.0.2.1"
+    assert all(e.source == "dns" and e.client_ip == "127.0.0.1" for e in events)
+
+
+def _raw_exchange(port: int, payload: bytes, expect_answer: bool) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3 if not expect_answer else TIMEOUT)
+        sock.sendto(payload, ("127.0.0.1", port))
+        try:
+            return sock.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def _header(qdcount: int = 1, flags: int = 0x0100, arcount: int = 0) -> bytes:
+    return (
+        b"\x12\x34"
+        + flags.to_bytes(2, "big")
+        + qdcount.to_bytes(2, "big")
+        + bytes(4)
+        + (arcount.to_bytes(2, "big"))
+    )
+
+
+MALFORMED = {
+    "random": bytes(random.Random(7).randrange(256) for _ in range(40)),
+    "short header": b"\x12\x34\x01",
+    "header only": _header(),
+    "compression loop": _header() + b"\xc0\x0c\x00\x01\x00\x01",
+    "pointer past end": _header() + b"\x03abc\xc0\xff\x00\x01\x00\x01",
+    "label past end": _header() + b"\x3fabc",
+    "response as query": _header(flags=0x8180) + b"\x01a\x04test\x00\x00\x01\x00\x01",
+    "zero questions": _header(qdcount=0),
+    "two questions": _header(qdcount=2) + b"\x01a\x00\x00\x01\x00\x01" * 2,
+    "trailing garbage": _header() + b"\x01a\x04test\x00\x00\x01\x00\x01junk",
+    "bad opt": _header(arcount=1) + b"\x01a\x04test\x00\x00\x01\x00\x01\x00\x00\x01",
+}
+
+
+@pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_packets_are_dropped_and_counted(start_shim, payload):
+    server = start_shim(blocking_matcher())
+    assert _raw_exchange(server.port, payload, expect_answer=False) is None
+    assert server.frontend.counters["malformed"] == 1
+    assert ask(server, "blocked.test").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_other_opcodes_get_notimp(start_shim):
+    server = start_shim(Matcher())
+    notify = _header(flags=0x2000) + b"\x01a\x04test\x00\x00\x06\x00\x01"
+    answer = _raw_exchange(server.port, notify, expect_answer=True)
+    assert answer is not None
+    assert dns.message.from_wire(answer).rcode() == dns.rcode.NOTIMP
+
+
+def test_malformed_over_tcp_keeps_the_connection_usable(start_shim):
+    server = start_shim(blocking_matcher())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        bad = MALFORMED["compression loop"]
+        sock.sendall(len(bad).to_bytes(2, "big") + bad)
+        good = dns.message.make_query("blocked.test", "A")
+        good_wire = good.to_wire()
+        sock.sendall(len(good_wire).to_bytes(2, "big") + good_wire)
+        response, _ = dns.query.receive_tcp(sock, time.time() + TIMEOUT)
+    assert response.rcode() == dns.rcode.NXDOMAIN
+    assert server.frontend.counters["malformed"] == 1
+
+
+def test_answer_matches_dnspython_on_well_formed_queries():
+    frontend = DnsFrontEnd(blocking_matcher())
+    for name in ["blocked.test", "a.blocked.test", "Mixed.Blocked.Test."]:
+        for kw in ({}, {"use_edns": 0}, {"use_edns": 0, "want_dnssec": True}):
+            query = dns.message.make_query(name, "AAAA", **kw)  # type: ignore[arg-type]
+            wire = frontend.answer(query.to_wire(), ("127.0.0.1", 5353), False)
+            assert isinstance(wire, bytes)
+            response = dns.message.from_wire(wire)
+            assert query.is_response(response) or response.id == query.id
+            assert response.question == query.question
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=300))
+def test_parser_never_raises_on_random_bytes(data):
+    dnswire.parse_query(data)
+    frontend = DnsFrontEnd(blocking_matcher())
+    frontend.answer(b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + data, None, False)
+    frontend.answer(data, None, False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.from_regex(r"[a-zA-Z0-9-]{1,20}", fullmatch=True), min_size=1, max_size=5),
+    st.sampled_from(["A", "AAAA", "TXT", "HTTPS"]),
+    st.booleans(),
+)
+def test_parser_agrees_with_dnspython(labels, rdtype, edns):
+    name = ".".join(labels)
+    query = dns.message.make_query(name, rdtype, use_edns=0 if edns else None)
+    parsed = dnswire.parse_query(query.to_wire())
+    assert parsed is not None
+    assert parsed.name == name.lower()
+    assert parsed.qtype == dns.rdatatype.from_text(rdtype)
+    assert bool(parsed.edns) == edns
+
+
+def test_settings_defaults():
+    defaults = DnsSettings()
+    assert (defaults.blocked_ttl, defaults.max_ttl, defaults.fail_closed) == (10, 60, False)
+    assert defaults.sinkhole is None
