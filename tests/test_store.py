@@ -1,0 +1,182 @@
+"""Plan and apply against a real store (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from enforcer.catalog import Catalog
+from enforcer.engine import apply, make_plan
+from enforcer.errors import StalePlanError
+from enforcer.expand import expand
+from enforcer.models import MANUAL, Action, Indicator
+from enforcer.plan import ChangeAction, Plan
+from enforcer.policy.evaluate import compile_policy
+from enforcer.policy.loader import load_policy_files
+from enforcer.store import indicators as store
+from enforcer.store.tables import ChangeLogRow, IndicatorRow
+from tests.conftest import write_policy
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+POLICY = """
+apps:
+  - {app: megashare, tag: unsanctioned}
+  - {app: pastey, tag: unsanctioned, action: warn}
+  - {app: chatbot, tag: monitored}
+"""
+
+
+def desired(pol: Path, catalog: Catalog, now: dt.datetime = NOW):
+    return expand(compile_policy(load_policy_files(pol), catalog, now))
+
+
+def rows(engine: Engine) -> dict[tuple[str, str, str], str]:
+    with engine.connect() as conn:
+        return {
+            (r.indicator.scope, r.indicator.value, r.source): r.indicator.action.value
+            for r in store.list_indicators(conn, limit=10_000)
+        }
+
+
+def test_plan_apply_then_second_plan_is_empty(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    plan = make_plan(engine, desired(pol, catalog))
+    assert plan.counts[ChangeAction.CREATE] == 4 and plan.base_revision == 0
+    assert apply(engine, plan) == 1
+    assert rows(engine)[("", "pastey.example", "policy")] == "Warn"
+    again = make_plan(engine, desired(pol, catalog))
+    assert not again.has_changes and again.summary() == "Plan: 0 to add, 0 to change, 0 to destroy."
+    assert apply(engine, again) == 1  # no new revision for a no-op
+    with engine.connect() as conn:
+        assert store.read_app_tags(conn)[0][0] == "chatbot"
+
+
+def test_policy_change_updates_and_deletes(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    apply(engine, make_plan(engine, desired(pol, catalog)))
+    write_policy(pol, "a.yaml", """
+        apps:
+          - {app: megashare, tag: unsanctioned}
+          - {app: pastey, tag: unsanctioned}
+        """)
+    plan = make_plan(engine, desired(pol, catalog))
+    by_action = {c.action: c for c in plan.changes}
+    assert plan.counts == {ChangeAction.CREATE: 0, ChangeAction.UPDATE: 1, ChangeAction.DELETE: 1}
+    assert by_action[ChangeAction.UPDATE].before.action is Action.WARN
+    assert by_action[ChangeAction.UPDATE].after.action is Action.BLOCK
+    assert by_action[ChangeAction.DELETE].key == ("", "chatbot.example")
+    assert apply(engine, plan) == 2
+    assert not make_plan(engine, desired(pol, catalog)).has_changes
+    with engine.connect() as conn:
+        log = store.changes_since(conn, 1, [""])
+    assert {(r["op"], r["value"], r["action"]) for r in log} == {
+        ("upsert", "pastey.example", "Block"),
+        ("remove", "chatbot.example", "Audit"),
+    }
+
+
+def test_stale_plan_is_refused(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    first = make_plan(engine, desired(pol, catalog))
+    second = make_plan(engine, desired(pol, catalog))
+    apply(engine, first)
+    with pytest.raises(StalePlanError, match="revision 0 but the store is at revision 1"):
+        apply(engine, second)
+
+
+def test_saved_plan_round_trips(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    plan = make_plan(engine, desired(pol, catalog))
+    loaded = Plan.from_dict(plan.to_dict())
+    assert loaded.changes == plan.changes and loaded.bucket_digests == plan.bucket_digests
+    apply(engine, loaded)
+    assert not make_plan(engine, desired(pol, catalog)).has_changes
+
+
+def test_manual_indicators_are_never_touched(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    manual = Indicator(value="megashare.example", action=Action.ALLOWED, title="exception by hand")
+    new_id, revision = store.add_manual(engine, manual, actor="test")
+    assert revision == 1
+    other = Indicator(value="evil.example", action=Action.BLOCK)
+    store.add_manual(engine, other, actor="test")
+    apply(engine, make_plan(engine, desired(pol, catalog)))
+    write_policy(pol, "a.yaml", "apps: []\n")
+    plan = make_plan(engine, desired(pol, catalog))
+    assert all(c.action is ChangeAction.DELETE for c in plan.changes)
+    apply(engine, plan)
+    assert rows(engine) == {("", "megashare.example", MANUAL): "Allowed", ("", "evil.example", MANUAL): "Block"}
+    store.delete_manual(engine, new_id, actor="test")
+    assert list(rows(engine)) == [("", "evil.example", MANUAL)]
+
+
+def test_apply_is_atomic_when_it_fails_midway(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    apply(engine, make_plan(engine, desired(pol, catalog)))
+    before = rows(engine)
+    write_policy(pol, "a.yaml", """
+        apps:
+          - {app: sharefast, tag: unsanctioned}
+          - {app: pastey, tag: monitored}
+        """)
+    plan = make_plan(engine, desired(pol, catalog))
+    assert plan.counts[ChangeAction.CREATE] and plan.counts[ChangeAction.UPDATE] and plan.counts[ChangeAction.DELETE]
+
+    for step in ("deletes", "updates", "creates", "change_log", "digests"):
+        def boom(at: str, step: str = step) -> None:
+            if at == step:
+                raise RuntimeError(f"crash after {at}")
+
+        with pytest.raises(RuntimeError):
+            store.apply_plan(engine, plan, fail=boom)
+        assert rows(engine) == before, step
+        with engine.connect() as conn:
+            assert store.current_revision(conn) == 1
+            assert conn.execute(select(func.count()).select_from(ChangeLogRow)).scalar() == 4
+    apply(engine, plan)
+    assert not make_plan(engine, desired(pol, catalog)).has_changes
+
+
+def test_expiry_removes_expired_indicators_and_keeps_digests_right(
+    tmp_path: Path, catalog: Catalog, engine: Engine
+) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", """
+        exceptions:
+          - app: pastey
+            tag: unsanctioned
+            expires: 2026-11-26T00:00:00Z
+            reason: incident 42
+        """)
+    apply(engine, make_plan(engine, desired(pol, catalog)))
+    store.add_manual(
+        engine,
+        Indicator(value="short.example", action=Action.BLOCK, expiration=NOW + dt.timedelta(hours=1)),
+        actor="t",
+    )
+    count, revision = store.expire(engine, NOW + dt.timedelta(days=2))
+    assert count == 2 and revision == 3
+    assert rows(engine) == {}
+    # After the exception expired the policy wants nothing, and the store agrees.
+    assert not make_plan(engine, desired(pol, catalog, NOW + dt.timedelta(days=2))).has_changes
+
+
+def test_list_filters_and_covering(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+    pol = tmp_path / "policies"
+    write_policy(pol, "a.yaml", POLICY)
+    apply(engine, make_plan(engine, desired(pol, catalog)))
+    with engine.connect() as conn:
+        assert store.count_indicators(conn, action=Action.BLOCK) == 2
+        assert [s.indicator.value for s in store.list_indicators(conn, app_id="pastey")] == ["pastey.example"]
+        assert [s.indicator.value for s in store.covering(conn, "a.b.megashare.example")] == ["megashare.example"]
+        assert conn.execute(select(func.count()).select_from(IndicatorRow)).scalar() == 4
