@@ -55,6 +55,8 @@ EventSink = Callable[[NetworkEvent], None]
 
 SOURCE = "proxy"
 _CHUNK = 64 * 1024
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1 << 20
 _CRLF = b"\r\n"
 _HEAD_END = b"\r\n\r\n"
 _ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -600,9 +602,7 @@ class ProxyFrontEnd:
         except Exception:
             log.exception("proxy connection from %s failed", client_ip)
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _close(reader, writer)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_ip: str
@@ -687,6 +687,12 @@ class ProxyFrontEnd:
         try:
             async with asyncio.timeout(self.limits.idle_timeout):
                 await self._relay_response(head, up_reader, writer, down)
+        except (BadRequest, TimeoutError) as exc:
+            if down.n:
+                return  # part of the response is out: an error status would corrupt it
+            if isinstance(exc, TimeoutError):
+                raise BadRequest(504, "the origin did not answer in time") from None
+            raise
         finally:
             sender.cancel()
             with contextlib.suppress(BaseException):
@@ -793,7 +799,7 @@ class ProxyFrontEnd:
                     self._notify_denied(decision)
                     return
                 up_writer.write(first)
-                relay.up += len(first)
+                relay.up.n += len(first)
             await relay.run(client_done=not first)
         finally:
             relay.close()
@@ -803,8 +809,8 @@ class ProxyFrontEnd:
                 client_ip,
                 port=target.port,
                 dest_ip=dest_ip,
-                up=relay.up,
-                down=relay.down,
+                up=relay.up.n,
+                down=relay.down.n,
             )
 
     def _deny_tunnel(
@@ -816,7 +822,6 @@ class ProxyFrontEnd:
         writer: asyncio.StreamWriter,
     ) -> None:
         verdict = decision.verdict
-        self._emit(decision, when, client_ip, port=target.port)
         warn_url = self.warn_url(decision.name) if decision.action is EventAction.WARNED else ""
         body = pages.denied_text(
             app=app_key(verdict) or decision.name,
@@ -827,6 +832,7 @@ class ProxyFrontEnd:
         )
         writer.write(_response(403, body, "text/plain; charset=utf-8"))
         self._notify_denied(decision)
+        self._emit(decision, when, client_ip, port=target.port)
 
     async def _first_bytes(self, reader: asyncio.StreamReader, relay: _Relay) -> bytes:
         """The client's first bytes: a whole ClientHello if they start one, b"" at EOF.
@@ -981,7 +987,7 @@ class ProxyFrontEnd:
 
 
 class _Relay:
-    """Both directions of a tunnel, their byte counts, and one idle timer for the pair."""
+    """Both directions of a tunnel and their byte counts, closed when idle in both directions."""
 
     def __init__(
         self,
@@ -994,64 +1000,51 @@ class _Relay:
         self.client_reader, self.client_writer = client_reader, client_writer
         self.up_reader, self.up_writer = up_reader, up_writer
         self.idle_timeout = idle_timeout
-        self.up = 0
-        self.down = 0
+        self.up = _Meter()
+        self.down = _Meter()
         self._down_task: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
-        self._last = self._loop.time()
 
     def start_down(self) -> None:
+        """Start relaying origin to client (before the client's first bytes are checked)."""
         if self._down_task is None:
-            self._down_task = asyncio.create_task(self._pump_down())
-
-    async def _pump_down(self) -> None:
-        src, dst = self.up_reader, self.client_writer
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await src.read(_CHUNK):
-                self._last = self._loop.time()
-                dst.write(data)
-                self.down += len(data)
-                await dst.drain()
-            if dst.can_write_eof():
-                dst.write_eof()
-
-    async def _pump_up(self) -> None:
-        src, dst = self.client_reader, self.up_writer
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await src.read(_CHUNK):
-                self._last = self._loop.time()
-                dst.write(data)
-                self.up += len(data)
-                await dst.drain()
-            if dst.can_write_eof():
-                dst.write_eof()
+            self._down_task = asyncio.create_task(
+                _pump(self.up_reader, self.client_writer, self.down)
+            )
 
     async def run(self, *, client_done: bool) -> None:
-        """Relay until both directions end, or until nothing moved for the idle timeout."""
+        """Relay until both directions end, or until no byte moved for an idle period.
+
+        Idleness is checked once per period (no timer per chunk on this hot path), so an idle
+        tunnel closes after one to two idle timeouts.
+        """
         self.start_down()
         assert self._down_task is not None
-        tasks: list[asyncio.Task[None]] = [self._down_task]
+        pending: set[asyncio.Task[None]] = {self._down_task}
         if client_done:
             if self.up_writer.can_write_eof():
                 self.up_writer.write_eof()
         else:
-            tasks.append(asyncio.create_task(self._pump_up()))
-        self._last = self._loop.time()
-        while True:
-            remaining = self._last + self.idle_timeout - self._loop.time()
-            if remaining <= 0:
-                break
-            _, pending = await asyncio.wait(tasks, timeout=remaining)
-            if not pending:
-                break
-        for task in tasks:
+            pending.add(asyncio.create_task(_pump(self.client_reader, self.up_writer, self.up)))
+        moved = -1
+        while pending and moved != self.up.n + self.down.n:
+            moved = self.up.n + self.down.n
+            _, pending = await asyncio.wait(pending, timeout=self.idle_timeout)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def close(self) -> None:
         if self._down_task is not None:
             self._down_task.cancel()
         self.up_writer.close()
+
+
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, meter: _Meter) -> None:
+    """One direction of a tunnel: copy to EOF, then pass the half-close on."""
+    with contextlib.suppress(ConnectionError, OSError):
+        await _copy_to_eof(src, dst, meter)
+        if dst.can_write_eof():
+            dst.write_eof()
 
 
 def _peer_ip(writer: asyncio.StreamWriter) -> str:
@@ -1066,6 +1059,26 @@ def _safe_return(values: list[str] | None, host: str) -> str:
         if url.scheme in ("http", "https") and (url.hostname or "").rstrip(".") == host:
             return url.geturl()
     return f"https://{host}/"
+
+
+async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close a client connection without losing the answer just written to it.
+
+    Closing a socket with unread input makes the kernel send a reset, which can destroy the
+    answer (a block page, a 400) before the client reads it. So: send FIN, then read and discard
+    what the client still sends, for a bounded time and size, before closing.
+    """
+    with contextlib.suppress(Exception):
+        if not writer.is_closing() and writer.can_write_eof():
+            await writer.drain()
+            writer.write_eof()
+            async with asyncio.timeout(_LINGER_SECONDS):
+                left = _LINGER_BYTES
+                while left > 0 and (data := await reader.read(_CHUNK)):
+                    left -= len(data)
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
 
 
 async def _send_quietly(writer: asyncio.StreamWriter, data: bytes) -> None:

@@ -281,6 +281,21 @@ def test_allowed_http_is_relayed_with_its_body(proxy: Proxy) -> None:
     assert events[1].bytes_down > len(posted.stdout)
 
 
+@needs_curl
+def test_a_large_upload_with_expect_100_continue(proxy: Proxy, tmp_path: Path) -> None:
+    # Above 1 MiB curl sends "Expect: 100-continue" and waits for the interim response.
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(b"z" * 3_000_000)
+    result = curl(proxy, "http://allowed.test/big", "--data-binary", f"@{upload}", "-v")
+    assert result.returncode == 0, result.stderr
+    assert "Expect: 100-continue" in result.stderr
+    assert "HTTP/1.1 100 Continue" in result.stderr
+    assert "Done waiting for 100-continue" not in result.stderr  # no 1 s stall
+    assert result.stdout == "received " + "z" * 3_000_000
+    (event,) = proxy.wait_events(1)
+    assert event.bytes_up > 3_000_000
+
+
 def test_httpx_through_the_proxy_with_content_length_and_chunked_bodies(proxy: Proxy) -> None:
     with client(proxy) as http:
         assert http.get("http://www.allowed.test/a").text == "hello from www.allowed.test/a"
