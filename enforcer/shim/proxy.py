@@ -35,7 +35,7 @@ import ipaddress
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
@@ -452,6 +452,8 @@ class ProxyFrontEnd:
     `matcher` is read through the attribute on every decision, so the caller may update it in
     place or assign a new one at any time. `connect` opens upstream connections (tests pin names
     to local servers with it). `notifier` shows desktop notifications (default: `notify`).
+    `app_names` maps app ids to display names for pages and notifications (default: the ids).
+    `on_event` runs on the event loop, once per connection: it must not block.
     """
 
     def __init__(
@@ -465,6 +467,7 @@ class ProxyFrontEnd:
         limits: ProxyLimits | None = None,
         connect: Connector | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
+        app_names: Mapping[str, str] | None = None,
     ) -> None:
         self.matcher = matcher
         self.bypasses = bypasses
@@ -474,6 +477,7 @@ class ProxyFrontEnd:
         self.limits = limits or ProxyLimits()
         self.connect = connect or self._open_connection
         self.clock = clock
+        self.app_names = app_names if app_names is not None else {}
         self._secret = secrets.token_bytes(32)
         self._notified: dict[tuple[EventAction, str], float] = {}
         self.pages_host = "127.0.0.1"
@@ -505,6 +509,11 @@ class ProxyFrontEnd:
         return target.port == self.pages_port and target.host in names
 
     # -- decisions
+
+    def app_label(self, decision: Decision) -> str:
+        """The app's name as users know it ("Dropbox"), for pages and notifications."""
+        verdict = decision.verdict
+        return self.app_names.get(verdict.app_id) or app_key(verdict) or decision.name
 
     def decide(self, names: Iterable[str]) -> Decision:
         """The most restrictive outcome over the names a connection carries (host, SNI)."""
@@ -565,7 +574,7 @@ class ProxyFrontEnd:
 
     def _notify_denied(self, decision: Decision) -> None:
         verdict = decision.verdict
-        app = app_key(verdict) or decision.name
+        app = self.app_label(decision)
         key = (decision.action, app)
         now = asyncio.get_running_loop().time()
         last = self._notified.get(key)
@@ -733,7 +742,7 @@ class ProxyFrontEnd:
 
     def _denied_page(self, decision: Decision, target: Target) -> bytes:
         verdict = decision.verdict
-        app = app_key(verdict) or decision.name
+        app = self.app_label(decision)
         action = verdict.action.policy_word if verdict.action else ""
         if decision.action is EventAction.BLOCKED:
             body = pages.block_page(
@@ -747,7 +756,7 @@ class ProxyFrontEnd:
         verdict = decision.verdict
         expires = int((self.clock() + self.limits.token_lifetime).timestamp())
         return pages.warn_page(
-            app=app_key(verdict),
+            app=self.app_label(decision),
             host=decision.name,
             indicator=verdict.indicator,
             action=verdict.action.policy_word if verdict.action else "",
@@ -792,15 +801,15 @@ class ProxyFrontEnd:
         relay = _Relay(reader, writer, up_reader, up_writer, self.limits.idle_timeout)
         try:
             first = await self._first_bytes(reader, relay)
-            if first:
+            if first.tls:
                 decision = self._check_sni(decision, target, first)
                 if decision.denied:
                     writer.write(_TLS_ACCESS_DENIED)
                     self._notify_denied(decision)
                     return
-                up_writer.write(first)
-                relay.up.n += len(first)
-            await relay.run(client_done=not first)
+            up_writer.write(first.data)
+            relay.up.n += len(first.data)
+            await relay.run(client_done=not first.data)
         finally:
             relay.close()
             self._emit(
@@ -824,7 +833,7 @@ class ProxyFrontEnd:
         verdict = decision.verdict
         warn_url = self.warn_url(decision.name) if decision.action is EventAction.WARNED else ""
         body = pages.denied_text(
-            app=app_key(verdict) or decision.name,
+            app=self.app_label(decision),
             host=decision.name,
             indicator=verdict.indicator,
             action=verdict.action.policy_word if verdict.action else "",
@@ -834,44 +843,40 @@ class ProxyFrontEnd:
         self._notify_denied(decision)
         self._emit(decision, when, client_ip, port=target.port)
 
-    async def _first_bytes(self, reader: asyncio.StreamReader, relay: _Relay) -> bytes:
-        """The client's first bytes: a whole ClientHello if they start one, b"" at EOF.
+    async def _first_bytes(self, reader: asyncio.StreamReader, relay: _Relay) -> _FirstBytes:
+        """The client's first bytes (a whole ClientHello if they start one; b"" at EOF).
 
         The origin-to-client direction runs meanwhile, for protocols where the server speaks
-        first; the wait for those first bytes is bounded by the relay's idle timeout.
+        first; the wait for those first bytes is bounded by the relay's idle timeout, the wait
+        for the rest of a ClientHello by the head timeout.
         """
         relay.start_down()
         async with asyncio.timeout(self.limits.idle_timeout) as deadline:
             data = await reader.read(_CHUNK)
             if not tls.looks_like_tls(data):
-                return data
+                return _FirstBytes(data)
             deadline.reschedule(asyncio.get_running_loop().time() + self.limits.head_timeout)
-            buf = bytearray(data)
             while True:
                 try:
-                    tls.server_name(bytes(buf))
-                    return bytes(buf)
-                except tls.NeedMoreData:
-                    if len(buf) > tls.MAX_CLIENT_HELLO + 1024:
-                        return bytes(buf)  # let server_name report it as too large
+                    return _FirstBytes(data, tls=True, server_name=tls.server_name(data))
+                except tls.NeedMoreData as exc:
                     more = await reader.read(_CHUNK)
-                    if not more:
-                        return bytes(buf)
-                    buf += more
-                except tls.ParseError:
-                    return bytes(buf)
+                    if not more or len(data) > tls.MAX_CLIENT_HELLO + 1024:
+                        return _FirstBytes(data, tls=True, error=str(exc))
+                    data += more
+                except tls.ParseError as exc:
+                    return _FirstBytes(data, tls=True, error=str(exc))
 
-    def _check_sni(self, decision: Decision, target: Target, first: bytes) -> Decision:
+    def _check_sni(self, decision: Decision, target: Target, first: _FirstBytes) -> Decision:
         """Combine the CONNECT decision with the ClientHello's server name, if any."""
-        if not tls.looks_like_tls(first):
-            return decision
-        try:
-            name = tls.server_name(first)
-        except tls.ParseError as exc:
+        if first.error:
             # A real TLS server would refuse it too; refusing means no parser gap can be used
             # to slip a blocked name past the check.
-            log.info("denying CONNECT %s: unreadable ClientHello (%s)", target.authority, exc)
+            log.info(
+                "denying CONNECT %s: unreadable ClientHello (%s)", target.authority, first.error
+            )
             return Decision(EventAction.BLOCKED, target.host, NOT_GOVERNED)
+        name = first.server_name
         if name is None or name == target.host:
             return decision
         sni = self.decide([name])
@@ -929,7 +934,7 @@ class ProxyFrontEnd:
             page = pages.message_page("Nothing to confirm", f"No warning applies to {host}.")
             return _response(404, page)
         if decision.action is EventAction.BYPASSED:
-            message = f"You already chose to continue to {app_key(decision.verdict)}."
+            message = f"You already chose to continue to {self.app_label(decision)}."
             return _response(200, pages.message_page("Continue", message, f"https://{host}/"))
         return decision
 
@@ -968,7 +973,7 @@ class ProxyFrontEnd:
         token = form.get("token", [""])[0]
         expected = self._token(app, decision.name, expires)
         now = self.clock()
-        if expires < now.timestamp() or not hmac.compare_digest(token, expected):
+        if expires < now.timestamp() or not hmac.compare_digest(token.encode(), expected.encode()):
             page = pages.message_page(
                 "Please try again",
                 "This confirmation has expired or was not made on this computer's warning page.",
@@ -981,9 +986,20 @@ class ProxyFrontEnd:
         peer = writer.get_extra_info("peername")
         self._emit(granted, now, peer[0] if isinstance(peer, tuple) else "", port=0)
         return_url = _safe_return(form.get("return"), decision.name)
-        message = f"You can use {app} for {pages.describe_ttl(self.bypasses.ttl)}."
+        ttl = pages.describe_ttl(self.bypasses.ttl)
+        message = f"You can use {self.app_label(decision)} for {ttl}."
         body = pages.message_page("Continue", message, return_url)
         return _response(303, body, extra=[("Location", return_url)])
+
+
+class _FirstBytes(NamedTuple):
+    """What a tunnel's client sent first, and the server name read from it if it is TLS."""
+
+    data: bytes
+    tls: bool = False
+    server_name: str | None = None
+    error: str = ""
+    """Why the bytes, which start like TLS, are not a readable ClientHello."""
 
 
 class _Relay:

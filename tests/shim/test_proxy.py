@@ -192,6 +192,7 @@ def start(tmp_path: Path, origins: tuple[int, int], **limits: Any) -> Iterator[P
         user="alice",
         limits=ProxyLimits(**limits),
         connect=connect,
+        app_names={"badapp": "Bad App"},
     )
     server = asyncio.run_coroutine_threadsafe(start_proxy(frontend), loop).result(5)
     proxy = Proxy(frontend, loop, frontend.pages_port, events, notifications)
@@ -311,7 +312,7 @@ def test_httpx_through_the_proxy_with_content_length_and_chunked_bodies(proxy: P
 def test_blocked_http_gets_a_block_page_naming_the_app(proxy: Proxy, name: str) -> None:
     result = curl(proxy, f"http://{name}/", "-w", "%{http_code}")
     assert result.stdout.endswith("403")
-    assert "badapp is blocked" in result.stdout
+    assert "Bad App is blocked" in result.stdout
     assert "blocked.example" in result.stdout
     (event,) = proxy.wait_events(1)
     assert event.action is EventAction.BLOCKED
@@ -389,7 +390,7 @@ def test_connect_to_a_blocked_host_is_refused_and_notified(proxy: Proxy, ca_file
     assert event.domain == "www.blocked.example"
     assert proxy.notifications == [
         (
-            "badapp is blocked",
+            "Bad App is blocked",
             "www.blocked.example is blocked by your organisation's policy (blocked.example).",
         )
     ]
@@ -398,7 +399,7 @@ def test_connect_to_a_blocked_host_is_refused_and_notified(proxy: Proxy, ca_file
 def test_connect_403_names_the_app(proxy: Proxy) -> None:
     response = raw_exchange(proxy.port, b"CONNECT blocked.example:443 HTTP/1.1\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 403 Forbidden\r\n")
-    assert b"badapp (blocked.example) is denied by policy: block" in response
+    assert b"Bad App (blocked.example) is denied by policy: block" in response
 
 
 def connect_tunnel(port: int, target: str) -> socket.socket:
@@ -446,6 +447,15 @@ def test_a_malformed_client_hello_is_denied(proxy: Proxy) -> None:
     with connect_tunnel(proxy.port, "allowed.test:443") as sock:
         sock.sendall(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00")
         assert _read_all(sock) == b"\x15\x03\x01\x00\x02\x02\x31"
+
+
+def test_a_truncated_client_hello_is_denied(proxy: Proxy) -> None:
+    with connect_tunnel(proxy.port, "allowed.test:443") as sock:
+        sock.sendall(client_hello("allowed.test")[:100])
+        sock.shutdown(socket.SHUT_WR)
+        assert _read_all(sock) == b"\x15\x03\x01\x00\x02\x02\x31"
+    (event,) = proxy.wait_events(1)
+    assert (event.action, event.bytes_up) == (EventAction.BLOCKED, 0)
 
 
 class RawOrigin:
@@ -570,6 +580,8 @@ def test_a_forged_continue_is_refused(proxy: Proxy) -> None:
     fields = form_fields(page.text)
     forged = httpx.post(f"{proxy.url}/continue", data={**fields, "token": "0" * 64}, timeout=10)
     assert forged.status_code == 403
+    odd = httpx.post(f"{proxy.url}/continue", data={**fields, "token": "é"}, timeout=10)
+    assert odd.status_code == 403
     later = {**fields, "expires": str(int(fields["expires"]) + 1)}
     assert httpx.post(f"{proxy.url}/continue", data=later, timeout=10).status_code == 403
     assert proxy.call(lambda: proxy.frontend.bypasses.active()) == {}
