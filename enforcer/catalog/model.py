@@ -1,0 +1,155 @@
+"""The catalog's records: a cloud `App`, its `RiskAttributes` and the fixed set of `CATEGORIES`.
+
+These are plain validated data (pydantic, frozen). Validation normalizes what people write by
+hand in YAML, so that every consumer can compare values directly: a domain is lower-case, has no
+trailing dot and is in its ASCII (punycode) form; a country code is upper-case.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from enforcer.matcher import normalize
+
+CATEGORIES: tuple[str, ...] = (
+    "cloud-infrastructure",
+    "cloud-storage",
+    "code-hosting",
+    "collaboration",
+    "crm",
+    "dev-tools",
+    "dns-over-https",
+    "email",
+    "file-sharing",
+    "gaming",
+    "generative-ai",
+    "media-streaming",
+    "messaging",
+    "paste",
+    "password-manager",
+    "productivity",
+    "remote-access",
+    "social-media",
+    "tunneling",
+    "url-shortener",
+    "video-conferencing",
+    "vpn-proxy",
+)
+"""Every category an app may have: one slug per kind of service an organisation governs."""
+
+APP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def normalize_domain(value: str) -> str:
+    """Return `value` as a canonical domain name, or raise ValueError naming it.
+
+    Canonical means lower-case, without a trailing dot, punycode for an internationalised name,
+    at least two labels and only letters, digits, hyphens (and underscores, which real service
+    names such as ``_dmarc`` use) in each label of at most 63 characters.
+    """
+    try:
+        domain = normalize(value)
+    except (ValueError, UnicodeError):
+        raise ValueError(f"{value!r} is not a valid domain name") from None
+    labels = domain.split(".")
+    if len(labels) < 2:
+        raise ValueError(f"{value!r} is not a valid domain name: it needs at least one dot")
+    if len(domain) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError(f"{value!r} is not a valid domain name")
+    return domain
+
+
+def _unique_domains(domains: tuple[str, ...]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for domain in domains:
+        if domain in seen:
+            raise ValueError(f"domain {domain!r} is listed twice")
+        seen.add(domain)
+    return domains
+
+
+Domain = Annotated[str, AfterValidator(normalize_domain)]
+
+
+class RiskAttributes(BaseModel):
+    """Public facts about an app's vendor and service, from which its risk score is computed.
+
+    Every field is optional: None means "not known", which the score counts as partly risky (see
+    `enforcer.catalog.risk`). Facts come from the vendor's own site and trust pages, and from
+    breach reporting in the press.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    founded: int | None = Field(default=None, ge=1800, le=2100)
+    """Year the service (or, for a suite, its vendor) was founded."""
+    hq_country: str | None = None
+    """ISO 3166-1 alpha-2 code of the country of the vendor's headquarters."""
+    encryption_at_rest: bool | None = None
+    """Customer data is encrypted at rest by the service."""
+    mfa: bool | None = None
+    """Accounts can be protected with multi-factor authentication."""
+    sso: bool | None = None
+    """Organisations can sign their users in with enterprise SSO (SAML or OpenID Connect)."""
+    soc2: bool | None = None
+    """The vendor holds a current SOC 2 (Type II) report for the service."""
+    iso27001: bool | None = None
+    """The vendor holds a current ISO/IEC 27001 certificate for the service."""
+    gdpr: bool | None = None
+    """The vendor publishes a GDPR commitment (a data processing agreement for customers)."""
+    recent_breach: bool | None = None
+    """A breach of the service was publicly reported within the last three years."""
+    anonymous_use: bool | None = None
+    """The service can be used without an account, so use leaves no identity with the vendor."""
+
+    @field_validator("hq_country")
+    @classmethod
+    def _country_code(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if not _COUNTRY.match(code):
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        return code
+
+
+class App(BaseModel):
+    """One cloud app: who makes it, what kind it is, which domains serve it and how risky it is.
+
+    A domain covers itself and every name below it: ``dropbox.com`` covers ``www.dropbox.com``.
+    Bundled apps come from ``enforcer/catalog/data/*.yaml``; organisations add their own apps
+    (`custom` is True for those) in their policy repository.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=APP_ID_PATTERN, max_length=64)
+    """Stable slug; policies refer to apps by it, so it never changes once published."""
+    name: str = Field(min_length=1)
+    vendor: str = Field(min_length=1)
+    category: str
+    domains: Annotated[tuple[Domain, ...], AfterValidator(_unique_domains)] = Field(min_length=1)
+    description: str = ""
+    website: str = ""
+    risk: RiskAttributes = RiskAttributes()
+    custom: bool = False
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str) -> str:
+        if value not in CATEGORIES:
+            raise ValueError(f"{value!r} is not one of {', '.join(CATEGORIES)}")
+        return value
+
+    @property
+    def score(self) -> float:
+        """Risk score from 0 (lowest) to 10 (highest), one decimal; see `risk_score`."""
+        # Imported here because the risk module imports this one for RiskAttributes.
+        from enforcer.catalog.risk import risk_score
+
+        return risk_score(self.risk)

@@ -1,0 +1,180 @@
+"""The risk score of a cloud app: 0 (lowest risk) to 10 (highest), computed from public facts.
+
+The score is a sum of weighted factors, one per attribute of `RiskAttributes`. A factor adds
+its full weight when the fact is risky, nothing when it is reassuring, and half its weight when
+the fact is unknown (None): a vendor that does not say whether it supports MFA is treated as
+partly risky, neither as safe nor as the worst case. The weights sum to exactly 10, so an app
+with every risky fact scores 10.0, one with every reassuring fact 0.0, and one about which
+nothing is known 5.0.
+
+========================  ======  =============================================================
+Factor                    Weight  Risky when
+========================  ======  =============================================================
+recent breach             2.0     ``recent_breach`` is true (publicly reported, last 3 years)
+no MFA                    1.5     ``mfa`` is false
+no security audit         1.5     neither ``soc2`` nor ``iso27001`` is true, and both are false;
+                                  unknown when neither is true and one is unknown
+no encryption at rest     1.0     ``encryption_at_rest`` is false
+no enterprise SSO         1.0     ``sso`` is false
+no GDPR commitment        1.0     ``gdpr`` is false
+jurisdiction              1.0     ``hq_country`` is outside the EEA and has no EU adequacy
+                                  decision (`ADEQUATE_COUNTRIES`)
+anonymous use             0.5     ``anonymous_use`` is true
+young vendor              0.5     ``founded`` is within 3 years of `REFERENCE_YEAR`
+========================  ======  =============================================================
+
+The total is rounded half up to one decimal. `explain_risk` lists the factors that added
+points, so that every score can be explained; its points add up to the score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+from enforcer.catalog.model import RiskAttributes
+
+if TYPE_CHECKING:
+    from enforcer.catalog.model import App
+
+REFERENCE_YEAR = 2026
+"""The year the bundled facts were last reviewed; "young vendor" is measured from it."""
+YOUNG_VENDOR_YEARS = 3
+
+# fmt: off
+EEA_COUNTRIES = frozenset({
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+    "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
+})
+# fmt: on
+"""The European Economic Area: the GDPR applies there directly."""
+ADEQUATE_COUNTRIES = EEA_COUNTRIES | frozenset(
+    {"AD", "AR", "CA", "CH", "FO", "GB", "GG", "IL", "IM", "JE", "JP", "KR", "NZ", "US", "UY"}
+)
+"""EEA countries plus those with an EU adequacy decision (the US through the EU-US Data Privacy
+Framework), to which personal data may flow without extra safeguards."""
+
+
+class RiskFactor(NamedTuple):
+    """One factor's contribution to a score: why, and how many points (0 when reassuring)."""
+
+    reason: str
+    points: float
+
+
+def _flag(value: bool | None, risky: bool, weight: float, reason: str, unknown: str) -> RiskFactor:
+    if value is None:
+        return RiskFactor(unknown, weight / 2)
+    return RiskFactor(reason, weight if value is risky else 0.0)
+
+
+def _breach(a: RiskAttributes) -> RiskFactor:
+    return _flag(
+        a.recent_breach,
+        True,
+        2.0,
+        "breach reported in the last 3 years",
+        "breach history unknown",
+    )
+
+
+def _mfa(a: RiskAttributes) -> RiskFactor:
+    return _flag(a.mfa, False, 1.5, "no MFA support", "MFA support unknown")
+
+
+def _audit(a: RiskAttributes) -> RiskFactor:
+    certificates = (a.soc2, a.iso27001)
+    if True in certificates:
+        return RiskFactor("no SOC 2 or ISO 27001 audit", 0.0)
+    if None in certificates:
+        return RiskFactor("SOC 2 / ISO 27001 audit unknown", 0.75)
+    return RiskFactor("no SOC 2 or ISO 27001 audit", 1.5)
+
+
+def _encryption(a: RiskAttributes) -> RiskFactor:
+    return _flag(
+        a.encryption_at_rest, False, 1.0, "no encryption at rest", "encryption at rest unknown"
+    )
+
+
+def _sso(a: RiskAttributes) -> RiskFactor:
+    return _flag(a.sso, False, 1.0, "no enterprise SSO", "enterprise SSO unknown")
+
+
+def _gdpr(a: RiskAttributes) -> RiskFactor:
+    return _flag(a.gdpr, False, 1.0, "no GDPR commitment", "GDPR commitment unknown")
+
+
+def _jurisdiction(a: RiskAttributes) -> RiskFactor:
+    if a.hq_country is None:
+        return RiskFactor("headquarters country unknown", 0.5)
+    risky = a.hq_country not in ADEQUATE_COUNTRIES
+    reason = f"headquartered in {a.hq_country}, without EU adequacy decision"
+    return RiskFactor(reason, 1.0 if risky else 0.0)
+
+
+def _anonymous(a: RiskAttributes) -> RiskFactor:
+    return _flag(
+        a.anonymous_use,
+        True,
+        0.5,
+        "usable anonymously, without an account",
+        "anonymous use unknown",
+    )
+
+
+def _young(a: RiskAttributes) -> RiskFactor:
+    if a.founded is None:
+        return RiskFactor("founding year unknown", 0.25)
+    risky = a.founded > REFERENCE_YEAR - YOUNG_VENDOR_YEARS
+    return RiskFactor(f"young vendor, founded {a.founded}", 0.5 if risky else 0.0)
+
+
+FACTORS: tuple[Callable[[RiskAttributes], RiskFactor], ...] = (
+    _breach,
+    _mfa,
+    _audit,
+    _encryption,
+    _sso,
+    _gdpr,
+    _jurisdiction,
+    _anonymous,
+    _young,
+)
+"""Every factor of the score, in the order `explain_risk` reports them."""
+
+
+def _attributes(subject: App | RiskAttributes) -> RiskAttributes:
+    return subject if isinstance(subject, RiskAttributes) else subject.risk
+
+
+def risk_factors(subject: App | RiskAttributes) -> list[RiskFactor]:
+    """Every factor's contribution to the score of an app (or of bare attributes)."""
+    attrs = _attributes(subject)
+    return [factor(attrs) for factor in FACTORS]
+
+
+def _round(total: float) -> float:
+    # Points are multiples of 0.25, so the sum is exact in binary floating point; rounding half
+    # up in hundredths keeps 2.25 -> 2.3 instead of Python's banker's rounding (2.2).
+    hundredths = round(total * 100)
+    return (hundredths + 5) // 10 / 10
+
+
+def risk_score(subject: App | RiskAttributes) -> float:
+    """Risk score from 0.0 (lowest risk) to 10.0 (highest), one decimal; see module docstring."""
+    return _round(sum(factor.points for factor in risk_factors(subject)))
+
+
+def _points(points: float) -> str:
+    text = f"{points:.2f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def explain_risk(subject: App | RiskAttributes) -> list[str]:
+    """The reasons behind a score, one per factor that added points: ``"no MFA support: +1.5"``."""
+    return [
+        f"{factor.reason}: +{_points(factor.points)}"
+        for factor in risk_factors(subject)
+        if factor.points > 0
+    ]
