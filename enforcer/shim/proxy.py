@@ -610,6 +610,12 @@ class ProxyFrontEnd:
             pass
         except Exception:
             log.exception("proxy connection from %s failed", client_ip)
+        except asyncio.CancelledError:
+            # Shutdown cancels the connections in flight. This task is the top of its own
+            # stack (nobody awaits it), and Python 3.11's stream callback reports a cancelled
+            # handler as an "unhandled exception", so it ends quietly instead.
+            writer.transport.abort()
+            return
         finally:
             await _close(reader, writer)
 
