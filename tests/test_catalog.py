@@ -183,6 +183,19 @@ def test_bundled_catalog_loads_quickly() -> None:
     assert time.perf_counter() - start < 0.5
 
 
+def test_the_docs_state_the_catalog_size(catalog: Catalog) -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "catalog.md").read_text(encoding="utf-8")
+    assert f"**{len(catalog)} apps in {len(CATEGORIES)} categories**" in docs
+    deepseek = catalog.get("deepseek")
+    assert f'>>> catalog.get("deepseek").score\n{deepseek.score}\n' in docs
+
+
+def test_bundled_errors_name_the_file_from_the_repository_root() -> None:
+    from enforcer.catalog.loader import _display
+
+    assert _display(DATA_DIR / "paste.yaml") == "enforcer/catalog/data/paste.yaml"
+
+
 def test_bundled_catalog_is_cached() -> None:
     assert load_catalog() is load_catalog()
 

@@ -4,7 +4,7 @@ The bundled catalog lives in ``enforcer/catalog/data/*.yaml``, one file per cate
 top-level list of apps. `load_catalog()` reads it once per process (it is cached). An error in a
 file raises `CatalogError` naming the file, the line and the field, for example::
 
-    data/file-sharing.yaml:12: [3].category: 'filesharing' is not one of cloud-infrastructure, ...
+    enforcer/catalog/data/file-sharing.yaml:12: [3].category: 'filesharing' is not one of ...
 
 Files are parsed with ruamel.yaml's round-trip loader, which keeps the line of every node.
 """
@@ -150,14 +150,12 @@ class Catalog:
             name = normalize_domain(domain)
         except ValueError:
             return []
-        found: list[App] = []
+        found: dict[str, App] = {}
         labels = name.split(".")
         for start in range(len(labels) - 1):
             for app_id in self._owners.get(".".join(labels[start:]), ()):
-                app = self._apps[app_id]
-                if app not in found:
-                    found.append(app)
-        return found
+                found.setdefault(app_id, self._apps[app_id])
+        return list(found.values())
 
     def domain_owners(self) -> Mapping[str, tuple[str, ...]]:
         """Each domain the catalog lists, mapped to the ids of the apps listing it."""
@@ -184,9 +182,9 @@ _located_yaml = YAML(typ="rt", pure=True)
 
 
 def _display(path: Path) -> str:
-    """A file name for messages: relative to the package for bundled data, else as given."""
+    """A file name for messages: ``enforcer/catalog/data/...`` for bundled data, else as given."""
     try:
-        return str(path.relative_to(DATA_DIR.parent))
+        return str(path.relative_to(DATA_DIR.parents[2]))
     except ValueError:
         return str(path)
 

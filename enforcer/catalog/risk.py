@@ -41,13 +41,13 @@ REFERENCE_YEAR = 2026
 """The year the bundled facts were last reviewed; "young vendor" is measured from it."""
 YOUNG_VENDOR_YEARS = 3
 
+# The European Economic Area: the GDPR applies there directly.
 # fmt: off
 EEA_COUNTRIES = frozenset({
     "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
     "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
 })
 # fmt: on
-"""The European Economic Area: the GDPR applies there directly."""
 ADEQUATE_COUNTRIES = EEA_COUNTRIES | frozenset(
     {"AD", "AR", "CA", "CH", "FO", "GB", "GG", "IL", "IM", "JE", "JP", "KR", "NZ", "US", "UY"}
 )
