@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from enforcer.matcher import MatchEntry, Matcher
 from enforcer.models import Action, EventAction, NetworkEvent
+from enforcer.shim import notify as notify_module
 from enforcer.shim import pages
 from enforcer.shim.bypass import BypassStore
 from enforcer.shim.notify import command
@@ -341,6 +342,31 @@ def test_an_unreachable_origin_is_a_502(proxy: Proxy) -> None:
         assert http.get("http://nowhere.test/").status_code == 502
 
 
+def test_real_name_resolution_without_a_connect_override(
+    tmp_path: Path, origins: tuple[int, int]
+) -> None:
+    # The default connector resolves and connects for real: "localhost" is the one name that
+    # resolves here without a network.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    frontend = ProxyFrontEnd(
+        Matcher(ENTRIES), bypasses=BypassStore(), notifier=lambda title, body: None
+    )
+    server = asyncio.run_coroutine_threadsafe(start_proxy(frontend), loop).result(5)
+    try:
+        url = f"http://127.0.0.1:{frontend.pages_port}"
+        with httpx.Client(proxy=url, timeout=10) as http:
+            response = http.get(f"http://localhost:{origins[0]}/real")
+        assert response.text == f"hello from localhost:{origins[0]}/real"
+    finally:
+        server.close()
+        asyncio.run_coroutine_threadsafe(server.wait_closed(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
 def test_the_matcher_can_be_swapped(proxy: Proxy) -> None:
     with client(proxy) as http:
         assert http.get("http://allowed.test/").status_code == 200
@@ -567,6 +593,15 @@ def test_https_warn_notifies_a_loopback_page_then_the_retry_passes(
     ]
 
 
+def test_a_bypass_expires(proxy: Proxy) -> None:
+    with client(proxy) as http:
+        continue_form(proxy, http.get("http://warn.example/").text)
+        assert http.get("http://warn.example/").status_code == 200
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=24, minutes=1)
+        proxy.call(lambda: setattr(proxy.frontend, "clock", lambda: later))
+        assert http.get("http://warn.example/").status_code == 403
+
+
 def test_warn_page_through_the_proxy_itself(proxy: Proxy) -> None:
     # A browser that sends even loopback requests through its proxy reaches the same page.
     with client(proxy) as http:
@@ -747,6 +782,11 @@ def test_pages_escape_what_they_show() -> None:
     page = pages.block_page(app="<b>", host="h", indicator="i", action="block").decode()
     assert "&lt;b&gt;" in page
     assert "<b>" not in page
+
+
+def test_a_failing_notification_tool_is_harmless(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notify_module, "command", lambda title, body: ["/nonexistent/tool"])
+    notify_module.notify("title", "body")
 
 
 def test_the_notification_command_quotes_its_arguments() -> None:
