@@ -44,6 +44,13 @@ MIN_OPT = b"\x00" + TYPE_OPT.to_bytes(2, "big") + EDNS_PAYLOAD.to_bytes(2, "big"
 """The OPT record echoed to a client that sent one: payload size, version 0, no flags/options."""
 
 
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
+_OPT_HEAD = b"\x00\x00" + bytes((TYPE_OPT,))
+_MAX_ROOT = HEADER_LEN + MAX_NAME_WIRE - 1
+"""Offset of the root label's zero byte of a name of the longest wire length (255 bytes)."""
+_new_tuple = tuple.__new__
+
+
 class ParsedQuery(NamedTuple):
     """The parts of a query the front end uses (see `parse_query`)."""
 
@@ -66,41 +73,32 @@ def parse_query(data: bytes) -> ParsedQuery | None:
     raises on any input.
     """
     n = len(data)
-    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
-        return None
-    arcount = data[10] << 8 | data[11]
-    if arcount > 1:
+    if n < 17 or data[2] & 0xF8 or data[4:10] != _ONE_QUESTION or data[10]:
         return None
     pos = 12
-    length = data[12]
-    if length == 0:
-        name = ""
-    else:
-        # Walk the labels on a copy, overwriting each inner length byte with a dot. The copy is
-        # at most 254 bytes, so a name whose wire form exceeds 255 bytes runs off its end.
-        label = bytearray(data[13 : 12 + MAX_NAME_WIRE])
-        end = len(label)
-        i = length
-        while True:
-            if length > 63 or i >= end:
-                return None
-            length = label[i]
-            if length == 0:
-                break
-            label[i] = 46
-            i += length + 1
-        name = label[:i].decode("latin-1").lower()
-        pos = 13 + i
+    labels = []
+    while True:
+        length = data[pos] if pos < n else 255
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        labels.append(data[pos + 1 : pos + 1 + length])
+        pos += length + 1
     # pos is at the root label's zero byte; qtype and qclass follow.
     qend = pos + 5
-    if qend > n:
+    if pos >= _MAX_ROOT or qend > n:
         return None
+    name = b".".join(labels).decode("latin-1").lower()
     qtype = data[pos + 1] << 8 | data[pos + 2]
     qclass = data[pos + 3] << 8 | data[pos + 4]
+    arcount = data[11]
     if arcount == 0:
-        return ParsedQuery(name, qend, qtype, qclass, 0) if qend == n else None
+        if qend != n:
+            return None
+        return _new_tuple(ParsedQuery, (name, qend, qtype, qclass, 0))
     # One OPT record: root owner, type 41, class = payload size, TTL = ext-rcode/version/flags.
-    if n < qend + 11 or data[qend] != 0 or data[qend + 1] != 0 or data[qend + 2] != TYPE_OPT:
+    if arcount > 1 or n < qend + 11 or data[qend : qend + 3] != _OPT_HEAD:
         return None
     if qend + 11 + (data[qend + 9] << 8 | data[qend + 10]) != n:
         return None
@@ -110,7 +108,7 @@ def parse_query(data: bytes) -> ParsedQuery | None:
     edns = payload | EDNS_PRESENT
     if data[qend + 7] & 0x80:
         edns |= EDNS_DO
-    return ParsedQuery(name, qend, qtype, qclass, edns)
+    return _new_tuple(ParsedQuery, (name, qend, qtype, qclass, edns))
 
 
 def is_plain_query_header(data: bytes) -> bool:
@@ -215,14 +213,15 @@ class Responses:
     def blocked(self, data: bytes, qend: int, qtype: int, suffix: int, edns: int) -> bytes:
         """The answer for a blocked name; ``suffix`` = offset of the indicator in the name."""
         has_opt = 1 if edns else 0
+        flags = (data[2] & 0x01) | (data[3] & 0x10) >> 3  # _flag_index, inlined: hot path
         if self._sinkhole_type:
             if qtype == self._sinkhole_type:
-                head = self._answer[has_opt][_flag_index(data)]
+                head = self._answer[has_opt][flags]
                 rr = self._sinkhole_rr
                 return data[:2] + head + data[12:qend] + rr + (MIN_OPT if has_opt else b"")
-            head = self._nodata[has_opt][_flag_index(data)]
+            head = self._nodata[has_opt][flags]
         else:
-            head = self._nx[has_opt][_flag_index(data)]
+            head = self._nx[has_opt][flags]
         return b"".join(
             (
                 data[:2],

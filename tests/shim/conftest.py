@@ -81,14 +81,27 @@ def _truncating_respond(wire: bytes, tcp: bool) -> bytes | None:
         return response.to_wire(max_size=65535)
 
 
+def _bind_pair() -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same free port of 127.0.0.1 (retrying on a collision)."""
+    for _ in range(100):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp
+    raise OSError("no port free for both UDP and TCP")
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
+    udp, tcp = _bind_pair()
     port = udp.getsockname()[1]
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", port))
     tcp.listen(8)
     udp.settimeout(0.2)
     tcp.settimeout(0.2)
