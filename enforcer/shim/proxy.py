@@ -726,10 +726,10 @@ class ProxyFrontEnd:
     ) -> None:
         """Relay the origin's response heads and body, counting the bytes sent to the client."""
         while True:
-            data = await _read_head(src)
-            if data is None:
-                raise BadRequest(502, "the origin closed the connection without answering")
             try:
+                data = await _read_head(src)
+                if data is None:
+                    raise BadRequest(502, "the origin closed the connection without answering")
                 start, headers = _split_head(data, self.limits.max_headers)
                 status = int(start.split(" ", 2)[1])
             except (BadRequest, ValueError, IndexError):

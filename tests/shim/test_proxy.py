@@ -546,6 +546,23 @@ def test_http_byte_counts_match_what_was_sent(proxy: Proxy) -> None:
     assert event.bytes_down == len(response)
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+    ],
+)
+def test_a_broken_origin_is_a_502(proxy: Proxy, reply: bytes) -> None:
+    origin = RawOrigin(None, reply)
+    request = f"GET http://raw.test:{origin.port}/ HTTP/1.1\r\nHost: raw.test\r\n\r\n"
+    response = raw_exchange(proxy.port, request.encode())
+    assert response.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert_still_serving(proxy)
+
+
 # ---------------------------------------------------------------------------------------------
 # Warn and bypass
 
