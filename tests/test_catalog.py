@@ -16,6 +16,7 @@ from enforcer.catalog import (
     RiskAttributes,
     UnknownAppError,
     explain_risk,
+    load_apps,
     load_catalog,
     risk_score,
 )
@@ -510,3 +511,28 @@ def test_a_missing_data_dir_is_an_error(tmp_path: Path) -> None:
 
 def test_an_empty_file_holds_no_apps(tmp_path: Path) -> None:
     assert len(load_one(tmp_path, "# nothing yet\n")) == 0
+
+
+def test_every_app_owns_the_subdomains_of_its_domains(catalog: Catalog) -> None:
+    for a in catalog:
+        for domain in a.domains:
+            assert a in catalog.apps_for_domain(f"x-1.{domain.upper()}."), (a.id, domain)
+
+
+def test_an_app_needs_a_domain_and_a_plausible_founding_year() -> None:
+    with pytest.raises(ValidationError, match="domains"):
+        app(domains=[])
+    with pytest.raises(ValidationError, match="founded"):
+        RiskAttributes(founded=20)
+
+
+def test_a_catalog_refuses_an_id_twice() -> None:
+    with pytest.raises(CatalogError, match="'acme-share' is defined twice"):
+        Catalog([app(), app(name="Other")])
+
+
+def test_load_apps_marks_policy_repository_apps_custom(tmp_path: Path) -> None:
+    path = tmp_path / "custom.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    assert [a.custom for a in load_apps(path, custom=True)] == [True]
+    assert [a.custom for a in load_apps(path)] == [False]
