@@ -75,6 +75,8 @@ _HOP_BY_HOP = frozenset(
     {"connection", "proxy-connection", "keep-alive", "proxy-authorization", "te", "upgrade"}
 )
 _REASONS = {
+    200: "OK",
+    303: "See Other",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
@@ -215,7 +217,7 @@ def parse_head(data: bytes, max_headers: int = 100) -> RequestHead:
     method, target, version = parts
     if not method or not _TOKEN_CHARS.issuperset(method):
         raise BadRequest(400, "malformed method")
-    if not target or any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in target):
+    if not target or _NOT_TARGET.search(target):
         raise BadRequest(400, "malformed request target")
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         status = 505 if version.startswith("HTTP/") else 400
@@ -425,11 +427,11 @@ def _response(
         ("Connection", "close"),
         *extra,
     ]
-    return _encode_head(f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}", headers) + body
+    return _encode_head(f"HTTP/1.1 {status} {_REASONS[status]}", headers) + body
 
 
 def _error_response(status: int, detail: str) -> bytes:
-    body = f"{status} {_REASONS.get(status, '')}: {detail}\n".encode()
+    body = f"{status} {_REASONS[status]}: {detail}\n".encode()
     return _response(status, body, "text/plain; charset=utf-8")
 
 

@@ -573,7 +573,7 @@ def test_http_warn_shows_a_page_whose_continue_lets_the_app_through(proxy: Proxy
         assert warned.status_code == 403
         assert "warnapp is not sanctioned" in warned.text
         done = continue_form(proxy, warned.text)
-        assert done.status_code == 303
+        assert (done.status_code, done.reason_phrase) == (303, "See Other")
         assert done.headers["location"] == "http://warn.example/doc"
         assert http.get("http://warn.example/doc").text == "hello from warn.example/doc"
     actions = [(e.action, e.domain) for e in proxy.wait_events(3)]
