@@ -54,6 +54,8 @@ Connector = Callable[[str, int], Awaitable[StreamPair]]
 EventSink = Callable[[NetworkEvent], None]
 
 SOURCE = "proxy"
+INBAND_CONTINUE = "/.well-known/enforcer/continue"
+"""Path on a warned plain-HTTP site where the proxy itself answers the "Continue" form."""
 _CHUNK = 64 * 1024
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 1 << 20
@@ -667,6 +669,13 @@ class ProxyFrontEnd:
             names.append(host_header.host)
         decision = self.decide(names)
         when = self.clock()
+        if decision.verdict.action is Action.WARN and target.path == INBAND_CONTINUE:
+            if head.method != "POST":
+                raise BadRequest(405, "method not allowed")
+            form = await self._read_form(head, reader)
+            writer.write(self._continue_response(form, writer))
+            await writer.drain()
+            return
         if decision.denied:
             self._emit(decision, when, client_ip, port=target.port)
             writer.write(self._denied_page(decision, target))
@@ -757,10 +766,14 @@ class ProxyFrontEnd:
                 app=app, host=decision.name, indicator=verdict.indicator, action=action
             )
         else:
-            body = self._warn_page(decision, f"http://{target.http_authority}{target.path}")
+            # The form posts to the warned site itself, where this proxy answers it: a post
+            # from a public site to a loopback address may be held up by the browser's
+            # local-network protections.
+            site = f"http://{target.http_authority}"
+            body = self._warn_page(decision, site + target.path, site + INBAND_CONTINUE)
         return _response(403, body)
 
-    def _warn_page(self, decision: Decision, return_url: str) -> bytes:
+    def _warn_page(self, decision: Decision, return_url: str, continue_url: str = "") -> bytes:
         verdict = decision.verdict
         expires = int((self.clock() + self.limits.token_lifetime).timestamp())
         return pages.warn_page(
@@ -768,7 +781,7 @@ class ProxyFrontEnd:
             host=decision.name,
             indicator=verdict.indicator,
             action=verdict.action.policy_word if verdict.action else "",
-            continue_url=f"{self.pages_url}/continue",
+            continue_url=continue_url or f"{self.pages_url}/continue",
             expires=expires,
             token=self._token(app_key(verdict), decision.name, expires),
             return_url=return_url,

@@ -253,12 +253,17 @@ def form_fields(page: str) -> dict[str, str]:
 
 
 def continue_form(proxy: Proxy, page: str) -> httpx.Response:
-    """Click "Continue" on a warning page (a direct request: browsers bypass the proxy for
-    loopback addresses)."""
+    """Click "Continue" on a warning page: on the loopback page a direct request (browsers do
+    not proxy loopback addresses), on a plain-HTTP site's page a request through the proxy."""
     action = re.search(r'<form method="post" action="([^"]+)"', page)
     assert action is not None
-    assert action.group(1) == f"{proxy.url}/continue"
-    return httpx.post(action.group(1), data=form_fields(page), timeout=10)
+    url = action.group(1)
+    if url.startswith(proxy.url):
+        assert url == f"{proxy.url}/continue"
+        return httpx.post(url, data=form_fields(page), timeout=10)
+    assert url.endswith("/.well-known/enforcer/continue")
+    with client(proxy) as http:
+        return http.post(url, data=form_fields(page))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,6 +613,17 @@ def test_https_warn_notifies_a_loopback_page_then_the_retry_passes(
         EventAction.BYPASSED,
         EventAction.BYPASSED,
     ]
+
+
+def test_the_in_band_continue_only_takes_a_post(proxy: Proxy) -> None:
+    with client(proxy) as http:
+        url = "http://warn.example/.well-known/enforcer/continue"
+        assert http.get(url).status_code == 405
+        assert http.post(url, data={"host": "warn.example"}).status_code == 403
+        # On a site that is not warned, the path is the site's own.
+        other = http.get("http://allowed.test/.well-known/enforcer/continue")
+        assert other.text == "hello from allowed.test/.well-known/enforcer/continue"
+    assert proxy.call(lambda: proxy.frontend.bypasses.active()) == {}
 
 
 def test_a_bypass_expires(proxy: Proxy) -> None:
