@@ -1137,5 +1137,13 @@ async def start_proxy(
     )
     bound = server.sockets[0].getsockname()
     frontend.listening_on(str(bound[0]), int(bound[1]))
-    log.info("proxy listening on %s", frontend.pages_url)
+    log.info(
+        "proxy listening on %s for user %s: %d indicators, bypasses for %s (%s), limits %s",
+        frontend.pages_url,
+        frontend.user,
+        len(frontend.matcher),
+        frontend.bypasses.ttl,
+        frontend.bypasses.path or "in memory",
+        frontend.limits,
+    )
     return server
