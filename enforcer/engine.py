@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog, load_catalog
 from enforcer.expand import DesiredState, expand
-from enforcer.plan import Plan, digest_indicators
+from enforcer.plan import Plan, digest_indicators, paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import load_policy_files
 from enforcer.reconcile import reconcile
@@ -32,15 +32,18 @@ def load_desired(
     policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
 ) -> DesiredState:
     """The desired indicator set of a policy directory."""
-    return expand(load_state(policy_dir, now=now, catalog=catalog))
+    state = load_state(policy_dir, now=now, catalog=catalog)
+    with paused_gc():
+        return expand(state)
 
 
 def make_plan(engine: Engine, desired: DesiredState) -> Plan:
     """Plan the changes from the store's current state to `desired` (reads only what differs)."""
     digest = digest_indicators(desired.indicators.values())
-    with engine.connect() as conn:
+    with engine.connect() as conn, paused_gc():
         actual = read_actual(conn, digest.buckets)
-    return reconcile(desired, actual, digest)
+    with paused_gc():
+        return reconcile(desired, actual, digest)
 
 
 def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:

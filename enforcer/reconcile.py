@@ -21,6 +21,7 @@ from enforcer.plan import (
     bucket_of,
     digest_indicators,
     dirty_buckets,
+    keys_in_buckets,
 )
 from enforcer.models import Indicator
 
@@ -39,21 +40,30 @@ def reconcile(
         actual_by_bucket.setdefault(bucket_of(*key), []).append(key)
 
     reasons: dict[tuple[str, str], str] = {}
-    changes: list[Change] = []
+    by_app: dict[str, list[Change]] = {}
     wanted = desired.indicators
-    for bucket in sorted(dirty):
-        for key in digest.members.get(bucket, ()):
+    members = keys_in_buckets(wanted.keys(), dirty)
+    rows = actual.rows
+    for bucket in dirty:
+        for key in members.get(bucket, ()):
             after = wanted[key]
-            before = actual.rows.get(key)
+            before = rows.get(key)
             if before is None:
-                changes.append(Change(ChangeAction.CREATE, key, None, after, _reason(desired, after, reasons)))
+                change = Change(ChangeAction.CREATE, key, None, after, _reason(desired, after, reasons))
             elif before != after:
-                changes.append(Change(ChangeAction.UPDATE, key, before, after, _reason(desired, after, reasons)))
+                change = Change(ChangeAction.UPDATE, key, before, after, _reason(desired, after, reasons))
+            else:
+                continue
+            _add(by_app, after.app_id, change)
         for key in actual_by_bucket.get(bucket, ()):
             if key not in wanted:
-                before = actual.rows[key]
-                changes.append(Change(ChangeAction.DELETE, key, before, None, _gone(before)))
-    changes.sort(key=lambda c: (c.app_id, c.key[1], c.key[0]))
+                before = rows[key]
+                _add(by_app, before.app_id, Change(ChangeAction.DELETE, key, before, None, _gone(before)))
+    changes: list[Change] = []
+    for app_id in sorted(by_app):
+        group = by_app[app_id]
+        group.sort(key=_by_value)
+        changes.extend(group)
     return Plan(
         base_revision=actual.revision,
         changes=tuple(changes),
@@ -77,6 +87,19 @@ def reconcile(
         apps=desired.apps,
         device_groups=desired.device_groups,
     )
+
+
+def _add(by_app: dict[str, list[Change]], app_id: str, change: Change) -> None:
+    group = by_app.get(app_id)
+    if group is None:
+        by_app[app_id] = [change]
+    else:
+        group.append(change)
+
+
+def _by_value(change: Change) -> tuple[str, str]:
+    scope, value = change.key
+    return value, scope
 
 
 def _reason(desired: DesiredState, after: Indicator, cache: dict[tuple[str, str], str]) -> str:

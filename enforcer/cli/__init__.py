@@ -42,7 +42,8 @@ def _root(
 def main() -> None:
     """Entry point: run the CLI and render Enforcer's own errors for humans (exit code 1)."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
     except PolicySetError as exc:
         for err in exc.errors:
             typer.echo(f"error: {err}", err=True)
@@ -62,3 +63,4 @@ def main() -> None:
             show()
             sys.exit(getattr(exc, "exit_code", 2))
         raise
+    sys.exit(code if isinstance(code, int) else 0)

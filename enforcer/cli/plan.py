@@ -15,10 +15,11 @@ from enforcer.cli._common import POLICIES_OPTION, policy_dir, store
 from enforcer.engine import apply as apply_plan
 from enforcer.engine import load_desired, make_plan
 from enforcer.errors import EnforcerError, PolicySetError
-from enforcer.matcher import MatchEntry, Matcher, normalize
+from enforcer.matcher import Matcher, normalize
 from enforcer.models import ALL_DEVICES
 from enforcer.plan import Plan
 from enforcer.render import RENDERERS, render_text
+from enforcer.scope import effective_indicators, match_entries
 from enforcer.store.indicators import covering
 
 
@@ -113,11 +114,13 @@ def explain(
     except (ValueError, UnicodeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="DOMAIN") from exc
     scopes = {ALL_DEVICES, group}
+    groups = {group} if group else set()
     with store().connect() as conn:
         stored = [s for s in covering(conn, name) if s.indicator.scope in scopes]
-    matcher = Matcher(MatchEntry(s.indicator.value, s.indicator.action, s.indicator.app_id) for s in stored)
-    verdict = matcher.verdict(name)
-    deciding = [s for s in stored if s.indicator.value == verdict.indicator]
+    effective = effective_indicators([s.indicator for s in stored], groups)
+    verdict = Matcher(match_entries(effective.values(), groups)).verdict(name)
+    decider = effective.get(verdict.indicator)
+    deciding = [s for s in stored if s.indicator == decider]
     report: dict[str, Any] = {
         "domain": name,
         "group": group or None,
@@ -142,14 +145,14 @@ def explain(
     catalog = load_catalog()
     for app in catalog.apps_for_domain(name):
         report["apps"].append({"id": app.id, "name": app.name, "category": app.category, "risk": app.score})
-    report["policy"] = _policy_view(policy_dir(policies), name, scopes)
+    report["policy"] = _policy_view(policy_dir(policies), name, [group, ALL_DEVICES] if group else [ALL_DEVICES])
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     typer.echo(_explain_text(report))
 
 
-def _policy_view(directory: Path, name: str, scopes: set[str]) -> dict[str, Any] | None:
+def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any] | None:
     """What the policy files (as they are now) say about the name, if they load."""
     try:
         desired = load_desired(directory)
@@ -157,7 +160,7 @@ def _policy_view(directory: Path, name: str, scopes: set[str]) -> dict[str, Any]
         return {"error": str(exc)}
     candidates = [name, *_parents(name)]
     for value in candidates:
-        for scope in sorted(scopes):
+        for scope in scopes:
             ind = desired.indicators.get((scope, value))
             if ind is not None:
                 origin, how = desired.origin_of(ind)

@@ -6,6 +6,7 @@ entry carries its `Location`; `PolicySetError` lists *all* problems of all files
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -154,6 +155,14 @@ def _plain(node: Any) -> Any:
         return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
+    if isinstance(node, dt.datetime):
+        # ruamel's TimeStamp subclass carries YAML details; keep a plain datetime.
+        return dt.datetime(
+            node.year, node.month, node.day, node.hour, node.minute, node.second,
+            node.microsecond, node.tzinfo,
+        )  # fmt: skip
+    if isinstance(node, dt.date):
+        return node.isoformat()  # a bare date: midnight UTC once validated
     return node
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, DateTime, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from enforcer.errors import PermanentError, StalePlanError
@@ -26,6 +26,7 @@ from enforcer.plan import (
     bucket_of,
     digest_indicators,
     dirty_buckets,
+    paused_gc,
 )
 from enforcer.store.tables import (
     AppRow,
@@ -93,8 +94,25 @@ def current_revision(conn: Connection) -> int:
     return int(value) if value is not None else 0
 
 
+def log_floor(conn: Connection) -> int:
+    """The oldest revision that delta sync can start from; older cursors need a snapshot."""
+    value = conn.execute(select(META.c.value).where(META.c.key == "log_floor")).scalar()
+    return int(value) if value is not None else 0
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    if not conn.execute(update(META).where(META.c.key == key).values(value=value)).rowcount:
+        conn.execute(insert(META).values(key=key, value=value))
+
+
 def read_digests(conn: Connection) -> dict[int, BucketDigest]:
-    rows = conn.execute(select(DIGEST.c.bucket, DIGEST.c.digest, DIGEST.c.count))
+    """Every bucket's digest (65,536 small rows: read through the driver, without row objects)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("SELECT bucket, digest, count FROM bucket_digest")
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     return {b: BucketDigest(d % _WRAP, n) for b, d, n in rows}
 
 
@@ -273,7 +291,7 @@ def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint =
     Refuses (StalePlanError) a plan made against a revision that has since moved. A plan without
     indicator changes only refreshes the remembered app tags and creates no revision.
     """
-    with engine.begin() as conn:
+    with engine.begin() as conn, paused_gc():
         revision = _lock_revision(conn)
         if revision != plan.base_revision:
             raise StalePlanError(plan.base_revision, revision)
@@ -288,7 +306,12 @@ def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint =
             )
             _write_changes(conn, plan.changes, fail)
             fail("changes")
-            _write_change_log(conn, revision, POLICY, plan.changes)
+            if plan.base_revision == 0:
+                # A first load has nothing to delta against: every device takes a snapshot, so
+                # the log starts after it (and a million-row first apply stays fast).
+                _set_meta(conn, "log_floor", str(revision))
+            else:
+                _write_change_log(conn, revision, POLICY, plan.changes)
             fail("change_log")
             _write_digests(conn, plan.bucket_digests)
             fail("digests")
@@ -312,6 +335,10 @@ def _row_values(ind: Indicator) -> dict[str, Any]:
     }
 
 
+_CREATE_COLUMNS = (*_IND_COLUMNS, "source", "bucket", "created_by", "created_at", "updated_at")
+_LOG_COLUMNS = ("revision", "op", "source", "scope", "value", "action", "severity", "app_id", "generate_alert")
+
+
 def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint) -> None:
     now = utcnow()
     creates = [c.after for c in changes if c.action is ChangeAction.CREATE and c.after]
@@ -321,8 +348,8 @@ def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint)
         conn.execute(
             delete(IND).where(
                 IND.c.source == POLICY,
-                IND.c.scope == _bind("b_scope"),
-                IND.c.value == _bind("b_value"),
+                IND.c.scope == bindparam("b_scope"),
+                IND.c.value == bindparam("b_value"),
             ),
             [{"b_scope": s, "b_value": v} for s, v in chunk],
         )
@@ -334,25 +361,24 @@ def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint)
             values["b_scope"], values["b_value"] = values.pop("scope"), values.pop("value")
             values["updated_at"] = now
             params.append(values)
-        stmt = (
-            update(IND)
-            .where(IND.c.source == POLICY, IND.c.scope == _bind("b_scope"), IND.c.value == _bind("b_value"))
+        stmt = update(IND).where(
+            IND.c.source == POLICY,
+            IND.c.scope == bindparam("b_scope"),
+            IND.c.value == bindparam("b_value"),
         )
         conn.execute(stmt, params)
     fail("updates")
     for chunk in _chunks(creates):
-        rows = []
-        for ind in chunk:
-            values = _row_values(ind)
-            values.update(source=POLICY, bucket=bucket_of(ind.scope, ind.value), created_by="policy",
-                          created_at=now, updated_at=now)  # fmt: skip
-            rows.append(values)
-        _bulk_insert(conn, IND, rows)
+        rows = [
+            (
+                ind.value, ind.type, ind.action, ind.severity, ind.scope, ind.title,
+                ind.description, ind.app_id, ind.generate_alert, ind.expiration,
+                POLICY, bucket_of(ind.scope, ind.value), POLICY, now, now,
+            )  # fmt: skip
+            for ind in chunk
+        ]
+        _insert_tuples(conn, IND, _CREATE_COLUMNS, rows)
         fail("creates")
-
-
-def _bind(name: str) -> Any:
-    return bindparam(name)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -361,44 +387,91 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
 
 
 def _bulk_insert(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        columns = tuple(rows[0])
+        _insert_tuples(conn, table, columns, [tuple(r[c] for c in columns) for r in rows])
+
+
+def _insert_tuples(
+    conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows through the driver: COPY on PostgreSQL, executemany on SQLite.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself at a
+    million rows, so only the columns whose type needs a bind processor (the timestamps) are
+    converted, memoised per distinct value (a plan holds a handful of distinct times).
+    """
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        _copy_rows(conn, table, rows)
-    else:
-        conn.execute(insert(table), rows)
-
-
-def _copy_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """PostgreSQL COPY: an order of magnitude faster than INSERT for bulk loads."""
-    columns = list(rows[0])
     raw = conn.connection.driver_connection
     assert raw is not None
+    if conn.dialect.name == "postgresql":
+        cols = ", ".join(f'"{c}"' for c in columns)
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    converters = _converters(conn, table, columns)
+    if converters:
+        rows = [_convert(row, converters) for row in rows]
+    marks = ", ".join("?" for _ in columns)
     cols = ", ".join(f'"{c}"' for c in columns)
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)
+    finally:
+        cursor.close()
+
+
+def _converters(conn: Connection, table: Any, columns: Sequence[str]) -> list[tuple[int, Any]]:
+    out = []
+    for index, name in enumerate(columns):
+        processor = table.c[name].type.bind_processor(conn.dialect)
+        if processor is not None and _is_datetime(table.c[name].type):
+            out.append((index, _memoised(processor)))
+    return out
+
+
+def _is_datetime(column_type: Any) -> bool:
+    return isinstance(column_type, DateTime) or isinstance(getattr(column_type, "impl", None), DateTime)
+
+
+def _memoised(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    memo: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        done = memo.get(value)
+        if done is None:
+            done = processor(value)
+            if isinstance(done, dt.datetime):
+                done = done.isoformat(" ")  # what sqlite3's own datetime adapter stores
+            memo[value] = done
+        return done
+
+    return convert
+
+
+def _convert(row: tuple[Any, ...], converters: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    values = list(row)
+    for index, convert in converters:
+        values[index] = convert(values[index])
+    return tuple(values)
 
 
 def _write_change_log(conn: Connection, revision: int, source: str, changes: Sequence[Change]) -> None:
     for chunk in _chunks(changes):
         rows = []
         for change in chunk:
-            ind = change.indicator
+            ind = change.after or change.before
+            assert ind is not None
+            op = "remove" if change.action is ChangeAction.DELETE else "upsert"
             rows.append(
-                {
-                    "revision": revision,
-                    "op": "remove" if change.action is ChangeAction.DELETE else "upsert",
-                    "source": source,
-                    "scope": ind.scope,
-                    "value": ind.value,
-                    "action": ind.action.value,
-                    "severity": ind.severity.value,
-                    "app_id": ind.app_id,
-                    "generate_alert": ind.generate_alert,
-                }
-            )
-        _bulk_insert(conn, LOG, rows)
+                (revision, op, source, ind.scope, ind.value, ind.action, ind.severity, ind.app_id,
+                 ind.generate_alert)
+            )  # fmt: skip
+        _insert_tuples(conn, LOG, _LOG_COLUMNS, rows)
 
 
 def _signed(value: int) -> int:
@@ -534,6 +607,7 @@ __all__ = [
     "expire",
     "get_indicator",
     "iter_indicators",
+    "log_floor",
     "list_indicators",
     "read_actual",
     "read_app_tags",

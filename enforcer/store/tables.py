@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -39,11 +39,18 @@ class IndicatorRow(IndicatorBase, table=True):
     """A stored indicator. `source` is ``policy`` (owned by reconcile) or ``manual`` (never touched)."""
 
     __tablename__ = "indicator"
+    # Few indexes on purpose: each one costs on a million-row apply. The unique key leads with
+    # the value so that it also serves `explain` and the API's lookups by domain; the expiry
+    # index is partial because almost no indicator expires.
     __table_args__ = (
-        UniqueConstraint("source", "scope", "value", name="uq_indicator_source_scope_value"),
+        UniqueConstraint("value", "scope", "source", name="uq_indicator_value_scope_source"),
         Index("ix_indicator_source_bucket", "source", "bucket"),
-        Index("ix_indicator_value", "value"),
-        Index("ix_indicator_expiration", "expiration_time"),
+        Index(
+            "ix_indicator_expiration",
+            "expiration_time",
+            sqlite_where=text("expiration_time IS NOT NULL"),
+            postgresql_where=text("expiration_time IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

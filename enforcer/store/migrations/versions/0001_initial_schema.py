@@ -76,12 +76,11 @@ def upgrade() -> None:
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('source', 'scope', 'value', name='uq_indicator_source_scope_value')
+    sa.UniqueConstraint('value', 'scope', 'source', name='uq_indicator_value_scope_source')
     )
     with op.batch_alter_table('indicator', schema=None) as batch_op:
-        batch_op.create_index('ix_indicator_expiration', ['expiration_time'], unique=False)
+        batch_op.create_index('ix_indicator_expiration', ['expiration_time'], unique=False, sqlite_where=sa.text('expiration_time IS NOT NULL'), postgresql_where=sa.text('expiration_time IS NOT NULL'))
         batch_op.create_index('ix_indicator_source_bucket', ['source', 'bucket'], unique=False)
-        batch_op.create_index('ix_indicator_value', ['value'], unique=False)
 
     op.create_table('revision',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -107,9 +106,8 @@ def downgrade() -> None:
     op.drop_table('store_meta')
     op.drop_table('revision')
     with op.batch_alter_table('indicator', schema=None) as batch_op:
-        batch_op.drop_index('ix_indicator_value')
         batch_op.drop_index('ix_indicator_source_bucket')
-        batch_op.drop_index('ix_indicator_expiration')
+        batch_op.drop_index('ix_indicator_expiration', sqlite_where=sa.text('expiration_time IS NOT NULL'), postgresql_where=sa.text('expiration_time IS NOT NULL'))
 
     op.drop_table('indicator')
     op.drop_table('device_group')

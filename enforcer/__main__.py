@@ -1,0 +1,5 @@
+"""`python -m enforcer` runs the CLI."""
+
+from enforcer.cli import main
+
+main()
