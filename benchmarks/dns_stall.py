@@ -4,9 +4,9 @@ The shim's DNS server runs in a subprocess with ``--count`` blocked domains. Thi
 queries at a fixed rate (open loop, ``--rate`` per second, so a stall shows up in every query it
 delays, not in one) and records each answer's latency from the moment the query was due. After
 a few seconds at rest it signals the server (SIGUSR1) to apply a delta of ``--delta`` new
-blocked domains with `enforcer.shim.dns.apply_delta`, which adds them ``--chunk`` at a time and
-yields to the event loop between chunks. Printed: p50/p99/max latency at rest and during the
-delta, for the chunked delta and, for contrast, the same delta applied in one step.
+blocked domains with `enforcer.shim.dns.apply_delta`, which works in steps of ``--step``
+seconds and yields to the event loop between steps. Printed: p50/p99/max latency at rest and
+during the delta, applied in steps and, for contrast, in one step.
 
     .venv/bin/python benchmarks/dns_stall.py --count 1000000 --delta 100000
 """
@@ -29,7 +29,7 @@ import dns.message
 from _unbound import FakeUpstream, free_port, load_domains, wait_answering
 
 
-def serve(domains_file: Path, port: int, upstream_port: int, delta: int, chunk: int) -> None:
+def serve(domains_file: Path, port: int, upstream_port: int, delta: int, step: float) -> None:
     """The server: load the domains, serve, apply the delta on SIGUSR1 and print its duration."""
     from enforcer.matcher import MatchEntry, Matcher
     from enforcer.models import Action
@@ -42,7 +42,7 @@ def serve(domains_file: Path, port: int, upstream_port: int, delta: int, chunk: 
 
     async def apply() -> None:
         started = time.perf_counter()
-        await apply_delta(matcher, additions, chunk=chunk)
+        await apply_delta(matcher, additions, step=step)
         print(f"delta {time.perf_counter() - started:.4f}", flush=True)
 
     async def main() -> None:
@@ -126,7 +126,7 @@ def scenario(
     names: list[str],
     upstream: FakeUpstream,
     args: argparse.Namespace,
-    chunk: int,
+    step: float,
 ) -> tuple[str, str, float]:
     port = free_port()
     server = subprocess.Popen(
@@ -141,8 +141,8 @@ def scenario(
             str(upstream.port),
             "--delta",
             str(args.delta),
-            "--chunk",
-            str(chunk),
+            "--step",
+            str(step),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -174,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--delta", type=int, default=100_000)
-    parser.add_argument("--chunk", type=int, default=2000)
+    parser.add_argument("--step", type=float, default=0.001)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--rest", type=float, default=3.0)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--upstream-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.upstream_port, args.delta, args.chunk)
+        serve(args.serve, args.port, args.upstream_port, args.delta, args.step)
         return
 
     domains = load_domains(args.count)
@@ -199,8 +199,11 @@ def main() -> None:
                 f"indicators: {len(domains):,}; delta: {args.delta:,} added; "
                 f"probe rate: {args.rate}/s"
             )
-            for label, chunk in ((f"chunked ({args.chunk})", args.chunk), ("one step", args.delta)):
-                rest, during, took = scenario(domains_file, names, upstream, args, chunk)
+            for label, step in (
+                (f"in {args.step * 1000:g} ms steps", args.step),
+                ("one step", 3600.0),
+            ):
+                rest, during, took = scenario(domains_file, names, upstream, args, step)
                 print(f"{label}: delta applied in {took * 1000:.0f} ms")
                 print(f"  at rest:      {rest}")
                 print(f"  during delta: {during}")

@@ -23,7 +23,7 @@ through a short chain of stages around the one `Matcher`:
 The verdict is taken before the cache, so a name blocked (or a matcher swapped) between two
 queries is blocked on the very next query, cached or not. The matcher is read from
 ``frontend.matcher`` on every query: the sync client may call ``matcher.add/remove`` between
-queries (from the event loop; `apply_delta` does it in chunks so answers never wait long) or
+queries (from the event loop; `apply_delta` does it in ~1 ms steps so answers never wait long) or
 assign a whole new `Matcher`.
 
 Events (``on_event``): every answer could be an event, but building a `NetworkEvent` (a
@@ -49,12 +49,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
-import random
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
@@ -64,6 +64,7 @@ from enforcer.shim import dnswire
 from enforcer.shim.dnswire import EDNS_DO, MIN_OPT, TYPE_A, TYPE_AAAA, TYPE_OPT, UDP_PLAIN_LIMIT
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 CANARY = "use-application-dns.net"
 """Firefox's DoH canary: an NXDOMAIN here keeps Firefox on the system resolver."""
@@ -170,10 +171,11 @@ class _Answer:
         self.offsets = tuple(r.ttl_at - qend for r in kept)
         self.ttls = tuple(int.from_bytes(wire[r.ttl_at : r.ttl_at + 4], "big") for r in kept)
         self.expires = now + min(self.ttls, default=0)
-        self.head = wire[2:12]
+        # A cached answer is not authoritative: clear AA, keep the rest of the upstream's header.
+        self.head = bytes((wire[2] & ~0x04 & 0xFF,)) + wire[3:12]
         self.head_opt = self.head
         if self.add_opt:
-            self.head_opt = wire[2:10] + ((wire[10] << 8 | wire[11]) + 1).to_bytes(2, "big")
+            self.head_opt = self.head[:8] + ((wire[10] << 8 | wire[11]) + 1).to_bytes(2, "big")
         self.raw_tail = wire[qend:]
         self.address = _first_address(wire, kept)
         self.age = -1
@@ -373,7 +375,7 @@ class DnsFrontEnd:
     async def _ask_upstreams(self, miss: _Miss) -> bytes | None:
         """The first well-formed upstream answer to the miss's question, or None."""
         question = miss.data[12 : miss.qend]
-        query_id = random.getrandbits(16)
+        query_id = secrets.randbits(16)
         do_bit = 0x80 if miss.edns & EDNS_DO else 0
         opt = MIN_OPT[:7] + bytes((do_bit,)) + MIN_OPT[8:]
         query = query_id.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01"
@@ -631,6 +633,8 @@ async def run_dns(
         fail_closed=settings.fail_closed,
         indicators=len(frontend.matcher),
     )
+    if not settings.upstreams:
+        log.warning("dns.no_upstreams", detail="names that are not blocked get SERVFAIL")
     if not frontend.ready:
         if settings.fail_closed:
             log.warning("dns.fail_closed", detail="no indicator set yet: refusing every query")
@@ -657,22 +661,25 @@ async def apply_delta(
     add: Iterable[MatchEntry] = (),
     remove: Iterable[str] = (),
     *,
-    chunk: int = 2000,
+    step: float = 0.001,
 ) -> None:
     """Apply an indicator delta to a live matcher without stalling the answers.
 
-    Removals first, then additions, ``chunk`` entries at a time, yielding to the event loop
-    between chunks: a 100,000-entry delta becomes 50 short steps (a few milliseconds each)
-    with queries answered in between, instead of one step of a few hundred milliseconds.
+    Removals first, then additions, in steps of about ``step`` seconds, yielding to the event
+    loop between steps: a 100,000-entry delta (about 150 ms of work with a million entries)
+    becomes some 150 steps with queries answered in between, so no answer waits for more than
+    about one step. The clock is read every 100 entries, not per entry.
     """
-    done = 0
-    for domain in remove:
-        matcher.remove(domain)
-        done += 1
-        if done % chunk == 0:
+    await _paced(remove, matcher.remove, step)
+    await _paced(add, matcher.add, step)
+
+
+async def _paced(items: Iterable[_T], apply: Callable[[_T], None], step: float) -> None:
+    """Call ``apply`` on each item, yielding to the event loop every ``step`` seconds."""
+    clock = time.perf_counter
+    deadline = clock() + step
+    for count, item in enumerate(items, start=1):
+        apply(item)
+        if count % 100 == 0 and clock() >= deadline:
             await asyncio.sleep(0)
-    for entry in add:
-        matcher.add(entry)
-        done += 1
-        if done % chunk == 0:
-            await asyncio.sleep(0)
+            deadline = clock() + step

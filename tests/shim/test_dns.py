@@ -13,6 +13,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from enforcer.matcher import MatchEntry, Matcher
 from enforcer.models import Action, EventAction, NetworkEvent
 from enforcer.shim import dnswire
-from enforcer.shim.dns import DnsFrontEnd, DnsSettings, apply_delta
+from enforcer.shim.dns import DnsFrontEnd, DnsSettings, _Answer, apply_delta
 
 from .conftest import BIG_NAME, ShimServer
 
@@ -171,13 +172,13 @@ def test_matcher_updates_while_serving_apply_to_the_next_query(start_shim):
     assert ask(server, "late.example.test").rcode() == dns.rcode.NXDOMAIN
 
 
-def test_apply_delta_in_chunks(start_shim):
+def test_apply_delta_in_steps(start_shim):
     matcher = Matcher()
     server = start_shim(matcher)
     adds = [MatchEntry(f"d{i}.delta.test", Action.BLOCK) for i in range(5000)]
-    server.call(apply_delta(matcher, adds, chunk=500))
+    server.call(apply_delta(matcher, adds, step=0.0005))
     assert ask(server, "x.d4999.delta.test").rcode() == dns.rcode.NXDOMAIN
-    server.call(apply_delta(matcher, remove=[e.domain for e in adds], chunk=500))
+    server.call(apply_delta(matcher, remove=[e.domain for e in adds]))
     assert len(matcher) == 0
 
 
@@ -328,3 +329,42 @@ def test_settings_defaults():
     defaults = DnsSettings()
     assert (defaults.blocked_ttl, defaults.max_ttl, defaults.fail_closed) == (10, 60, False)
     assert defaults.sinkhole is None
+
+
+def _upstream_answer(ttl: int, edns: bool) -> tuple[dns.message.Message, bytes]:
+    query = dns.message.make_query("Aged.Example.Test", "A", use_edns=0 if edns else None)
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.AA
+    response.answer.append(dns.rrset.from_text("aged.example.test.", ttl, "IN", "A", "192.0.2.7"))
+    return query, response.to_wire()
+
+
+@pytest.mark.parametrize("upstream_edns", [True, False])
+def test_cached_answer_ages_its_ttls_and_fits_the_clients_edns(upstream_edns):
+    _, wire = _upstream_answer(100, upstream_edns)
+    entry = _Answer(wire, now=1000.0, max_ttl=60)
+    assert entry.cacheable and entry.expires == 1100.0
+    for client_edns in (True, False):
+        query = dns.message.make_query(
+            "aged.EXAMPLE.test", "A", use_edns=0 if client_edns else None
+        )
+        data = query.to_wire()
+        qend = len(data) - (11 if client_edns else 0)
+        edns = dnswire.EDNS_PRESENT | 1232 if client_edns else 0
+        for now, ttl in ((1000.0, 60), (1050.2, 50), (1099.5, 1)):
+            response = dns.message.from_wire(entry.reply(data, qend, edns, now))
+            assert response.id == query.id
+            assert response.question == query.question
+            assert response.question[0].name.to_text() == "aged.EXAMPLE.test."
+            assert response.answer[0].ttl == ttl
+            assert not response.flags & dns.flags.AA
+            assert response.edns == (0 if client_edns else -1)
+
+
+def test_zero_ttl_and_servfail_answers_are_not_cached():
+    _, wire = _upstream_answer(0, False)
+    assert not _Answer(wire, now=5.0, max_ttl=60).cacheable
+    query = dns.message.make_query("x.test", "A")
+    failed = dns.message.make_response(query)
+    failed.set_rcode(dns.rcode.SERVFAIL)
+    assert not _Answer(failed.to_wire(), now=5.0, max_ttl=60).cacheable
