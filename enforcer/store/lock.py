@@ -15,7 +15,9 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, text
 
-ADVISORY_KEY = 0x656E666F72636572 & 0x7FFFFFFFFFFFFFFF  # "enforcer"
+ADVISORY_CLASS = 0x656E66  # "enf"; the second key is the schema, so schemas do not contend
+_TRY = "SELECT pg_try_advisory_lock(:k, hashtext(current_schema()))"
+_UNLOCK = "SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"
 
 
 class LeaderLock:
@@ -45,7 +47,7 @@ class LeaderLock:
                 self._drop_conn()
         conn = self._engine.connect()
         try:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+            got = bool(conn.execute(text(_TRY), {"k": ADVISORY_CLASS}).scalar())
             conn.commit()
         except Exception:
             conn.close()
@@ -81,7 +83,7 @@ class LeaderLock:
     def release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                self._conn.execute(text(_UNLOCK), {"k": ADVISORY_CLASS})
                 self._conn.commit()
             self._drop_conn()
         if self._file is not None:

@@ -1,0 +1,118 @@
+"""The daemon: applies on change only, survives a bad policy push, one leader, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import structlog.testing
+from sqlalchemy import Engine
+
+from enforcer.config import Settings
+from enforcer.daemon import Daemon
+from enforcer.store import indicators as store
+from tests.conftest import write_policy
+
+GOOD = "apps:\n  - {app: pastebin, tag: unsanctioned}\n"
+
+
+def values(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {s.indicator.value for s in store.list_indicators(conn, limit=1000)}
+
+
+def make_daemon(tmp_path: Path, db_url: str, engine: Engine) -> Daemon:
+    settings = Settings(database_url=db_url, policy_dir=tmp_path / "policies", watch_policies=False)
+    return Daemon(settings, engine)
+
+
+def test_applies_only_when_something_changed(tmp_path: Path, db_url: str, engine: Engine) -> None:
+    write_policy(tmp_path / "policies", "a.yaml", GOOD)
+    daemon = make_daemon(tmp_path, db_url, engine)
+    first = daemon.reconcile_tick()
+    assert first.outcome == "applied" and first.revision == 1 and values(engine) == {"pastebin.com"}
+    assert daemon.reconcile_tick().outcome == "unchanged"
+    # A manual indicator moves the revision: the daemon re-plans, finds nothing to do.
+    from enforcer.models import Action, Indicator
+
+    store.add_manual(engine, Indicator(value="x.example", action=Action.BLOCK), actor="t")
+    assert daemon.reconcile_tick().outcome == "no_changes"
+    daemon.lock.release()
+
+
+def test_bad_policy_push_keeps_the_last_good_state(tmp_path: Path, db_url: str, engine: Engine) -> None:
+    policies = tmp_path / "policies"
+    write_policy(policies, "a.yaml", GOOD)
+    daemon = make_daemon(tmp_path, db_url, engine)
+    assert daemon.reconcile_tick().outcome == "applied"
+    write_policy(policies, "a.yaml", "apps:\n  - {app: pastebin, tag: unsanctioned}\n  - {app: nope-app, tag: unsanctioned}\n")
+    with structlog.testing.capture_logs() as logged:
+        assert daemon.reconcile_tick().outcome == "policy_error"
+        assert daemon.reconcile_tick().outcome == "policy_error"  # retried each tick, logged once
+    assert values(engine) == {"pastebin.com"}
+    [event] = [e for e in logged if e["event"] == "policy_rejected"]
+    assert event["log_level"] == "error"
+    assert event["errors"][0]["field"] == "apps.app" and "nope-app" in event["errors"][0]["message"]
+    write_policy(policies, "a.yaml", GOOD + "  - {app: rentry, tag: unsanctioned}\n")
+    assert daemon.reconcile_tick().outcome == "applied"
+    assert values(engine) == {"pastebin.com", "rentry.co", "rentry.org"}
+    daemon.lock.release()
+
+
+def test_only_one_daemon_applies_and_a_standby_takes_over(tmp_path: Path, db_url: str, engine: Engine) -> None:
+    write_policy(tmp_path / "policies", "a.yaml", GOOD)
+    leader = make_daemon(tmp_path, db_url, engine)
+    standby = make_daemon(tmp_path, db_url, engine)
+    assert leader.reconcile_tick().outcome == "applied"
+    assert standby.reconcile_tick().outcome == "standby"
+    leader.lock.release()  # the leader stops (or dies: the lock goes with its connection/process)
+    write_policy(tmp_path / "policies", "a.yaml", GOOD + "  - {app: rentry, tag: unsanctioned}\n")
+    assert standby.reconcile_tick().outcome == "applied"
+    assert leader.reconcile_tick().outcome == "standby"
+    standby.lock.release()
+
+
+def test_daemon_process_watches_policies_and_stops_on_sigterm(tmp_path: Path, db_url: str, engine: Engine) -> None:
+    policies = tmp_path / "policies"
+    write_policy(policies, "a.yaml", GOOD)
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, "ENFORCER_POLICY_DIR": str(policies),
+           "ENFORCER_RECONCILE_INTERVAL": "3600"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enforcer", "daemon"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        events = _read_events(proc, until="plan_applied")
+        assert events[-1]["revision"] == 1
+        write_policy(policies, "a.yaml", GOOD + "  - {app: rentry, tag: unsanctioned}\n")
+        started = time.monotonic()
+        events = _read_events(proc, until="plan_applied")
+        assert time.monotonic() - started < 10  # the watcher triggers at once; the tick is an hour
+        assert events[-1]["revision"] == 2 and events[-1]["create"] == 2
+        proc.send_signal(signal.SIGTERM)
+        events = _read_events(proc, until="daemon_stopped")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert values(engine) == {"pastebin.com", "rentry.co", "rentry.org"}
+
+
+def _read_events(proc: subprocess.Popen[str], until: str, timeout: float = 30) -> list[dict]:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    events = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError(f"daemon exited before {until}: {events}")
+        event = json.loads(line)  # every line is a JSON event: daemons log JSON
+        events.append(event)
+        if event["event"] == until:
+            return events
+    raise AssertionError(f"no {until} within {timeout}s: {events}")
