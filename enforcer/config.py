@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,20 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     """Minimum level of log events: debug, info, warning, error."""
+
+    # --- server (enforcer serve) -----------------------------------------------------------
+
+    admin_token: SecretStr | None = None
+    """Bearer token of the admin API and console; the server refuses to start without one."""
+
+    enroll_secret: SecretStr | None = None
+    """Shared secret devices present once to enrol and receive their own device token."""
+
+    server_host: str = "127.0.0.1"
+    """Address `enforcer serve` listens on."""
+
+    server_port: int = 8440
+    """Port `enforcer serve` listens on."""
 
 
 def get_settings() -> Settings:
