@@ -100,7 +100,9 @@ def sqlite_peer(count: int, directory: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a temp dir")
     args = parser.parse_args()
@@ -142,18 +144,20 @@ def main() -> None:
         peak = peak_rss_mb()
         peer_insert, peer_read = sqlite_peer(args.count, work)
     backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
-    print(textwrap.dedent(f"""
+    print(
+        textwrap.dedent(f"""
         reconcile benchmark: {args.count:,} indicators, store={backend}
-          expand (policy + catalog -> desired)   {results['expand']:7.2f} s
-          (a) first plan                           {results['a_plan']:7.2f} s
-          (a) first apply                          {results['a_apply']:7.2f} s   plan+apply {results['a_plan'] + results['a_apply']:.2f} s (target < 30 s)
-          (b) no-op plan                           {results['b_plan']:7.2f} s   (target < 2 s)
-          (c) 1% change plan                       {results['c_plan']:7.2f} s
-          (c) 1% change apply                      {results['c_apply']:7.2f} s   plan+apply {results['c_plan'] + results['c_apply']:.2f} s (target < 5 s)
+          expand (policy + catalog -> desired)   {results["expand"]:7.2f} s
+          (a) first plan                           {results["a_plan"]:7.2f} s
+          (a) first apply                          {results["a_apply"]:7.2f} s   plan+apply {results["a_plan"] + results["a_apply"]:.2f} s (target < 30 s)
+          (b) no-op plan                           {results["b_plan"]:7.2f} s   (target < 2 s)
+          (c) 1% change plan                       {results["c_plan"]:7.2f} s
+          (c) 1% change apply                      {results["c_apply"]:7.2f} s   plan+apply {results["c_plan"] + results["c_apply"]:.2f} s (target < 5 s)
           peak RSS                                 {peak:7.0f} MB  (target < 1024 MB)
         peer: plain sqlite3 executemany insert     {peer_insert:7.2f} s, read all into a dict {peer_read:.2f} s
-          ratio first apply / sqlite3 insert       {(results['a_plan'] + results['a_apply']) / peer_insert:7.2f}x
-    """).strip())
+          ratio first apply / sqlite3 insert       {(results["a_plan"] + results["a_apply"]) / peer_insert:7.2f}x
+    """).strip()
+    )
 
 
 if __name__ == "__main__":

@@ -169,7 +169,9 @@ class Daemon:
         )
         scheduler.start()
         if self.settings.watch_policies:
-            threading.Thread(target=self._watch, args=(scheduler,), name="policy-watch", daemon=True).start()
+            threading.Thread(
+                target=self._watch, args=(scheduler,), name="policy-watch", daemon=True
+            ).start()
         self.stop_event.wait()
         log.info("daemon_stopping")
         scheduler.shutdown(wait=True)

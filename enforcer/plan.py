@@ -61,7 +61,7 @@ class BucketDigest(NamedTuple):
     """Digest and size of one bucket of managed indicators."""
 
     digest: int
-    count: int
+    size: int
 
 
 @dataclass
@@ -106,7 +106,9 @@ def keys_in_buckets(keys: Iterable[Key], buckets: set[int]) -> dict[int, list[Ke
     return out
 
 
-def dirty_buckets(desired: Mapping[int, BucketDigest], actual: Mapping[int, BucketDigest]) -> set[int]:
+def dirty_buckets(
+    desired: Mapping[int, BucketDigest], actual: Mapping[int, BucketDigest]
+) -> set[int]:
     """Buckets whose contents differ between the desired set and the store."""
     return {b for b in desired.keys() | actual.keys() if desired.get(b) != actual.get(b)}
 
@@ -235,10 +237,15 @@ class Plan:
                 }
                 for c in self.conflicts
             ],
-            "bucket_digests": {str(b): [d.digest, d.count] for b, d in self.bucket_digests.items()},
+            "bucket_digests": {str(b): [d.digest, d.size] for b, d in self.bucket_digests.items()},
             "apps": [
-                {"id": a.app_id, "name": a.name, "category": a.category, "risk": a.risk,
-                 "tags": [list(t) for t in a.tags]}
+                {
+                    "id": a.app_id,
+                    "name": a.name,
+                    "category": a.category,
+                    "risk": a.risk,
+                    "tags": [list(t) for t in a.tags],
+                }
                 for a in self.apps
             ],
             "device_groups": [list(g) for g in self.device_groups],
@@ -262,8 +269,14 @@ class Plan:
                 changes=tuple(_change_from_dict(c) for c in data["changes"]),
                 conflicts=tuple(
                     ConflictNote(
-                        c["domain"], c["scope"], c["app"], c["action"],
-                        tuple(c["sanctioned_apps"]), c["origin"], c["resolution"], c["resolved_at"],
+                        c["domain"],
+                        c["scope"],
+                        c["app"],
+                        c["action"],
+                        tuple(c["sanctioned_apps"]),
+                        c["origin"],
+                        c["resolution"],
+                        c["resolved_at"],
                     )
                     for c in data.get("conflicts", [])
                 ),
@@ -272,8 +285,13 @@ class Plan:
                     for b, v in data["bucket_digests"].items()
                 },
                 apps=tuple(
-                    AppState(a["id"], a["name"], a["category"], float(a["risk"]),
-                             tuple((t[0], t[1], t[2]) for t in a["tags"]))
+                    AppState(
+                        a["id"],
+                        a["name"],
+                        a["category"],
+                        float(a["risk"]),
+                        tuple((t[0], t[1], t[2]) for t in a["tags"]),
+                    )
                     for a in data.get("apps", [])
                 ),
                 device_groups=tuple((g[0], g[1]) for g in data.get("device_groups", [])),

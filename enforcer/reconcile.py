@@ -9,6 +9,7 @@ Manual indicators are never part of `actual`, so reconciliation never touches th
 from __future__ import annotations
 
 from enforcer.expand import DesiredState
+from enforcer.models import Indicator
 from enforcer.plan import (
     ActualState,
     BucketDigest,
@@ -23,7 +24,6 @@ from enforcer.plan import (
     dirty_buckets,
     keys_in_buckets,
 )
-from enforcer.models import Indicator
 
 
 def reconcile(
@@ -49,16 +49,24 @@ def reconcile(
             after = wanted[key]
             before = rows.get(key)
             if before is None:
-                change = Change(ChangeAction.CREATE, key, None, after, _reason(desired, after, reasons))
+                change = Change(
+                    ChangeAction.CREATE, key, None, after, _reason(desired, after, reasons)
+                )
             elif before != after:
-                change = Change(ChangeAction.UPDATE, key, before, after, _reason(desired, after, reasons))
+                change = Change(
+                    ChangeAction.UPDATE, key, before, after, _reason(desired, after, reasons)
+                )
             else:
                 continue
             _add(by_app, after.app_id, change)
         for key in actual_by_bucket.get(bucket, ()):
             if key not in wanted:
                 before = rows[key]
-                _add(by_app, before.app_id, Change(ChangeAction.DELETE, key, before, None, _gone(before)))
+                _add(
+                    by_app,
+                    before.app_id,
+                    Change(ChangeAction.DELETE, key, before, None, _gone(before)),
+                )
     changes: list[Change] = []
     for app_id in sorted(by_app):
         group = by_app[app_id]

@@ -27,7 +27,15 @@ def _line(change: Change) -> str:
 def _diff_fields(change: Change) -> str:
     assert change.before and change.after
     parts = []
-    for name in ("action", "severity", "title", "description", "generate_alert", "expiration", "app_id"):
+    for name in (
+        "action",
+        "severity",
+        "title",
+        "description",
+        "generate_alert",
+        "expiration",
+        "app_id",
+    ):
         old, new = getattr(change.before, name), getattr(change.after, name)
         if old != new:
             parts.append(f"{name}: {_short(old)} -> {_short(new)}")
@@ -81,7 +89,9 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         out.extend(paint(_conflict(c), "warn") for c in plan.conflicts)
     if plan.collapsed:
         out.append("")
-        out.append(f"{plan.collapsed} indicator(s) left out: a parent domain with the same action covers them.")
+        out.append(
+            f"{plan.collapsed} indicator(s) left out: a parent domain with the same action covers them."
+        )
     out.append("")
     out.append(plan.summary())
     return "\n".join(out)

@@ -28,7 +28,9 @@ def _rank(indicator: Indicator) -> tuple[int, int]:
     return (0 if indicator.scope == ALL_DEVICES else 1, indicator.action.strength)
 
 
-def effective_indicators(indicators: Iterable[Indicator], groups: Collection[str]) -> dict[str, Indicator]:
+def effective_indicators(
+    indicators: Iterable[Indicator], groups: Collection[str]
+) -> dict[str, Indicator]:
     """Per domain, the one indicator a device in `groups` enforces."""
     chosen: dict[str, Indicator] = {}
     for ind in indicators:

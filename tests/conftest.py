@@ -46,12 +46,24 @@ def catalog() -> Catalog:
     return Catalog(
         [
             make_app("boxy", "file-sharing", ["boxy.example", "boxycdn.example"]),
-            make_app("sharefast", "file-sharing", ["sharefast.example", "dl.sharefast.example"], risky=True),
-            make_app("megashare", "file-sharing", ["megashare.example", "megashare-static.example"], risky=True),
+            make_app(
+                "sharefast",
+                "file-sharing",
+                ["sharefast.example", "dl.sharefast.example"],
+                risky=True,
+            ),
+            make_app(
+                "megashare",
+                "file-sharing",
+                ["megashare.example", "megashare-static.example"],
+                risky=True,
+            ),
             make_app("pastey", "paste", ["pastey.example"], risky=True),
             make_app("chatbot", "generative-ai", ["chatbot.example", "api.chatbot.example"]),
             make_app("suite", "productivity", ["suite.example", "login.idp.example"]),
-            make_app("suite-drive", "cloud-storage", ["drive.suite.example", "idp.example"], risky=True),
+            make_app(
+                "suite-drive", "cloud-storage", ["drive.suite.example", "idp.example"], risky=True
+            ),
             make_app("tunnelr", "vpn-proxy", ["tunnelr.example"], risky=True),
         ]
     )

@@ -15,7 +15,9 @@ from tests.conftest import write_policy
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], cwd: Path, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "enforcer", *args],
         env={**os.environ, **env}, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120,
@@ -35,7 +37,10 @@ def test_walkthrough_with_the_example_policies(tmp_path: Path, env: dict[str, st
 
     first = run(["plan", "--detailed-exitcode"], env, tmp_path)
     assert first.returncode == 2, first.stderr
-    assert "+ mega.nz" in first.stdout and "# mega: unsanctioned by apps entry (policies/file-sharing.yaml:" in first.stdout
+    assert (
+        "+ mega.nz" in first.stdout
+        and "# mega: unsanctioned by apps entry (policies/file-sharing.yaml:" in first.stdout
+    )
     assert first.stdout.rstrip().splitlines()[-1].startswith("Plan: ")
 
     refused = run(["apply"], env, tmp_path, stdin="n\n")
@@ -56,16 +61,28 @@ def test_walkthrough_with_the_example_policies(tmp_path: Path, env: dict[str, st
     human = run(["explain", "www.mega.nz"], env, tmp_path).stdout
     assert human.startswith("www.mega.nz: BLOCKED by indicator mega.nz")
 
-    ngrok = json.loads(run(["explain", "ngrok.com", "--group", "engineering", "--json"], env, tmp_path).stdout)
+    ngrok = json.loads(
+        run(["explain", "ngrok.com", "--group", "engineering", "--json"], env, tmp_path).stdout
+    )
     assert ngrok["action"] == "Audit"  # the group's own entry beats the all-devices block
-    assert json.loads(run(["explain", "ngrok.com", "--json"], env, tmp_path).stdout)["action"] == "Block"
+    assert (
+        json.loads(run(["explain", "ngrok.com", "--json"], env, tmp_path).stdout)["action"]
+        == "Block"
+    )
 
     # Change a policy: unblock mega, then plan shows exactly that diff.
     text = (policies / "file-sharing.yaml").read_text()
-    (policies / "file-sharing.yaml").write_text(text.replace("  - app: mega\n    tag: unsanctioned", "  - app: mega\n    tag: sanctioned"))
+    (policies / "file-sharing.yaml").write_text(
+        text.replace("  - app: mega\n    tag: unsanctioned", "  - app: mega\n    tag: sanctioned")
+    )
     diff = run(["plan", "--json"], env, tmp_path)
     data = json.loads(diff.stdout)
-    assert {c["indicatorValue"] for c in data["changes"]} == {"mega.nz", "mega.io", "mega.co.nz", "mega.app"}
+    assert {c["indicatorValue"] for c in data["changes"]} == {
+        "mega.nz",
+        "mega.io",
+        "mega.co.nz",
+        "mega.app",
+    }
     assert {c["action"] for c in data["changes"]} == {"-"}
     assert data["summary"] == {"create": 0, "update": 0, "delete": 4}
 
@@ -85,34 +102,53 @@ def test_saved_plan_apply_and_stale_refusal(tmp_path: Path, env: dict[str, str])
     assert broken.returncode == 2 and "bad.json" in broken.stderr
 
 
-def test_policy_errors_are_all_reported_with_file_and_line(tmp_path: Path, env: dict[str, str]) -> None:
+def test_policy_errors_are_all_reported_with_file_and_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     policies = tmp_path / "policies"
-    write_policy(policies, "files.yaml", """
+    write_policy(
+        policies,
+        "files.yaml",
+        """
         apps:
           - app: dropbox
             tag: unsactioned
           - app: dropbocks
             tag: unsanctioned
-        """)
+        """,
+    )
     result = run(["plan", "--detailed-exitcode"], env, tmp_path)
     assert result.returncode == 1
-    assert "policies/files.yaml:3: apps[0].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored" in result.stderr
+    assert (
+        "policies/files.yaml:3: apps[0].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored"
+        in result.stderr
+    )
     result = run(["plan"], env, tmp_path)
-    assert result.returncode == 1 and "1 error(s): the policy set was refused as a whole." in result.stderr
+    assert (
+        result.returncode == 1
+        and "1 error(s): the policy set was refused as a whole." in result.stderr
+    )
     write_policy(policies, "files.yaml", "apps:\n  - {app: dropbocks, tag: unsanctioned}\n")
     result = run(["plan"], env, tmp_path)
-    assert "policies/files.yaml:2: apps.app: unknown app 'dropbocks' (did you mean 'dropbox'?)" in result.stderr
+    assert (
+        "policies/files.yaml:2: apps.app: unknown app 'dropbocks' (did you mean 'dropbox'?)"
+        in result.stderr
+    )
 
 
 def test_catalog_commands(tmp_path: Path, env: dict[str, str]) -> None:
-    write_policy(tmp_path / "policies", "custom.yaml", """
+    write_policy(
+        tmp_path / "policies",
+        "custom.yaml",
+        """
         custom_apps:
           - id: acme-drop
             name: Acme Drop
             vendor: Acme
             category: file-sharing
             domains: [drop.acme.example]
-        """)
+        """,
+    )
     listed = json.loads(run(["catalog", "list", "--json"], env, tmp_path).stdout)
     assert len(listed) >= 300 and any(a["id"] == "acme-drop" and a["custom"] for a in listed)
     assert run(["catalog", "search", "dropbox"], env, tmp_path).stdout.split()[0] == "dropbox"
@@ -124,11 +160,19 @@ def test_catalog_commands(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_indicators_manual_add_list_export_delete(tmp_path: Path, env: dict[str, str]) -> None:
     (tmp_path / "policies").mkdir()
-    added = run(["indicators", "add", "Evil.Example.", "--action", "block", "--severity", "high"], env, tmp_path)
+    added = run(
+        ["indicators", "add", "Evil.Example.", "--action", "block", "--severity", "high"],
+        env,
+        tmp_path,
+    )
     assert added.returncode == 0, added.stderr
     listed = json.loads(run(["indicators", "list", "--json"], env, tmp_path).stdout)
     [item] = listed["value"]
-    assert item["indicatorValue"] == "evil.example" and item["source"] == "manual" and item["severity"] == "High"
+    assert (
+        item["indicatorValue"] == "evil.example"
+        and item["source"] == "manual"
+        and item["severity"] == "High"
+    )
     exported = run(["indicators", "export", "--format", "csv"], env, tmp_path).stdout.splitlines()
     assert exported[0].startswith("id,source,indicatorValue") and "evil.example" in exported[1]
     assert run(["indicators", "delete", str(item["id"])], env, tmp_path).returncode == 0

@@ -45,12 +45,18 @@ def test_applies_only_when_something_changed(tmp_path: Path, db_url: str, engine
     daemon.lock.release()
 
 
-def test_bad_policy_push_keeps_the_last_good_state(tmp_path: Path, db_url: str, engine: Engine) -> None:
+def test_bad_policy_push_keeps_the_last_good_state(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
     policies = tmp_path / "policies"
     write_policy(policies, "a.yaml", GOOD)
     daemon = make_daemon(tmp_path, db_url, engine)
     assert daemon.reconcile_tick().outcome == "applied"
-    write_policy(policies, "a.yaml", "apps:\n  - {app: pastebin, tag: unsanctioned}\n  - {app: nope-app, tag: unsanctioned}\n")
+    write_policy(
+        policies,
+        "a.yaml",
+        "apps:\n  - {app: pastebin, tag: unsanctioned}\n  - {app: nope-app, tag: unsanctioned}\n",
+    )
     with structlog.testing.capture_logs() as logged:
         assert daemon.reconcile_tick().outcome == "policy_error"
         assert daemon.reconcile_tick().outcome == "policy_error"  # retried each tick, logged once
@@ -64,7 +70,9 @@ def test_bad_policy_push_keeps_the_last_good_state(tmp_path: Path, db_url: str, 
     daemon.lock.release()
 
 
-def test_only_one_daemon_applies_and_a_standby_takes_over(tmp_path: Path, db_url: str, engine: Engine) -> None:
+def test_only_one_daemon_applies_and_a_standby_takes_over(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
     write_policy(tmp_path / "policies", "a.yaml", GOOD)
     leader = make_daemon(tmp_path, db_url, engine)
     standby = make_daemon(tmp_path, db_url, engine)
@@ -77,7 +85,9 @@ def test_only_one_daemon_applies_and_a_standby_takes_over(tmp_path: Path, db_url
     standby.lock.release()
 
 
-def test_daemon_process_watches_policies_and_stops_on_sigterm(tmp_path: Path, db_url: str, engine: Engine) -> None:
+def test_daemon_process_watches_policies_and_stops_on_sigterm(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
     policies = tmp_path / "policies"
     write_policy(policies, "a.yaml", GOOD)
     env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, "ENFORCER_POLICY_DIR": str(policies),

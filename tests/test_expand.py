@@ -21,7 +21,10 @@ def desired_for(directory: Path, catalog: Catalog):
 
 def test_unsanctioned_app_gives_one_indicator_per_domain(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - app: megashare
             tag: unsanctioned
@@ -29,7 +32,8 @@ def test_unsanctioned_app_gives_one_indicator_per_domain(tmp_path: Path, catalog
             tag: monitored
           - app: boxy
             tag: sanctioned
-        """)
+        """,
+    )
     desired = desired_for(pol, catalog)
     got = {k: v.action for k, v in desired.indicators.items()}
     assert got == {
@@ -45,15 +49,21 @@ def test_unsanctioned_app_gives_one_indicator_per_domain(tmp_path: Path, catalog
     assert str(origin) == "policies/a.yaml:2" and "apps entry" in how
 
 
-def test_shared_domain_with_sanctioned_app_is_a_conflict_not_a_block(tmp_path: Path, catalog: Catalog) -> None:
+def test_shared_domain_with_sanctioned_app_is_a_conflict_not_a_block(
+    tmp_path: Path, catalog: Catalog
+) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - app: suite
             tag: sanctioned
           - app: suite-drive
             tag: unsanctioned
-        """)
+        """,
+    )
     desired = desired_for(pol, catalog)
     # drive.suite.example is *below* the sanctioned suite.example: a narrower block, allowed.
     assert desired.indicators[("", "drive.suite.example")].action is Action.BLOCK
@@ -66,7 +76,10 @@ def test_shared_domain_with_sanctioned_app_is_a_conflict_not_a_block(tmp_path: P
 
 def test_conflict_resolved_by_explicit_rule(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - app: suite
             tag: sanctioned
@@ -76,7 +89,8 @@ def test_conflict_resolved_by_explicit_rule(tmp_path: Path, catalog: Catalog) ->
           - domain: IDP.example.
             resolve: block
             reason: suite moved to another IdP
-        """)
+        """,
+    )
     desired = desired_for(pol, catalog)
     assert desired.indicators[("", "idp.example")].action is Action.BLOCK
     assert desired.conflicts[0].resolution == "block" and desired.conflicts[0].resolved_at.line == 7
@@ -88,14 +102,18 @@ def test_duplicate_domain_across_apps_merges_to_strongest(tmp_path: Path) -> Non
         make_app("two", "paste", ["shared.example", "two.example"]),
     ])  # fmt: skip
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - app: one
             tag: monitored
           - app: two
             tag: unsanctioned
             action: warn
-        """)
+        """,
+    )
     desired = desired_for(pol, catalog)
     merged = desired.indicators[("", "shared.example")]
     assert merged.action is Action.WARN and merged.app_id == "two"
@@ -108,20 +126,31 @@ def test_collapse_only_under_nearest_parent_with_same_action(tmp_path: Path) -> 
         make_app("child", "paste", ["b.a.x.example", "c.x.example"]),
     ])  # fmt: skip
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - {app: parent, tag: unsanctioned}
           - {app: middle, tag: unsanctioned, action: warn}
           - {app: child, tag: unsanctioned}
-        """)
+        """,
+    )
     desired = desired_for(pol, catalog)
-    assert set(desired.indicators) == {("", "x.example"), ("", "a.x.example"), ("", "b.a.x.example")}
+    assert set(desired.indicators) == {
+        ("", "x.example"),
+        ("", "a.x.example"),
+        ("", "b.a.x.example"),
+    }
     assert desired.collapsed == 1  # c.x.example adds nothing under x.example
 
 
 def test_scoped_sanctioned_exception_allows_for_its_group(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         device_groups: [{name: marketing}]
         apps:
           - {app: megashare, tag: unsanctioned}
@@ -133,7 +162,8 @@ def test_scoped_sanctioned_exception_allows_for_its_group(tmp_path: Path, catalo
         allow:
           - domain: public.pastey.example
             reason: docs we publish
-        """)
+        """,
+    )
     desired = desired_for(pol, catalog)
     allowed = desired.indicators[("marketing", "megashare.example")]
     assert allowed.action is Action.ALLOWED

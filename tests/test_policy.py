@@ -30,13 +30,17 @@ def errors_of(directory: Path, catalog: Catalog) -> list[str]:
 
 def test_bad_tag_names_file_line_and_field(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "files.yaml", """
+    write_policy(
+        pol,
+        "files.yaml",
+        """
         apps:
           - app: boxy
             tag: sanctioned
           - app: pastey
             tag: unsactioned
-        """)
+        """,
+    )
     assert errors_of(pol, catalog) == [
         "policies/files.yaml:5: apps[1].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored"
     ]
@@ -44,20 +48,28 @@ def test_bad_tag_names_file_line_and_field(tmp_path: Path, catalog: Catalog) -> 
 
 def test_every_error_of_every_file_is_reported_at_once(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - app: boxy
             tag: unsanctioned
             colour: red
-        """)
+        """,
+    )
     write_policy(pol, "b.yaml", "apps: [\n")
-    write_policy(pol, "c.yaml", """
+    write_policy(
+        pol,
+        "c.yaml",
+        """
         rules:
           - name: r
             category: file-sharing
             tag: monitored
             min_risk: 11
-        """)
+        """,
+    )
     found = errors_of(pol, catalog)
     assert len(found) == 3
     assert found[0].startswith("policies/a.yaml:4: apps[0].colour: unknown field")
@@ -65,9 +77,14 @@ def test_every_error_of_every_file_is_reported_at_once(tmp_path: Path, catalog: 
     assert found[2].startswith("policies/c.yaml:5: rules[0].min_risk:")
 
 
-def test_semantic_errors_unknown_app_group_category_duplicates(tmp_path: Path, catalog: Catalog) -> None:
+def test_semantic_errors_unknown_app_group_category_duplicates(
+    tmp_path: Path, catalog: Catalog
+) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         device_groups:
           - name: finance
         apps:
@@ -80,8 +97,12 @@ def test_semantic_errors_unknown_app_group_category_duplicates(tmp_path: Path, c
           - name: bad category
             category: file-shareing
             tag: unsanctioned
-        """)
-    write_policy(pol, "b.yaml", """
+        """,
+    )
+    write_policy(
+        pol,
+        "b.yaml",
+        """
         apps:
           - app: pastey
             tag: monitored
@@ -89,17 +110,27 @@ def test_semantic_errors_unknown_app_group_category_duplicates(tmp_path: Path, c
           - app: pastey
             tag: monitored
             scope: [finance]
-        """)
+        """,
+    )
     found = errors_of(pol, catalog)
     assert "policies/a.yaml:4: apps.app: unknown app 'boxxy' (did you mean 'boxy'?)" in found
-    assert any("a.yaml:6: apps.scope: device group 'finanse' is not declared" in e and "'finance'" in e for e in found)
+    assert any(
+        "a.yaml:6: apps.scope: device group 'finanse' is not declared" in e and "'finance'" in e
+        for e in found
+    )
     assert any("a.yaml:10: rules.category: unknown category 'file-shareing'" in e for e in found)
-    assert "policies/b.yaml:5: apps.app: 'pastey' for scope 'finance' is already tagged at policies/b.yaml:2" in found
+    assert (
+        "policies/b.yaml:5: apps.app: 'pastey' for scope 'finance' is already tagged at policies/b.yaml:2"
+        in found
+    )
 
 
 def test_custom_app_collision_and_custom_apps_usable(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "custom.yaml", """
+    write_policy(
+        pol,
+        "custom.yaml",
+        """
         custom_apps:
           - id: acme-share
             name: Acme Share
@@ -109,24 +140,35 @@ def test_custom_app_collision_and_custom_apps_usable(tmp_path: Path, catalog: Ca
         apps:
           - app: acme-share
             tag: unsanctioned
-        """)
+        """,
+    )
     state = compile_dir(pol, catalog)
     assert state.decisions[("acme-share", ALL_DEVICES)].tag is Tag.UNSANCTIONED
     assert state.catalog.get("acme-share").custom
-    write_policy(pol, "clash.yaml", """
+    write_policy(
+        pol,
+        "clash.yaml",
+        """
         custom_apps:
           - id: boxy
             name: Mine
             vendor: Me
             category: file-sharing
             domains: [boxy.me.example]
-        """)
-    assert any("clash.yaml:2: custom_apps.id: 'boxy' is a bundled catalog app" in e for e in errors_of(pol, catalog))
+        """,
+    )
+    assert any(
+        "clash.yaml:2: custom_apps.id: 'boxy' is a bundled catalog app" in e
+        for e in errors_of(pol, catalog)
+    )
 
 
 def test_rule_by_category_and_risk_with_except(tmp_path: Path, catalog: Catalog) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "rules.yaml", """
+    write_policy(
+        pol,
+        "rules.yaml",
+        """
         rules:
           - name: risky file sharing
             category: file-sharing
@@ -136,20 +178,30 @@ def test_rule_by_category_and_risk_with_except(tmp_path: Path, catalog: Catalog)
           - name: everything risky is monitored
             min_risk: 5
             tag: monitored
-        """)
+        """,
+    )
     state = compile_dir(pol, catalog)
     d = state.decisions
-    assert d[("sharefast", "")].tag is Tag.UNSANCTIONED and d[("sharefast", "")].action is Action.BLOCK
+    assert (
+        d[("sharefast", "")].tag is Tag.UNSANCTIONED and d[("sharefast", "")].action is Action.BLOCK
+    )
     assert "risky file sharing" in d[("sharefast", "")].reason
     assert d[("sharefast", "")].origin.line == 2
-    assert d[("megashare", "")].tag is Tag.MONITORED  # excepted from the first rule, caught by the second
+    assert (
+        d[("megashare", "")].tag is Tag.MONITORED
+    )  # excepted from the first rule, caught by the second
     assert d[("megashare", "")].action is Action.AUDIT
     assert ("boxy", "") not in d  # low risk: no rule matches
 
 
-def test_explicit_entry_beats_rule_and_exception_beats_both(tmp_path: Path, catalog: Catalog) -> None:
+def test_explicit_entry_beats_rule_and_exception_beats_both(
+    tmp_path: Path, catalog: Catalog
+) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "p.yaml", """
+    write_policy(
+        pol,
+        "p.yaml",
+        """
         defaults:
           unsanctioned: {action: warn, severity: high, generate_alert: true}
         device_groups:
@@ -173,7 +225,8 @@ def test_explicit_entry_beats_rule_and_exception_beats_both(tmp_path: Path, cata
             tag: unsanctioned
             expires: 2026-11-01T00:00:00Z
             reason: already expired
-        """)
+        """,
+    )
     state = compile_dir(pol, catalog)
     d = state.decisions
     assert d[("pastey", "")].tag is Tag.MONITORED
@@ -190,7 +243,9 @@ def test_two_files_with_defaults_is_an_error(tmp_path: Path, catalog: Catalog) -
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", "defaults:\n  monitored: {action: audit}\n")
     write_policy(pol, "b.yaml", "defaults:\n  monitored: {action: alert}\n")
-    assert errors_of(pol, catalog) == ["policies/b.yaml:1: defaults: defaults are already set at policies/a.yaml:1"]
+    assert errors_of(pol, catalog) == [
+        "policies/b.yaml:1: defaults: defaults are already set at policies/a.yaml:1"
+    ]
 
 
 def test_empty_and_non_mapping_files(tmp_path: Path, catalog: Catalog) -> None:
@@ -198,7 +253,9 @@ def test_empty_and_non_mapping_files(tmp_path: Path, catalog: Catalog) -> None:
     write_policy(pol, "empty.yaml", "# nothing yet\n")
     assert compile_dir(pol, catalog).decisions == {}
     write_policy(pol, "list.yaml", "- app: boxy\n")
-    assert errors_of(pol, catalog) == ["policies/list.yaml:1: a policy file must be a mapping of sections"]
+    assert errors_of(pol, catalog) == [
+        "policies/list.yaml:1: a policy file must be a mapping of sections"
+    ]
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -42,7 +42,9 @@ def rows(engine: Engine) -> dict[tuple[str, str, str], str]:
         }
 
 
-def test_plan_apply_then_second_plan_is_empty(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+def test_plan_apply_then_second_plan_is_empty(
+    tmp_path: Path, catalog: Catalog, engine: Engine
+) -> None:
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", POLICY)
     plan = make_plan(engine, desired(pol, catalog))
@@ -56,15 +58,21 @@ def test_plan_apply_then_second_plan_is_empty(tmp_path: Path, catalog: Catalog, 
         assert store.read_app_tags(conn)[0][0] == "chatbot"
 
 
-def test_policy_change_updates_and_deletes(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+def test_policy_change_updates_and_deletes(
+    tmp_path: Path, catalog: Catalog, engine: Engine
+) -> None:
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", POLICY)
     apply(engine, make_plan(engine, desired(pol, catalog)))
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - {app: megashare, tag: unsanctioned}
           - {app: pastey, tag: unsanctioned}
-        """)
+        """,
+    )
     plan = make_plan(engine, desired(pol, catalog))
     by_action = {c.action: c for c in plan.changes}
     assert plan.counts == {ChangeAction.CREATE: 0, ChangeAction.UPDATE: 1, ChangeAction.DELETE: 1}
@@ -101,7 +109,9 @@ def test_saved_plan_round_trips(tmp_path: Path, catalog: Catalog, engine: Engine
     assert not make_plan(engine, desired(pol, catalog)).has_changes
 
 
-def test_manual_indicators_are_never_touched(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+def test_manual_indicators_are_never_touched(
+    tmp_path: Path, catalog: Catalog, engine: Engine
+) -> None:
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", POLICY)
     manual = Indicator(value="megashare.example", action=Action.ALLOWED, title="exception by hand")
@@ -114,25 +124,39 @@ def test_manual_indicators_are_never_touched(tmp_path: Path, catalog: Catalog, e
     plan = make_plan(engine, desired(pol, catalog))
     assert all(c.action is ChangeAction.DELETE for c in plan.changes)
     apply(engine, plan)
-    assert rows(engine) == {("", "megashare.example", MANUAL): "Allowed", ("", "evil.example", MANUAL): "Block"}
+    assert rows(engine) == {
+        ("", "megashare.example", MANUAL): "Allowed",
+        ("", "evil.example", MANUAL): "Block",
+    }
     store.delete_manual(engine, new_id, actor="test")
     assert list(rows(engine)) == [("", "evil.example", MANUAL)]
 
 
-def test_apply_is_atomic_when_it_fails_midway(tmp_path: Path, catalog: Catalog, engine: Engine) -> None:
+def test_apply_is_atomic_when_it_fails_midway(
+    tmp_path: Path, catalog: Catalog, engine: Engine
+) -> None:
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", POLICY)
     apply(engine, make_plan(engine, desired(pol, catalog)))
     before = rows(engine)
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         apps:
           - {app: sharefast, tag: unsanctioned}
           - {app: pastey, tag: monitored}
-        """)
+        """,
+    )
     plan = make_plan(engine, desired(pol, catalog))
-    assert plan.counts[ChangeAction.CREATE] and plan.counts[ChangeAction.UPDATE] and plan.counts[ChangeAction.DELETE]
+    assert (
+        plan.counts[ChangeAction.CREATE]
+        and plan.counts[ChangeAction.UPDATE]
+        and plan.counts[ChangeAction.DELETE]
+    )
 
     for step in ("deletes", "updates", "creates", "change_log", "digests"):
+
         def boom(at: str, step: str = step) -> None:
             if at == step:
                 raise RuntimeError(f"crash after {at}")
@@ -152,17 +176,23 @@ def test_expiry_removes_expired_indicators_and_keeps_digests_right(
     tmp_path: Path, catalog: Catalog, engine: Engine
 ) -> None:
     pol = tmp_path / "policies"
-    write_policy(pol, "a.yaml", """
+    write_policy(
+        pol,
+        "a.yaml",
+        """
         exceptions:
           - app: pastey
             tag: unsanctioned
             expires: 2026-11-26T00:00:00Z
             reason: incident 42
-        """)
+        """,
+    )
     apply(engine, make_plan(engine, desired(pol, catalog)))
     store.add_manual(
         engine,
-        Indicator(value="short.example", action=Action.BLOCK, expiration=NOW + dt.timedelta(hours=1)),
+        Indicator(
+            value="short.example", action=Action.BLOCK, expiration=NOW + dt.timedelta(hours=1)
+        ),
         actor="t",
     )
     count, revision = store.expire(engine, NOW + dt.timedelta(days=2))
@@ -178,6 +208,10 @@ def test_list_filters_and_covering(tmp_path: Path, catalog: Catalog, engine: Eng
     apply(engine, make_plan(engine, desired(pol, catalog)))
     with engine.connect() as conn:
         assert store.count_indicators(conn, action=Action.BLOCK) == 2
-        assert [s.indicator.value for s in store.list_indicators(conn, app_id="pastey")] == ["pastey.example"]
-        assert [s.indicator.value for s in store.covering(conn, "a.b.megashare.example")] == ["megashare.example"]
+        assert [s.indicator.value for s in store.list_indicators(conn, app_id="pastey")] == [
+            "pastey.example"
+        ]
+        assert [s.indicator.value for s in store.covering(conn, "a.b.megashare.example")] == [
+            "megashare.example"
+        ]
         assert conn.execute(select(func.count()).select_from(IndicatorRow)).scalar() == 4

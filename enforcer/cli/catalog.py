@@ -24,9 +24,14 @@ def _catalog(policies: Path | None) -> Catalog:
     try:
         policy = load_policy_files(directory)
     except PolicySetError as exc:
-        typer.echo(f"warning: custom apps not shown, the policy set does not load ({len(exc.errors)} errors)", err=True)
+        typer.echo(
+            f"warning: custom apps not shown, the policy set does not load ({len(exc.errors)} errors)",
+            err=True,
+        )
         return bundled
-    return bundled.with_custom(c.item.model_copy(update={"custom": True}) for c in policy.custom_apps)
+    return bundled.with_custom(
+        c.item.model_copy(update={"custom": True}) for c in policy.custom_apps
+    )
 
 
 def _as_dict(item: App) -> dict[str, Any]:

@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 
 def daemon(
     policies: Path | None = POLICIES_OPTION,
-    interval: float | None = typer.Option(None, "--interval", help="Seconds between reconcile ticks."),
+    interval: float | None = typer.Option(
+        None, "--interval", help="Seconds between reconcile ticks."
+    ),
     once: bool = typer.Option(False, "--once", help="Run one reconcile tick and exit."),
 ) -> None:
     """Reconcile the store with the policy directory, continuously (logs JSON lines)."""

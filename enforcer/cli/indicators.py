@@ -51,7 +51,9 @@ def list_cmd(
 ) -> None:
     """List indicators (paged; see `export` for all of them)."""
     with store().connect() as conn:
-        rows = list_indicators(conn, source=source, app_id=app_id, contains=contains, limit=limit, offset=offset)
+        rows = list_indicators(
+            conn, source=source, app_id=app_id, contains=contains, limit=limit, offset=offset
+        )
         total = count_indicators(conn, source=source, app_id=app_id, contains=contains)
     if as_json:
         typer.echo(json.dumps({"total": total, "value": [_as_dict(r) for r in rows]}, indent=2))
@@ -106,12 +108,16 @@ def add(
             title=title,
             description=description,
             generate_alert=generate_alert,
-            expiration=dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_days) if expires_days else None,
+            expiration=dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_days)
+            if expires_days
+            else None,
         )
     except (ValueError, KeyError, UnicodeError) as exc:
         raise typer.BadParameter(f"{exc}") from exc
     new_id, revision = add_manual(store(), ind, actor="cli")
-    typer.echo(f"Added manual indicator {new_id} for {ind.value}; the store is at revision {revision}.")
+    typer.echo(
+        f"Added manual indicator {new_id} for {ind.value}; the store is at revision {revision}."
+    )
 
 
 @app.command("delete")

@@ -40,9 +40,13 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     fmt: Format = typer.Option(Format.text, "--format", help="text, json or markdown."),
     detailed_exitcode: bool = typer.Option(
-        False, "--detailed-exitcode", help="Exit 0 when nothing changes, 2 when something would, 1 on error."
+        False,
+        "--detailed-exitcode",
+        help="Exit 0 when nothing changes, 2 when something would, 1 on error.",
     ),
-    out: Path | None = typer.Option(None, "--out", help="Save the plan to this file for `enforcer apply`."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Save the plan to this file for `enforcer apply`."
+    ),
 ) -> None:
     """Show what applying the policy set would change in the store (a dry run)."""
     try:
@@ -89,7 +93,9 @@ def apply(
     """Apply the policy set (or a saved plan) to the store, in one transaction."""
     engine = store()
     the_plan = (
-        _read_plan_file(planfile) if planfile else make_plan(engine, load_desired(policy_dir(policies)))
+        _read_plan_file(planfile)
+        if planfile
+        else make_plan(engine, load_desired(policy_dir(policies)))
     )
     typer.echo(render_text(the_plan, color=sys.stdout.isatty()))
     if not the_plan.has_changes:
@@ -104,7 +110,9 @@ def apply(
 
 def explain(
     domain: str = typer.Argument(..., help="A domain name, e.g. www.dropbox.com."),
-    group: str = typer.Option(ALL_DEVICES, "--group", help="Explain for a device in this device group."),
+    group: str = typer.Option(
+        ALL_DEVICES, "--group", help="Explain for a device in this device group."
+    ),
     policies: Path | None = POLICIES_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
 ) -> None:
@@ -144,8 +152,12 @@ def explain(
     }
     catalog = load_catalog()
     for app in catalog.apps_for_domain(name):
-        report["apps"].append({"id": app.id, "name": app.name, "category": app.category, "risk": app.score})
-    report["policy"] = _policy_view(policy_dir(policies), name, [group, ALL_DEVICES] if group else [ALL_DEVICES])
+        report["apps"].append(
+            {"id": app.id, "name": app.name, "category": app.category, "risk": app.score}
+        )
+    report["policy"] = _policy_view(
+        policy_dir(policies), name, [group, ALL_DEVICES] if group else [ALL_DEVICES]
+    )
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -175,8 +187,10 @@ def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any
     conflicts = [c for c in desired.conflicts if c.domain in candidates]
     if conflicts:
         c = conflicts[0]
-        return {"conflict": f"{c.domain} would be {c.action.value} for app {c.app_id} ({c.origin}) "
-                            f"but also serves sanctioned {', '.join(c.sanctioned_apps)}"}
+        return {
+            "conflict": f"{c.domain} would be {c.action.value} for app {c.app_id} ({c.origin}) "
+            f"but also serves sanctioned {', '.join(c.sanctioned_apps)}"
+        }
     return {}
 
 
@@ -203,7 +217,9 @@ def _explain_text(report: dict[str, Any]) -> str:
             f"{item['scope'] or 'all devices'}] app={item['app'] or '-'} id={item['id']}"
         )
     for app in report["apps"]:
-        lines.append(f"  app: {app['name']} ({app['id']}), {app['category']}, risk {app['risk']:.1f}/10")
+        lines.append(
+            f"  app: {app['name']} ({app['id']}), {app['category']}, risk {app['risk']:.1f}/10"
+        )
     policy = report["policy"] or {}
     if "error" in policy:
         lines.append(f"  policy: the policy set does not load: {policy['error']}")

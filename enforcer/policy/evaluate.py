@@ -17,6 +17,7 @@ import datetime as dt
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from enforcer.catalog import CATEGORIES, App, Catalog, CatalogError
 from enforcer.errors import Location, PolicyError, PolicySetError
@@ -104,7 +105,9 @@ def _with_custom_apps(policy: PolicySet, catalog: Catalog, errors: list[PolicyEr
             )
         elif app.id in seen:
             errors.append(
-                PolicyError(located.at, "custom_apps.id", f"{app.id!r} already defined at {seen[app.id]}")
+                PolicyError(
+                    located.at, "custom_apps.id", f"{app.id!r} already defined at {seen[app.id]}"
+                )
             )
         else:
             seen[app.id] = located.at
@@ -122,22 +125,26 @@ def _check_groups(policy: PolicySet, errors: list[PolicyError]) -> None:
         name = located.item.name
         if name in declared:
             errors.append(
-                PolicyError(located.at, "device_groups.name", f"{name!r} already declared at {declared[name]}")
+                PolicyError(
+                    located.at,
+                    "device_groups.name",
+                    f"{name!r} already declared at {declared[name]}",
+                )
             )
         declared[name] = located.at
-    sections: Iterable[tuple[str, tuple[Located[AppEntry], ...] | tuple[Located[Rule], ...] | tuple]] = (
+    scoped: list[tuple[str, Iterable[Located[Any]]]] = [
         ("apps", policy.apps),
         ("rules", policy.rules),
         ("exceptions", policy.exceptions),
         ("allow", policy.allow),
-    )
-    for section, entries in sections:
-        for located in entries:
-            for group in located.item.scope:
+    ]
+    for section, entries in scoped:
+        for entry in entries:
+            for group in entry.item.scope:
                 if group not in declared:
                     errors.append(
                         PolicyError(
-                            located.at,
+                            entry.at,
                             f"{section}.scope",
                             f"device group {group!r} is not declared in any device_groups section"
                             + _suggest(group, declared),
@@ -175,7 +182,9 @@ def _check_references(policy: PolicySet, catalog: Catalog, errors: list[PolicyEr
         for app_id in rule.item.except_:
             if app_id not in catalog:
                 errors.append(
-                    PolicyError(rule.at, "rules.except", f"unknown app {app_id!r}" + _suggest(app_id, ids))
+                    PolicyError(
+                        rule.at, "rules.except", f"unknown app {app_id!r}" + _suggest(app_id, ids)
+                    )
                 )
         lo, hi = rule.item.min_risk, rule.item.max_risk
         if lo is not None and hi is not None and lo > hi:
@@ -194,7 +203,9 @@ def _check_domains(policy: PolicySet, errors: list[PolicyError]) -> None:
             except (ValueError, UnicodeError):
                 errors.append(
                     PolicyError(
-                        located.at, f"{section}.domain", f"{located.item.domain!r} is not a domain name"
+                        located.at,
+                        f"{section}.domain",
+                        f"{located.item.domain!r} is not a domain name",
                     )
                 )
 
@@ -235,7 +246,9 @@ def _active_exceptions(policy: PolicySet, now: dt.datetime) -> dict[tuple[str, s
                     scope=scope,
                     tag=exc.tag,
                     action=Action.from_policy(defaults.action) if defaults else None,
-                    severity=Severity.parse(defaults.severity) if defaults else Severity.INFORMATIONAL,
+                    severity=Severity.parse(defaults.severity)
+                    if defaults
+                    else Severity.INFORMATIONAL,
                     generate_alert=defaults.generate_alert if defaults else False,
                     expires=exc.expires,
                     origin=located.at,

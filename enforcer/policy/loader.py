@@ -166,7 +166,9 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _validation_errors(name: str, tree: CommentedMap, exc: ValidationError) -> Iterator[PolicyError]:
+def _validation_errors(
+    name: str, tree: CommentedMap, exc: ValidationError
+) -> Iterator[PolicyError]:
     for err in exc.errors():
         loc = tuple(err["loc"])
         line = line_of(tree, loc)

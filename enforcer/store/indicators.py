@@ -242,8 +242,10 @@ def get_indicator(conn: Connection, indicator_id: int) -> StoredIndicator:
 
 def read_app_tags(conn: Connection) -> list[tuple[str, str, str, str]]:
     """(app_id, scope, tag, origin) as last applied."""
-    rows = conn.execute(select(TAG.c.app_id, TAG.c.scope, TAG.c.tag, TAG.c.origin).order_by(TAG.c.app_id))
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    rows = conn.execute(
+        select(TAG.c.app_id, TAG.c.scope, TAG.c.tag, TAG.c.origin).order_by(TAG.c.app_id)
+    )
+    return [tuple(r) for r in rows]
 
 
 def revisions(conn: Connection, limit: int = 20) -> list[RevisionRow]:
@@ -273,7 +275,9 @@ def _lock_revision(conn: Connection) -> int:
     return current_revision(conn)
 
 
-def _new_revision(conn: Connection, kind: str, counts: Sequence[int], *, actor: str, digest: str = "") -> int:
+def _new_revision(
+    conn: Connection, kind: str, counts: Sequence[int], *, actor: str, digest: str = ""
+) -> int:
     revision = current_revision(conn) + 1
     conn.execute(update(META).where(META.c.key == "revision").values(value=str(revision)))
     conn.execute(
@@ -300,7 +304,11 @@ def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint =
             revision = _new_revision(
                 conn,
                 "policy",
-                (counts[ChangeAction.CREATE], counts[ChangeAction.UPDATE], counts[ChangeAction.DELETE]),
+                (
+                    counts[ChangeAction.CREATE],
+                    counts[ChangeAction.UPDATE],
+                    counts[ChangeAction.DELETE],
+                ),
                 actor=actor,
                 digest=plan.policy_digest,
             )
@@ -336,7 +344,17 @@ def _row_values(ind: Indicator) -> dict[str, Any]:
 
 
 _CREATE_COLUMNS = (*_IND_COLUMNS, "source", "bucket", "created_by", "created_at", "updated_at")
-_LOG_COLUMNS = ("revision", "op", "source", "scope", "value", "action", "severity", "app_id", "generate_alert")
+_LOG_COLUMNS = (
+    "revision",
+    "op",
+    "source",
+    "scope",
+    "value",
+    "action",
+    "severity",
+    "app_id",
+    "generate_alert",
+)
 
 
 def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint) -> None:
@@ -371,10 +389,22 @@ def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint)
     for chunk in _chunks(creates):
         rows = [
             (
-                ind.value, ind.type, ind.action, ind.severity, ind.scope, ind.title,
-                ind.description, ind.app_id, ind.generate_alert, ind.expiration,
-                POLICY, bucket_of(ind.scope, ind.value), POLICY, now, now,
-            )  # fmt: skip
+                ind.value,
+                ind.type,
+                ind.action,
+                ind.severity,
+                ind.scope,
+                ind.title,
+                ind.description,
+                ind.app_id,
+                ind.generate_alert,
+                ind.expiration,
+                POLICY,
+                bucket_of(ind.scope, ind.value),
+                POLICY,
+                now,
+                now,
+            )
             for ind in chunk
         ]
         _insert_tuples(conn, IND, _CREATE_COLUMNS, rows)
@@ -433,7 +463,9 @@ def _converters(conn: Connection, table: Any, columns: Sequence[str]) -> list[tu
 
 
 def _is_datetime(column_type: Any) -> bool:
-    return isinstance(column_type, DateTime) or isinstance(getattr(column_type, "impl", None), DateTime)
+    return isinstance(column_type, DateTime) or isinstance(
+        getattr(column_type, "impl", None), DateTime
+    )
 
 
 def _memoised(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -460,7 +492,9 @@ def _convert(row: tuple[Any, ...], converters: list[tuple[int, Any]]) -> tuple[A
     return tuple(values)
 
 
-def _write_change_log(conn: Connection, revision: int, source: str, changes: Sequence[Change]) -> None:
+def _write_change_log(
+    conn: Connection, revision: int, source: str, changes: Sequence[Change]
+) -> None:
     for chunk in _chunks(changes):
         rows = []
         for change in chunk:
@@ -483,23 +517,33 @@ def _write_digests(conn: Connection, digests: Mapping[int, BucketDigest]) -> Non
     for chunk in _chunks(buckets, 500):
         conn.execute(delete(DIGEST).where(DIGEST.c.bucket.in_(chunk)))
     rows = [
-        {"bucket": b, "digest": _signed(d.digest), "count": d.count}
+        {"bucket": b, "digest": _signed(d.digest), "count": d.size}
         for b, d in sorted(digests.items())
-        if d.count
+        if d.size
     ]
     _bulk_insert(conn, DIGEST, rows)
 
 
 def _write_app_state(conn: Connection, plan: Plan) -> None:
     apps = {(a.app_id, a.name, a.category, round(a.risk, 1)) for a in plan.apps}
-    current_apps = {tuple(r) for r in conn.execute(select(APP.c.id, APP.c.name, APP.c.category, APP.c.risk))}
+    current_apps = {
+        tuple(r) for r in conn.execute(select(APP.c.id, APP.c.name, APP.c.category, APP.c.risk))
+    }
     if {(a, n, c, round(r, 1)) for a, n, c, r in current_apps} != apps:
         conn.execute(delete(APP))
-        _bulk_insert(conn, APP, [dict(zip(("id", "name", "category", "risk"), a, strict=True)) for a in sorted(apps)])
+        _bulk_insert(
+            conn,
+            APP,
+            [dict(zip(("id", "name", "category", "risk"), a, strict=True)) for a in sorted(apps)],
+        )
     tags = {(a.app_id, scope, tag, origin) for a in plan.apps for scope, tag, origin in a.tags}
     if set(read_app_tags(conn)) != tags:
         conn.execute(delete(TAG))
-        _bulk_insert(conn, TAG, [dict(zip(("app_id", "scope", "tag", "origin"), t, strict=True)) for t in sorted(tags)])
+        _bulk_insert(
+            conn,
+            TAG,
+            [dict(zip(("app_id", "scope", "tag", "origin"), t, strict=True)) for t in sorted(tags)],
+        )
     groups = set(plan.device_groups)
     if {tuple(r) for r in conn.execute(select(GROUP.c.name, GROUP.c.description))} != groups:
         conn.execute(delete(GROUP))
@@ -512,7 +556,9 @@ def add_manual(engine: Engine, indicator: Indicator, *, actor: str) -> tuple[int
         _lock_revision(conn)
         exists = conn.execute(
             select(IND.c.id).where(
-                IND.c.source == MANUAL, IND.c.scope == indicator.scope, IND.c.value == indicator.value
+                IND.c.source == MANUAL,
+                IND.c.scope == indicator.scope,
+                IND.c.value == indicator.value,
             )
         ).first()
         if exists:
@@ -534,7 +580,9 @@ def delete_manual(engine: Engine, indicator_id: int, *, actor: str) -> int:
     """Delete a manual indicator by id; returns the new revision."""
     with engine.begin() as conn:
         _lock_revision(conn)
-        row = conn.execute(select(IND).where(IND.c.id == indicator_id, IND.c.source == MANUAL)).first()
+        row = conn.execute(
+            select(IND).where(IND.c.id == indicator_id, IND.c.source == MANUAL)
+        ).first()
         if row is None:
             raise UnknownIndicatorError(f"no manual indicator with id {indicator_id}")
         revision = _new_revision(conn, MANUAL, (0, 0, 1), actor=actor)
@@ -549,7 +597,9 @@ def expire(engine: Engine, now: dt.datetime, *, actor: str = "expiry") -> tuple[
     with engine.begin() as conn:
         revision = _lock_revision(conn)
         rows = list(
-            conn.execute(select(IND).where(IND.c.expiration_time.is_not(None), IND.c.expiration_time <= now))
+            conn.execute(
+                select(IND).where(IND.c.expiration_time.is_not(None), IND.c.expiration_time <= now)
+            )
         )
         if not rows:
             return 0, revision
@@ -557,7 +607,9 @@ def expire(engine: Engine, now: dt.datetime, *, actor: str = "expiry") -> tuple[
         changes_by_source: dict[str, list[Change]] = {}
         for row in rows:
             ind = _indicator(row)
-            changes_by_source.setdefault(row.source, []).append(Change(ChangeAction.DELETE, ind.key, ind, None))
+            changes_by_source.setdefault(row.source, []).append(
+                Change(ChangeAction.DELETE, ind.key, ind, None)
+            )
         ids = [r.id for r in rows]
         for chunk in _chunks(ids, 500):
             conn.execute(delete(IND).where(IND.c.id.in_(chunk)))
@@ -572,7 +624,9 @@ def _refresh_digests(conn: Connection, buckets: Iterable[int]) -> None:
     wanted = sorted(buckets)
     found: list[Indicator] = []
     for chunk in _chunks(wanted, 500):
-        query = select(*[IND.c[c] for c in _IND_COLUMNS]).where(IND.c.source == POLICY, IND.c.bucket.in_(chunk))
+        query = select(*[IND.c[c] for c in _IND_COLUMNS]).where(
+            IND.c.source == POLICY, IND.c.bucket.in_(chunk)
+        )
         found.extend(_indicator(r) for r in conn.execute(query))
     fresh = digest_indicators(found).buckets
     _write_digests(conn, {b: fresh.get(b, BucketDigest(0, 0)) for b in wanted})
@@ -607,8 +661,8 @@ __all__ = [
     "expire",
     "get_indicator",
     "iter_indicators",
-    "log_floor",
     "list_indicators",
+    "log_floor",
     "read_actual",
     "read_app_tags",
     "read_digests",

@@ -66,7 +66,11 @@ class LeaderLock:
 
     def _lock_path(self) -> Path:
         db = self._engine.url.database or "memory"
-        return Path(f"{db}.leader") if db not in ("", ":memory:", "memory") else Path(f"/tmp/enforcer-{os.getuid()}.leader")
+        return (
+            Path(f"{db}.leader")
+            if db not in ("", ":memory:", "memory")
+            else Path(f"/tmp/enforcer-{os.getuid()}.leader")
+        )
 
     def _acquire_file(self) -> bool:
         if self._file is not None:

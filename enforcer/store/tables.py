@@ -84,7 +84,8 @@ class ChangeLogRow(SQLModel, table=True):
     __tablename__ = "change_log"
     __table_args__ = (Index("ix_change_log_revision", "revision"),)
 
-    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
+    id: int | None = Field(
+        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
     )
     revision: int
     op: str = Field(max_length=8)

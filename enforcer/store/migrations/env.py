@@ -6,9 +6,12 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import enforcer.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import enforcer.store.tables_devices  # noqa: F401
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:
-    context.configure(connection=connection, target_metadata=SQLModel.metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=SQLModel.metadata, render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()
