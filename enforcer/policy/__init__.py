@@ -1,0 +1,1 @@
+"""Policy-as-code: the file format (schema), the loader (YAML with line numbers) and evaluation."""
