@@ -1,0 +1,105 @@
+"""`enforcer shim`: run the endpoint agent (DNS sinkhole, proxy, sync client, event reporter)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import typer
+
+from enforcer import logs
+from enforcer.cli._common import settings
+from enforcer.shim.agent import AgentSettings, run_agent
+from enforcer.shim.dns import DnsSettings
+from enforcer.shim.spool import DEFAULT_MAX_EVENTS
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``shim`` command to the root app."""
+    app.command("shim")(shim)
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) to a pair; a bare host takes `default_port`."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:  # a bare name, IPv4 or unbracketed IPv6 address
+        host, port = text, ""
+    if not port and default_port is not None:
+        port = str(default_port)
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise typer.BadParameter(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def shim(
+    server: str = typer.Option(..., "--server", help="Server base URL, e.g. http://host:8440."),
+    enroll_secret: str = typer.Option(
+        ...,
+        "--enroll-secret",
+        envvar="ENFORCER_ENROLL_SECRET",
+        help="Enrolment secret (or ENFORCER_ENROLL_SECRET); used once to get a device token.",
+    ),
+    state_dir: Path = typer.Option(
+        ..., "--state-dir", help="Device id, token, indicator cache and event spool live here."
+    ),
+    dns_listen: str = typer.Option("127.0.0.1:53", "--dns-listen", help="DNS HOST:PORT."),
+    proxy_listen: str = typer.Option("127.0.0.1:3128", "--proxy-listen", help="Proxy HOST:PORT."),
+    no_proxy: bool = typer.Option(False, "--no-proxy", help="Run the DNS front end only."),
+    upstream: list[str] = typer.Option(
+        [], "--upstream", help="Upstream resolver HOST[:PORT] (repeatable, tried in order)."
+    ),
+    group: list[str] = typer.Option([], "--group", help="Device group (repeatable)."),
+    fail_closed: bool = typer.Option(
+        False, "--fail-closed", help="Refuse DNS queries until a first indicator set is loaded."
+    ),
+    sinkhole_ip: str | None = typer.Option(
+        None, "--sinkhole-ip", help="Answer blocked names with this address (default NXDOMAIN)."
+    ),
+    max_ttl: int = typer.Option(60, "--max-ttl", help="Largest TTL given for forwarded answers."),
+    blocked_ttl: int = typer.Option(10, "--blocked-ttl", help="TTL of blocked answers."),
+    sync_wait: float = typer.Option(30, "--sync-wait", help="Long-poll seconds per sync request."),
+    spool_max_events: int = typer.Option(
+        DEFAULT_MAX_EVENTS, "--spool-max-events", help="Bound of the on-disk event spool."
+    ),
+) -> None:
+    """Enforce the server's indicators on this device and report its network events."""
+    cfg = settings()
+    logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
+    dns_host, dns_port = parse_hostport(dns_listen)
+    proxy_host, proxy_port = parse_hostport(proxy_listen)
+    agent_settings = AgentSettings(
+        server=server,
+        enroll_secret=enroll_secret,
+        state_dir=state_dir,
+        dns=DnsSettings(
+            listen_host=dns_host,
+            listen_port=dns_port,
+            upstreams=tuple(parse_hostport(u, 53) for u in upstream),
+            blocked_ttl=blocked_ttl,
+            max_ttl=max_ttl,
+            sinkhole=sinkhole_ip,
+            fail_closed=fail_closed,
+        ),
+        proxy_host=proxy_host,
+        proxy_port=proxy_port,
+        proxy=not no_proxy,
+        groups=tuple(group),
+        sync_wait=sync_wait,
+        spool_max_events=spool_max_events,
+    )
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(_main(agent_settings))
+
+
+async def _main(agent_settings: AgentSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_agent(agent_settings, stop)

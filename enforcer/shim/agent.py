@@ -1,0 +1,167 @@
+"""The shim agent: one asyncio loop running the DNS and proxy front ends, sync and reporting.
+
+Wiring only, in the order that makes a restart safe:
+
+1. identity (device id from the state directory) and the local indicator cache;
+2. the cache is loaded into one `Matcher` *before* any listener opens, so a restarted or
+   offline device enforces its last known set from its first query;
+3. the DNS front end (``ready`` when a set was loaded: with ``fail_closed`` it refuses queries
+   until the first set arrives) and the proxy front end share that matcher, and report events
+   to the `Reporter`;
+4. the sync client mutates the same matcher in place; the reporter spools and sends events.
+
+`stop` closes the listeners first (no new events), then flushes the reporter to the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from enforcer.matcher import Matcher
+from enforcer.shim.bypass import BypassStore
+from enforcer.shim.cache import IndicatorCache
+from enforcer.shim.dns import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
+from enforcer.shim.identity import DeviceIdentity, load_identity
+from enforcer.shim.notify import Notifier
+from enforcer.shim.proxy import ProxyFrontEnd, start_proxy
+from enforcer.shim.reporter import Reporter
+from enforcer.shim.spool import DEFAULT_MAX_EVENTS, Spool
+from enforcer.shim.sync import DEFAULT_WAIT, ServerSession, SyncClient
+
+log = structlog.get_logger(__name__)
+
+CACHE_FILE = "indicators.sqlite"
+SPOOL_FILE = "events.sqlite"
+BYPASS_FILE = "bypasses.json"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Everything `enforcer shim` is told on its command line."""
+
+    server: str
+    """Base URL of `enforcer serve`, e.g. ``http://127.0.0.1:8440``."""
+    enroll_secret: str
+    state_dir: Path
+    """Device id, token, indicator cache, event spool and bypasses live here."""
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = 3128
+    proxy: bool = True
+    """Run the proxy front end (off: DNS only)."""
+    groups: tuple[str, ...] = ()
+    sync_wait: float = DEFAULT_WAIT
+    spool_max_events: int = DEFAULT_MAX_EVENTS
+    notifier: Notifier | None = None
+    """Desktop notifier for the proxy (None: the platform's)."""
+
+
+class Agent:
+    """A running shim: `start` it, read its addresses, `stop` it."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.matcher = Matcher()
+        self.device: DeviceIdentity | None = None
+        self.dns: DnsFrontEnd | None = None
+        self.proxy: ProxyFrontEnd | None = None
+        self.sync: SyncClient | None = None
+        self.reporter: Reporter | None = None
+        self.dns_address: tuple[str, int] | None = None
+        self.proxy_address: tuple[str, int] | None = None
+        self._dns_handle: DnsServerHandle | None = None
+        self._proxy_server: asyncio.Server | None = None
+        self._session: ServerSession | None = None
+        self._cache: IndicatorCache | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Load the cache, open the listeners, start syncing and reporting."""
+        cfg = self.settings
+        state = cfg.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        device = self.device = load_identity(state, cfg.groups)
+        cache = self._cache = IndicatorCache(state / CACHE_FILE)
+        held = SyncClient.load_cache(cache, device.groups, self.matcher)
+        loaded = cache.revision is not None
+        log.info(
+            "shim.starting",
+            device_id=device.device_id,
+            hostname=device.hostname,
+            user=device.user,
+            local_ips=device.local_ips,
+            groups=device.groups,
+            server=cfg.server,
+            state_dir=str(state),
+            cached_revision=cache.revision,
+            indicators=len(self.matcher),
+        )
+        spool = Spool(state / SPOOL_FILE, max_events=cfg.spool_max_events)
+        session = self._session = ServerSession(cfg.server, cfg.enroll_secret, device, state)
+        reporter = self.reporter = Reporter(spool, device, session)
+        dns = self.dns = DnsFrontEnd(
+            self.matcher, cfg.dns, on_event=reporter.on_event, ready=loaded
+        )
+        self.sync = SyncClient(
+            session, self.matcher, held, cache, wait=cfg.sync_wait, on_ready=self._ready
+        )
+        self._dns_handle = await run_dns(dns)
+        self.dns_address = self._dns_handle.address
+        if cfg.proxy:
+            self.proxy = ProxyFrontEnd(
+                self.matcher,
+                bypasses=BypassStore(state / BYPASS_FILE),
+                on_event=reporter.on_event,
+                notifier=cfg.notifier,
+                user=device.user or None,
+            )
+            self._proxy_server = await start_proxy(self.proxy, cfg.proxy_host, cfg.proxy_port)
+            self.proxy_address = (self.proxy.pages_host, self.proxy.pages_port)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.sync.run(), name="sync"),
+            loop.create_task(reporter.run(), name="reporter"),
+        ]
+
+    def _ready(self) -> None:
+        if self.dns is not None and not self.dns.ready:
+            self.dns.ready = True
+            log.info("shim.ready", indicators=len(self.matcher))
+
+    async def stop(self) -> None:
+        """Close listeners, stop the tasks, flush the event spool and close the files."""
+        if self._proxy_server is not None:
+            self._proxy_server.close()
+        if self._dns_handle is not None:
+            self._dns_handle.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._proxy_server is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self._proxy_server.wait_closed()
+        if self._dns_handle is not None:
+            await self._dns_handle.wait_closed()
+        if self.reporter is not None:
+            await self.reporter.aclose()
+            log.info("shim.stopped", **self.reporter.stats)
+        if self._session is not None:
+            await self._session.aclose()
+        if self._cache is not None:
+            self._cache.close()
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
+    """Run the shim until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    agent = Agent(settings)
+    try:
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.stop()

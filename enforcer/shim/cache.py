@@ -1,0 +1,109 @@
+"""The shim's local copy of its indicator set: a SQLite file in the state directory.
+
+Why a cache: a device that restarts while the server is unreachable (a laptop on a plane, a
+server upgrade) must enforce the last set it knew from its first query on, not fail open until
+the server answers. So the shim loads this file into its matcher before it opens its listeners,
+and every delta from the server is written here in one transaction together with its revision:
+after a crash the file holds either the old set and old revision or the new set and new
+revision, never a mix, and the next sync resumes from the revision it holds.
+
+WAL mode keeps a write from blocking a reader and makes a commit a single sequential append.
+The connection is opened with ``check_same_thread=False`` because the sync client writes from
+a worker thread (a million-row snapshot must not stall the event loop); callers use one
+thread at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from enforcer.models import Action, Indicator, Severity
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS indicators (
+    scope TEXT NOT NULL,
+    value TEXT NOT NULL,
+    action TEXT NOT NULL,
+    app_id TEXT NOT NULL DEFAULT '',
+    severity TEXT NOT NULL DEFAULT 'Medium',
+    title TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (scope, value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class IndicatorCache:
+    """Indicators by (scope, value) and the revision they are at."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    @property
+    def revision(self) -> int | None:
+        """The revision of the cached set, or None when no set was ever stored."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+        return int(row[0]) if row else None
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM indicators").fetchone()[0])
+
+    def indicators(self) -> Iterator[Indicator]:
+        """Every cached indicator (streamed, not loaded as a list)."""
+        rows = self._db.execute(
+            "SELECT scope, value, action, app_id, severity, title FROM indicators"
+        )
+        for scope, value, action, app_id, severity, title in rows:
+            yield Indicator(
+                value=value,
+                action=Action(action),
+                severity=Severity(severity),
+                scope=scope,
+                title=title,
+                app_id=app_id,
+            )
+
+    def apply(
+        self,
+        revision: int,
+        upserts: Iterable[Indicator],
+        removes: Iterable[tuple[str, str]],
+        *,
+        snapshot: bool = False,
+    ) -> None:
+        """Store one delta (or, with `snapshot`, a whole new set) and its revision atomically."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if snapshot:
+                db.execute("DELETE FROM indicators")
+            db.executemany(
+                "DELETE FROM indicators WHERE scope = ? AND value = ?",
+                ((scope, value) for scope, value in removes),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO indicators VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (i.scope, i.value, str(i.action), i.app_id, str(i.severity), i.title)
+                    for i in upserts
+                ),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('revision', ?)",
+                (str(revision),),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

@@ -1,0 +1,443 @@
+"""The sync client: enrol once, then long-poll the server for indicator deltas and apply them live.
+
+The device enrols with the shared enrolment secret and keeps the device token it gets back
+(`identity.save_token`, mode 0600). Then it asks ``GET /api/v1/sync?since=REV&wait=30``: the
+server answers at once when the device is behind, or holds the request until something changes
+(or ``wait`` runs out), so a new block reaches the device within about a second without
+polling load.
+
+Applying a delta, without stalling queries and without doubling memory:
+
+* `DeviceIndicators` keeps, per domain, the in-scope indicators the device received, as
+  (scope, action, app) -- not the whole `Indicator`, which lives in the on-disk cache;
+* a delta first updates that table (cheap dict work, in steps that yield to the event loop),
+  collecting the touched domains; then each touched domain's effective entry is recomputed with
+  `enforcer.scope` rules (a group-scoped indicator beats an all-devices one) and swapped into
+  the *live* matcher with ``remove`` + ``add`` in one synchronous step, so a query sees either
+  the old or the new entry for a domain, never a gap;
+* a snapshot (``snapshot: true``) is turned into the same kind of delta by comparing it with
+  the current table: no second matcher is ever built.
+
+Failure handling: the server being down, slow or wrong never clears the set: the device keeps
+enforcing what it has and retries with full-jitter exponential backoff (0.5 s doubling to
+60 s), which spreads a fleet's reconnections after an outage. A rejected token (401) means the
+server forgot the device (or it was revoked and re-approved): the token is dropped and the
+device enrols again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import structlog
+
+from enforcer.matcher import MatchEntry, Matcher, normalize
+from enforcer.models import ALL_DEVICES, Action, Indicator, Severity
+from enforcer.scope import effective_indicators, in_scope
+from enforcer.shim import identity
+from enforcer.shim.cache import IndicatorCache
+from enforcer.shim.identity import DeviceIdentity
+
+log = structlog.get_logger(__name__)
+
+API = "/api/v1"
+DEFAULT_WAIT = 30
+"""Seconds the server may hold a sync request when nothing changed."""
+
+
+class EnrolmentError(Exception):
+    """The server refused to enrol this device (wrong secret): retrying does not help by itself."""
+
+
+class ServerError(Exception):
+    """The server answered something the contract does not allow; retried with backoff."""
+
+
+class Backoff:
+    """Full-jitter exponential backoff: a delay drawn from [0, min(cap, base * 2**attempt)].
+
+    Full jitter (rather than a fixed doubling) spreads the reconnections of many devices after
+    a server outage over the whole window instead of sending them in synchronised waves.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 60.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt; each call widens the window."""
+        ceiling = min(self.cap, self.base * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(0, ceiling)
+
+    def reset(self) -> None:
+        """Start again from the smallest window (after a success)."""
+        self.attempt = 0
+
+
+class ServerSession:
+    """The device's HTTP session with the server: enrolment, the device token, 401 recovery.
+
+    Shared by the sync client and the event reporter, so a rejected token is replaced once for
+    both (enrolment is serialised by a lock).
+    """
+
+    def __init__(
+        self,
+        server: str,
+        enroll_secret: str,
+        device: DeviceIdentity,
+        state_dir: Path,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.device = device
+        self.state_dir = state_dir
+        self._secret = enroll_secret
+        self._client = client or httpx.AsyncClient(base_url=server.rstrip("/"))
+        self._token = identity.read_token(state_dir)
+        self._lock = asyncio.Lock()
+
+    @property
+    def enrolled(self) -> bool:
+        """A device token is held (from the state directory or a fresh enrolment)."""
+        return self._token is not None
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.aclose()
+
+    async def enrol(self) -> str:
+        """Enrol this device and keep its token; honours 429 Retry-After."""
+        while True:
+            response = await self._client.post(
+                f"{API}/enroll", json=self.device.enrol_body(self._secret), timeout=15
+            )
+            if response.status_code == 429:
+                delay = retry_after(response)
+                log.warning("sync.enrol_rate_limited", retry_after=delay)
+                await asyncio.sleep(delay)
+                continue
+            if response.status_code in (401, 403):
+                raise EnrolmentError(
+                    f"enrolment refused ({response.status_code}): check the secret"
+                )
+            if response.status_code not in (200, 201):
+                raise ServerError(f"enrolment answered {response.status_code}")
+            token = str(response.json()["deviceToken"])
+            identity.save_token(self.state_dir, token)
+            self._token = token
+            log.info("sync.enrolled", device_id=self.device.device_id, groups=self.device.groups)
+            return token
+
+    async def _current_token(self, rejected: str | None = None) -> str:
+        async with self._lock:
+            if self._token is None or self._token == rejected:
+                if rejected is not None:
+                    identity.forget_token(self.state_dir)
+                    self._token = None
+                await self.enrol()
+            assert self._token is not None
+            return self._token
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send an authenticated request; on 401 enrol again once and retry."""
+        token = await self._current_token()
+        headers = dict(kwargs.pop("headers", None) or {})
+        for attempt in range(2):
+            headers["Authorization"] = f"Bearer {token}"
+            response = await self._client.request(method, f"{API}{path}", headers=headers, **kwargs)
+            if response.status_code != 401 or attempt:
+                return response
+            log.warning("sync.token_rejected", device_id=self.device.device_id)
+            token = await self._current_token(rejected=token)
+        return response
+
+
+def retry_after(response: httpx.Response, default: float = 5.0) -> float:
+    """Seconds a 429 asks to wait (its Retry-After in seconds), else `default`."""
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(response.headers.get("Retry-After", default)))
+    return default
+
+
+class Update(NamedTuple):
+    """One sync answer, parsed: the new revision and what changed."""
+
+    revision: int
+    snapshot: bool
+    upserts: list[Indicator]
+    removes: list[tuple[str, str]]
+    """(scope, value) pairs."""
+
+
+def parse_update(body: dict[str, Any]) -> Update:
+    """Turn a ``GET /sync`` body into an `Update`; a malformed one raises ServerError."""
+    try:
+        upserts = [
+            Indicator(
+                value=str(item["indicatorValue"]),
+                action=Action(item["action"]),
+                severity=Severity.parse(item.get("severity") or "Medium"),
+                scope=item.get("scope") or ALL_DEVICES,
+                title=item.get("title") or "",
+                app_id=item.get("application") or "",
+                generate_alert=bool(item.get("generateAlert", False)),
+            )
+            for item in body.get("upserts", ())
+        ]
+        removes = [
+            (item.get("scope") or ALL_DEVICES, str(item["indicatorValue"]))
+            for item in body.get("removes", ())
+        ]
+        return Update(int(body["revision"]), bool(body.get("snapshot")), upserts, removes)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ServerError(f"malformed sync answer: {exc!r}") from exc
+
+
+class _Held(NamedTuple):
+    """What the device keeps of one indicator to recompute a domain's entry."""
+
+    scope: str
+    action: Action
+    app_id: str
+
+
+@dataclass
+class DeviceIndicators:
+    """The in-scope indicators this device holds, by domain, and the matcher they feed.
+
+    Only what the scope rules need is kept per indicator (scope, action, app); titles and
+    severities live in the on-disk cache.
+    """
+
+    groups: Collection[str]
+    by_domain: dict[str, tuple[_Held, ...]] = field(default_factory=dict)
+    step: float = 0.001
+    """Seconds of work between two yields to the event loop while applying a delta."""
+
+    def __len__(self) -> int:
+        return len(self.by_domain)
+
+    def keys(self) -> Iterator[tuple[str, str]]:
+        """Every held (scope, domain)."""
+        for domain, held in self.by_domain.items():
+            for h in held:
+                yield (h.scope, domain)
+
+    def effective(self, domain: str) -> MatchEntry | None:
+        """The entry the matcher should hold for `domain`, by `enforcer.scope` rules."""
+        held = self.by_domain.get(domain)
+        if not held:
+            return None
+        candidates = (Indicator(domain, h.action, scope=h.scope, app_id=h.app_id) for h in held)
+        chosen = effective_indicators(candidates, self.groups).get(domain)
+        return None if chosen is None else MatchEntry(domain, chosen.action, chosen.app_id)
+
+    def _put(self, indicator: Indicator) -> str | None:
+        domain = _domain(indicator.value)
+        if domain is None or not in_scope(indicator, self.groups):
+            return None
+        new = _Held(indicator.scope, indicator.action, indicator.app_id)
+        held = self.by_domain.get(domain, ())
+        kept = tuple(h for h in held if h.scope != indicator.scope)
+        self.by_domain[domain] = (*kept, new)
+        return domain
+
+    def _drop(self, scope: str, value: str) -> str | None:
+        domain = _domain(value)
+        held = self.by_domain.get(domain) if domain else None
+        if not held or domain is None:
+            return None
+        kept = tuple(h for h in held if h.scope != scope)
+        if len(kept) == len(held):
+            return None
+        if kept:
+            self.by_domain[domain] = kept
+        else:
+            del self.by_domain[domain]
+        return domain
+
+    def load(self, indicators: Iterable[Indicator], matcher: Matcher) -> None:
+        """Fill an empty table and matcher at start (before the servers listen: no pacing)."""
+        touched = {d for d in map(self._put, indicators) if d is not None}
+        for domain in touched:
+            entry = self.effective(domain)
+            if entry is not None:
+                matcher.add(entry)
+
+    def as_delta(self, update: Update) -> Update:
+        """A snapshot expressed as a delta against what is held (removes for what is gone)."""
+        if not update.snapshot:
+            return update
+        incoming = set()
+        for ind in update.upserts:
+            domain = _domain(ind.value)
+            if domain is not None:
+                incoming.add((ind.scope, domain))
+        gone = [key for key in self.keys() if key not in incoming]
+        return Update(update.revision, False, update.upserts, gone)
+
+    async def apply(self, update: Update, matcher: Matcher) -> int:
+        """Apply a delta (or snapshot) to the table and the live matcher; returns domains touched.
+
+        Two passes, both paced: the table first (the matcher still holds the old, consistent
+        set), then one remove+add per touched domain.
+        """
+        delta = self.as_delta(update)
+        touched: dict[str, None] = {}
+        await _paced(delta.removes, lambda key: _touch(touched, self._drop(*key)), self.step)
+        await _paced(delta.upserts, lambda ind: _touch(touched, self._put(ind)), self.step)
+
+        def swap(domain: str) -> None:
+            entry = self.effective(domain)
+            matcher.remove(domain)
+            if entry is not None:
+                matcher.add(entry)
+
+        await _paced(touched, swap, self.step)
+        return len(touched)
+
+
+def _touch(touched: dict[str, None], domain: str | None) -> None:
+    if domain is not None:
+        touched[domain] = None
+
+
+def _domain(value: str) -> str | None:
+    try:
+        return normalize(value)
+    except ValueError:
+        log.warning("sync.bad_indicator_value", value=value)
+        return None
+
+
+async def _paced(items: Iterable[Any], apply: Callable[[Any], None], step: float) -> None:
+    """Call `apply` on each item, yielding to the event loop every `step` seconds of work."""
+    clock = time.perf_counter
+    deadline = clock() + step
+    for count, item in enumerate(items, start=1):
+        apply(item)
+        if count % 100 == 0 and clock() >= deadline:
+            await asyncio.sleep(0)
+            deadline = clock() + step
+
+
+class SyncClient:
+    """Keeps the live matcher and the on-disk cache at the server's latest revision."""
+
+    def __init__(
+        self,
+        session: ServerSession,
+        matcher: Matcher,
+        held: DeviceIndicators,
+        cache: IndicatorCache,
+        *,
+        wait: float = DEFAULT_WAIT,
+        backoff: Backoff | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.matcher = matcher
+        self.held = held
+        self.cache = cache
+        self.wait = wait
+        self.backoff = backoff or Backoff()
+        self.on_ready = on_ready
+        self.revision: int | None = cache.revision
+        self.connected = False
+        self.errors = 0
+        self.applied = 0
+        self._etag: str | None = None
+
+    @classmethod
+    def load_cache(
+        cls, cache: IndicatorCache, groups: Collection[str], matcher: Matcher
+    ) -> DeviceIndicators:
+        """Read the cached set into a new table and `matcher` (call before serving)."""
+        held = DeviceIndicators(groups)
+        held.load(cache.indicators(), matcher)
+        return held
+
+    async def sync_once(self, wait: float = 0) -> bool:
+        """One sync request; applies its answer. Returns whether anything was applied."""
+        params: dict[str, Any] = {"wait": int(wait)}
+        if self.revision is not None:
+            params["since"] = self.revision
+        headers = {"If-None-Match": self._etag} if self._etag and self.revision is not None else {}
+        timeout = httpx.Timeout(10.0, read=wait + 15.0)
+        response = await self.session.request(
+            "GET", "/sync", params=params, headers=headers, timeout=timeout
+        )
+        self.connected = True
+        if response.status_code == 304:
+            return False
+        if response.status_code != 200:
+            raise ServerError(f"sync answered {response.status_code}: {response.text[:200]}")
+        update = parse_update(response.json())
+        first = self.revision is None
+        if not first and not update.snapshot and update.revision == self.revision:
+            return False
+        await self._apply(update)
+        self._etag = response.headers.get("ETag")
+        if first and self.on_ready is not None:
+            self.on_ready()
+        return True
+
+    async def _apply(self, update: Update) -> None:
+        started = time.perf_counter()
+        # The cache first, in a thread (a big snapshot is seconds of SQLite work): a crash
+        # between the two steps leaves a cache that is ahead of memory, which the restart loads.
+        await asyncio.to_thread(
+            self.cache.apply,
+            update.revision,
+            update.upserts,
+            update.removes,
+            snapshot=update.snapshot,
+        )
+        touched = await self.held.apply(update, self.matcher)
+        self.revision = update.revision
+        self.applied += 1
+        log.info(
+            "sync.applied",
+            revision=update.revision,
+            snapshot=update.snapshot,
+            upserts=len(update.upserts),
+            removes=len(update.removes),
+            domains_touched=touched,
+            indicators=len(self.matcher),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def run(self) -> None:
+        """Sync until cancelled: long-poll, and back off (keeping the set) on any failure."""
+        wait: float = 0
+        while True:
+            try:
+                await self.sync_once(wait)
+            except asyncio.CancelledError:
+                raise
+            except (httpx.HTTPError, ServerError, EnrolmentError, OSError) as exc:
+                self.connected = False
+                self.errors += 1
+                delay = self.backoff.next_delay()
+                log.warning(
+                    "sync.failed",
+                    error=repr(exc),
+                    retry_in=round(delay, 2),
+                    revision=self.revision,
+                    indicators=len(self.matcher),
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.backoff.reset()
+            wait = self.wait
