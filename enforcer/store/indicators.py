@@ -121,17 +121,54 @@ def read_actual(conn: Connection, desired: Mapping[int, BucketDigest]) -> Actual
     revision = current_revision(conn)
     digests = read_digests(conn)
     dirty = dirty_buckets(desired, digests)
-    rows: dict[Key, Indicator] = {}
-    ordered = sorted(dirty)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
-        query = select(*[IND.c[c] for c in _IND_COLUMNS]).where(
-            IND.c.source == POLICY, IND.c.bucket.in_(chunk)
-        )
-        for row in conn.execute(query):
-            ind = _indicator(row)
-            rows[ind.key] = ind
+    # A bucket the store has no digest for holds no rows: nothing to read (a first apply reads none).
+    stored = sorted(b for b in dirty if b in digests)
+    rows = {ind.key: ind for ind in _policy_rows(conn, stored)}
     return ActualState(revision=revision, digests=digests, rows=rows, loaded=frozenset(dirty))
+
+
+_ACTIONS = {a.value: a for a in Action}
+_SEVERITIES = {s.value: s for s in Severity}
+_SELECT_POLICY_ROWS = f"SELECT {', '.join(_IND_COLUMNS)} FROM indicator WHERE source = 'policy'"
+
+
+def _policy_rows(conn: Connection, buckets: Sequence[int]) -> Iterator[Indicator]:
+    """Policy indicators of some buckets, read through the driver (no ORM or Row objects)."""
+    if not buckets:
+        return
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    actions, severities = _ACTIONS, _SEVERITIES
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(_SELECT_POLICY_ROWS + " AND bucket = ANY(%s)", (list(buckets),))
+            batches: Iterator[Sequence[Any]] = iter([cursor.fetchall()])
+        else:
+            batches = (
+                _sqlite_rows(cursor, buckets[start : start + 5000])
+                for start in range(0, len(buckets), 5000)
+            )
+        for batch in batches:
+            for value, typ, action, sev, scope, title, desc, app, alert, exp in batch:
+                if exp is not None:
+                    exp = _as_utc(exp)
+                yield Indicator(
+                    value, actions[action], severities[sev], scope, title, desc, app, bool(alert), exp, typ
+                )
+    finally:
+        cursor.close()
+
+
+def _sqlite_rows(cursor: Any, buckets: Sequence[int]) -> list[Any]:
+    marks = ", ".join("?" for _ in buckets)
+    cursor.execute(f"{_SELECT_POLICY_ROWS} AND bucket IN ({marks})", list(buckets))
+    rows: list[Any] = cursor.fetchall()
+    return rows
+
+
+def _as_utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):  # SQLite keeps timestamps as ISO text
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
 
 
 def _indicator(row: Any) -> Indicator:
@@ -622,13 +659,7 @@ def expire(engine: Engine, now: dt.datetime, *, actor: str = "expiry") -> tuple[
 def _refresh_digests(conn: Connection, buckets: Iterable[int]) -> None:
     """Recompute the digests of some buckets from their rows."""
     wanted = sorted(buckets)
-    found: list[Indicator] = []
-    for chunk in _chunks(wanted, 500):
-        query = select(*[IND.c[c] for c in _IND_COLUMNS]).where(
-            IND.c.source == POLICY, IND.c.bucket.in_(chunk)
-        )
-        found.extend(_indicator(r) for r in conn.execute(query))
-    fresh = digest_indicators(found).buckets
+    fresh = digest_indicators(_policy_rows(conn, wanted)).buckets
     _write_digests(conn, {b: fresh.get(b, BucketDigest(0, 0)) for b in wanted})
 
 
