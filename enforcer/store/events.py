@@ -1,0 +1,104 @@
+"""Network events uploaded by devices, stored once per (device, batch) however often retried.
+
+A batch and its events are written in one transaction, the batch row first: its unique key
+makes a concurrent or retried upload of the same batch fail before any event is written twice.
+Events are inserted with SQLAlchemy Core's executemany (no ORM objects: a batch holds thousands).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from enforcer.store.tables import utcnow
+from enforcer.store.tables_devices import EventBatchRow, NetworkEventRow
+
+BATCH = EventBatchRow.__table__  # type: ignore[attr-defined]
+EVENT = NetworkEventRow.__table__  # type: ignore[attr-defined]
+
+
+class EventRecord(NamedTuple):
+    """One event as stored (the device id is the batch's)."""
+
+    time: dt.datetime
+    hostname: str
+    user: str
+    local_ip: str
+    domain: str
+    dest_ip: str
+    dest_port: int
+    bytes_up: int
+    bytes_down: int
+    action: str
+    indicator: str
+    app_id: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What happened to an uploaded batch: stored now, or stored before (`duplicate`)."""
+
+    batch_id: str
+    duplicate: bool
+    count: int
+
+
+def store_batch(
+    engine: Engine, *, device_id: str, batch_id: str, events: Sequence[EventRecord]
+) -> BatchResult:
+    """Store a batch of events once; a batch id seen before for this device stores nothing."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(BATCH).values(
+                    device_id=device_id, batch_id=batch_id, received_at=utcnow(), count=len(events)
+                )
+            )
+            if events:
+                conn.execute(
+                    insert(EVENT),
+                    [{"device_id": device_id, **event._asdict()} for event in events],
+                )
+    except IntegrityError:
+        with engine.connect() as conn:
+            count = _batch_count(conn, device_id, batch_id)
+        if count is None:
+            raise
+        return BatchResult(batch_id, True, count)
+    return BatchResult(batch_id, False, len(events))
+
+
+def _batch_count(conn: Connection, device_id: str, batch_id: str) -> int | None:
+    query = select(BATCH.c.count).where(
+        BATCH.c.device_id == device_id, BATCH.c.batch_id == batch_id
+    )
+    value = conn.execute(query).scalar()
+    return int(value) if value is not None else None
+
+
+def count_events(conn: Connection, *, device_id: str | None = None) -> int:
+    """How many events are stored (for one device, or for all)."""
+    query = select(func.count()).select_from(EVENT)
+    if device_id is not None:
+        query = query.where(EVENT.c.device_id == device_id)
+    return int(conn.execute(query).scalar_one())
+
+
+def list_events(
+    conn: Connection, *, device_id: str | None = None, limit: int = 100
+) -> list[EventRecord]:
+    """The newest events first (for one device, or for all)."""
+    query = select(*[EVENT.c[name] for name in EventRecord._fields])
+    if device_id is not None:
+        query = query.where(EVENT.c.device_id == device_id)
+    rows = conn.execute(query.order_by(EVENT.c.time.desc(), EVENT.c.id.desc()).limit(limit))
+    return [EventRecord(*row) for row in rows]
+
+
+__all__ = ["BatchResult", "EventRecord", "count_events", "list_events", "store_batch"]

@@ -1,0 +1,79 @@
+"""SQLModel tables of enrolled devices and the network events they report.
+
+Kept apart from `tables.py` (the indicator store) because they grow differently: indicators are
+rewritten by reconciliation, events only ever append. Migration 0002 creates them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from enforcer.store.tables import BigId, utcnow
+
+
+class DeviceRow(SQLModel, table=True):
+    """An enrolled endpoint. Only the SHA-256 of its bearer token is kept."""
+
+    __tablename__ = "device"
+    __table_args__ = (Index("ix_device_token_hash", "token_hash", unique=True),)
+
+    device_id: str = Field(primary_key=True, max_length=128)
+    hostname: str = Field(default="", max_length=255)
+    os: str = Field(default="", max_length=128)
+    user: str = Field(default="", max_length=256)
+    local_ips: str = Field(default="[]", max_length=2048)
+    """JSON list of the addresses the device reported at enrolment."""
+    groups: str = Field(default="[]", max_length=4096)
+    """JSON list of the device groups whose indicators the device receives."""
+    token_hash: str = Field(max_length=64)
+    enrolled_at: dt.datetime = Field(default_factory=utcnow)
+    last_seen: dt.datetime = Field(default_factory=utcnow)
+
+
+class EventBatchRow(SQLModel, table=True):
+    """One accepted batch of events; its unique key makes a retried upload a no-op."""
+
+    __tablename__ = "event_batch"
+    __table_args__ = (
+        UniqueConstraint("device_id", "batch_id", name="uq_event_batch_device_batch"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
+    )
+    device_id: str = Field(max_length=128)
+    batch_id: str = Field(max_length=64)
+    received_at: dt.datetime = Field(default_factory=utcnow)
+    count: int
+
+
+class NetworkEventRow(SQLModel, table=True):
+    """One DNS answer or proxied connection reported by a device (append-only)."""
+
+    __tablename__ = "network_event"
+    __table_args__ = (
+        Index("ix_network_event_time", "time"),
+        Index("ix_network_event_device_time", "device_id", "time"),
+        Index("ix_network_event_domain", "domain"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
+    )
+    device_id: str = Field(max_length=128)
+    time: dt.datetime
+    hostname: str = Field(default="", max_length=255)
+    user: str = Field(default="", max_length=256)
+    local_ip: str = Field(default="", max_length=64)
+    domain: str = Field(default="", max_length=253)
+    dest_ip: str = Field(default="", max_length=64)
+    dest_port: int = 0
+    bytes_up: int = Field(default=0, sa_type=BigInteger)
+    bytes_down: int = Field(default=0, sa_type=BigInteger)
+    action: str = Field(max_length=16)
+    indicator: str = Field(default="", max_length=253)
+    app_id: str = Field(default="", max_length=128)
+    source: str = Field(max_length=16)
