@@ -235,6 +235,7 @@ class DnsFrontEnd:
         self._questions: dict[bytes, _Question] = {}
         self._inflight: dict[tuple[str, int], list[tuple[_Miss, Reply]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._preferred = 0
         self._queries = 0
         self._blocked = 0
         self._cache_hits = 0
@@ -381,7 +382,12 @@ class DnsFrontEnd:
         query = query_id.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01"
         query += question + opt
         timeout = self.settings.upstream_timeout
-        for host, port in self.settings.upstreams:
+        upstreams = self.settings.upstreams
+        # Start with the upstream that answered last, so a dead first one costs one timeout,
+        # not one per miss.
+        first = self._preferred
+        for index in [*range(first, len(upstreams)), *range(first)]:
+            host, port = upstreams[index]
             try:
                 wire = await _udp_exchange(host, port, query, timeout)
                 if wire[2] & 0x02:
@@ -389,6 +395,7 @@ class DnsFrontEnd:
             except (OSError, TimeoutError, asyncio.IncompleteReadError):
                 continue
             if _answers(wire, query):
+                self._preferred = index
                 return wire
         return None
 
@@ -485,11 +492,12 @@ class _UdpListener:
         asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
-        sock = self._sock
+        recvfrom = self._sock.recvfrom
+        sendto = self._sock.sendto
         answer = self._frontend.answer
         for _ in range(_UDP_BATCH):
             try:
-                data, addr = sock.recvfrom(_UDP_MAX_QUERY)
+                data, addr = recvfrom(_UDP_MAX_QUERY)
             except OSError:  # BlockingIOError: drained; anything else: try again on next wake-up
                 return
             response = answer(data, addr, False)
@@ -497,11 +505,11 @@ class _UdpListener:
                 continue
             if isinstance(response, bytes):
                 try:  # noqa: SIM105 (contextlib.suppress costs a Python call per answer)
-                    sock.sendto(response, addr)
+                    sendto(response, addr)
                 except OSError:
                     pass
             else:
-                self._frontend.forward(response, _UdpReply(sock, addr))
+                self._frontend.forward(response, _UdpReply(self._sock, addr))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -205,6 +205,22 @@ def test_dead_upstream_gives_servfail(start_shim):
     assert server.frontend.counters["upstream_errors"] == 1
 
 
+def test_a_silent_upstream_is_skipped_once_another_answered(start_shim, upstream):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # bound, never read: queries to it time out
+        server = start_shim(
+            Matcher(),
+            upstreams=(silent.getsockname(), ("127.0.0.1", upstream.port)),
+            upstream_timeout=1.0,
+        )
+        started = time.monotonic()
+        assert ask(server, "one.example.test").answer[0][0].address == "192.0.2.1"
+        assert time.monotonic() - started >= 1.0
+        started = time.monotonic()
+        assert ask(server, "two.example.test").answer[0][0].address == "192.0.2.1"
+        assert time.monotonic() - started < 0.9
+
+
 def test_events(start_shim):
     events: list[NetworkEvent] = []
     server = start_shim(blocking_matcher(), events=events)
