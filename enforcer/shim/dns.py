@@ -126,8 +126,6 @@ class _Miss(NamedTuple):
 
 
 Reply = Callable[[bytes], None]
-_Question = tuple[str, int, int, int, tuple[str, int]]
-"""A parsed query: name, end of question, qtype, edns (see `dnswire.ParsedQuery`), cache key."""
 
 
 class _Answer:
@@ -232,7 +230,7 @@ class DnsFrontEnd:
         self._responses = dnswire.Responses(self.settings.blocked_ttl, self.settings.sinkhole)
         self._gate_closed = self.settings.fail_closed
         self._cache: dict[tuple[str, int], _Answer] = {}
-        self._questions: dict[bytes, _Question] = {}
+        self._questions: dict[bytes, dnswire.ParsedQuery] = {}
         self._inflight: dict[tuple[str, int], list[tuple[_Miss, Reply]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._preferred = 0
@@ -267,7 +265,7 @@ class DnsFrontEnd:
             question = self._parse(data, after_id)
             if question is None:
                 return self._unparsed(data)
-        name, qend, qtype, edns, key = question
+        name, qend, qtype, edns, qkey = question
         if self._gate_closed and not self.ready:
             self._refused += 1
             return self._responses.refused(data, qend, edns)
@@ -293,6 +291,7 @@ class DnsFrontEnd:
             if self.on_event is not None:
                 self._emit(name, _EVENT_ACTIONS[action], verdict.indicator, verdict.app_id, peer)
                 evented = True
+        key = (name, qkey)
         entry = self._cache.get(key)
         if entry is not None:
             now = time.monotonic()
@@ -305,17 +304,14 @@ class DnsFrontEnd:
             del self._cache[key]
         return _Miss(key, data, qend, edns, tcp, peer, name, evented)
 
-    def _parse(self, data: bytes, after_id: bytes) -> _Question | None:
+    def _parse(self, data: bytes, after_id: bytes) -> dnswire.ParsedQuery | None:
         """Parse a query not seen lately and remember it by its bytes after the ID."""
-        query = dnswire.parse_query(data)
-        if query is None:
-            return None
-        name, qend, qtype, qclass, edns = query
-        question = (name, qend, qtype, edns, (name, qtype << 17 | qclass << 1 | edns >> 17))
-        questions = self._questions
-        if len(questions) >= _QUESTION_MEMO:
-            questions.clear()
-        questions[after_id] = question
+        question = dnswire.parse_query(data)
+        if question is not None:
+            questions = self._questions
+            if len(questions) >= _QUESTION_MEMO:
+                questions.clear()
+            questions[after_id] = question
         return question
 
     def _unparsed(self, data: bytes) -> bytes | None:

@@ -59,9 +59,15 @@ class ParsedQuery(NamedTuple):
     qend: int
     """Offset just after the question: ``data[12:qend]`` is the question to echo."""
     qtype: int
-    qclass: int
     edns: int
     """0 without OPT; else the client's UDP payload size | EDNS_PRESENT | (EDNS_DO if DO set)."""
+    qkey: int
+    """qtype, qclass and the DO bit in one int (``qtype << 17 | qclass << 1 | DO``): with the
+    name, what an answer depends on, so the front end's cache key."""
+
+    @property
+    def qclass(self) -> int:
+        return (self.qkey >> 1) & 0xFFFF
 
 
 def parse_query(data: bytes) -> ParsedQuery | None:
@@ -91,12 +97,12 @@ def parse_query(data: bytes) -> ParsedQuery | None:
         return None
     name = b".".join(labels).decode("latin-1").lower()
     qtype = data[pos + 1] << 8 | data[pos + 2]
-    qclass = data[pos + 3] << 8 | data[pos + 4]
+    qkey = qtype << 17 | data[pos + 3] << 9 | data[pos + 4] << 1
     arcount = data[11]
     if arcount == 0:
         if qend != n:
             return None
-        return _new_tuple(ParsedQuery, (name, qend, qtype, qclass, 0))
+        return _new_tuple(ParsedQuery, (name, qend, qtype, 0, qkey))
     # One OPT record: root owner, type 41, class = payload size, TTL = ext-rcode/version/flags.
     if arcount > 1 or n < qend + 11 or data[qend : qend + 3] != _OPT_HEAD:
         return None
@@ -108,7 +114,8 @@ def parse_query(data: bytes) -> ParsedQuery | None:
     edns = payload | EDNS_PRESENT
     if data[qend + 7] & 0x80:
         edns |= EDNS_DO
-    return _new_tuple(ParsedQuery, (name, qend, qtype, qclass, edns))
+        qkey |= 1
+    return _new_tuple(ParsedQuery, (name, qend, qtype, edns, qkey))
 
 
 def is_plain_query_header(data: bytes) -> bool:

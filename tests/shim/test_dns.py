@@ -338,6 +338,7 @@ def test_parser_agrees_with_dnspython(labels, rdtype, edns):
     assert parsed is not None
     assert parsed.name == name.lower()
     assert parsed.qtype == dns.rdatatype.from_text(rdtype)
+    assert parsed.qclass == 1
     assert bool(parsed.edns) == edns
 
 
