@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -172,16 +171,6 @@ def test_shared_domains_are_few_and_known(catalog: Catalog) -> None:
         "atlassian.com": ("confluence", "jira"),
         "atlassian.net": ("confluence", "jira"),
     }
-
-
-@pytest.mark.skipif(
-    pytest.importorskip("ruamel.yaml.main").CParser is None,
-    reason="ruamel.yaml.clib (the C parser) is not installed",
-)
-def test_bundled_catalog_loads_quickly() -> None:
-    start = time.perf_counter()
-    load_catalog(DATA_DIR)
-    assert time.perf_counter() - start < 0.5
 
 
 def test_the_docs_state_the_catalog_size(catalog: Catalog) -> None:
