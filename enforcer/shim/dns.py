@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import secrets
 import socket
@@ -528,10 +529,14 @@ class _UdpReply:
 
 
 async def _serve_tcp_client(
-    frontend: DnsFrontEnd, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    frontend: DnsFrontEnd,
+    connections: set[asyncio.StreamWriter],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     """Answer length-prefixed queries on one connection until it is idle or closed (RFC 7766)."""
     peer = writer.get_extra_info("peername")
+    connections.add(writer)
 
     def send(response: bytes) -> None:
         if not writer.is_closing():
@@ -553,6 +558,7 @@ async def _serve_tcp_client(
     except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
         pass
     finally:
+        connections.discard(writer)
         writer.close()
 
 
@@ -564,6 +570,7 @@ class DnsServerHandle:
         frontend: DnsFrontEnd,
         udp: _UdpListener,
         tcp: asyncio.Server,
+        connections: set[asyncio.StreamWriter],
         address: tuple[str, int],
     ) -> None:
         self.frontend = frontend
@@ -571,11 +578,14 @@ class DnsServerHandle:
         """The (host, port) actually bound: useful when the port asked for was 0."""
         self._udp = udp
         self._tcp = tcp
+        self._connections = connections
 
     def close(self) -> None:
-        """Stop listening (answers in flight are dropped)."""
+        """Stop listening and close open TCP connections (answers in flight are dropped)."""
         self._udp.close()
         self._tcp.close()
+        for writer in list(self._connections):
+            writer.close()
 
     async def wait_closed(self) -> None:
         """Wait until the listeners and the upstream exchanges are gone."""
@@ -623,8 +633,9 @@ async def run_dns(
     port = settings.listen_port if port is None else port
     udp_sock, tcp_sock = _bind_pair(host, port)
     udp = _UdpListener(frontend, udp_sock)
+    connections: set[asyncio.StreamWriter] = set()
     tcp = await asyncio.start_server(
-        lambda r, w: _serve_tcp_client(frontend, r, w), sock=tcp_sock, backlog=128
+        functools.partial(_serve_tcp_client, frontend, connections), sock=tcp_sock, backlog=128
     )
     address = udp_sock.getsockname()[:2]
     log.info(
@@ -647,7 +658,7 @@ async def run_dns(
                 "dns.fail_open",
                 detail="no indicator set yet: answering every query, nothing is blocked",
             )
-    return DnsServerHandle(frontend, udp, tcp, (address[0], address[1]))
+    return DnsServerHandle(frontend, udp, tcp, connections, (address[0], address[1]))
 
 
 async def serve(frontend: DnsFrontEnd, host: str | None = None, port: int | None = None) -> None:

@@ -171,6 +171,10 @@ class ShimServer:
         return self.call(wrapper())
 
     def stop(self) -> None:
+        """Close the server and its loop (once; later calls do nothing)."""
+        if self.loop.is_closed():
+            return
+
         async def close() -> None:
             self.handle.close()
             await self.handle.wait_closed()

@@ -142,6 +142,18 @@ def test_tcp_works(start_shim):
     assert response.answer[0][0].address == "192.0.2.1"
 
 
+def test_stopping_closes_idle_tcp_connections(start_shim):
+    server = start_shim(blocking_matcher())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        wire = dns.message.make_query("blocked.test", "A").to_wire()
+        sock.sendall(len(wire).to_bytes(2, "big") + wire)
+        dns.query.receive_tcp(sock, time.time() + TIMEOUT)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 5
+        assert sock.recv(10) == b""
+
+
 def test_truncated_upstream_answer_is_fetched_over_tcp(start_shim, upstream):
     server = start_shim(Matcher())
     udp = ask(server, BIG_NAME, use_edns=0, payload=4096)
