@@ -45,19 +45,20 @@ STATS_INTERVAL = 60.0
 def event_body(event: NetworkEvent, device: DeviceIdentity) -> dict[str, Any]:
     """The wire form of one event (``POST /api/v1/events``), with the device's context."""
     when = event.time if event.time.tzinfo else event.time.replace(tzinfo=dt.UTC)
+    # Cut to the server's field limits: one over-long field must not get a whole batch refused.
     return {
         "time": when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-        "hostname": device.hostname,
-        "user": event.user or device.user,
+        "hostname": device.hostname[:255],
+        "user": (event.user or device.user)[:256],
         "localIp": device.local_ip,
-        "domain": event.domain,
+        "domain": event.domain[:253],
         "destIp": event.dest_ip,
         "destPort": event.dest_port,
         "bytesUp": event.bytes_up,
         "bytesDown": event.bytes_down,
         "action": str(event.action),
-        "indicator": event.indicator,
-        "application": event.app_id,
+        "indicator": event.indicator[:253],
+        "application": event.app_id[:128],
         "source": event.source,
     }
 

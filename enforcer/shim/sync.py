@@ -217,13 +217,16 @@ class DeviceIndicators:
     """The in-scope indicators this device holds, by domain, and the matcher they feed.
 
     Only what the scope rules need is kept per indicator (scope, action, app); titles and
-    severities live in the on-disk cache.
+    severities live in the on-disk cache. Those few values repeat across a million domains,
+    so the one-indicator tuples are shared (like the matcher's rules): a domain costs its key
+    and a dict slot here, as in the matcher.
     """
 
     groups: Collection[str]
     by_domain: dict[str, tuple[_Held, ...]] = field(default_factory=dict)
     step: float = 0.001
     """Seconds of work between two yields to the event loop while applying a delta."""
+    _shared: dict[_Held, tuple[_Held]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.by_domain)
@@ -239,6 +242,8 @@ class DeviceIndicators:
         held = self.by_domain.get(domain)
         if not held:
             return None
+        if len(held) == 1:  # the common case: a single in-scope indicator is the entry
+            return MatchEntry(domain, held[0].action, held[0].app_id)
         candidates = (Indicator(domain, h.action, scope=h.scope, app_id=h.app_id) for h in held)
         chosen = effective_indicators(candidates, self.groups).get(domain)
         return None if chosen is None else MatchEntry(domain, chosen.action, chosen.app_id)
@@ -248,10 +253,16 @@ class DeviceIndicators:
         if domain is None or not in_scope(indicator, self.groups):
             return None
         new = _Held(indicator.scope, indicator.action, indicator.app_id)
-        held = self.by_domain.get(domain, ())
-        kept = tuple(h for h in held if h.scope != indicator.scope)
-        self.by_domain[domain] = (*kept, new)
+        held = self.by_domain.get(domain)
+        kept = tuple(h for h in held if h.scope != indicator.scope) if held else ()
+        self.by_domain[domain] = (*kept, new) if kept else self._single(new)
         return domain
+
+    def _single(self, held: _Held) -> tuple[_Held]:
+        shared = self._shared.get(held)
+        if shared is None:
+            shared = self._shared[held] = (held,)
+        return shared
 
     def _drop(self, scope: str, value: str) -> str | None:
         domain = _domain(value)
@@ -262,7 +273,7 @@ class DeviceIndicators:
         if len(kept) == len(held):
             return None
         if kept:
-            self.by_domain[domain] = kept
+            self.by_domain[domain] = self._single(kept[0]) if len(kept) == 1 else kept
         else:
             del self.by_domain[domain]
         return domain
