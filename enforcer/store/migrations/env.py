@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import enforcer.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 import enforcer.store.tables_devices  # noqa: F401
+import enforcer.store.tables_discovery  # noqa: F401
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:

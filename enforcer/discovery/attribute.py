@@ -1,0 +1,68 @@
+"""Which app a host belongs to: the catalog's domains through the shared matcher.
+
+A host that no app claims is *unrecognised* and is reported under its registrable domain
+(``files.example.co.uk`` -> ``example.co.uk``, by the Public Suffix List bundled with the
+`publicsuffixlist` package), so an admin can create a custom app from it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from publicsuffixlist import PublicSuffixList
+
+from enforcer.catalog import Catalog
+from enforcer.matcher import MatchEntry, Matcher, normalize
+from enforcer.models import Action
+
+_PSL: PublicSuffixList | None = None
+
+
+def registrable_domain(host: str) -> str:
+    """The registrable domain of a host (itself when the suffix list has no answer)."""
+    global _PSL
+    if _PSL is None:
+        _PSL = PublicSuffixList()
+    return _PSL.privatesuffix(host) or host
+
+
+class Attributor:
+    """host -> (app_id, domain): app_id for catalog apps (domain ""), else ("", registrable domain).
+
+    Results are cached per host: logs repeat the same hosts over and over.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._matcher = Matcher(
+            MatchEntry(domain, Action.AUDIT, app.id) for app in catalog for domain in app.domains
+        )
+        self._cache: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, host: str) -> tuple[str, str]:
+        hit = self._cache.get(host)
+        if hit is None:
+            hit = self._cache[host] = self._attribute(host)
+        return hit
+
+    def _attribute(self, host: str) -> tuple[str, str]:
+        if not host:
+            return ("", "")
+        try:
+            name = normalize(host)
+        except (ValueError, UnicodeError):
+            return ("", host[:253])
+        verdict = self._matcher.verdict_normalized(name)
+        if verdict.app_id:
+            return (verdict.app_id, "")
+        if _is_ip(name):
+            return ("", name)
+        return ("", registrable_domain(name))
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,100 @@
+"""Snapshot reports: stream log files through a format parser into the rollups.
+
+Constant memory whatever the file size: lines are streamed, records aggregated in a bounded
+accumulator that is merged into the store whenever it fills up. Bad lines are counted and the
+first few kept with their file, line number and reason; they never abort an upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from enforcer.catalog import Catalog
+from enforcer.discovery.aggregate import Aggregator
+from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.formats import parser_for
+from enforcer.discovery.reader import open_lines
+from enforcer.discovery.records import BadLine, FormatError, Record
+from enforcer.store.discovery import merge_rollup
+
+MAX_SAMPLES = 10
+
+
+@dataclass
+class UploadStats:
+    """What an upload did, for the summary a person reads."""
+
+    files: int = 0
+    records: int = 0
+    attributed: int = 0
+    unrecognised: int = 0
+    without_host: int = 0
+    bad_lines: int = 0
+    samples: list[tuple[str, BadLine]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "records": self.records,
+            "attributed": self.attributed,
+            "unrecognised": self.unrecognised,
+            "withoutHost": self.without_host,
+            "badLines": self.bad_lines,
+            "badLineSamples": [
+                {"file": f, "line": b.line_no, "reason": b.reason, "text": b.text}
+                for f, b in self.samples
+            ],
+        }
+
+
+def _records(items: Iterable[Record | BadLine], name: str, stats: UploadStats) -> Iterable[Record]:
+    for item in items:
+        if type(item) is Record:
+            yield item
+        else:
+            stats.bad_lines += 1
+            if len(stats.samples) < MAX_SAMPLES:
+                stats.samples.append((name, item))  # type: ignore[arg-type]
+
+
+def ingest_files(
+    engine: Engine,
+    catalog: Catalog,
+    paths: Iterable[Path],
+    fmt: str,
+    *,
+    mapping: str | None = None,
+    max_keys: int = 200_000,
+) -> UploadStats:
+    """Parse, attribute, aggregate and store the records of some log files."""
+    parse = parser_for(fmt, mapping)
+    aggregator = Aggregator(Attributor(catalog), max_keys=max_keys)
+    stats = UploadStats()
+    for path in paths:
+        stats.files += 1
+        records = _records(parse(open_lines(path)), str(path), stats)
+        try:
+            _consume(engine, aggregator, records)
+        except FormatError as exc:
+            raise FormatError(exc.message, line=exc.line, file=str(path)) from exc
+    merge_rollup(engine, aggregator.rollup())
+    stats.records = aggregator.records
+    stats.attributed = aggregator.attributed
+    stats.unrecognised = aggregator.unrecognised
+    stats.without_host = aggregator.without_host
+    return stats
+
+
+def _consume(engine: Engine, aggregator: Aggregator, records: Iterable[Record]) -> None:
+    iterator = iter(records)
+    while True:
+        chunk = [r for _, r in zip(range(50_000), iterator, strict=False)]
+        if not chunk:
+            return
+        aggregator.add_all(chunk)
+        if aggregator.full:
+            merge_rollup(engine, aggregator.rollup())

@@ -1,0 +1,153 @@
+"""SQLModel tables of Cloud Discovery: rollups of usage per day (and hour), and alerts.
+
+Distinct counts (users, devices, IP addresses of an app over any range of days) must be exact and
+fast over 30 days of 10,000 devices, so each daily row carries *bitsets* of the ordinals of the
+devices, users and addresses seen that day (`discovery_entity` numbers them). A range query ORs
+the day's bitsets and counts the bits: exact, and no per-device rows to scan. Migration 0003
+creates these tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from enforcer.store.tables import BigId, utcnow
+
+
+class DiscoveryEntityRow(SQLModel, table=True):
+    """A device, user or IP address seen in discovery data, numbered for the bitsets."""
+
+    __tablename__ = "discovery_entity"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_discovery_entity_kind_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)
+    """``device``, ``user`` or ``ip``."""
+    name: str = Field(max_length=256)
+    ordinal: int
+    """Bit position within its kind (0, 1, 2, ... per kind)."""
+
+
+class AppDailyRow(SQLModel, table=True):
+    """Usage of one app (or one unrecognised domain, with `app_id` empty) on one day."""
+
+    __tablename__ = "discovery_app_daily"
+
+    day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    """Days since 1970-01-01 (UTC)."""
+    app_id: str = Field(primary_key=True, max_length=128)
+    domain: str = Field(primary_key=True, max_length=253)
+    """Registrable domain of unrecognised traffic; empty for a catalog app."""
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
+    blocked: int = Field(sa_column=Column(BigInteger, nullable=False))
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+    devices: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    users: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    ips: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class DeviceDailyRow(SQLModel, table=True):
+    """Usage of one device on one day, with the users and addresses seen on it."""
+
+    __tablename__ = "discovery_device_daily"
+
+    day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    device: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    """Ordinal of the device entity."""
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
+    blocked: int = Field(sa_column=Column(BigInteger, nullable=False))
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+    users: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    ips: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class DeviceAppDailyRow(SQLModel, table=True):
+    """Usage of one app by one device on one day: the machine page and the risk baseline."""
+
+    __tablename__ = "discovery_device_app_daily"
+    __table_args__ = (Index("ix_discovery_device_app_daily_app", "app_id", "day"),)
+
+    device: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    app_id: str = Field(primary_key=True, max_length=128)
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
+    blocked: int = Field(sa_column=Column(BigInteger, nullable=False))
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class UserDailyRow(SQLModel, table=True):
+    """Usage of one user on one day, with the devices they used."""
+
+    __tablename__ = "discovery_user_daily"
+
+    day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    user: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+    devices: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    apps: str = Field(default="", max_length=65535)
+    """Space-separated app ids used that day."""
+
+
+class AppHourlyRow(SQLModel, table=True):
+    """Transactions and traffic of one app per hour (charts)."""
+
+    __tablename__ = "discovery_app_hourly"
+
+    hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    """Hours since 1970-01-01 00:00 UTC."""
+    app_id: str = Field(primary_key=True, max_length=128)
+    transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
+    blocked: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class AlertRow(SQLModel, table=True):
+    """A hit on an indicator with generateAlert, at the severity the policy set."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_time", "time"), Index("ix_alert_status", "status"))
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
+    )
+    time: dt.datetime
+    device_id: str = Field(max_length=128)
+    user: str = Field(default="", max_length=256)
+    domain: str = Field(max_length=253)
+    indicator: str = Field(default="", max_length=253)
+    app_id: str = Field(default="", max_length=128)
+    action: str = Field(max_length=16)
+    severity: str = Field(max_length=16)
+    status: str = Field(default="open", max_length=16)
+    """``open`` or ``acknowledged``."""
+    acknowledged_by: str = Field(default="", max_length=128)
+    acknowledged_at: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    event_id: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, unique=True))
+    """The network event that raised it (one alert per event)."""
+
+
+class DiscoveryCursorRow(SQLModel, table=True):
+    """How far the continuous report has read the network_event table."""
+
+    __tablename__ = "discovery_cursor"
+
+    name: str = Field(primary_key=True, max_length=64)
+    last_event_id: int = Field(sa_column=Column(BigInteger, nullable=False))
