@@ -1,0 +1,52 @@
+"""Log formats: one module per format, each with ``parse(lines) -> Iterator[Record | BadLine]``.
+
+Adding a format means adding its module and one line to `FORMATS` (GUIDE section 3). The mapped
+formats (``csv``, ``jsonl``) take the ``--map`` mapping as a second argument; `parser_for` binds it
+so that every caller sees the same one-argument parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+
+from enforcer.discovery.formats import csv, jsonl, panos, squid, w3c, zeek, zscaler_nss
+from enforcer.discovery.formats._mapping import parse_mapping
+from enforcer.discovery.records import BadLine, FormatError, Record
+
+Parser = Callable[[Iterable[str]], Iterator[Record | BadLine]]
+
+FORMATS: dict[str, Callable[..., Iterator[Record | BadLine]]] = {
+    "squid": squid.parse,
+    "zeek": zeek.parse,
+    "w3c": w3c.parse,
+    "panos": panos.parse,
+    "zscaler-nss": zscaler_nss.parse,
+    "csv": csv.parse,
+    "jsonl": jsonl.parse,
+}
+"""Format name (as in ``--format``) → its parse function."""
+
+MAPPED = frozenset({"csv", "jsonl"})
+"""Formats that need ``--map``."""
+
+
+def parser_for(name: str, mapping: str | None = None) -> Parser:
+    """The parser for `name`, with `mapping` bound for the mapped formats.
+
+    Raises `FormatError` for an unknown format, a mapped format without a mapping, a mapping given
+    to a format that takes none, or a bad mapping (checked here, before any line is read).
+    """
+    parse = FORMATS.get(name)
+    if parse is None:
+        raise FormatError(f"unknown format {name!r}: one of {', '.join(FORMATS)}")
+    if name in MAPPED:
+        if not mapping:
+            raise FormatError(f"format {name!r} needs --map field=column,...")
+        return partial(parse, mapping=parse_mapping(mapping))
+    if mapping:
+        raise FormatError(f"format {name!r} takes no --map")
+    return parse
+
+
+__all__ = ["FORMATS", "MAPPED", "Parser", "parse_mapping", "parser_for"]

@@ -1,0 +1,219 @@
+"""Zeek ``http.log``, ``ssl.log``, ``conn.log`` (and ``dns.log``), as TSV or as JSON lines.
+
+TSV (Zeek's default ASCII writer): a header of ``#separator \\x09``, ``#set_separator``,
+``#empty_field (empty)``, ``#unset_field -``, ``#path http``, ``#open``, ``#fields ...`` and
+``#types ...`` lines, then one tab-separated record per line, then ``#close``. The log type comes
+from ``#path`` (or, when that names none we know, from the fields) and the columns from
+``#fields``, so a new header in the middle of the file (concatenated logs) is followed. A data line
+before any ``#fields`` header is a `FormatError`: nothing in it says what the columns are.
+
+JSON (``LogAscii::use_json=T``): one object per line, ``ts`` as epoch seconds or ISO-8601, ports
+and byte counts as numbers, unset fields left out. The log type comes from ``_path`` when present,
+else from the fields: ``conn_state``/``orig_bytes`` → conn, ``server_name``/``cipher`` → ssl,
+``host``/``method``/``uri`` → http, ``query`` → dns.
+
+What each log gives: http: ``host`` (the Host header), ``request_body_len`` (up),
+``response_body_len`` (down), ``username``; ssl: ``server_name`` (the SNI), no byte counts; conn:
+no host name, ``orig_bytes`` (up) and ``resp_bytes`` (down); dns: ``query``. All of them:
+``id.orig_h`` (the device), ``id.resp_h`` and ``id.resp_p`` (the destination). Zeek only observes,
+so `action` is "".
+
+TSV is a hot path (GUIDE section 6): column indexes are computed once per header and one
+`itemgetter` call pulls the eight columns of a line; no per-line dict, no datetime.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from operator import itemgetter
+from typing import Any
+
+from enforcer.discovery.formats._util import MAX_TIME, any_time, split_host
+from enforcer.discovery.records import BadLine, FormatError, Record, bad_line
+
+COMMON = ("ts", "id.orig_h", "id.resp_h", "id.resp_p")
+"""Columns every supported log has."""
+
+LOGS: dict[str, tuple[str, str, str, str]] = {
+    "http": ("host", "request_body_len", "response_body_len", "username"),
+    "ssl": ("server_name", "", "", ""),
+    "conn": ("", "orig_bytes", "resp_bytes", ""),
+    "dns": ("query", "", "", ""),
+}
+"""Per log type, the columns giving host, bytes up, bytes down and user ("" when it has none)."""
+
+_new = tuple.__new__
+
+
+def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
+    """Records from a Zeek TSV or JSON log; header lines are read, never reported."""
+    header: dict[str, str] = {}
+    sep, unset, empty = "\t", "-", "(empty)"
+    nf = -1  # no #fields seen yet
+    strip = False
+    get: Callable[[list[str]], tuple[str, ...]] = itemgetter(0, 0, 0, 0, 0, 0, 0, 0)
+    for line_no, line in enumerate(lines, 1):
+        if strip:
+            line = line.rstrip("\r\n")
+        f = line.split(sep)
+        if len(f) != nf:
+            if line.startswith("#"):
+                key, _, value = line.rstrip("\r\n").partition(
+                    " " if line.startswith("#separator") else sep
+                )
+                header[key[1:]] = value
+                if key == "#separator":
+                    sep = _unescape(value)
+                elif key == "#unset_field":
+                    unset = value
+                elif key == "#empty_field":
+                    empty = value
+                elif key == "#fields":
+                    names = value.split(sep)
+                    nf = len(names)
+                    columns = _columns(header.get("path", ""), names, line_no)
+                    get = itemgetter(*[names.index(c) if c else nf for c in columns])
+                    strip = (nf - 1) in [names.index(c) for c in columns if c]
+            elif line.lstrip().startswith("{"):
+                yield _json_line(line_no, line)
+            elif not line.strip():
+                continue
+            elif nf < 0:
+                raise FormatError("a Zeek log line before any #fields header", line=line_no)
+            else:
+                yield bad_line(line_no, f"expected {nf} fields, got {len(f)}", line)
+            continue
+        f.append(unset)  # the column `get` reads for what this log type lacks
+        ts, src, dip, dport, host, up, down, user = get(f)
+        try:
+            t = float(ts)
+            if not 0.0 <= t < MAX_TIME:
+                raise ValueError
+            yield _new(
+                Record,
+                (
+                    t,
+                    "" if host in (unset, empty) else split_host(host)[0],
+                    "" if src == unset else src,
+                    "" if user in (unset, empty) else user,
+                    "",
+                    "" if dip == unset else dip,
+                    0 if dport == unset else int(dport),
+                    0 if up == unset else int(up),
+                    0 if down == unset else int(down),
+                    "",
+                ),
+            )
+        except (ValueError, OverflowError):
+            yield bad_line(line_no, _reason(ts, dport, up, down, unset), line)
+
+
+def _unescape(value: str) -> str:
+    """Zeek writes the separator escaped (``\\x09``)."""
+    try:
+        return value.encode("ascii").decode("unicode_escape") or "\t"
+    except (UnicodeError, ValueError):
+        return "\t"
+
+
+def _kind(path: str, has: Mapping[str, object] | set[str]) -> str:
+    if path in LOGS:
+        return path
+    if "conn_state" in has or "orig_bytes" in has:
+        return "conn"
+    if "server_name" in has or "cipher" in has or "ssl_history" in has:
+        return "ssl"
+    if "host" in has or "method" in has or "uri" in has:
+        return "http"
+    if "query" in has:
+        return "dns"
+    return ""
+
+
+def _columns(path: str, names: list[str], line_no: int) -> list[str]:
+    """The eight columns to read (ts, src, dest ip, dest port, host, up, down, user)."""
+    kind = _kind(path, set(names))
+    if not kind:
+        raise FormatError(
+            f"Zeek log type {path or '?'!r} is not one of {', '.join(LOGS)}", line=line_no
+        )
+    missing = [c for c in COMMON if c not in names]
+    if missing:
+        raise FormatError(f"Zeek #fields lacks {', '.join(missing)}", line=line_no)
+    return [*COMMON, *(c if c in names else "" for c in LOGS[kind])]
+
+
+def _reason(ts: str, dport: str, up: str, down: str, unset: str) -> str:
+    try:
+        if not 0.0 <= float(ts) < MAX_TIME:
+            raise ValueError
+    except ValueError:
+        return f"bad time {ts!r}"
+    for name, value in (("port", dport), ("byte count", up), ("byte count", down)):
+        if value != unset and not value.isdigit():
+            return f"bad {name} {value!r}"
+    return "bad value"
+
+
+def _json_line(line_no: int, line: str) -> Record | BadLine:
+    try:
+        d = json.loads(line)
+    except ValueError as exc:
+        return bad_line(line_no, f"not JSON: {exc}", line)
+    if not isinstance(d, dict):
+        return bad_line(line_no, "not a JSON object", line)
+    kind = _kind(str(d.get("_path", "")), d)
+    if not kind:
+        return bad_line(line_no, "not a Zeek http, ssl, conn or dns record", line)
+    host_key, up_key, down_key, user_key = LOGS[kind]
+    try:
+        t = _json_time(d.get("ts"))
+        host = d.get(host_key) if host_key else None
+        return Record(
+            time=t,
+            host=split_host(host)[0] if isinstance(host, str) else "",
+            src_ip=_text(_id(d, "orig_h")),
+            user=_text(d.get(user_key)) if user_key else "",
+            dest_ip=_text(_id(d, "resp_h")),
+            dest_port=_count(_id(d, "resp_p")),
+            bytes_up=_count(d.get(up_key)) if up_key else 0,
+            bytes_down=_count(d.get(down_key)) if down_key else 0,
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        return bad_line(line_no, str(exc), line)
+
+
+def _id(d: dict[str, Any], name: str) -> object:
+    """``id.orig_h`` flat (Zeek's default) or nested under ``id`` (``json_nested``-style writers)."""
+    value = d.get("id." + name)
+    if value is None and isinstance(d.get("id"), dict):
+        value = d["id"].get(name)
+    return value
+
+
+def _json_time(value: object) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"bad time {value!r}")
+    try:
+        t = float(value) if isinstance(value, int | float) else any_time(str(value))
+    except (ValueError, OverflowError):
+        raise ValueError(f"bad time {value!r}") from None
+    if not 0.0 <= t < MAX_TIME:
+        raise ValueError(f"bad time {value!r}")
+    return t
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) and value != "-" else ""
+
+
+def _count(value: object) -> int:
+    if value is None or value == "-":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"bad number {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"bad number {value!r}") from None
