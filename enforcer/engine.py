@@ -6,12 +6,14 @@ the daemon and the API all call these functions and nothing deeper.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog, load_catalog
+from enforcer.discovery.reports import impact
 from enforcer.expand import DesiredState, expand
 from enforcer.plan import Plan, digest_indicators, paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
@@ -37,13 +39,25 @@ def load_desired(
         return expand(state)
 
 
-def make_plan(engine: Engine, desired: DesiredState) -> Plan:
-    """Plan the changes from the store's current state to `desired` (reads only what differs)."""
+def make_plan(engine: Engine, desired: DesiredState, *, impact_preview: bool = True) -> Plan:
+    """Plan the changes from the store's current state to `desired` (reads only what differs).
+
+    With `impact_preview`, the plan also says what the last 7 days of Cloud Discovery data show
+    each newly blocked or warned app would have affected.
+    """
     digest = digest_indicators(desired.indicators.values())
     with engine.connect() as conn, paused_gc():
         actual = read_actual(conn, digest.buckets)
     with paused_gc():
-        return reconcile(desired, actual, digest)
+        plan = reconcile(desired, actual, digest)
+    apps = plan.starts_enforcing() if impact_preview else []
+    if apps:
+        with engine.connect() as conn:
+            found = impact(conn, apps)
+        plan = dataclasses.replace(
+            plan, impact={a: found.get(a, {"requests": 0, "users": 0, "devices": 0}) for a in apps}
+        )
+    return plan
 
 
 def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:

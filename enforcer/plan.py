@@ -194,6 +194,20 @@ class Plan:
     apps: tuple[AppState, ...] = ()
     device_groups: tuple[tuple[str, str], ...] = ()
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    impact: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Per app the plan starts blocking or warning: what the last 7 days of discovery data say it
+    would have affected ({"requests", "users", "devices"}). Explains; never drives apply."""
+
+    def starts_enforcing(self) -> list[str]:
+        """Apps for which the plan creates or tightens a Block or Warn indicator."""
+        apps = set()
+        for change in self.changes:
+            after = change.after
+            if after is None or not after.app_id or after.action not in (Action.BLOCK, Action.WARN):
+                continue
+            if change.before is None or change.before.action != after.action:
+                apps.add(after.app_id)
+        return sorted(apps)
 
     @property
     def counts(self) -> dict[ChangeAction, int]:
@@ -249,6 +263,7 @@ class Plan:
                 for a in self.apps
             ],
             "device_groups": [list(g) for g in self.device_groups],
+            "impact": {app: dict(v) for app, v in self.impact.items()},
         }
 
     def to_json(self) -> str:
@@ -295,6 +310,10 @@ class Plan:
                     for a in data.get("apps", [])
                 ),
                 device_groups=tuple((g[0], g[1]) for g in data.get("device_groups", [])),
+                impact={
+                    str(a): {str(k): int(n) for k, n in v.items()}
+                    for a, v in data.get("impact", {}).items()
+                },
             )
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"malformed plan file: {exc!r}") from exc

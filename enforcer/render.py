@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
 from enforcer.plan import Change, ChangeAction, ConflictNote, Plan
@@ -59,6 +59,15 @@ def _heading(app_id: str, changes: list[Change]) -> str:
     return f"  # {name}: " + " | ".join(reasons) if reasons else f"  # {name}"
 
 
+def _impact(figures: Mapping[str, int]) -> str:
+    if not figures.get("requests"):
+        return "  #   impact: no traffic to this app in the last 7 days of discovery data"
+    return (
+        f"  #   impact: in the last 7 days this would have affected {figures['requests']:,} requests "
+        f"by {figures['users']:,} users on {figures['devices']:,} devices"
+    )
+
+
 def _conflict(note: ConflictNote) -> str:
     shared = ", ".join(note.sanctioned_apps)
     if note.resolution:
@@ -80,6 +89,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         for app_id, changes in _groups(plan):
             out.append("")
             out.append(paint(_heading(app_id, changes), "bold"))
+            if app_id in plan.impact:
+                out.append(paint(_impact(plan.impact[app_id]), "warn"))
             out.extend(paint(_line(c), c.action.name) for c in changes)
     else:
         out.append("No changes. The store matches the policy set.")
@@ -123,6 +134,13 @@ def render_markdown(plan: Plan) -> str:
                 f"| `{change.action.value}` | `{ind.value}` | {_scope(ind.scope)} | "
                 f"{ind.action.value} | {ind.app_id or '-'} | {change.reason} |"
             )
+    if plan.impact:
+        out += ["", "#### Impact (last 7 days of discovery data)", "", "| App | Requests | Users | Devices |",
+                "|---|---|---|---|"]  # fmt: skip
+        out += [
+            f"| {a} | {v['requests']:,} | {v['users']:,} | {v['devices']:,} |"
+            for a, v in plan.impact.items()
+        ]
     if plan.conflicts:
         out += ["", "#### Shared-domain conflicts", ""]
         out += [f"- {_conflict(c).strip()[2:]}" for c in plan.conflicts]

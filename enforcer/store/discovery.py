@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, tuple_, update
 
-from enforcer.discovery.aggregate import Rollup, Usage
 from enforcer.store.tables_discovery import (
     AppDailyRow,
     AppHourlyRow,
@@ -59,6 +58,65 @@ def ordinals_in(bits: int) -> list[int]:
 
 def day_of(when: dt.datetime) -> int:
     return int(when.timestamp() // 86400)
+
+
+# --- what a batch adds (built by enforcer.discovery.aggregate) ------------------------------
+
+
+@dataclass
+class Usage:
+    """Counters of one aggregate."""
+
+    transactions: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    blocked: int = 0
+    first_seen: float = float("inf")
+    last_seen: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.transactions += other.transactions
+        self.bytes_up += other.bytes_up
+        self.bytes_down += other.bytes_down
+        self.blocked += other.blocked
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+
+
+@dataclass
+class AppDay:
+    usage: Usage = field(default_factory=Usage)
+    devices: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)
+
+
+@dataclass
+class DeviceDay:
+    usage: Usage = field(default_factory=Usage)
+    users: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)
+
+
+@dataclass
+class UserDay:
+    usage: Usage = field(default_factory=Usage)
+    devices: set[str] = field(default_factory=set)
+    apps: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Rollup:
+    """What a batch of records adds to each rollup table (keys by name, not yet ordinals)."""
+
+    apps: dict[tuple[int, str, str], AppDay] = field(default_factory=dict)
+    """(day, app_id, domain)."""
+    devices: dict[tuple[int, str], DeviceDay] = field(default_factory=dict)
+    device_apps: dict[tuple[str, int, str], Usage] = field(default_factory=dict)
+    """(device, day, app_id) for catalog apps."""
+    users: dict[tuple[int, str], UserDay] = field(default_factory=dict)
+    hours: dict[tuple[int, str], Usage] = field(default_factory=dict)
+    """(hour, app_id) for catalog apps."""
 
 
 # --- writing -------------------------------------------------------------------------------
