@@ -3,7 +3,9 @@
 A device points its resolver at this server (UDP and TCP on one address). Each query goes
 through a short chain of stages around the one `Matcher`:
 
-1. parse (by hand, `dnswire.parse_query`): a malformed packet is dropped and counted;
+1. parse (by hand, `dnswire.parse_query`; the last 4,096 distinct queries are remembered by
+   their bytes after the ID, as a device repeats itself): a malformed packet is dropped and
+   counted;
 2. fail-closed gate: with ``fail_closed`` set and no indicator set loaded (`ready` false) every
    query is REFUSED; fail-open (the default) serves and says so loudly in the log at start;
 3. the Firefox canary ``use-application-dns.net`` gets NXDOMAIN, so Firefox keeps using the
@@ -17,8 +19,9 @@ through a short chain of stages around the one `Matcher`:
    the query's ID and question patched in and every TTL decremented by the entry's age and
    capped at ``max_ttl`` (60 s), so a client's own cache cannot keep a newly blocked name
    reachable for long. The entry itself lives as long as the upstream TTLs say;
-6. forwarding to the upstream resolvers in order, over UDP with a timeout and over TCP when the
-   answer is truncated; identical queries in flight share one upstream exchange.
+6. forwarding to the upstream resolvers (the one that answered last first), over UDP from a
+   fresh socket with a timeout and over TCP when the answer is truncated; identical queries in
+   flight share one upstream exchange. No upstream answering gives SERVFAIL.
 
 The verdict is taken before the cache, so a name blocked (or a matcher swapped) between two
 queries is blocked on the very next query, cached or not. The matcher is read from
@@ -30,8 +33,9 @@ Events (``on_event``): every answer could be an event, but building a `NetworkEv
 dataclass and a timestamp) costs about as much as the answer itself. So events are built for
 blocked, warned and audited answers (each one: those are what an admin reviews) and for the
 answers of *forwarded* queries (a cache miss, with the first address of the answer), but not
-for allowed answers served from the cache. Discovery counts the use of an app from its first
-resolution per TTL window, which is what it needs; a cache hit adds no new fact.
+for allowed answers served from the cache. A name in steady use thus gives one event per
+lifetime of its cache entry (the upstream TTL), enough for discovery to see the app in use,
+at no cost per cached answer.
 
 EDNS: a query's OPT record is read for its UDP payload size and DO bit; the answer carries a
 minimal OPT (payload 1232, no options) exactly when the query had one. Upstream OPT records are
@@ -40,7 +44,9 @@ is answered as version 0 (no BADVERS). Queries with an additional record other t
 (for example TSIG) are counted as malformed: a stub resolver's clients do not sign queries.
 
 Hot path: a blocked or cached answer is a handful of byte slices joined, with no dnspython
-objects and no logging calls; dnspython is used by the tests and not per query.
+objects and no logging calls. Upstream answers are walked by hand too, once per miss
+(`dnswire.walk_records`, strict bounds checks); dnspython is the reference the tests check
+every answer against.
 """
 
 from __future__ import annotations
@@ -97,7 +103,8 @@ class DnsSettings:
     listen_port: int = 53
     """Port to listen on; 0 picks a free one (the same for UDP and TCP)."""
     upstreams: tuple[tuple[str, int], ...] = ()
-    """Resolvers to forward to, tried in order: (address, port) pairs."""
+    """Resolvers to forward to, (address, port) pairs; the one that answered last is tried
+    first, then the others in order."""
     blocked_ttl: int = 10
     """TTL (and SOA MINIMUM) of blocked answers: how long a client may cache a block."""
     max_ttl: int = 60
@@ -112,8 +119,9 @@ class DnsSettings:
     """Most answers kept; the oldest is dropped first."""
 
 
-class _Miss(NamedTuple):
-    """A query that needs an upstream answer, with what is needed to answer it later."""
+class Miss(NamedTuple):
+    """A query that needs an upstream answer (`DnsFrontEnd.answer` returned it): what
+    `DnsFrontEnd.forward` needs to answer it later."""
 
     key: tuple[str, int]
     data: bytes
@@ -232,7 +240,7 @@ class DnsFrontEnd:
         self._gate_closed = self.settings.fail_closed
         self._cache: dict[tuple[str, int], _Answer] = {}
         self._questions: dict[bytes, dnswire.ParsedQuery] = {}
-        self._inflight: dict[tuple[str, int], list[tuple[_Miss, Reply]]] = {}
+        self._inflight: dict[tuple[str, int], list[tuple[Miss, Reply]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._preferred = 0
         self._queries = 0
@@ -257,7 +265,7 @@ class DnsFrontEnd:
             "cached_answers": len(self._cache),
         }
 
-    def answer(self, data: bytes, peer: Any, tcp: bool) -> bytes | _Miss | None:
+    def answer(self, data: bytes, peer: Any, tcp: bool) -> bytes | Miss | None:
         """Answer bytes, a miss to `forward`, or None to drop (malformed; counted)."""
         self._queries += 1
         after_id = data[2:]
@@ -303,7 +311,7 @@ class DnsFrontEnd:
                     return dnswire.truncated(response, data, qend, edns)
                 return response
             del self._cache[key]
-        return _Miss(key, data, qend, edns, tcp, peer, name, evented)
+        return Miss(key, data, qend, edns, tcp, peer, name, evented)
 
     def _parse(self, data: bytes, after_id: bytes) -> dnswire.ParsedQuery | None:
         """Parse a query not seen lately and remember it by its bytes after the ID."""
@@ -321,7 +329,7 @@ class DnsFrontEnd:
         self._malformed += 1
         return None
 
-    def forward(self, miss: _Miss, reply: Reply) -> None:
+    def forward(self, miss: Miss, reply: Reply) -> None:
         """Resolve a miss through the upstreams and call ``reply`` with the answer bytes."""
         waiters = self._inflight.get(miss.key)
         if waiters is not None:
@@ -332,7 +340,7 @@ class DnsFrontEnd:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _resolve(self, first: _Miss) -> None:
+    async def _resolve(self, first: Miss) -> None:
         self._forwarded += 1
         wire = await self._ask_upstreams(first)
         waiters = self._inflight.pop(first.key, [])
@@ -370,7 +378,7 @@ class DnsFrontEnd:
             with contextlib.suppress(OSError):
                 reply(response)
 
-    async def _ask_upstreams(self, miss: _Miss) -> bytes | None:
+    async def _ask_upstreams(self, miss: Miss) -> bytes | None:
         """The first well-formed upstream answer to the miss's question, or None."""
         question = miss.data[12 : miss.qend]
         query_id = secrets.randbits(16)
