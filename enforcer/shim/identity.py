@@ -26,6 +26,8 @@ from pathlib import Path
 
 DEVICE_ID_FILE = "device-id"
 TOKEN_FILE = "device-token"
+GROUPS_FILE = "device-groups"
+"""The groups the device enrolled with: the server scopes its indicators by them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +98,19 @@ def read_token(state_dir: Path) -> str | None:
     return token or None
 
 
-def save_token(state_dir: Path, token: str) -> None:
-    """Keep the device token (mode 0600)."""
+def save_token(state_dir: Path, token: str, groups: tuple[str, ...] = ()) -> None:
+    """Keep the device token (mode 0600) and the groups it was enrolled with."""
+    write_private(state_dir / GROUPS_FILE, "".join(f"{g}\n" for g in sorted(set(groups))))
     write_private(state_dir / TOKEN_FILE, token + "\n")
+
+
+def enrolled_groups(state_dir: Path) -> tuple[str, ...] | None:
+    """The groups of the last enrolment (sorted), or None when unknown."""
+    try:
+        text = (state_dir / GROUPS_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return tuple(line for line in text.splitlines() if line)
 
 
 def forget_token(state_dir: Path) -> None:

@@ -106,6 +106,14 @@ class ServerSession:
         self._client = client or httpx.AsyncClient(base_url=server.rstrip("/"))
         self._token = identity.read_token(state_dir)
         self._lock = asyncio.Lock()
+        self.regrouped = False
+        """The device's groups differ from those it enrolled with: it must enrol again (the
+        server scopes indicators by the enrolled groups) and sync a full snapshot."""
+        groups = tuple(sorted(set(device.groups)))
+        if self._token is not None and identity.enrolled_groups(state_dir) != groups:
+            log.info("sync.groups_changed", groups=groups)
+            self._token = None
+            self.regrouped = True
 
     @property
     def enrolled(self) -> bool:
@@ -132,9 +140,11 @@ class ServerSession:
                     f"enrolment refused ({response.status_code}): check the secret"
                 )
             if response.status_code not in (200, 201):
-                raise ServerError(f"enrolment answered {response.status_code}")
+                raise ServerError(
+                    f"enrolment answered {response.status_code}: {response.text[:300]}"
+                )
             token = str(response.json()["deviceToken"])
-            identity.save_token(self.state_dir, token)
+            identity.save_token(self.state_dir, token, self.device.groups)
             self._token = token
             log.info("sync.enrolled", device_id=self.device.device_id, groups=self.device.groups)
             return token
@@ -396,9 +406,10 @@ class SyncClient:
     async def sync_once(self, wait: float = 0) -> bool:
         """One sync request; applies its answer. Returns whether anything was applied."""
         params: dict[str, Any] = {"wait": int(wait)}
-        if self.revision is not None:
+        full = self.revision is None or self.session.regrouped
+        if not full:
             params["since"] = self.revision
-        headers = {"If-None-Match": self._etag} if self._etag and self.revision is not None else {}
+        headers = {"If-None-Match": self._etag} if self._etag and not full else {}
         timeout = httpx.Timeout(10.0, read=wait + 15.0)
         response = await self.session.request(
             "GET", "/sync", params=params, headers=headers, timeout=timeout
@@ -414,6 +425,7 @@ class SyncClient:
         if not first and not update.snapshot and update.revision == self.revision:
             return False
         await self._apply(update)
+        self.session.regrouped = False
         self._etag = response.headers.get("ETag")
         if first and self.on_ready is not None:
             self.on_ready()

@@ -387,3 +387,25 @@ def test_a_rejected_token_leads_to_a_new_enrolment(live_server: LiveServer, tmp_
 
     run(scenario())
     assert identity.read_token(state) != "not-a-token-the-server-knows"
+
+
+@pytest.mark.timeout(60)
+def test_a_changed_group_re_enrols_and_resyncs(live_server: LiveServer, tmp_path: Path) -> None:
+    live_server.add(ind("ngrok.example", Action.BLOCK))
+    live_server.add(ind("ngrok.example", Action.AUDIT, scope="eng"))
+    state = tmp_path / "state"
+
+    async def as_member_of(groups: tuple[str, ...], expected: Action) -> str | None:
+        device = Device(live_server.url, state, groups)
+        device.start()
+        try:
+            await eventually(lambda: device.action("ngrok.example") is expected)
+        finally:
+            await device.close()
+        return identity.read_token(state)
+
+    first = run(as_member_of((), Action.BLOCK))
+    second = run(as_member_of(("eng",), Action.AUDIT))
+    assert second != first, "the device enrolled again with its new group"
+    assert identity.enrolled_groups(state) == ("eng",)
+    run(as_member_of((), Action.BLOCK))
