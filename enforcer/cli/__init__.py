@@ -8,7 +8,7 @@ import typer
 
 from enforcer import __version__
 from enforcer.catalog import CatalogError, UnknownAppError
-from enforcer.cli import catalog, daemon, indicators, plan, policy, shim
+from enforcer.cli import catalog, daemon, indicators, plan, policy, serve, shim
 from enforcer.errors import EnforcerError, PolicySetError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 plan.register(app)
 daemon.register(app)
+serve.register(app)
 shim.register(app)
 app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled and custom apps).")
 app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")

@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 
 from enforcer import logs
+from enforcer.api import check_server_settings
 from enforcer.cli._common import POLICIES_OPTION, settings
+from enforcer.cli.serve import HOST_OPTION, PORT_OPTION, serve_in_background, with_address
 from enforcer.daemon import Daemon
 from enforcer.store.engine import open_store
 
@@ -23,6 +25,9 @@ def daemon(
         None, "--interval", help="Seconds between reconcile ticks."
     ),
     once: bool = typer.Option(False, "--once", help="Run one reconcile tick and exit."),
+    serve: bool = typer.Option(False, "--serve", help="Also run the API server in this process."),
+    host: str | None = HOST_OPTION,
+    port: int | None = PORT_OPTION,
 ) -> None:
     """Reconcile the store with the policy directory, continuously (logs JSON lines)."""
     cfg = settings()
@@ -31,11 +36,17 @@ def daemon(
         updates["policy_dir"] = policies
     if interval is not None:
         updates["reconcile_interval"] = interval
-    cfg = cfg.model_copy(update=updates)
+    cfg = with_address(cfg.model_copy(update=updates), host, port)
+    if serve:
+        check_server_settings(cfg)
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     worker = Daemon(cfg, open_store(cfg.database_url))
     if once:
         result = worker.reconcile_tick()
         raise typer.Exit(1 if result.outcome in ("policy_error", "store_error") else 0)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    worker.run()
+    if serve:
+        with serve_in_background(cfg, worker.engine):
+            worker.run()
+    else:
+        worker.run()

@@ -1,0 +1,133 @@
+"""The API server's application factory: routers, error rendering, limits, the revision watcher.
+
+`create_app(settings, engine)` is the one entry point; `enforcer serve` and `enforcer daemon
+--serve` run what it returns under uvicorn, and tests run it the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from alembic.script import ScriptDirectory
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from enforcer import __version__
+from enforcer.api import problems
+from enforcer.api.deps import ApiContext, ApiLimits
+from enforcer.api.limits import BodyLimitMiddleware
+from enforcer.api.ratelimit import RateLimiter
+from enforcer.api.routers import enroll, events, health, indicators, sync
+from enforcer.api.watcher import RevisionWatcher
+from enforcer.config import Settings
+from enforcer.errors import PermanentError
+from enforcer.store.engine import alembic_config
+
+log = structlog.get_logger("enforcer.api")
+
+MIN_SECRET_LENGTH = 16
+
+
+class ServerConfigError(PermanentError):
+    """The server's settings are unsafe (a missing or short secret): it refuses to start."""
+
+
+def check_server_settings(settings: Settings) -> tuple[bytes, bytes]:
+    """The admin token and enrolment secret, or ServerConfigError saying what to set."""
+    out: list[bytes] = []
+    for name, secret in (
+        ("ENFORCER_ADMIN_TOKEN", settings.admin_token),
+        ("ENFORCER_ENROLL_SECRET", settings.enroll_secret),
+    ):
+        value = secret.get_secret_value() if secret is not None else ""
+        if not value:
+            raise ServerConfigError(
+                f"{name} is not set: the server refuses to start without it "
+                f"(use a random value of at least {MIN_SECRET_LENGTH} characters, "
+                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ServerConfigError(
+                f"{name} is too short ({len(value)} characters): use at least {MIN_SECRET_LENGTH}"
+            )
+        out.append(value.encode("utf-8", "surrogateescape"))
+    if out[0] == out[1]:
+        raise ServerConfigError(
+            "ENFORCER_ADMIN_TOKEN and ENFORCER_ENROLL_SECRET must differ: "
+            "every enrolling device knows the enrolment secret"
+        )
+    return out[0], out[1]
+
+
+def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = None) -> FastAPI:
+    """The FastAPI application serving `engine` (a migrated store)."""
+    admin_token, enroll_secret = check_server_settings(settings)
+    limits = limits or ApiLimits()
+    ctx = ApiContext(
+        settings=settings,
+        engine=engine,
+        limits=limits,
+        admin_token=admin_token,
+        enroll_secret=enroll_secret,
+        watcher=RevisionWatcher(engine, limits.poll_interval),
+        enroll_limiter=RateLimiter(limits.enroll_per_minute),
+        migration_head=ScriptDirectory.from_config(alembic_config(engine)).get_current_head(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.watcher.ensure_started()
+        yield
+        await ctx.watcher.stop()
+
+    app = FastAPI(
+        title="Enforcer API",
+        version=__version__,
+        description=(
+            "Device enrolment, indicator sync and event upload for Enforcer's endpoint shims, "
+            "and the admin Indicators API (Defender for Endpoint field names)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    for router in (health.router, enroll.router, sync.router, indicators.router, events.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    return app
+
+
+class AccessLogMiddleware:
+    """One structured log event per request: method, path, status, duration (never headers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - start) * 1000, 1),
+            )

@@ -1,0 +1,123 @@
+"""What routes depend on: the server's context, and who is calling (admin or a device).
+
+Admin routes take `Authorization: Bearer <admin token>`; device routes take the device's own
+token. Every answer to a bad credential says nothing about data: 401 for a missing or unknown
+token, 403 for a valid token of the wrong kind.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from enforcer.api.problems import fail
+from enforcer.api.ratelimit import RateLimiter
+from enforcer.api.watcher import RevisionWatcher
+from enforcer.config import Settings
+from enforcer.store.devices import LAST_SEEN_INTERVAL, Device, device_for_token, touch_device
+
+MAX_TOKEN_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """Tunable limits of the API (defaults suit production; tests shrink some)."""
+
+    enroll_per_minute: int = 20
+    """Enrolment attempts per client address per minute."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest accepted request body."""
+    max_events: int = 5_000
+    """Most events in one uploaded batch."""
+    poll_interval: float = 0.25
+    """Seconds between two reads of the store's revision by the long-poll watcher."""
+    max_delta_changes: int = 50_000
+    """A delta with more change-log rows than this is sent as a snapshot instead."""
+
+
+@dataclass
+class ApiContext:
+    """Everything a request needs, built once by `create_app` and kept on ``app.state``."""
+
+    settings: Settings
+    engine: Engine
+    limits: ApiLimits
+    admin_token: bytes
+    enroll_secret: bytes
+    watcher: RevisionWatcher
+    enroll_limiter: RateLimiter
+    migration_head: str | None
+    _seen: dict[str, float] = field(default_factory=dict)
+    _seen_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def should_touch(self, device_id: str) -> bool:
+        """Whether this process should record a sighting of the device now (once a minute)."""
+        now = time.monotonic()
+        with self._seen_lock:
+            last = self._seen.get(device_id)
+            if last is not None and now - last < LAST_SEEN_INTERVAL.total_seconds():
+                return False
+            self._seen[device_id] = now
+            return True
+
+
+def context(request: Request) -> ApiContext:
+    """The server's context."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(context)]
+
+
+def bearer(request: Request) -> str:
+    """The bearer token of the request; 401 when there is none."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise fail(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    return token
+
+
+def _same(token: str, secret: bytes) -> bool:
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), secret)
+
+
+def _lookup(ctx: ApiContext, token: str) -> Device | None:
+    with ctx.engine.connect() as conn:
+        return device_for_token(conn, token)
+
+
+async def require_admin(request: Request, ctx: Ctx) -> str:
+    """Allow the admin token only; returns the actor name recorded on changes."""
+    token = bearer(request)
+    if _same(token, ctx.admin_token):
+        return "api"
+    if await run_in_threadpool(_lookup, ctx, token) is not None:
+        raise fail(403, "a device token cannot use the admin API")
+    raise fail(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+
+
+async def require_device(request: Request, ctx: Ctx) -> Device:
+    """Allow an enrolled device's token only; returns the device."""
+    token = bearer(request)
+    if _same(token, ctx.admin_token):
+        raise fail(403, "the admin token cannot act as a device; enrol the device")
+    device = await run_in_threadpool(_lookup, ctx, token)
+    if device is None:
+        raise fail(401, "unknown device token; enrol again", {"WWW-Authenticate": "Bearer"})
+    if ctx.should_touch(device.device_id):
+        await run_in_threadpool(touch_device, ctx.engine, device.device_id)
+    return device
+
+
+Admin = Annotated[str, Depends(require_admin)]
+CurrentDevice = Annotated[Device, Depends(require_device)]

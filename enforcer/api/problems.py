@@ -1,0 +1,94 @@
+"""Errors as problem-details JSON (RFC 9457): the API's one rendering of every failure.
+
+Handlers here turn HTTP errors, validation errors, store outages and unexpected exceptions into
+``{"type", "title", "status", "detail"}`` bodies. A client never sees a stack trace, and a
+validation error names the field path but never echoes the input (it may hold a secret).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger("enforcer.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """The body of a problem-details response."""
+    return {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+
+
+def problem_response(
+    status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """A problem-details response."""
+    return JSONResponse(
+        problem_body(status, detail, **extra),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=PROBLEM_JSON,
+    )
+
+
+def fail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> HTTPException:
+    """An exception to raise from a route; rendered as problem details."""
+    return HTTPException(status_code=status, detail=detail, headers=dict(headers or {}) or None)
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """``("body", "events", 3, "time")`` -> ``body.events[3].time``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem_response(exc.status_code, detail, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": field_path(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "", "message": "invalid request"}
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    detail = f"{first['field']}: {first['message']}{more}"
+    return problem_response(422, detail, errors=errors[:50])
+
+
+async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("store_unavailable", error=str(exc).splitlines()[0][:300])
+    return problem_response(503, "the store is unavailable; retry later", {"Retry-After": "5"})
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal_error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
+    return problem_response(500, "internal error; the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    """Render every error of `app` as problem details."""
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _store_error)
+    app.add_exception_handler(Exception, _unexpected)

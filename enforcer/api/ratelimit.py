@@ -1,0 +1,48 @@
+"""An in-memory token bucket per client address (enrolment is the only unauthenticated write).
+
+In memory on purpose: it protects one server process from a guessing loop; several processes
+each allow the rate, which is still far below what guessing a 16+ character secret needs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """`rate` requests per `period` seconds per key, with bursts up to `rate`."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(
+        self, rate: int, period: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.capacity = float(rate)
+        self.refill = rate / period
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Spend one token for `key`: 0.0 if allowed, else the seconds until one is available."""
+        now = self._clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - stamp) * self.refill)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return (1.0 - tokens) / self.refill
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > self.MAX_KEYS:
+                self._prune(now)
+        return 0.0
+
+    def _prune(self, now: float) -> None:
+        """Forget keys whose bucket has refilled (they behave exactly as unseen keys)."""
+        full = [
+            k for k, (t, s) in self._buckets.items() if t + (now - s) * self.refill >= self.capacity
+        ]
+        for key in full:
+            del self._buckets[key]

@@ -1,0 +1,99 @@
+"""`GET /api/v1/sync`: a device's indicator set, as a snapshot or as the delta since a revision.
+
+Long-poll: a device that is up to date (``since`` is the current revision) may ask the server to
+hold the request for up to ``wait`` seconds; it is answered as soon as the revision moves. The
+wait is an `asyncio` wait on the `RevisionWatcher`, so a thousand waiting devices cost a thousand
+small coroutines and one store query per poll interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Generator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from enforcer.api.deps import Ctx, CurrentDevice
+from enforcer.api.syncset import answer, delta_json, etag, scopes_of, snapshot_chunks
+
+router = APIRouter(prefix="/api/v1", tags=["devices"])
+
+_EXAMPLE = {
+    "revision": 42,
+    "snapshot": False,
+    "upserts": [
+        {
+            "indicatorValue": "megashare.example",
+            "action": "Block",
+            "severity": "High",
+            "scope": "",
+            "application": "megashare",
+            "generateAlert": True,
+            "title": "Unsanctioned app: Megashare",
+        }
+    ],
+    "removes": [{"indicatorValue": "old.example", "scope": "engineering"}],
+}
+
+
+@router.get(
+    "/sync",
+    summary="A device's indicators: snapshot or delta since a revision",
+    response_model=None,
+    responses={
+        200: {"content": {"application/json": {"example": _EXAMPLE}}},
+        304: {"description": "Nothing changed (If-None-Match matched, or a long-poll timed out)"},
+    },
+)
+async def sync(
+    request: Request,
+    device: CurrentDevice,
+    ctx: Ctx,
+    since: Annotated[int | None, Query(ge=0, description="The revision the device has.")] = None,
+    wait: Annotated[
+        float, Query(ge=0, le=60, description="Seconds to hold the request for a change.")
+    ] = 0,
+) -> Response:
+    """The indicators for the calling device's groups (and those for all devices)."""
+    scopes = scopes_of(device.groups)
+    limit = ctx.limits.max_delta_changes
+    result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
+    waited = False
+    if wait > 0 and since is not None and since == result.revision and not result.snapshot:
+        waited = True
+        if await ctx.watcher.wait_beyond(since, wait):
+            result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
+    tag = etag(result.revision, device.groups)
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    unchanged = waited and since == result.revision
+    if unchanged or _matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    if result.snapshot:
+        return StreamingResponse(
+            _stream(snapshot_chunks(ctx.engine, result.revision, scopes)),
+            media_type="application/json",
+            headers=headers,
+        )
+    return Response(delta_json(result), media_type="application/json", headers=headers)
+
+
+def _matches(header: str | None, tag: str) -> bool:
+    if not header:
+        return False
+    return any(part.strip().removeprefix("W/") == tag for part in header.split(","))
+
+
+async def _stream(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """Pull a blocking generator in worker threads; close it (and its connection) if cut short."""
+    try:
+        while True:
+            chunk = await run_in_threadpool(next, chunks, None)
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        with contextlib.suppress(ValueError):  # still running in a worker: it ends on its own
+            chunks.close()

@@ -1,0 +1,172 @@
+"""What a device receives: its indicator set as a snapshot, or the delta since a revision.
+
+A device in groups G gets the indicators scoped to all devices ("") and to each group in G. The
+store may hold a policy and a manual indicator for the same (scope, value); a device gets one
+entry per (scope, value), the one with the strongest action (`Action.strength`), as
+`enforcer.scope` ranks them. A delta is computed from the change log only to learn *which* keys
+changed; their entries are then read from the indicator table, so a delta carries the current
+state (titles included) and a removal of one source's row does not hide the other's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from enforcer.models import Action
+from enforcer.store.indicators import IND, changes_since, current_revision, log_floor
+
+SNAPSHOT_CHUNK = 2_000
+_LOOKUP_CHUNK = 500
+_COLUMNS = (
+    IND.c.value,
+    IND.c.scope,
+    IND.c.action,
+    IND.c.severity,
+    IND.c.app_id,
+    IND.c.generate_alert,
+    IND.c.title,
+)
+
+Entry = dict[str, Any]
+
+
+def scopes_of(groups: Iterable[str]) -> list[str]:
+    """The indicator scopes a device in `groups` receives."""
+    return ["", *sorted(set(groups))]
+
+
+def groups_tag(groups: Iterable[str]) -> str:
+    """A short stable hash of a device's groups (part of the ETag: same revision, other set)."""
+    return hashlib.sha256("\n".join(sorted(set(groups))).encode()).hexdigest()[:12]
+
+
+def etag(revision: int, groups: Iterable[str]) -> str:
+    """The ETag of a device's indicator set at `revision`."""
+    return f'"{revision}-{groups_tag(groups)}"'
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAnswer:
+    """What to send: a snapshot (streamed later) or a delta (built here)."""
+
+    revision: int
+    snapshot: bool
+    upserts: tuple[Entry, ...] = ()
+    removes: tuple[Entry, ...] = ()
+
+
+def answer(
+    engine: Engine, since: int | None, scopes: Sequence[str], max_changes: int
+) -> SyncAnswer:
+    """Decide between snapshot and delta for a device at `since`, and build the delta."""
+    with engine.connect() as conn:
+        revision = current_revision(conn)
+        if not since or since < log_floor(conn) or since > revision:
+            return SyncAnswer(revision, True)
+        if since == revision:
+            return SyncAnswer(revision, False)
+        rows = changes_since(conn, since, scopes, limit=max_changes + 1)
+        if len(rows) > max_changes:
+            return SyncAnswer(revision, True)
+        # Rows committed after `revision` was read are left for the next delta.
+        keys = {(r["scope"], r["value"]) for r in rows if r["revision"] <= revision}
+        current = _current(conn, keys, scopes)
+    upserts = tuple(current[key] for key in sorted(keys) if key in current)
+    removes = tuple(
+        {"indicatorValue": value, "scope": scope}
+        for scope, value in sorted(keys)
+        if (scope, value) not in current
+    )
+    return SyncAnswer(revision, False, upserts, removes)
+
+
+def _current(
+    conn: Connection, keys: set[tuple[str, str]], scopes: Sequence[str]
+) -> dict[tuple[str, str], Entry]:
+    values = sorted({value for _scope, value in keys})
+    chosen: dict[tuple[str, str], tuple[int, Entry]] = {}
+    for start in range(0, len(values), _LOOKUP_CHUNK):
+        chunk = values[start : start + _LOOKUP_CHUNK]
+        query = select(*_COLUMNS).where(IND.c.value.in_(chunk), IND.c.scope.in_(list(scopes)))
+        for row in conn.execute(query):
+            key = (row.scope, row.value)
+            if key not in keys:
+                continue
+            strength = Action(row.action).strength
+            held = chosen.get(key)
+            if held is None or strength > held[0]:
+                chosen[key] = (strength, _entry(row))
+    return {key: entry for key, (_strength, entry) in chosen.items()}
+
+
+def _entry(row: Any) -> Entry:
+    return {
+        "indicatorValue": row.value,
+        "action": row.action,
+        "severity": row.severity,
+        "scope": row.scope,
+        "application": row.app_id,
+        "generateAlert": bool(row.generate_alert),
+        "title": row.title,
+    }
+
+
+def delta_json(result: SyncAnswer) -> bytes:
+    """The JSON body of a delta."""
+    body = {
+        "revision": result.revision,
+        "snapshot": False,
+        "upserts": list(result.upserts),
+        "removes": list(result.removes),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def snapshot_chunks(
+    engine: Engine, revision: int, scopes: Sequence[str]
+) -> Generator[bytes, None, None]:
+    """The JSON body of a snapshot, in chunks of a few thousand entries.
+
+    Rows stream from a server-side cursor in (value, scope) order, so entries of the same key
+    from several sources are adjacent and merged without holding the set in memory. Rows newer
+    than `revision` may appear; the next delta from `revision` sends them again, harmlessly.
+    """
+    yield b'{"revision":%d,"snapshot":true,"upserts":[' % revision
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    query = (
+        select(*_COLUMNS)
+        .where(IND.c.scope.in_(list(scopes)))
+        .order_by(IND.c.value, IND.c.scope, IND.c.source)
+    )
+    buffer: list[str] = []
+    first = True
+    pending: tuple[tuple[str, str], int, Entry] | None = None
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=SNAPSHOT_CHUNK).execute(
+            query
+        )
+        for row in result:
+            key = (row.scope, row.value)
+            strength = Action(row.action).strength
+            if pending is not None and pending[0] == key:
+                if strength > pending[1]:
+                    pending = (key, strength, _entry(row))
+                continue
+            if pending is not None:
+                buffer.append(dumps(pending[2]))
+            pending = (key, strength, _entry(row))
+            if len(buffer) >= SNAPSHOT_CHUNK:
+                yield (("" if first else ",") + ",".join(buffer)).encode()
+                first = False
+                buffer.clear()
+    if pending is not None:
+        buffer.append(dumps(pending[2]))
+    if buffer:
+        yield (("" if first else ",") + ",".join(buffer)).encode()
+    yield b'],"removes":[]}'

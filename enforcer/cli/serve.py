@@ -1,0 +1,87 @@
+"""`enforcer serve`: run the API server (enrolment, sync, events, Indicators API) under uvicorn.
+
+Also `serve_in_background`, which `enforcer daemon --serve` uses to run the server in a thread
+next to the daemon's scheduler (the daemon keeps the main thread and its signal handlers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+import typer
+import uvicorn
+from sqlalchemy import Engine
+
+from enforcer import logs
+from enforcer.api import check_server_settings, create_app
+from enforcer.cli._common import settings
+from enforcer.config import Settings
+from enforcer.store.engine import open_store
+
+log = structlog.get_logger("enforcer.serve")
+
+HOST_OPTION = typer.Option(None, "--host", help="Listen address (default: ENFORCER_SERVER_HOST).")
+PORT_OPTION = typer.Option(None, "--port", help="Listen port (default: ENFORCER_SERVER_PORT).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(host: str | None = HOST_OPTION, port: int | None = PORT_OPTION) -> None:
+    """Run the API server: device enrolment and sync, event upload, the admin Indicators API."""
+    cfg = with_address(settings(), host, port)
+    check_server_settings(cfg)
+    logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
+    server = make_server(cfg, open_store(cfg.database_url))
+    server.run()
+    log.info("server_stopped")
+
+
+def with_address(cfg: Settings, host: str | None, port: int | None) -> Settings:
+    """Settings with the command line's listen address applied."""
+    updates: dict[str, object] = {}
+    if host is not None:
+        updates["server_host"] = host
+    if port is not None:
+        updates["server_port"] = port
+    return cfg.model_copy(update=updates)
+
+
+def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
+    """A uvicorn server for the API on a migrated store (not started)."""
+    app = create_app(cfg, engine)
+    config = uvicorn.Config(
+        app,
+        host=cfg.server_host,
+        port=cfg.server_port,
+        log_config=None,  # structlog renders our own events; uvicorn's access log would repeat them
+        access_log=False,
+        proxy_headers=False,  # the enrolment rate limit keys on the peer address, not on a header
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    log.info(
+        "server_starting",
+        host=cfg.server_host,
+        port=cfg.server_port,
+        store=engine.url.render_as_string(hide_password=True),
+    )
+    return uvicorn.Server(config)
+
+
+@contextmanager
+def serve_in_background(cfg: Settings, engine: Engine) -> Iterator[uvicorn.Server]:
+    """Run the API server in a thread for the duration of the block, then stop it."""
+    check_server_settings(cfg)
+    server = make_server(cfg, engine)
+    thread = threading.Thread(target=server.run, name="api-server", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,90 @@
+"""A real uvicorn server on a free port of 127.0.0.1, serving a fresh store (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from enforcer.api import ApiLimits, create_app
+from enforcer.config import Settings
+
+ADMIN = "admin-token-0123456789abcdef"
+SECRET = "enrol-secret-0123456789abcdef"
+
+
+@dataclass
+class Api:
+    """A running server and what tests need to talk to it."""
+
+    url: str
+    engine: Engine
+    client: httpx.Client
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN}"}
+
+    def enroll(self, device_id: str, groups: list[str] | None = None) -> str:
+        response = self.client.post("/api/v1/enroll", json=enroll_body(device_id, groups))
+        assert response.status_code == 201, response.text
+        token: str = response.json()["deviceToken"]
+        return token
+
+
+def enroll_body(
+    device_id: str, groups: list[str] | None = None, secret: str = SECRET
+) -> dict[str, Any]:
+    return {
+        "enrollSecret": secret,
+        "deviceId": device_id,
+        "hostname": f"{device_id}.corp.example",
+        "os": "Linux",
+        "user": "alice",
+        "localIps": ["10.0.0.5"],
+        "groups": groups or [],
+    }
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def settings() -> Settings:
+    return Settings(admin_token=SecretStr(ADMIN), enroll_secret=SecretStr(SECRET))
+
+
+@pytest.fixture
+def limits() -> ApiLimits:
+    return ApiLimits(poll_interval=0.1)
+
+
+@pytest.fixture
+def api(engine: Engine, limits: ApiLimits) -> Iterator[Api]:
+    app = create_app(settings(), engine, limits)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield Api(url, engine, client)
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()

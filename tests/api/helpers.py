@@ -1,0 +1,23 @@
+"""Setting up store contents for API tests through the real pipeline (plan and apply)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Engine
+
+from enforcer.engine import apply, make_plan
+from enforcer.expand import DesiredState
+from enforcer.models import Action, Indicator
+
+
+def apply_indicators(engine: Engine, indicators: Iterable[Indicator]) -> int:
+    """Make the store's policy indicators exactly `indicators`; returns the revision."""
+    desired = DesiredState(indicators={ind.key: ind for ind in indicators})
+    return apply(engine, make_plan(engine, desired), actor="test")
+
+
+def block(value: str, scope: str = "", app: str = "") -> Indicator:
+    return Indicator(
+        value=value, action=Action.BLOCK, scope=scope, app_id=app, title=f"Block {value}"
+    )

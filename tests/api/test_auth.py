@@ -1,0 +1,151 @@
+"""Enrolment and the auth matrix: every route refuses a missing, unknown or wrong-kind token."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from enforcer.api import ApiLimits, ServerConfigError, check_server_settings, create_app
+from enforcer.config import Settings
+from tests.api.conftest import ADMIN, Api, bearer, enroll_body
+
+PROBLEM_KEYS = {"type", "title", "status", "detail"}
+
+DEVICE_ROUTES = [
+    ("GET", "/api/v1/sync", None),
+    (
+        "POST",
+        "/api/v1/events",
+        {
+            "batchId": "b1",
+            "events": [
+                {
+                    "time": "2026-11-25T10:00:00Z",
+                    "domain": "a.example",
+                    "action": "allowed",
+                    "source": "dns",
+                }
+            ],
+        },
+    ),
+]
+ADMIN_ROUTES = [
+    ("GET", "/api/v1/indicators", None),
+    ("GET", "/api/v1/indicators/1", None),
+    ("POST", "/api/v1/indicators", {"indicatorValue": "new.example", "action": "Block"}),
+    ("DELETE", "/api/v1/indicators/1", None),
+]
+
+
+def test_enroll_returns_a_token_and_wrong_secret_is_refused(api: Api) -> None:
+    response = api.client.post("/api/v1/enroll", json=enroll_body("laptop-1", ["eng"]))
+    assert response.status_code == 201
+    body = response.json()
+    assert body["deviceId"] == "laptop-1" and body["groups"] == ["eng"]
+    assert len(body["deviceToken"]) >= 40
+
+    wrong = api.client.post("/api/v1/enroll", json=enroll_body("laptop-2", secret="x" * 20))
+    assert wrong.status_code == 401
+    assert set(wrong.json()) == PROBLEM_KEYS
+    assert "deviceToken" not in wrong.text
+
+
+def test_reenrolling_rotates_the_token(api: Api) -> None:
+    old = api.enroll("laptop-1")
+    assert api.client.get("/api/v1/sync", headers=bearer(old)).status_code == 200
+    new = api.enroll("laptop-1")
+    assert new != old
+    assert api.client.get("/api/v1/sync", headers=bearer(old)).status_code == 401
+    assert api.client.get("/api/v1/sync", headers=bearer(new)).status_code == 200
+
+
+@pytest.mark.parametrize("device_id", ["", "has space", "a/b", "x" * 129])
+def test_enroll_checks_the_device_id(api: Api, device_id: str) -> None:
+    response = api.client.post("/api/v1/enroll", json=enroll_body(device_id))
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("body.deviceId")
+    assert "enrol-secret" not in response.text  # the input is never echoed
+
+
+def test_enroll_is_rate_limited_per_client(api: Api) -> None:
+    codes = [
+        api.client.post("/api/v1/enroll", json=enroll_body(f"d{i}", secret="w" * 20)).status_code
+        for i in range(21)
+    ]
+    assert codes[:20] == [401] * 20
+    assert codes[20] == 429
+    limited = api.client.post("/api/v1/enroll", json=enroll_body("d-ok"))
+    assert limited.status_code == 429  # the right secret does not jump the queue
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+def test_auth_matrix_never_returns_data(api: Api) -> None:
+    device = api.enroll("laptop-1")
+    for method, path, body in DEVICE_ROUTES + ADMIN_ROUTES:
+        for headers, expected in (
+            ({}, 401),
+            (bearer("not-a-token"), 401),
+            ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+        ):
+            response = api.client.request(method, path, json=body, headers=headers)
+            assert response.status_code == expected, (method, path, headers)
+            assert set(response.json()) == PROBLEM_KEYS
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+    for method, path, body in DEVICE_ROUTES:
+        response = api.client.request(method, path, json=body, headers=api.admin)
+        assert response.status_code == 403, (method, path)
+        assert set(response.json()) == PROBLEM_KEYS
+    for method, path, body in ADMIN_ROUTES:
+        response = api.client.request(method, path, json=body, headers=bearer(device))
+        assert response.status_code == 403, (method, path)
+        assert set(response.json()) == PROBLEM_KEYS
+
+
+def test_health_probes_and_docs_need_no_token(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
+    assert api.client.get("/docs").status_code == 200
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/enroll", "/api/v1/sync", "/api/v1/events", "/api/v1/indicators"} <= set(paths)
+
+
+def test_unknown_route_is_a_problem(api: Api) -> None:
+    response = api.client.get("/api/v1/nope", headers=api.admin)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert set(response.json()) == PROBLEM_KEYS
+
+
+@pytest.mark.parametrize(
+    ("admin", "secret", "message"),
+    [
+        (None, "e" * 20, "ENFORCER_ADMIN_TOKEN is not set"),
+        ("a" * 20, None, "ENFORCER_ENROLL_SECRET is not set"),
+        ("short", "e" * 20, "ENFORCER_ADMIN_TOKEN is too short (5 characters)"),
+        ("a" * 20, "e" * 15, "ENFORCER_ENROLL_SECRET is too short"),
+        ("a" * 20, "a" * 20, "must differ"),
+    ],
+)
+def test_the_server_refuses_unsafe_secrets(
+    admin: str | None, secret: str | None, message: str, engine: Engine
+) -> None:
+    cfg = Settings(
+        admin_token=SecretStr(admin) if admin else None,
+        enroll_secret=SecretStr(secret) if secret else None,
+    )
+    with pytest.raises(ServerConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_server_settings(cfg)
+    with pytest.raises(ServerConfigError):
+        create_app(cfg, engine, ApiLimits())
+
+
+def test_default_limits_are_the_documented_ones() -> None:
+    limits = ApiLimits()
+    assert limits.enroll_per_minute == 20
+    assert limits.max_body_bytes == 4 * 1024 * 1024
+    assert limits.max_events == 5_000
+    assert 0.25 <= limits.poll_interval <= 0.5
+    assert ADMIN not in repr(Settings(admin_token=SecretStr(ADMIN)))

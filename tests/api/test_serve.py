@@ -1,0 +1,118 @@
+"""`enforcer serve` and `enforcer daemon --serve` as real processes: start, answer, stop cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.conftest import ADMIN, SECRET
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENFORCER_")}
+    env.update(
+        {
+            "ENFORCER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+            "ENFORCER_ADMIN_TOKEN": ADMIN,
+            "ENFORCER_ENROLL_SECRET": SECRET,
+            "ENFORCER_LOG_FORMAT": "json",
+            **extra,
+        }
+    )
+    return env
+
+
+def run_until_healthy(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enforcer", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=20)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_serve_runs_migrates_and_stops(tmp_path: Path) -> None:
+    port = free_port()
+    proc = run_until_healthy(["serve", "--port", str(port)], env_for(tmp_path), port)
+    try:
+        enrolled = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/enroll",
+            json={"enrollSecret": SECRET, "deviceId": "d1", "groups": []},
+        )
+        assert enrolled.status_code == 201
+        token = enrolled.json()["deviceToken"]
+    finally:
+        code, err = stop(proc)
+    # uvicorn shuts down gracefully, then re-raises the signal so that the exit status says why.
+    assert code in (0, -signal.SIGTERM), err
+    assert '"event": "server_starting"' in err or '"event":"server_starting"' in err
+    assert ADMIN not in err and SECRET not in err and token not in err
+
+
+@pytest.mark.slow
+def test_daemon_serve_runs_both_in_one_process(tmp_path: Path) -> None:
+    port = free_port()
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    args = ["daemon", "--serve", "--port", str(port), "--policies", str(policies)]
+    proc = run_until_healthy(args, env_for(tmp_path, ENFORCER_WATCH_POLICIES="false"), port)
+    code, err = stop(proc)
+    assert code in (0, -signal.SIGTERM), err
+    assert "daemon_started" in err and "server_starting" in err
+
+
+@pytest.mark.parametrize(
+    ("admin", "secret", "message"),
+    [
+        ("", SECRET, "ENFORCER_ADMIN_TOKEN is not set"),
+        (ADMIN, "short", "ENFORCER_ENROLL_SECRET is too short"),
+    ],
+)
+def test_serve_refuses_to_start_without_safe_secrets(
+    tmp_path: Path, admin: str, secret: str, message: str
+) -> None:
+    env = env_for(tmp_path, ENFORCER_ADMIN_TOKEN=admin, ENFORCER_ENROLL_SECRET=secret)
+    done = subprocess.run(
+        [sys.executable, "-m", "enforcer", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert not (tmp_path / "serve.db").exists()  # refused before touching the store
