@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     expire_interval: float = 60.0
     """Seconds between two runs of the daemon's expiry job."""
 
+    discovery_interval: float = 30.0
+    """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
+
     watch_policies: bool = True
     """Watch the policy directory and reconcile as soon as a file changes."""
 

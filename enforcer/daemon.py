@@ -20,7 +20,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from enforcer.catalog import load_catalog
 from enforcer.config import Settings
+from enforcer.discovery.continuous import process_events
 from enforcer.engine import apply, load_state, make_plan
 from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.expand import expand
@@ -132,6 +134,21 @@ class Daemon:
             log.info("indicators_expired", count=count, revision=revision)
         return count
 
+    def discovery_tick(self) -> int:
+        """Roll up the network events devices reported since the last run (leader only)."""
+        if not self.lock.acquire():
+            return 0
+        total = 0
+        try:
+            catalog = load_catalog()
+            while done := process_events(self.engine, catalog):
+                total += done
+        except SQLAlchemyError as exc:
+            log.error("store_unavailable", job="discovery", error=str(exc).splitlines()[0])
+        if total:
+            log.info("events_rolled_up", count=total)
+        return total
+
     def _git_pull(self, policy_dir: Path) -> None:
         try:
             done = subprocess.run(
@@ -154,6 +171,14 @@ class Daemon:
             self.reconcile_tick, "interval", seconds=self.settings.reconcile_interval,
             id="reconcile", next_run_time=now, max_instances=1, coalesce=True,
         )  # fmt: skip
+        scheduler.add_job(
+            self.discovery_tick,
+            "interval",
+            seconds=self.settings.discovery_interval,
+            id="discovery",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.add_job(
             self.expire_tick, "interval", seconds=self.settings.expire_interval,
             id="expire", max_instances=1, coalesce=True,

@@ -29,3 +29,9 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A named structlog logger."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -8,7 +8,7 @@ import typer
 
 from enforcer import __version__
 from enforcer.catalog import CatalogError, UnknownAppError
-from enforcer.cli import catalog, daemon, indicators, plan, policy, serve, shim
+from enforcer.cli import catalog, daemon, discovery, indicators, plan, policy, serve, shim
 from enforcer.errors import EnforcerError, PolicySetError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ shim.register(app)
 app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled and custom apps).")
 app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")
 app.add_typer(policy.app, name="policy", help="Validate policy files; print their JSON Schema.")
+app.add_typer(discovery.app, name="discovery", help="Cloud Discovery: upload logs, collect syslog, reports.")
 
 
 def _version(value: bool) -> None:

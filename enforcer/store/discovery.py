@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, tuple_, update
 
+from enforcer.store.tables_devices import NetworkEventRow
 from enforcer.store.tables_discovery import (
+    AlertRow,
     AppDailyRow,
     AppHourlyRow,
     DeviceAppDailyRow,
@@ -159,30 +161,35 @@ def entity_ordinals(conn: Connection, kind: str, names: Iterable[str]) -> dict[s
 def merge_rollup(engine: Engine, rollup: Rollup) -> None:
     """Add a batch's aggregates to the rollup tables, in one transaction."""
     with engine.begin() as conn:
-        _lock(conn)
-        devices = entity_ordinals(
-            conn,
-            "device",
-            [d for _, d in rollup.devices]
-            + [d for a in rollup.apps.values() for d in a.devices]
-            + [d for u in rollup.users.values() for d in u.devices],
-        )
-        users = entity_ordinals(
-            conn,
-            "user",
-            [u for _, u in rollup.users] + [u for a in rollup.apps.values() for u in a.users],
-        )
-        ips = entity_ordinals(
-            conn,
-            "ip",
-            [i for a in rollup.apps.values() for i in a.ips]
-            + [i for d in rollup.devices.values() for i in d.ips],
-        )
-        _merge_apps(conn, rollup, devices, users, ips)
-        _merge_devices(conn, rollup, devices, users, ips)
-        _merge_device_apps(conn, rollup, devices)
-        _merge_users(conn, rollup, devices, users)
-        _merge_hours(conn, rollup)
+        merge_rollup_in(conn, rollup)
+
+
+def merge_rollup_in(conn: Connection, rollup: Rollup) -> None:
+    """`merge_rollup` inside the caller's transaction (to commit it with other writes)."""
+    _lock(conn)
+    devices = entity_ordinals(
+        conn,
+        "device",
+        [d for _, d in rollup.devices]
+        + [d for a in rollup.apps.values() for d in a.devices]
+        + [d for u in rollup.users.values() for d in u.devices],
+    )
+    users = entity_ordinals(
+        conn,
+        "user",
+        [u for _, u in rollup.users] + [u for a in rollup.apps.values() for u in a.users],
+    )
+    ips = entity_ordinals(
+        conn,
+        "ip",
+        [i for a in rollup.apps.values() for i in a.ips]
+        + [i for d in rollup.devices.values() for i in d.ips],
+    )
+    _merge_apps(conn, rollup, devices, users, ips)
+    _merge_devices(conn, rollup, devices, users, ips)
+    _merge_device_apps(conn, rollup, devices)
+    _merge_users(conn, rollup, devices, users)
+    _merge_hours(conn, rollup)
 
 
 _SUMS = ("transactions", "bytes_up", "bytes_down", "blocked")
@@ -467,3 +474,66 @@ def app_hours(conn: Connection, first_hour: int, last_hour: int) -> list[Any]:
         .order_by(HOUR.c.hour)
     )
     return list(conn.execute(query))
+
+
+# --- alerts and the continuous report's cursor ---------------------------------------------
+
+ALERT = AlertRow.__table__  # type: ignore[attr-defined]
+EVENT = NetworkEventRow.__table__  # type: ignore[attr-defined]
+
+
+def read_cursor(conn: Connection, name: str) -> int:
+    value = conn.execute(select(CURSOR.c.last_event_id).where(CURSOR.c.name == name)).scalar()
+    return int(value) if value is not None else 0
+
+
+def write_cursor(conn: Connection, name: str, last_event_id: int) -> None:
+    if not conn.execute(
+        update(CURSOR).where(CURSOR.c.name == name).values(last_event_id=last_event_id)
+    ).rowcount:
+        conn.execute(insert(CURSOR).values(name=name, last_event_id=last_event_id))
+
+
+def events_after(conn: Connection, last_id: int, limit: int) -> list[Any]:
+    """Network events reported by devices after an event id, oldest first."""
+    query = select(EVENT).where(EVENT.c.id > last_id).order_by(EVENT.c.id).limit(limit)
+    return list(conn.execute(query))
+
+
+def insert_alerts(conn: Connection, alerts: Sequence[Mapping[str, Any]]) -> None:
+    if alerts:
+        conn.execute(insert(ALERT), list(alerts))
+
+
+def list_alerts(
+    conn: Connection,
+    *,
+    since: dt.datetime | None = None,
+    status: str | None = None,
+    severity: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    query = select(ALERT).order_by(ALERT.c.time.desc(), ALERT.c.id.desc())
+    if since is not None:
+        query = query.where(ALERT.c.time >= since)
+    if status:
+        query = query.where(ALERT.c.status == status)
+    if severity:
+        query = query.where(func.lower(ALERT.c.severity) == severity.lower())
+    return [dict(r._mapping) for r in conn.execute(query.limit(limit).offset(offset))]
+
+
+def acknowledge_alert(engine: Engine, alert_id: int, *, actor: str) -> bool:
+    """Mark an alert acknowledged; False when there is no such alert."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(ALERT)
+            .where(ALERT.c.id == alert_id)
+            .values(
+                status="acknowledged",
+                acknowledged_by=actor,
+                acknowledged_at=dt.datetime.now(dt.UTC),
+            )
+        ).rowcount
+    return bool(done)

@@ -1,0 +1,322 @@
+"""`enforcer discovery ...`: upload logs, collect syslog, and the Cloud Discovery reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import re
+import signal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from enforcer import logs
+from enforcer.catalog import load_catalog
+from enforcer.cli._common import store
+from enforcer.discovery import reports
+from enforcer.discovery.aggregate import Aggregator
+from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.continuous import process_events
+from enforcer.discovery.formats import FORMATS, parser_for
+from enforcer.discovery.ingest import ingest_files
+from enforcer.discovery.records import BadLine, FormatError, Record
+from enforcer.store.discovery import acknowledge_alert, list_alerts, merge_rollup
+
+app = typer.Typer(no_args_is_help=True)
+
+
+class Output(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+SINCE = typer.Option("7d", "--since", help="How far back: 24h, 7d, 30d ...")
+FORMAT = typer.Option(Output.table, "--format", help="table, csv or json.")
+JSON = typer.Option(False, "--json", help="Same as --format json.")
+
+
+def _days(since: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([dh])\s*", since)
+    if not match:
+        raise typer.BadParameter(
+            f"{since!r}: use a number of days or hours, e.g. 7d or 24h", param_hint="--since"
+        )
+    n, unit = int(match.group(1)), match.group(2)
+    return max(1, n if unit == "d" else -(-n // 24))
+
+
+def _emit(
+    rows: list[dict[str, Any]] | dict[str, Any],
+    fmt: Output,
+    as_json: bool,
+    columns: list[str] | None = None,
+) -> None:
+    if as_json or fmt is Output.json:
+        typer.echo(reports.to_json(rows))
+        return
+    listed = rows if isinstance(rows, list) else [rows]
+    if fmt is Output.csv:
+        typer.echo(reports.to_csv(listed), nl=False)
+        return
+    if not listed:
+        typer.echo("No discovery data in that range.")
+        return
+    cols = columns or list(listed[0])
+    widths = {c: max(len(c), *(len(_cell(r.get(c))) for r in listed)) for c in cols}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols))
+    for r in listed:
+        typer.echo("  ".join(_cell(r.get(c)).ljust(widths[c]) for c in cols))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+@app.command("upload")
+def upload(
+    files: list[Path] = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Log files (gzip accepted)."
+    ),
+    fmt: str = typer.Option(..., "--format", help=f"One of: {', '.join(FORMATS)}."),
+    mapping: str | None = typer.Option(
+        None, "--map", help="For csv/jsonl: field=column,... (time, host, src_ip, user, ...)."
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Parse firewall / proxy logs into a snapshot report (streaming; bad lines are reported)."""
+    if fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
+        )
+    try:
+        stats = ingest_files(store(), load_catalog(), files, fmt, mapping=mapping)
+    except FormatError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(stats.as_dict(), indent=2))
+        return
+    typer.echo(
+        f"{stats.files} file(s): {stats.records:,} records, {stats.attributed:,} attributed to apps, "
+        f"{stats.unrecognised:,} to unrecognised domains, {stats.without_host:,} without a host name, "
+        f"{stats.bad_lines:,} bad lines."
+    )
+    for name, bad in stats.samples:
+        typer.echo(f"  {name}:{bad.line_no}: {bad.reason}: {bad.text[:80]}")
+    if stats.bad_lines > len(stats.samples):
+        typer.echo(f"  ... and {stats.bad_lines - len(stats.samples):,} more bad lines")
+
+
+@app.command("collect")
+def collect(
+    listen: str = typer.Option(
+        "127.0.0.1:5514", "--listen", help="HOST:PORT for syslog (UDP and TCP)."
+    ),
+    fmt: str = typer.Option(
+        ..., "--format", help=f"Format of the syslog payloads: {', '.join(FORMATS)}."
+    ),
+    mapping: str | None = typer.Option(None, "--map"),
+    flush_seconds: float = typer.Option(5.0, "--flush-seconds", min=0.1),
+) -> None:
+    """Listen for syslog (RFC 3164/5424, UDP and TCP) carrying log lines and roll them up."""
+    from enforcer.discovery.syslog import start_collector
+
+    logs.configure("json", "info")
+    log = logs.get_logger("enforcer.collect")
+    host, _, port = listen.rpartition(":")
+    parse = parser_for(fmt, mapping)
+    engine = store()
+    aggregator = Aggregator(Attributor(load_catalog()))
+    pending: list[str] = []
+    counts = {"records": 0, "bad": 0}
+
+    def on_line(_sender: str, payload: str) -> None:
+        pending.append(payload)
+
+    def flush() -> None:
+        lines, pending[:] = list(pending), []
+        records: list[Record] = []
+        for item in parse(lines):
+            if isinstance(item, BadLine):
+                counts["bad"] += 1
+            else:
+                records.append(item)
+        aggregator.add_all(records)
+        counts["records"] += len(records)
+        merge_rollup(engine, aggregator.rollup())
+        if lines:
+            log.info("syslog_flushed", lines=len(lines), **counts)
+
+    async def main() -> None:
+        handle = await start_collector(host or "127.0.0.1", int(port), on_line)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("collector_started", listen=listen, format=fmt)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), flush_seconds)
+            flush()
+        handle.close()
+        log.info("collector_stopped", **counts)
+
+    asyncio.run(main())
+
+
+@app.command("process")
+def process() -> None:
+    """Roll up the network events devices have reported (the daemon does this on a schedule)."""
+    total = 0
+    while True:
+        done = process_events(store(), load_catalog())
+        total += done
+        if not done:
+            break
+    typer.echo(f"Processed {total:,} network events.")
+
+
+@app.command("apps")
+def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+    """Discovered apps: category, risk, tag, transactions, traffic, users, devices, first/last seen."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        rows = reports.apps_report(conn, load_catalog(), first, last)
+    _emit(
+        rows,
+        fmt,
+        as_json,
+        [
+            "app",
+            "category",
+            "risk",
+            "tag",
+            "transactions",
+            "traffic",
+            "upload",
+            "download",
+            "users",
+            "devices",
+            "lastSeen",
+        ],
+    )
+
+
+@app.command("domains")
+def domains_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+    """Unrecognised domains (no catalog app), ranked by traffic: candidates for custom apps."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        rows = reports.domains_report(conn, first, last)
+    _emit(rows, fmt, as_json)
+
+
+@app.command("machines")
+def machines_cmd(
+    since: str = SINCE,
+    fmt: Output = FORMAT,
+    as_json: bool = JSON,
+    limit: int = typer.Option(100, "--limit", min=1),
+) -> None:
+    """Machines by traffic, with their risk level and last user."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        rows = reports.machines_report(conn, load_catalog(), first, last, limit=limit)
+    _emit(rows, fmt, as_json)
+
+
+@app.command("machine")
+def machine_cmd(
+    device: str = typer.Argument(..., metavar="ID"),
+    since: str = SINCE,
+    fmt: Output = FORMAT,
+    as_json: bool = JSON,
+) -> None:
+    """One machine: overview, risk explained, discovered apps, user history, IP address history."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        try:
+            data = reports.machine_report(conn, load_catalog(), device, first, last)
+        except reports.NotFoundError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    if as_json or fmt is not Output.table:
+        _emit(data if fmt is not Output.csv else data["apps"], fmt, as_json)
+        return
+    typer.echo(f"{data['device']}: risk {data['riskLevel']} ({data['riskScore']} points), "
+               f"{data['transactions']:,} transactions, up {data['upload']:,} B, down {data['download']:,} B")  # fmt: skip
+    for reason in data["riskReasons"]:
+        typer.echo(f"  - {reason}")
+    typer.echo("\nDiscovered apps:")
+    _emit(data["apps"], Output.table, False)
+    typer.echo("\nUser history:")
+    _emit(data["users"], Output.table, False)
+    typer.echo("\nIP address history:")
+    _emit(data["ipAddresses"], Output.table, False)
+
+
+@app.command("users")
+def users_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+    """Users by traffic, with how many devices and apps each used."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        rows = reports.users_report(conn, first, last)
+    _emit(rows, fmt, as_json)
+
+
+@app.command("user")
+def user_cmd(
+    name: str = typer.Argument(..., metavar="NAME"),
+    since: str = SINCE,
+    fmt: Output = FORMAT,
+    as_json: bool = JSON,
+) -> None:
+    """One user: the devices they used (follow with `enforcer discovery machine ID`) and their apps."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        try:
+            data = reports.user_report(conn, name, first, last)
+        except reports.NotFoundError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    _emit(data, fmt, as_json)
+
+
+@app.command("alerts")
+def alerts_cmd(
+    since: str = SINCE,
+    status: str | None = typer.Option(None, "--status", help="open or acknowledged."),
+    severity: str | None = typer.Option(None, "--severity"),
+    fmt: Output = FORMAT,
+    as_json: bool = JSON,
+) -> None:
+    """Alerts raised by hits on indicators with generateAlert."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=_days(since))
+    with store().connect() as conn:
+        rows = list_alerts(conn, since=start, status=status, severity=severity, limit=1000)
+    _emit(
+        rows,
+        fmt,
+        as_json,
+        ["id", "time", "severity", "status", "device_id", "user", "domain", "app_id", "action"],
+    )
+
+
+@app.command("ack")
+def ack_cmd(alert_id: int = typer.Argument(..., metavar="ALERT_ID")) -> None:
+    """Acknowledge an alert."""
+    if not acknowledge_alert(store(), alert_id, actor="cli"):
+        typer.echo(f"error: no alert with id {alert_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Alert {alert_id} acknowledged.")

@@ -1,0 +1,114 @@
+"""`enforcer discovery` as a user runs it: upload every sample format, reports, alerts."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from enforcer.catalog import load_catalog
+from enforcer.discovery.continuous import process_events
+from enforcer.models import Action, Indicator, Severity
+from enforcer.store.discovery import list_alerts
+from enforcer.store.events import EventRecord, store_batch
+from enforcer.store.indicators import add_manual
+
+REPO = Path(__file__).resolve().parents[2]
+LOGS = REPO / "examples" / "logs"
+GENERIC_CSV = "time=timestamp:iso,src_ip=client_ip,user=username,device=device,host=dest_host,dest_port=dest_port,bytes_up=sent,bytes_down=received,action=verdict"
+
+
+def run(args: list[str], db_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url}
+    return subprocess.run([sys.executable, "-m", "enforcer", "discovery", *args], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=REPO)  # fmt: skip
+
+
+def test_upload_every_format_then_report(db_url: str) -> None:
+    uploads = [
+        ("squid", ["squid-access.log", "squid-access.log.gz"], []),
+        ("zeek", ["zeek-http.log", "zeek-ssl.json", "zeek-conn.log"], []),
+        ("w3c", ["iis-w3c.log", "proxysg-w3c.log"], []),
+        ("panos", ["panos-traffic.csv"], []),
+        ("zscaler-nss", ["zscaler-nss.log", "zscaler-nss-kv.log"], []),
+        ("csv", ["generic.csv"], ["--map", GENERIC_CSV]),
+    ]
+    total = 0
+    for fmt, files, extra in uploads:
+        done = run(
+            ["upload", "--format", fmt, *extra, "--json", *[str(LOGS / f) for f in files]], db_url
+        )
+        assert done.returncode == 0, done.stderr
+        stats = json.loads(done.stdout)
+        assert stats["records"] > 0 and stats["files"] == len(files), fmt
+        total += stats["attributed"]
+    apps = json.loads(run(["apps", "--since", "3650d", "--json"], db_url).stdout)
+    assert sum(a["transactions"] for a in apps) == total
+    assert {"dropbox", "mega"} <= {a["app"] for a in apps}
+    exported = list(
+        csv.DictReader(
+            io.StringIO(run(["apps", "--since", "3650d", "--format", "csv"], db_url).stdout)
+        )
+    )
+    assert [r["app"] for r in exported] == [a["app"] for a in apps]
+    machines = json.loads(run(["machines", "--since", "3650d", "--json"], db_url).stdout)
+    top = next(m["device"] for m in machines if m["lastUser"])
+    machine = json.loads(run(["machine", top, "--since", "3650d", "--json"], db_url).stdout)
+    assert machine["device"] == top and machine["apps"] and machine["ipAddresses"]
+    user = machine["users"][0]["user"]
+    person = json.loads(run(["user", user, "--since", "3650d", "--json"], db_url).stdout)
+    assert top in person["devices"]  # a user leads to their machines, a machine to its users
+    missing = run(["machine", "no-such-pc"], db_url)
+    assert missing.returncode == 1 and "no discovery data" in missing.stderr
+
+
+def test_bad_lines_are_counted_with_reasons_and_never_abort(tmp_path: Path, db_url: str) -> None:
+    good = (LOGS / "squid-access.log").read_text().splitlines()
+    log = tmp_path / "mixed.log"
+    log.write_text("\n".join([good[0], "garbage line", good[1], "1.0 x y"]) + "\n")
+    done = run(["upload", "--format", "squid", "--json", str(log)], db_url)
+    stats = json.loads(done.stdout)
+    assert stats["records"] == 2 and stats["badLines"] == 2
+    assert [s["line"] for s in stats["badLineSamples"]] == [2, 4]
+    assert all(s["reason"] for s in stats["badLineSamples"])
+    human = run(["upload", "--format", "squid", str(log)], db_url).stdout
+    assert f"{log}:2:" in human
+    bad_map = run(
+        ["upload", "--format", "csv", "--map", "nonsense", str(LOGS / "generic.csv")], db_url
+    )
+    assert bad_map.returncode != 0 and "error" in (bad_map.stderr + bad_map.stdout).lower()
+
+
+def test_device_events_roll_up_and_raise_alerts(engine: Engine, db_url: str) -> None:
+    add_manual(
+        engine, Indicator("mega.nz", Action.BLOCK, Severity.HIGH, generate_alert=True), actor="t"
+    )
+    now = dt.datetime.now(dt.UTC)
+    events = [
+        EventRecord(now, "pc-1", "alice", "10.0.0.5", "g.api.mega.nz", "1.2.3.4", 443, 0, 0, "blocked", "mega.nz", "mega", "proxy"),
+        EventRecord(now, "pc-1", "alice", "10.0.0.5", "www.dropbox.com", "1.2.3.5", 443, 500, 9000, "allowed", "", "", "proxy"),
+    ]  # fmt: skip
+    store_batch(engine, device_id="dev-1", batch_id="b1", events=events)
+    assert process_events(engine, load_catalog()) == 2
+    assert process_events(engine, load_catalog()) == 0  # the cursor moved: nothing counted twice
+    with engine.connect() as conn:
+        [alert] = list_alerts(conn)
+    assert (alert["domain"], alert["severity"], alert["device_id"], alert["status"]) == (
+        "g.api.mega.nz",
+        "High",
+        "dev-1",
+        "open",
+    )
+    apps = {a["app"]: a for a in json.loads(run(["apps", "--json"], db_url).stdout)}
+    assert apps["mega"]["blocked"] == 1 and apps["dropbox"]["upload"] == 500
+    listed = json.loads(run(["alerts", "--json"], db_url).stdout)
+    assert [a["id"] for a in listed] == [alert["id"]]
+    assert run(["ack", str(alert["id"])], db_url).returncode == 0
+    assert json.loads(run(["alerts", "--status", "open", "--json"], db_url).stdout) == []
