@@ -17,11 +17,10 @@ Delivery is at-least-once from here and exactly-once on the server, through stab
 
 Bound and drop policy: the spool holds at most ``max_events`` events (default 1,000,000, a few
 hundred MB). When an append would exceed it, the *oldest* events are dropped first (recent
-events are worth more to an admin investigating now, and the oldest ones are the ones most
-likely already summarised elsewhere), unassigned ones before those already cut into a batch,
-so that a batch in flight keeps its content. Dropped events are counted in ``dropped`` and each
-time the bound is reached ``bound_reached`` grows; both persist in the file and are reported
-with the shim's stats.
+events are worth more to an admin investigating what happens now), unassigned ones before
+those already cut into a batch, so that a batch in flight keeps its content. Dropped events are
+counted in ``dropped`` and each time the bound is reached ``bound_reached`` grows; both persist
+in the file and the reporter sends them with every batch and logs them.
 
 Not thread-safe: the reporter calls it from a single worker thread.
 """
@@ -40,14 +39,16 @@ DEFAULT_MAX_EVENTS = 1_000_000
 DEFAULT_BATCH = 1000
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    batch TEXT,
-    body TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_batch ON events (batch, id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+# A batch is a range of event ids (batches are cut from the oldest events, one at a time), so
+# events need no batch column and no second index: appends touch one B-tree only.
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +145,8 @@ class Spool:
     def _drop_oldest(self, count: int) -> int:
         db = self._db
         removed = db.execute(
-            "DELETE FROM events WHERE id IN "
-            "(SELECT id FROM events WHERE batch IS NULL ORDER BY id LIMIT ?)",
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id > "
+            "(SELECT coalesce(max(last_id), 0) FROM batches) ORDER BY id LIMIT ?)",
             (count,),
         ).rowcount
         if removed < count:
@@ -166,32 +167,38 @@ class Spool:
         """The oldest unacknowledged batch, or a new one from the oldest events; None if empty."""
         db = self._db
         row = db.execute(
-            "SELECT batch FROM events WHERE batch IS NOT NULL ORDER BY id LIMIT 1"
+            "SELECT batch_id, first_id, last_id FROM batches ORDER BY first_id LIMIT 1"
         ).fetchone()
         if row is None:
-            batch_id = str(uuid.uuid4())
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                assigned = db.execute(
-                    "UPDATE events SET batch = ? WHERE id IN "
-                    "(SELECT id FROM events WHERE batch IS NULL ORDER BY id LIMIT ?)",
-                    (batch_id, self.max_batch),
-                ).rowcount
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            if not assigned:
+            ids = db.execute(
+                "SELECT min(id), max(id) FROM (SELECT id FROM events ORDER BY id LIMIT ?)",
+                (self.max_batch,),
+            ).fetchone()
+            if ids[0] is None:
                 return None
-        else:
-            batch_id = str(row[0])
+            row = (str(uuid.uuid4()), ids[0], ids[1])
+            db.execute("INSERT INTO batches VALUES (?, ?, ?)", row)
+        batch_id, first, last = row
         bodies = db.execute(
-            "SELECT body FROM events WHERE batch = ? ORDER BY id", (batch_id,)
+            "SELECT body FROM events WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
         ).fetchall()
-        return Batch(batch_id, [json.loads(body) for (body,) in bodies])
+        return Batch(str(batch_id), [json.loads(body) for (body,) in bodies])
 
     def ack(self, batch_id: str) -> int:
         """Forget a batch the server accepted; returns how many events it held."""
-        removed = int(self._db.execute("DELETE FROM events WHERE batch = ?", (batch_id,)).rowcount)
+        db = self._db
+        row = db.execute(
+            "SELECT first_id, last_id FROM batches WHERE batch_id = ?", (batch_id,)
+        ).fetchone()
+        if row is None:
+            return 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            removed = int(db.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", row).rowcount)
+            db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         self._size -= removed
         return removed
