@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -468,7 +469,10 @@ class SyncClient:
                 self.connected = False
                 self.errors += 1
                 delay = self.backoff.next_delay()
-                log.warning(
+                # A refused enrolment needs a person (the secret is wrong): say so loudly.
+                level = logging.ERROR if isinstance(exc, EnrolmentError) else logging.WARNING
+                log.log(
+                    level,
                     "sync.failed",
                     error=repr(exc),
                     retry_in=round(delay, 2),

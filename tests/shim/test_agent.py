@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from enforcer.models import Action, Indicator
+from enforcer.shim.spool import Spool
 
 from .conftest import FakeUpstream, _bind_pair
 from .test_sync import ENROLL_SECRET, LiveServer, free_port
@@ -182,6 +183,13 @@ def test_the_shim_blocks_resolves_reports_and_restarts_from_its_cache(
     finally:
         assert again.stop() == 0
     assert "sync.failed" in logs.read_text()
+    # What the second run saw while the server was down waits in the spool for the next start.
+    spool = Spool(state / "events.sqlite")
+    pending = spool.cut()
+    assert pending is not None
+    assert {("dns", "blocked.example", "blocked"), ("proxy", "blocked.example", "blocked")} <= {
+        (e["source"], e["domain"], e["action"]) for e in pending.events
+    }
 
 
 @pytest.mark.timeout(60)
