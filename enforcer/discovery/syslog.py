@@ -29,7 +29,7 @@ DEFAULT_FACILITY, DEFAULT_SEVERITY = 1, 5
 """What RFC 3164 section 4.3.3 says a message without PRI is: user-level, notice (PRI 13)."""
 
 _BSD_TIME = re.compile(
-    r"(?:[A-Z][a-z]{2} [ \d]\d(?: \d{4})? \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) "
+    r"(?:[A-Z][a-z]{2} +\d{1,2}(?: \d{4})? \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) "
 )
 _TAG = re.compile(r"([\w\-./@]{1,48})(?:\[[^\]\s]*\])?: ?")
 

@@ -31,7 +31,10 @@ def parse(lines: Iterable[str], mapping: str | dict[str, str]) -> Iterator[Recor
         return
     delimiter = max(DELIMITERS, key=header_line.count)
     reader = csv.reader(chain([header_line], it), delimiter=delimiter)
-    header = [name.strip() for name in next(reader)]
+    try:
+        header = [name.strip() for name in next(reader)]
+    except csv.Error as exc:
+        raise FormatError(f"bad CSV header: {exc}", line=reader.line_num + blank) from None
     missing = [c for c in checked.columns.values() if c not in header]
     if missing:
         raise FormatError(f"no column {missing[0]!r} in the header", line=reader.line_num + blank)

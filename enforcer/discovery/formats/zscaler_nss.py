@@ -64,10 +64,10 @@ def _day(year: str, month: str, day: str) -> int:
 def nss_time(text: str) -> float:
     """Epoch seconds from ``Mon Jun 20 15:29:11 2022`` (``%s{time}``) or ``Jun 20 2022 15:29:11``."""
     parts = text.split()
-    if len(parts) == 5:  # %s{time}: weekday month day clock year
+    if len(parts) in (4, 5) and parts[0][:3].title() in _MONTHS:  # LEEF devTime, maybe a zone
+        month, day, year, clock = parts[:4]
+    elif len(parts) == 5:  # %s{time}: weekday month day clock year
         _, month, day, clock, year = parts
-    elif len(parts) in (3, 4) and ":" in parts[3 if len(parts) == 4 else 2]:
-        month, day, year, clock = parts[0], parts[1], parts[2], parts[3]  # LEEF devTime (+ zone)
     else:
         return number_to_epoch(text)
     try:
