@@ -72,7 +72,11 @@ class Shim:
         env = {**os.environ, "ENFORCER_LOG_FORMAT": "json"}
         self._log = log_file.open("ab")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=self._log, env=env)
-        self.wait_for(lambda: "dns.listening" in self.log() and self.proxy_up())
+        try:
+            self.wait_for(lambda: "dns.listening" in self.log() and self.proxy_up())
+        except BaseException:
+            self.stop()
+            raise
 
     def proxy_up(self) -> bool:
         try:
