@@ -87,13 +87,13 @@ def parse_query(data: bytes) -> ParsedQuery | None:
         length = data[pos] if pos < n else 255
         if length == 0:
             break
-        if length > 63:
+        if length > 63 or pos >= _MAX_ROOT:  # bounds the loop too, whatever the packet's size
             return None
         labels.append(data[pos + 1 : pos + 1 + length])
         pos += length + 1
     # pos is at the root label's zero byte; qtype and qclass follow.
     qend = pos + 5
-    if pos >= _MAX_ROOT or qend > n:
+    if pos > _MAX_ROOT or qend > n:
         return None
     name = b".".join(labels).decode("latin-1").lower()
     qtype = data[pos + 1] << 8 | data[pos + 2]

@@ -279,6 +279,7 @@ MALFORMED = {
     "compression loop": _header() + b"\xc0\x0c\x00\x01\x00\x01",
     "pointer past end": _header() + b"\x03abc\xc0\xff\x00\x01\x00\x01",
     "label past end": _header() + b"\x3fabc",
+    "name too long": _header() + b"\x01a" * 128 + b"\x00\x00\x01\x00\x01",
     "response as query": _header(flags=0x8180) + b"\x01a\x04test\x00\x00\x01\x00\x01",
     "zero questions": _header(qdcount=0),
     "two questions": _header(qdcount=2) + b"\x01a\x00\x00\x01\x00\x01" * 2,
@@ -352,6 +353,14 @@ def test_parser_agrees_with_dnspython(labels, rdtype, edns):
     assert parsed.qtype == dns.rdatatype.from_text(rdtype)
     assert parsed.qclass == 1
     assert bool(parsed.edns) == edns
+
+
+def test_names_up_to_255_bytes_are_read():
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 255 bytes in wire form
+    parsed = dnswire.parse_query(dns.message.make_query(longest, "A").to_wire())
+    assert parsed is not None and parsed.name == longest
+    too_long = _header() + (b"\x3f" + b"a" * 63) * 4 + b"\x00\x00\x01\x00\x01"  # 257 bytes
+    assert dnswire.parse_query(too_long) is None
 
 
 def test_settings_defaults():
