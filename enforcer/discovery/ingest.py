@@ -18,7 +18,7 @@ from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.reader import open_lines
-from enforcer.discovery.records import BadLine, FormatError, Record
+from enforcer.discovery.records import BadLine, FormatError
 from enforcer.store.discovery import merge_rollup
 
 MAX_SAMPLES = 10
@@ -51,16 +51,6 @@ class UploadStats:
         }
 
 
-def _records(items: Iterable[Record | BadLine], name: str, stats: UploadStats) -> Iterable[Record]:
-    for item in items:
-        if type(item) is Record:
-            yield item
-        else:
-            stats.bad_lines += 1
-            if len(stats.samples) < MAX_SAMPLES:
-                stats.samples.append((name, item))  # type: ignore[arg-type]
-
-
 def ingest_files(
     engine: Engine,
     catalog: Catalog,
@@ -74,27 +64,26 @@ def ingest_files(
     parse = parser_for(fmt, mapping)
     aggregator = Aggregator(Attributor(catalog), max_keys=max_keys)
     stats = UploadStats()
+
+    def flush() -> None:
+        merge_rollup(engine, aggregator.rollup())
+
     for path in paths:
         stats.files += 1
-        records = _records(parse(open_lines(path)), str(path), stats)
+        name = str(path)
+
+        def bad(line: BadLine, name: str = name) -> None:
+            stats.bad_lines += 1
+            if len(stats.samples) < MAX_SAMPLES:
+                stats.samples.append((name, line))
+
         try:
-            _consume(engine, aggregator, records)
+            aggregator.add_all(parse(open_lines(path)), on_bad=bad, on_full=flush)
         except FormatError as exc:
-            raise FormatError(exc.message, line=exc.line, file=str(path)) from exc
-    merge_rollup(engine, aggregator.rollup())
+            raise FormatError(exc.message, line=exc.line, file=name) from exc
+    flush()
     stats.records = aggregator.records
     stats.attributed = aggregator.attributed
     stats.unrecognised = aggregator.unrecognised
     stats.without_host = aggregator.without_host
     return stats
-
-
-def _consume(engine: Engine, aggregator: Aggregator, records: Iterable[Record]) -> None:
-    iterator = iter(records)
-    while True:
-        chunk = [r for _, r in zip(range(50_000), iterator, strict=False)]
-        if not chunk:
-            return
-        aggregator.add_all(chunk)
-        if aggregator.full:
-            merge_rollup(engine, aggregator.rollup())
