@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +98,7 @@ def _current(
             key = (row.scope, row.value)
             if key not in keys:
                 continue
-            strength = Action(row.action).strength
+            strength = _STRENGTH[row.action]
             held = chosen.get(key)
             if held is None or strength > held[0]:
                 chosen[key] = (strength, _entry(row))
@@ -136,37 +136,57 @@ def snapshot_chunks(
     Rows stream from a server-side cursor in (value, scope) order, so entries of the same key
     from several sources are adjacent and merged without holding the set in memory. Rows newer
     than `revision` may appear; the next delta from `revision` sends them again, harmlessly.
+    This loop runs once per row of a million-row set: rows are unpacked as tuples and entries
+    formatted directly (the same JSON `json.dumps` would write, without building dicts).
     """
     yield b'{"revision":%d,"snapshot":true,"upserts":[' % revision
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
     query = (
         select(*_COLUMNS)
         .where(IND.c.scope.in_(list(scopes)))
         .order_by(IND.c.value, IND.c.scope, IND.c.source)
     )
+    strength_of = _STRENGTH
+    entry_json = _entry_json
+    separator = ""
     buffer: list[str] = []
-    first = True
-    pending: tuple[tuple[str, str], int, Entry] | None = None
+    held_key: tuple[str, str] | None = None
+    held_strength = 0
+    held = ""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=SNAPSHOT_CHUNK).execute(
             query
         )
-        for row in result:
-            key = (row.scope, row.value)
-            strength = Action(row.action).strength
-            if pending is not None and pending[0] == key:
-                if strength > pending[1]:
-                    pending = (key, strength, _entry(row))
-                continue
-            if pending is not None:
-                buffer.append(dumps(pending[2]))
-            pending = (key, strength, _entry(row))
-            if len(buffer) >= SNAPSHOT_CHUNK:
-                yield (("" if first else ",") + ",".join(buffer)).encode()
-                first = False
+        for rows in result.partitions():
+            for value, scope, action, severity, app_id, alert, title in rows:
+                strength = strength_of[action]
+                if held_key is not None and held_key[0] == scope and held_key[1] == value:
+                    if strength > held_strength:
+                        held_strength = strength
+                        held = entry_json(value, scope, action, severity, app_id, alert, title)
+                    continue
+                if held_key is not None:
+                    buffer.append(held)
+                held_key, held_strength = (scope, value), strength
+                held = entry_json(value, scope, action, severity, app_id, alert, title)
+            if buffer:
+                yield (separator + ",".join(buffer)).encode()
+                separator = ","
                 buffer.clear()
-    if pending is not None:
-        buffer.append(dumps(pending[2]))
-    if buffer:
-        yield (("" if first else ",") + ",".join(buffer)).encode()
+    if held_key is not None:
+        yield (separator + held).encode()
     yield b'],"removes":[]}'
+
+
+_STRENGTH = {action.value: action.strength for action in Action}
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _entry_json(
+    value: str, scope: str, action: str, severity: str, app_id: str, alert: bool, title: str
+) -> str:
+    q = _quote
+    return (
+        f'{{"indicatorValue":{q(value)},"action":{q(action)},"severity":{q(severity)},'
+        f'"scope":{q(scope)},"application":{q(app_id)},'
+        f'"generateAlert":{"true" if alert else "false"},"title":{q(title)}}}'
+    )
