@@ -6,12 +6,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -68,9 +70,9 @@ def limits() -> ApiLimits:
     return ApiLimits(poll_interval=0.1)
 
 
-@pytest.fixture
-def api(engine: Engine, limits: ApiLimits) -> Iterator[Api]:
-    app = create_app(settings(), engine, limits)
+@contextmanager
+def running(app: FastAPI) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port of 127.0.0.1; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -82,9 +84,18 @@ def api(engine: Engine, limits: ApiLimits) -> Iterator[Api]:
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, timeout=30) as client:
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def api(engine: Engine, limits: ApiLimits) -> Iterator[Api]:
+    with (
+        running(create_app(settings(), engine, limits)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
         yield Api(url, engine, client)
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
