@@ -8,6 +8,8 @@ Manual indicators are never part of `actual`, so reconciliation never touches th
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from enforcer.expand import DesiredState
 from enforcer.models import Indicator
 from enforcer.plan import (
@@ -44,33 +46,34 @@ def reconcile(
     wanted = desired.indicators
     members = keys_in_buckets(wanted.keys(), dirty)
     rows = actual.rows
+    create, update = ChangeAction.CREATE, ChangeAction.UPDATE
     for bucket in dirty:
+        # The loop below runs a million times on a first apply: lookups are inlined.
         for key in members.get(bucket, ()):
             after = wanted[key]
             before = rows.get(key)
-            if before is None:
-                change = Change(
-                    ChangeAction.CREATE, key, None, after, _reason(desired, after, reasons)
-                )
-            elif before != after:
-                change = Change(
-                    ChangeAction.UPDATE, key, before, after, _reason(desired, after, reasons)
-                )
-            else:
+            if before is not None and before == after:
                 continue
-            _add(by_app, after.app_id, change)
+            app_id = after.app_id
+            why_key = (app_id, after.scope) if app_id else key
+            why = reasons.get(why_key)
+            if why is None:
+                why = reasons[why_key] = _reason(desired, after)
+            change = Change(create if before is None else update, key, before, after, why)
+            group = by_app.get(app_id)
+            if group is None:
+                by_app[app_id] = [change]
+            else:
+                group.append(change)
         for key in actual_by_bucket.get(bucket, ()):
             if key not in wanted:
                 before = rows[key]
-                _add(
-                    by_app,
-                    before.app_id,
-                    Change(ChangeAction.DELETE, key, before, None, _gone(before)),
-                )
+                gone = Change(ChangeAction.DELETE, key, before, None, _gone(before))
+                by_app.setdefault(before.app_id, []).append(gone)
     changes: list[Change] = []
     for app_id in sorted(by_app):
         group = by_app[app_id]
-        group.sort(key=_by_value)
+        group.sort(key=_BY_KEY)  # within an app: all devices first, then each group; by domain
         changes.extend(group)
     return Plan(
         base_revision=actual.revision,
@@ -97,27 +100,12 @@ def reconcile(
     )
 
 
-def _add(by_app: dict[str, list[Change]], app_id: str, change: Change) -> None:
-    group = by_app.get(app_id)
-    if group is None:
-        by_app[app_id] = [change]
-    else:
-        group.append(change)
+_BY_KEY = attrgetter("key")
 
 
-def _by_value(change: Change) -> tuple[str, str]:
-    scope, value = change.key
-    return value, scope
-
-
-def _reason(desired: DesiredState, after: Indicator, cache: dict[tuple[str, str], str]) -> str:
-    key = (after.app_id, after.scope) if after.app_id else after.key
-    text = cache.get(key)
-    if text is None:
-        origin, how = desired.origin_of(after)
-        text = f"{how} ({origin})" if origin else how
-        cache[key] = text
-    return text
+def _reason(desired: DesiredState, after: Indicator) -> str:
+    origin, how = desired.origin_of(after)
+    return f"{how} ({origin})" if origin else how
 
 
 def _gone(before: Indicator) -> str:

@@ -139,6 +139,8 @@ class Catalog:
                     f"custom app id {app.id!r} is already used by {where}", field=app.id
                 )
             added[app.id] = app if app.custom else app.model_copy(update={"custom": True})
+        if not added:
+            return self  # immutable: nothing to add, nothing to rebuild
         return Catalog([*self._apps.values(), *added.values()])
 
     def apps_for_domain(self, domain: str) -> list[App]:
