@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -34,6 +38,7 @@ from enforcer.shim.spool import DEFAULT_MAX_EVENTS, Spool
 from enforcer.shim.sync import DEFAULT_WAIT, ServerSession, SyncClient
 
 log = structlog.get_logger(__name__)
+_F = TypeVar("_F")
 
 CACHE_FILE = "indicators.sqlite"
 SPOOL_FILE = "events.sqlite"
@@ -86,8 +91,16 @@ class Agent:
         state = cfg.state_dir
         state.mkdir(parents=True, exist_ok=True)
         device = self.device = load_identity(state, cfg.groups)
-        cache = self._cache = IndicatorCache(state / CACHE_FILE)
-        held = SyncClient.load_cache(cache, device.groups, self.matcher)
+        cache = self._cache = _open_or_reset(IndicatorCache, state / CACHE_FILE)
+        try:
+            held = SyncClient.load_cache(cache, device.groups, self.matcher)
+        except (sqlite3.DatabaseError, ValueError):
+            log.exception("shim.cache_unreadable", path=str(cache.path))
+            cache.close()
+            _set_aside(cache.path)
+            cache = self._cache = IndicatorCache(state / CACHE_FILE)
+            self.matcher = Matcher()
+            held = SyncClient.load_cache(cache, device.groups, self.matcher)
         loaded = cache.revision is not None
         log.info(
             "shim.starting",
@@ -101,7 +114,9 @@ class Agent:
             cached_revision=cache.revision,
             indicators=len(self.matcher),
         )
-        spool = Spool(state / SPOOL_FILE, max_events=cfg.spool_max_events)
+        spool = _open_or_reset(
+            lambda path: Spool(path, max_events=cfg.spool_max_events), state / SPOOL_FILE
+        )
         session = self._session = ServerSession(cfg.server, cfg.enroll_secret, device, state)
         reporter = self.reporter = Reporter(spool, device, session)
         dns = self.dns = DnsFrontEnd(
@@ -155,6 +170,26 @@ class Agent:
             await self._session.aclose()
         if self._cache is not None:
             self._cache.close()
+
+
+def _set_aside(path: Path) -> None:
+    """Move a damaged SQLite file (and its WAL files) out of the way, keeping it for a post-mortem."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.replace(part.with_name(f"{part.name}.damaged-{stamp}"))
+
+
+def _open_or_reset(open_file: Callable[[Path], _F], path: Path) -> _F:
+    """Open a state file; a damaged one is set aside and started afresh (the shim must start:
+    the server resends the set, and a damaged spool's events are lost either way)."""
+    try:
+        return open_file(path)
+    except sqlite3.DatabaseError:
+        log.exception("shim.state_file_unreadable", path=str(path))
+        _set_aside(path)
+        return open_file(path)
 
 
 async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ upstream resolver from conftest, and the shim's DNS and proxy front ends.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from enforcer.models import Action, Indicator
+from enforcer.shim.agent import CACHE_FILE, Agent, AgentSettings
+from enforcer.shim.dns import DnsSettings
 from enforcer.shim.spool import Spool
 
 from .conftest import FakeUpstream, _bind_pair
@@ -214,3 +217,36 @@ def test_fail_closed_refuses_until_a_first_set_arrives(
         assert "dns.fail_open" in shim.log()
     finally:
         shim.stop()
+
+
+@pytest.mark.timeout(60)
+def test_a_damaged_cache_is_set_aside_and_the_agent_starts(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.add(Indicator("blocked.example", Action.BLOCK))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / CACHE_FILE).write_bytes(b"this is not a SQLite database" * 100)
+    settings = AgentSettings(
+        server=server.url,
+        enroll_secret=ENROLL_SECRET,
+        state_dir=state,
+        dns=DnsSettings(listen_host="127.0.0.1", listen_port=0),
+        proxy_port=0,
+        sync_wait=5,
+        notifier=lambda title, body: None,
+    )
+
+    async def scenario() -> None:
+        agent = Agent(settings)
+        await agent.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not agent.matcher.verdict("blocked.example").blocked:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        finally:
+            await agent.stop()
+
+    asyncio.run(scenario())
+    assert [p.name for p in state.iterdir() if ".damaged-" in p.name]
