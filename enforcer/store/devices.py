@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from enforcer.store.tables import utcnow
@@ -110,6 +110,11 @@ def list_devices(conn: Connection, *, limit: int = 100, offset: int = 0) -> list
     return [_device(r) for r in conn.execute(query)]
 
 
+def count_devices(conn: Connection) -> int:
+    """How many devices are enrolled."""
+    return int(conn.execute(select(func.count()).select_from(DEV)).scalar_one())
+
+
 def touch_device(engine: Engine, device_id: str, now: dt.datetime | None = None) -> bool:
     """Record that a device was seen; a no-op (no write) if it was seen within the last minute.
 
@@ -145,6 +150,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
 __all__ = [
     "LAST_SEEN_INTERVAL",
     "Device",
+    "count_devices",
     "device_for_token",
     "enroll_device",
     "get_device",

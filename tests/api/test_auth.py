@@ -35,6 +35,7 @@ ADMIN_ROUTES = [
     ("GET", "/api/v1/indicators/1", None),
     ("POST", "/api/v1/indicators", {"indicatorValue": "new.example", "action": "Block"}),
     ("DELETE", "/api/v1/indicators/1", None),
+    ("GET", "/api/v1/devices", None),
 ]
 
 
@@ -49,6 +50,22 @@ def test_enroll_returns_a_token_and_wrong_secret_is_refused(api: Api) -> None:
     assert wrong.status_code == 401
     assert set(wrong.json()) == PROBLEM_KEYS
     assert "deviceToken" not in wrong.text
+
+
+def test_admins_list_devices_without_tokens(api: Api) -> None:
+    token = api.enroll("laptop-1", ["eng", "all-staff"])
+    api.enroll("laptop-2")
+    response = api.client.get("/api/v1/devices", headers=api.admin, params={"top": 1})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 2 and len(body["value"]) == 1
+    device = body["value"][0]
+    assert device["deviceId"] == "laptop-1" and device["groups"] == ["all-staff", "eng"]
+    assert device["hostname"] == "laptop-1.corp.example" and device["localIps"] == ["10.0.0.5"]
+    assert set(device) == {
+        "deviceId", "hostname", "os", "user", "localIps", "groups", "enrolledAt", "lastSeen",
+    }  # fmt: skip
+    assert token not in response.text
 
 
 def test_reenrolling_rotates_the_token(api: Api) -> None:

@@ -1,1 +1,1 @@
-"""One router per resource: health, enrolment, sync, indicators, events."""
+"""One router per resource: health, enrolment, sync, events, indicators, devices."""
