@@ -17,7 +17,7 @@ MAX_TIME = 1e11
 """Epoch seconds beyond this (year 5138) are not a time but a mistake (or milliseconds)."""
 
 _IPV4_CHARS = frozenset("0123456789.")
-_HOSTS: dict[str, tuple[str, str]] = {}
+HOST_CACHE: dict[str, tuple[str, str]] = {}
 URL_CACHE: dict[str, tuple[str, str, int]] = {}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
 
@@ -42,11 +42,17 @@ def split_host(name: str) -> tuple[str, str]:
 
     Exactly one of the two is non-empty, or neither when `name` is empty or "-".
     """
-    hit = _HOSTS.get(name)
-    if hit is None:
-        if len(_HOSTS) >= CACHE_SIZE:
-            _HOSTS.clear()
-        hit = _HOSTS[name] = _split_host(name)
+    return HOST_CACHE.get(name) or host_miss(name)
+
+
+def host_miss(name: str) -> tuple[str, str]:
+    """`split_host` of a name not in `HOST_CACHE`, remembered there.
+
+    Hot loops inline ``HOST_CACHE.get(name) or host_miss(name)`` to save a call per line.
+    """
+    if len(HOST_CACHE) >= CACHE_SIZE:
+        HOST_CACHE.clear()
+    hit = HOST_CACHE[name] = _split_host(name)
     return hit
 
 

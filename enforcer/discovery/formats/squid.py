@@ -48,9 +48,8 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                     url = url[:end]
             host, ip, port = cache.get(url) or url_miss(url)
             if not ip:
-                peer = f[8]
-                ip = peer[peer.find("/") + 1 :]
-                if ip == "-" or ip == peer:
+                ip = f[8].partition("/")[2]
+                if ip == "-":
                     ip = ""
             user = f[7]
             yield _new(
@@ -65,7 +64,7 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                     port,
                     0,
                     int(f[4]),
-                    "blocked" if f[3].startswith("TCP_DENIED") else "allowed",
+                    "blocked" if f[3][:10] == "TCP_DENIED" else "allowed",
                 ),
             )
         except (ValueError, OverflowError):

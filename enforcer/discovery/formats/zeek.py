@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import itemgetter
 from typing import Any
 
-from enforcer.discovery.formats._util import MAX_TIME, any_time, split_host
+from enforcer.discovery.formats._util import HOST_CACHE, MAX_TIME, any_time, host_miss, split_host
 from enforcer.discovery.records import BadLine, FormatError, Record, bad_line
 
 COMMON = ("ts", "id.orig_h", "id.resp_h", "id.resp_p")
@@ -50,14 +50,13 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
     """Records from a Zeek TSV or JSON log; header lines are read, never reported."""
     header: dict[str, str] = {}
     sep, unset, empty = "\t", "-", "(empty)"
-    nf = -1  # no #fields seen yet
-    strip = False
+    tabs = -1  # separators in a data line (fields - 1); -1: no #fields seen yet
+    cut = -1  # split no further than the last column read (-1: split it all)
+    strip = False  # the last column is read, so the line end must go
+    hosts = HOST_CACHE
     get: Callable[[list[str]], tuple[str, ...]] = itemgetter(0, 0, 0, 0, 0, 0, 0, 0)
     for line_no, line in enumerate(lines, 1):
-        if strip:
-            line = line.rstrip("\r\n")
-        f = line.split(sep)
-        if len(f) != nf:
+        if line.count(sep) != tabs:
             if line.startswith("#"):
                 key, _, value = line.rstrip("\r\n").partition(
                     " " if line.startswith("#separator") else sep
@@ -71,19 +70,24 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                     empty = value
                 elif key == "#fields":
                     names = value.split(sep)
-                    nf = len(names)
+                    tabs = len(names) - 1
                     columns = _columns(header.get("path", ""), names, line_no)
-                    get = itemgetter(*[names.index(c) if c else nf for c in columns])
-                    strip = (nf - 1) in [names.index(c) for c in columns if c]
+                    last = max(names.index(c) for c in columns if c)
+                    strip = last == tabs
+                    cut = -1 if strip else last + 1
+                    missing = tabs + 1 if strip else last + 2
+                    get = itemgetter(*[names.index(c) if c else missing for c in columns])
             elif line.lstrip().startswith("{"):
                 yield _json_line(line_no, line)
             elif not line.strip():
                 continue
-            elif nf < 0:
+            elif tabs < 0:
                 raise FormatError("a Zeek log line before any #fields header", line=line_no)
             else:
-                yield bad_line(line_no, f"expected {nf} fields, got {len(f)}", line)
+                got = line.count(sep) + 1
+                yield bad_line(line_no, f"expected {tabs + 1} fields, got {got}", line)
             continue
+        f = line.rstrip("\r\n").split(sep) if strip else line.split(sep, cut)
         f.append(unset)  # the column `get` reads for what this log type lacks
         ts, src, dip, dport, host, up, down, user = get(f)
         try:
@@ -94,7 +98,7 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                 Record,
                 (
                     t,
-                    "" if host in (unset, empty) else split_host(host)[0],
+                    "" if host in (unset, empty) else (hosts.get(host) or host_miss(host))[0],
                     "" if src == unset else src,
                     "" if user in (unset, empty) else user,
                     "",
