@@ -56,6 +56,12 @@ class IndicatorCache:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
         return int(row[0]) if row else None
 
+    @property
+    def groups(self) -> tuple[str, ...] | None:
+        """The device groups the cached set was synced for (a revision is only valid for them)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'groups'").fetchone()
+        return tuple(g for g in row[0].split("\n") if g) if row else None
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM indicators").fetchone()[0])
 
@@ -81,8 +87,12 @@ class IndicatorCache:
         removes: Iterable[tuple[str, str]],
         *,
         snapshot: bool = False,
+        groups: Iterable[str] = (),
     ) -> None:
-        """Store one delta (or, with `snapshot`, a whole new set) and its revision atomically."""
+        """Store one delta (or, with `snapshot`, a whole new set) and its revision atomically.
+
+        `groups` are the device groups the server answered for, kept with the revision.
+        """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -99,9 +109,9 @@ class IndicatorCache:
                     for i in upserts
                 ),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('revision', ?)",
-                (str(revision),),
+            db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [("revision", str(revision)), ("groups", "\n".join(sorted(set(groups))))],
             )
         except BaseException:
             db.execute("ROLLBACK")

@@ -107,14 +107,11 @@ class ServerSession:
         self._client = client or httpx.AsyncClient(base_url=server.rstrip("/"))
         self._token = identity.read_token(state_dir)
         self._lock = asyncio.Lock()
-        self.regrouped = False
-        """The device's groups differ from those it enrolled with: it must enrol again (the
-        server scopes indicators by the enrolled groups) and sync a full snapshot."""
         groups = tuple(sorted(set(device.groups)))
         if self._token is not None and identity.enrolled_groups(state_dir) != groups:
+            # The server scopes indicators by the groups a device enrolled with.
             log.info("sync.groups_changed", groups=groups)
             self._token = None
-            self.regrouped = True
 
     @property
     def enrolled(self) -> bool:
@@ -390,6 +387,10 @@ class SyncClient:
         self.backoff = backoff or Backoff()
         self.on_ready = on_ready
         self.revision: int | None = cache.revision
+        self._groups = tuple(sorted(set(held.groups)))
+        self._full = cache.groups != self._groups
+        """Ask for the whole set: the cached revision was synced for other groups, so a delta
+        since it would miss the older indicators of a group the device just joined."""
         self.connected = False
         self.errors = 0
         self.applied = 0
@@ -407,7 +408,7 @@ class SyncClient:
     async def sync_once(self, wait: float = 0) -> bool:
         """One sync request; applies its answer. Returns whether anything was applied."""
         params: dict[str, Any] = {"wait": int(wait)}
-        full = self.revision is None or self.session.regrouped
+        full = self.revision is None or self._full
         if not full:
             params["since"] = self.revision
         headers = {"If-None-Match": self._etag} if self._etag and not full else {}
@@ -426,7 +427,7 @@ class SyncClient:
         if not first and not update.snapshot and update.revision == self.revision:
             return False
         await self._apply(update)
-        self.session.regrouped = False
+        self._full = False
         self._etag = response.headers.get("ETag")
         if first and self.on_ready is not None:
             self.on_ready()
@@ -442,6 +443,7 @@ class SyncClient:
             update.upserts,
             update.removes,
             snapshot=update.snapshot,
+            groups=self._groups,
         )
         touched = await self.held.apply(update, self.matcher)
         self.revision = update.revision
