@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
     if not host or not port.isdigit() or int(port) > 65535:
         raise typer.BadParameter(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""A device group name, as the server accepts it at enrolment."""
+
+
+def check_groups(groups: list[str]) -> tuple[str, ...]:
+    """The groups, or a usage error naming the first one the server would refuse."""
+    for name in groups:
+        if not _GROUP.match(name):
+            raise typer.BadParameter(
+                f"{name!r}: a group name is letters, digits, '_', '.', '-' (64 at most)",
+                param_hint="--group",
+            )
+    return tuple(groups)
 
 
 def shim(
@@ -111,7 +127,7 @@ def shim(
         proxy_host=proxy_host,
         proxy_port=proxy_port,
         proxy=not no_proxy,
-        groups=tuple(group),
+        groups=check_groups(group),
         sync_wait=sync_wait,
         spool_max_events=spool_max_events,
     )

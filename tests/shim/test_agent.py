@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import typer
 
+from enforcer.cli.shim import check_groups, parse_hostport
 from enforcer.models import Action, Indicator
 from enforcer.shim.agent import CACHE_FILE, Agent, AgentSettings
 from enforcer.shim.dns import DnsSettings
@@ -250,3 +252,16 @@ def test_a_damaged_cache_is_set_aside_and_the_agent_starts(
 
     asyncio.run(scenario())
     assert [p.name for p in state.iterdir() if ".damaged-" in p.name]
+
+
+def test_command_line_values() -> None:
+    assert parse_hostport("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_hostport("[::1]:53") == ("::1", 53)
+    assert parse_hostport("192.0.2.53", 53) == ("192.0.2.53", 53)
+    assert parse_hostport("::1", 53) == ("::1", 53)
+    for bad in ("127.0.0.1", "host:99999", "host:x", ":53"):
+        with pytest.raises(typer.BadParameter):
+            parse_hostport(bad)
+    assert check_groups(["engineering", "eu.sales-2"]) == ("engineering", "eu.sales-2")
+    with pytest.raises(typer.BadParameter):
+        check_groups(["no spaces"])
