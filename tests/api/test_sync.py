@@ -169,6 +169,25 @@ def test_long_poll_without_change_times_out_with_304(api: Api) -> None:
     assert response.headers["ETag"].startswith(f'"{rev}-')
 
 
+def test_an_empty_store_can_be_waited_on(api: Api) -> None:
+    token = api.enroll("laptop-1")
+    start = time.monotonic()
+    idle = api.client.get(SYNC, params={"since": 0, "wait": 0.5}, headers=bearer(token))
+    assert idle.status_code == 304 and time.monotonic() - start >= 0.4
+
+    def change() -> None:
+        time.sleep(0.3)
+        add_manual(api.engine, block("first.example"), actor="test")
+
+    writer = threading.Thread(target=change)
+    writer.start()
+    woken = api.client.get(SYNC, params={"since": 0, "wait": 20}, headers=bearer(token))
+    writer.join()
+    assert woken.status_code == 200
+    body = woken.json()
+    assert body["snapshot"] is True and values(body) == {("", "first.example")}
+
+
 def test_many_waiting_devices_do_not_hold_threads(api: Api) -> None:
     rev = apply_indicators(api.engine, [block("a.example")])
     token = api.enroll("laptop-1")

@@ -62,7 +62,9 @@ async def sync(
     limit = ctx.limits.max_delta_changes
     result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
     waited = False
-    if wait > 0 and since is not None and since == result.revision and not result.snapshot:
+    # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
+    # answering at once would make it spin. What a change then brings is a snapshot.
+    if wait > 0 and since is not None and since == result.revision:
         waited = True
         if await ctx.watcher.wait_beyond(since, wait):
             result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
