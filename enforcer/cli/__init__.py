@@ -8,7 +8,7 @@ import typer
 
 from enforcer import __version__
 from enforcer.catalog import CatalogError, UnknownAppError
-from enforcer.cli import catalog, daemon, discovery, indicators, plan, policy, serve, shim
+from enforcer.cli import catalog, daemon, discovery, doctor, indicators, plan, policy, serve, shim
 from enforcer.errors import EnforcerError, PolicySetError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 plan.register(app)
+doctor.register(app)
 daemon.register(app)
 serve.register(app)
 shim.register(app)
