@@ -132,7 +132,12 @@ def shim(
         spool_max_events=spool_max_events,
     )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(_main(agent_settings))
+    try:
+        asyncio.run(_main(agent_settings))
+    except OSError as exc:  # a port in use, a state directory that cannot be written
+        structlog.get_logger("enforcer.shim").error("shim.cannot_start", error=str(exc))
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 async def _main(agent_settings: AgentSettings) -> None:
