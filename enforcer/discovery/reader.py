@@ -3,7 +3,8 @@
 Uploaded logs can be tens of gigabytes, so nothing here reads a whole file: lines come from a
 buffered text stream (constant memory), gzip is recognised by its magic bytes rather than the file
 name (rotated logs are often ``access.log.1.gz`` or have no suffix at all), and undecodable bytes
-become U+FFFD instead of failing the upload (the line is then reported by its parser if it matters).
+become U+FFFD instead of failing the upload (the line is then reported by its parser if it matters);
+a UTF-8 byte order mark (Windows exports) is dropped.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def open_lines(path: Path) -> Iterator[str]:
         binary = raw
         if raw.peek(2)[:2] == GZIP_MAGIC:
             binary = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), BUFFER)
-        yield from io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="\n")
+        yield from io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="\n")
 
 
 def parse_file(

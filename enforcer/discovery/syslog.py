@@ -31,7 +31,8 @@ DEFAULT_FACILITY, DEFAULT_SEVERITY = 1, 5
 _BSD_TIME = re.compile(
     r"(?:[A-Z][a-z]{2} +\d{1,2}(?: \d{4})? \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) "
 )
-_TAG = re.compile(r"([\w\-./@]{1,48})(?:\[[^\]\s]*\])?: ?")
+# A TAG ends in ": " (or ":" at the end): an ISO time ("2025-11-20T08:00:00") is not a tag.
+_TAG = re.compile(r"([\w\-./@]{1,48})(?:\[[^\]\s]*\])?(?:: |:$)")
 
 
 class SyslogMessage(NamedTuple):

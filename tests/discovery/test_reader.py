@@ -65,3 +65,11 @@ def test_truncated_gzip_is_a_format_error_after_the_good_lines(tmp_path: Path):
     with pytest.raises(FormatError, match="cannot read"):
         seen.extend(parse_file(path, "squid"))
     assert len(seen) > 100
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path: Path):
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"\xef\xbb\xbfts,host\n1700000000,a.test\n")
+    assert list(parse_file(path, "csv", "time=ts,host=host")) == [
+        Record(1700000000.0, "a.test", "")
+    ]

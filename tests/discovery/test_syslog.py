@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from enforcer.discovery.syslog import SyslogMessage, parse_syslog, split_frames, start_collector
 
 PAN = "1,2024/01/02 03:04:05,0123,TRAFFIC,end,2561,2024/01/02 03:04:05,10.0.0.1,1.2.3.4"
@@ -130,3 +133,29 @@ def test_collector_survives_a_failing_consumer():
         return len(calls)
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_a_payload_starting_with_an_iso_time_is_not_a_tag():
+    line = "2025-11-20T08:00:00.000Z,10.1.2.3,alice,a.test"
+    assert parse_syslog(f"<14>Nov 20 08:00:00 fw {line}").payload == line
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300))
+def test_parse_syslog_never_fails(message):
+    assert isinstance(parse_syslog(message).payload, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=80).filter(lambda b: b"\n" not in b), max_size=6),
+    st.integers(1, 50),
+)
+def test_octet_counted_frames_survive_any_tcp_segmentation(messages, step):
+    stream = b"".join(b"%d %s" % (len(m), m) for m in messages)
+    frames, pending = [], b""
+    for i in range(0, len(stream), step):
+        got, pending = split_frames(pending + stream[i : i + step])
+        frames.extend(got)
+    assert pending == b""
+    assert frames == [m.rstrip(b"\r\n\x00") for m in messages]

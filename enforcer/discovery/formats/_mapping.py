@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from enforcer.discovery.formats._util import (
+    MAX_COUNT,
+    MAX_PORT,
     MAX_TIME,
     action_of,
     any_time,
@@ -112,7 +114,7 @@ class Mapping(NamedTuple):
             user=_text(values.get("user")),
             device=_text(values.get("device")),
             dest_ip=_text(values.get("dest_ip")) or ip,
-            dest_port=_count("dest_port", values.get("dest_port")) or port,
+            dest_port=_count("dest_port", values.get("dest_port"), MAX_PORT) or port,
             bytes_up=_count("bytes_up", values.get("bytes_up")),
             bytes_down=_count("bytes_down", values.get("bytes_down")),
             action=action_of(_text(values.get("action"))),
@@ -125,7 +127,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _count(field: str, value: object) -> int:
+def _count(field: str, value: object, limit: int = MAX_COUNT) -> int:
     if value is None or value in ("", "-"):
         return 0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -134,6 +136,6 @@ def _count(field: str, value: object) -> int:
         number = int(value) if not isinstance(value, str) else int(float(value))
     except (ValueError, OverflowError):
         raise ValueError(f"bad {field} {value!r}") from None
-    if number < 0:
+    if not 0 <= number <= limit:
         raise ValueError(f"bad {field} {value!r}")
     return number

@@ -14,6 +14,9 @@ from functools import lru_cache
 
 CACHE_SIZE = 1 << 16
 MAX_TIME = 1e11
+MAX_COUNT = (1 << 63) - 1
+"""Largest byte count kept: what a signed 64-bit database column holds."""
+MAX_PORT = 65535
 """Epoch seconds beyond this (year 5138) are not a time but a mistake (or milliseconds)."""
 
 _IPV4_CHARS = frozenset("0123456789.")
@@ -70,11 +73,11 @@ def _split_url(url: str) -> tuple[str, str, int]:
         close = rest.find("]")
         tail = rest[close + 1 :] if close > 0 else ""
         if tail.startswith(":") and tail[1:].isdigit():
-            port = int(tail[1:])
+            port = int(tail[1:]) if int(tail[1:]) <= MAX_PORT else 0
     elif rest.count(":") == 1:
         head, _, tail = rest.partition(":")
         if tail.isdigit():
-            port = int(tail)
+            port = int(tail) if int(tail) <= MAX_PORT else 0
         elif tail:  # "error:invalid-request" and the like: not a URL at all
             return "", "", 0
         rest = head
@@ -177,11 +180,19 @@ def dash(value: str) -> str:
     return "" if value == "-" else value
 
 
-def to_int(text: str) -> int:
-    """A non-negative count; "", "-" and "None" are 0."""
+def to_int(text: str, limit: int = MAX_COUNT) -> int:
+    """A count from 0 to `limit`; "", "-", "None" and "N/A" are 0; anything else is a ValueError."""
     if not text or text in ("-", "None", "NA", "N/A"):
         return 0
-    return int(text)
+    number = int(text)
+    if not 0 <= number <= limit:
+        raise ValueError(text)
+    return number
+
+
+def to_port(text: str) -> int:
+    """A TCP/UDP port (0 to 65535), as `to_int`."""
+    return to_int(text, MAX_PORT)
 
 
 def split_csv(line: str, sep: str = ",") -> list[str]:
@@ -189,4 +200,7 @@ def split_csv(line: str, sep: str = ",") -> list[str]:
     line = line.rstrip("\r\n")
     if '"' not in line:
         return line.split(sep)
-    return next(csv.reader([line], delimiter=sep), [])
+    try:
+        return next(csv.reader([line], delimiter=sep), [])
+    except csv.Error:  # a stray CR or NUL: the plain split keeps the line's fields countable
+        return line.split(sep)

@@ -29,6 +29,7 @@ def parse(lines: Iterable[str], mapping: str | dict[str, str]) -> Iterator[Recor
         header_line = next(it, None)
     if header_line is None:
         return
+    header_line = header_line.removeprefix("\ufeff")  # Excel's UTF-8 export starts with a BOM
     delimiter = max(DELIMITERS, key=header_line.count)
     reader = csv.reader(chain([header_line], it), delimiter=delimiter)
     try:

@@ -25,6 +25,7 @@ from enforcer.discovery.formats._util import (
     split_csv,
     split_url,
     to_int,
+    to_port,
     ymd_hms,
 )
 from enforcer.discovery.records import BadLine, Record, bad_line
@@ -74,7 +75,7 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                 user=f[SRC_USER],
                 device=f[SRC_HOSTNAME] if len(f) > SRC_HOSTNAME else "",
                 dest_ip=f[DST],
-                dest_port=to_int(f[DST_PORT]),
+                dest_port=to_port(f[DST_PORT]),
                 bytes_up=0 if kind == "THREAT" else to_int(f[BYTES_SENT]),
                 bytes_down=0 if kind == "THREAT" else to_int(f[BYTES_RECEIVED]),
                 action=action_of(f[ACTION]),

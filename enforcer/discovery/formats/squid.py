@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from enforcer.discovery.formats._util import MAX_TIME, URL_CACHE, url_miss
+from enforcer.discovery.formats._util import MAX_COUNT, MAX_TIME, URL_CACHE, url_miss
 from enforcer.discovery.records import BadLine, Record, bad_line
 
 FIELDS = 10
@@ -52,6 +52,9 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                 if ip == "-":
                     ip = ""
             user = f[7]
+            down = int(f[4])
+            if not 0 <= down <= MAX_COUNT:
+                raise ValueError
             yield _new(
                 Record,
                 (
@@ -63,7 +66,7 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                     ip,
                     port,
                     0,
-                    int(f[4]),
+                    down,
                     "blocked" if f[3][:10] == "TCP_DENIED" else "allowed",
                 ),
             )

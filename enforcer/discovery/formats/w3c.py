@@ -31,6 +31,7 @@ from enforcer.discovery.formats._util import (
     split_host,
     split_url,
     to_int,
+    to_port,
     ymd_hms,
 )
 from enforcer.discovery.records import BadLine, Record, bad_line
@@ -122,7 +123,7 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                 user=dash(user),
                 device=dash(device),
                 dest_ip=ip or dash(dest),
-                dest_port=to_int(port) or url_port,
+                dest_port=to_port(port) or url_port,
                 bytes_up=to_int(up),
                 bytes_down=to_int(down),
                 action=action_of(action),

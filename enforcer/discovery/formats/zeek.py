@@ -29,7 +29,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import itemgetter
 from typing import Any
 
-from enforcer.discovery.formats._util import HOST_CACHE, MAX_TIME, any_time, host_miss, split_host
+from enforcer.discovery.formats._util import (
+    HOST_CACHE,
+    MAX_COUNT,
+    MAX_PORT,
+    MAX_TIME,
+    any_time,
+    host_miss,
+    split_host,
+)
 from enforcer.discovery.records import BadLine, FormatError, Record, bad_line
 
 COMMON = ("ts", "id.orig_h", "id.resp_h", "id.resp_p")
@@ -92,7 +100,15 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
         ts, src, dip, dport, host, up, down, user = get(f)
         try:
             t = float(ts)
-            if not 0.0 <= t < MAX_TIME:
+            port = 0 if dport == unset else int(dport)
+            sent = 0 if up == unset else int(up)
+            got = 0 if down == unset else int(down)
+            if not (
+                0.0 <= t < MAX_TIME
+                and 0 <= port <= MAX_PORT
+                and 0 <= sent <= MAX_COUNT
+                and 0 <= got <= MAX_COUNT
+            ):
                 raise ValueError
             yield _new(
                 Record,
@@ -103,9 +119,9 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
                     "" if user in (unset, empty) else user,
                     "",
                     "" if dip == unset else dip,
-                    0 if dport == unset else int(dport),
-                    0 if up == unset else int(up),
-                    0 if down == unset else int(down),
+                    port,
+                    sent,
+                    got,
                     "",
                 ),
             )
@@ -154,8 +170,12 @@ def _reason(ts: str, dport: str, up: str, down: str, unset: str) -> str:
             raise ValueError
     except ValueError:
         return f"bad time {ts!r}"
-    for name, value in (("port", dport), ("byte count", up), ("byte count", down)):
-        if value != unset and not value.isdigit():
+    for name, value, limit in (
+        ("port", dport, MAX_PORT),
+        ("byte count", up, MAX_COUNT),
+        ("byte count", down, MAX_COUNT),
+    ):
+        if value != unset and not (value.isdigit() and int(value) <= limit):
             return f"bad {name} {value!r}"
     return "bad value"
 
@@ -180,7 +200,7 @@ def _json_line(line_no: int, line: str) -> Record | BadLine:
             src_ip=_text(_id(d, "orig_h")),
             user=_text(d.get(user_key)) if user_key else "",
             dest_ip=_text(_id(d, "resp_h")),
-            dest_port=_count(_id(d, "resp_p")),
+            dest_port=_count(_id(d, "resp_p"), MAX_PORT),
             bytes_up=_count(d.get(up_key)) if up_key else 0,
             bytes_down=_count(d.get(down_key)) if down_key else 0,
         )
@@ -212,12 +232,15 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) and value != "-" else ""
 
 
-def _count(value: object) -> int:
+def _count(value: object, limit: int = MAX_COUNT) -> int:
     if value is None or value == "-":
         return 0
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"bad number {value!r}")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValueError(f"bad number {value!r}") from None
+    if not 0 <= number <= limit:
+        raise ValueError(f"bad number {value!r}")
+    return number
