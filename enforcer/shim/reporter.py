@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -40,6 +41,8 @@ log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 
 STATS_INTERVAL = 60.0
+MAX_BUFFERED = 100_000
+"""Events kept in memory while the spool cannot be written; older ones are dropped (``lost``)."""
 
 
 def event_body(event: NetworkEvent, device: DeviceIdentity) -> dict[str, Any]:
@@ -86,6 +89,8 @@ class Reporter:
         self.batches = 0
         self.rejected = 0
         self.errors = 0
+        self.lost = 0
+        """Events dropped because the spool could not be written and the memory buffer was full."""
         self._buffer: list[NetworkEvent] = []
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -110,7 +115,16 @@ class Reporter:
         self._full.clear()
         if not events:
             return 0
-        dropped = await self._in_worker(self._store, events)
+        try:
+            dropped = await self._in_worker(self._store, events)
+        except (sqlite3.Error, OSError):
+            # A full or failing disk: keep the events in memory (bounded) and try again later.
+            log.exception("reporter.spool_write_failed", events=len(events))
+            room = max(0, MAX_BUFFERED - len(self._buffer))
+            kept = events[len(events) - room :] if room < len(events) else events
+            self.lost += len(events) - len(kept)
+            self._buffer[:0] = kept
+            return 0
         if dropped:
             log.warning("reporter.spool_full", dropped=dropped, max_events=self.spool.max_events)
         self._spooled.set()
@@ -173,7 +187,7 @@ class Reporter:
                 await self.send_pending()
             except asyncio.CancelledError:
                 raise
-            except (httpx.HTTPError, EnrolmentError, OSError, ValueError) as exc:
+            except (httpx.HTTPError, EnrolmentError, OSError, ValueError, sqlite3.Error) as exc:
                 self.errors += 1
                 delay = self.backoff.next_delay()
                 log.warning(
@@ -203,6 +217,7 @@ class Reporter:
             "batches": self.batches,
             "rejected": self.rejected,
             "errors": self.errors,
+            "lost": self.lost,
             "buffered": len(self._buffer),
             **self.spool.stats,
         }

@@ -231,3 +231,30 @@ def test_events_survive_an_outage_and_are_stored_exactly_once(tmp_path: Path) ->
     finally:
         server.stop()
         server.engine.dispose()
+
+
+def test_a_failing_spool_write_keeps_the_events_for_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    reporter = Reporter(spool, DEVICE, None)
+    real_append = spool.append
+
+    def disk_full(rows: object) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def scenario() -> None:
+        for i in range(3):
+            reporter.on_event(
+                NetworkEvent(dt.datetime.now(dt.UTC), "dns", f"x{i}.example", EventAction.ALLOWED)
+            )
+        monkeypatch.setattr(spool, "append", disk_full)
+        assert await reporter.flush() == 0
+        assert reporter.stats["buffered"] == 3
+        monkeypatch.setattr(spool, "append", real_append)
+        assert await reporter.flush() == 3
+        await reporter.aclose()
+
+    asyncio.run(scenario())
+    assert len(Spool(tmp_path / "s.sqlite")) == 3
+    assert reporter.lost == 0
