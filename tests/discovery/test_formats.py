@@ -335,3 +335,18 @@ def test_registry_errors():
     with pytest.raises(FormatError, match="takes no --map"):
         parser_for("squid", "time=t,host=h")
     assert set(FORMATS) == {"squid", "zeek", "w3c", "panos", "zscaler-nss", "csv", "jsonl"}
+
+
+def test_zeek_path_decides_over_fields():
+    software = ["#separator \\x09", "#path\tsoftware", "#fields\tts\thost\thost_p\tname"]
+    with pytest.raises(FormatError, match="Zeek log type 'software'"):
+        list(FORMATS["zeek"](software))
+    split = [
+        "#separator \\x09",
+        "#path\tconn_long",
+        "#fields\tts\tid.orig_h\tid.resp_h\tid.resp_p\torig_bytes\tresp_bytes",
+    ]
+    (rec,) = list(FORMATS["zeek"]([*split, "1700000000.0\t10.0.0.1\t1.1.1.1\t443\t1\t2"]))
+    assert rec == Record(
+        1700000000.0, "", "10.0.0.1", dest_ip="1.1.1.1", dest_port=443, bytes_up=1, bytes_down=2
+    )

@@ -7,8 +7,8 @@ values are space-separated, ``-`` means nothing, and ProxySG quotes values that 
 
 Fields read (the first one present wins):
 
-- host: ``cs-host``, ``cs(Host)``, ``s-sitename``-less IIS logs fall back to ``cs-uri``'s host;
-  an address there is kept as `dest_ip` instead;
+- host: ``cs-host`` or ``cs(Host)``, else the host of a full ``cs-uri``; an address there is
+  kept as `dest_ip` instead;
 - device IP: ``c-ip``; user: ``cs-username``; device name: ``x-cs-client-hostname``, ``c-dns``;
 - destination: ``r-ip`` (ProxySG: the origin server) and ``cs-uri-port``/``r-port``; in a server's
   own log (IIS: no ``s-action`` nor ``sc-filter-result``) ``s-ip`` and ``s-port`` are the

@@ -9,7 +9,7 @@ before any ``#fields`` header is a `FormatError`: nothing in it says what the co
 
 JSON (``LogAscii::use_json=T``): one object per line, ``ts`` as epoch seconds or ISO-8601, ports
 and byte counts as numbers, unset fields left out. The log type comes from ``_path`` when present,
-else from the fields: ``conn_state``/``orig_bytes`` → conn, ``server_name``/``cipher`` → ssl,
+else (only then) from the fields: ``conn_state``/``orig_bytes`` → conn, ``server_name``/``cipher`` → ssl,
 ``host``/``method``/``uri`` → http, ``query`` → dns.
 
 What each log gives: http: ``host`` (the Host header), ``request_body_len`` (up),
@@ -138,8 +138,14 @@ def _unescape(value: str) -> str:
 
 
 def _kind(path: str, has: Mapping[str, object] | set[str]) -> str:
-    if path in LOGS:
-        return path
+    """The log type: from the path (``http``, or a split log's ``http_eth0``), else the fields.
+
+    Fields decide only when there is no path, because other logs share field names
+    (software.log and known_services.log have a ``host`` too).
+    """
+    if path:
+        base = path.partition("_")[0]
+        return base if base in LOGS else ""
     if "conn_state" in has or "orig_bytes" in has:
         return "conn"
     if "server_name" in has or "cipher" in has or "ssl_history" in has:
