@@ -14,7 +14,7 @@ import typer
 
 from enforcer import logs
 from enforcer.cli._common import settings
-from enforcer.shim.agent import AgentSettings, run_agent
+from enforcer.shim.agent import AgentFailed, AgentSettings, run_agent
 from enforcer.shim.dns import DnsSettings
 from enforcer.shim.spool import DEFAULT_MAX_EVENTS
 
@@ -134,6 +134,9 @@ def shim(
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         asyncio.run(_main(agent_settings))
+    except AgentFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except OSError as exc:  # a port in use, a state directory that cannot be written
         structlog.get_logger("enforcer.shim").error("shim.cannot_start", error=str(exc))
         typer.echo(f"error: {exc}", err=True)

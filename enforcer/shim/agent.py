@@ -45,6 +45,10 @@ SPOOL_FILE = "events.sqlite"
 BYPASS_FILE = "bypasses.json"
 
 
+class AgentFailed(Exception):
+    """The sync or reporter loop died: the shim stopped so that it can be restarted."""
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
     """Everything `enforcer shim` is told on its command line."""
@@ -84,6 +88,8 @@ class Agent:
         self._session: ServerSession | None = None
         self._cache: IndicatorCache | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.failed = asyncio.Event()
+        """Set when the sync or reporter loop died of an unexpected error."""
 
     async def start(self) -> None:
         """Load the cache, open the listeners, start syncing and reporting."""
@@ -142,6 +148,18 @@ class Agent:
             loop.create_task(self.sync.run(), name="sync"),
             loop.create_task(reporter.run(), name="reporter"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        # Both loops retry every expected failure; an exception here is a bug. A shim that
+        # silently stopped syncing would enforce a stale set forever: stop, and let the
+        # service manager restart it.
+        log.error("shim.task_failed", task=task.get_name(), exc_info=exc)
+        self.failed.set()
 
     def _ready(self) -> None:
         if self.dns is not None and not self.dns.ready:
@@ -197,6 +215,13 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     agent = Agent(settings)
     try:
         await agent.start()
-        await stop.wait()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(agent.failed.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
     finally:
         await agent.stop()
+    if agent.failed.is_set():
+        raise AgentFailed("a shim task failed (see the shim.task_failed log event)")

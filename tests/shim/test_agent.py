@@ -23,8 +23,9 @@ import typer
 
 from enforcer.cli.shim import check_groups, parse_hostport
 from enforcer.models import Action, Indicator
-from enforcer.shim.agent import CACHE_FILE, Agent, AgentSettings
+from enforcer.shim.agent import CACHE_FILE, Agent, AgentFailed, AgentSettings, run_agent
 from enforcer.shim.dns import DnsSettings
+from enforcer.shim.reporter import Reporter
 from enforcer.shim.spool import Spool
 
 from .conftest import FakeUpstream, _bind_pair
@@ -265,3 +266,23 @@ def test_command_line_values() -> None:
     assert check_groups(["engineering", "eu.sales-2"]) == ("engineering", "eu.sales-2")
     with pytest.raises(typer.BadParameter):
         check_groups(["no spaces"])
+
+
+@pytest.mark.timeout(30)
+def test_an_unexpected_task_failure_stops_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Reporter, "run", broken)
+    settings = AgentSettings(
+        server=f"http://127.0.0.1:{free_port()}",
+        enroll_secret=ENROLL_SECRET,
+        state_dir=tmp_path / "state",
+        dns=DnsSettings(listen_host="127.0.0.1", listen_port=0),
+        proxy_port=0,
+        notifier=lambda title, body: None,
+    )
+    with pytest.raises(AgentFailed):
+        asyncio.run(run_agent(settings, asyncio.Event()))
