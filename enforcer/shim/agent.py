@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import structlog
 
+from enforcer.catalog import load_catalog
 from enforcer.matcher import Matcher
 from enforcer.shim.bypass import BypassStore
 from enforcer.shim.cache import IndicatorCache
@@ -140,6 +141,7 @@ class Agent:
                 on_event=reporter.on_event,
                 notifier=cfg.notifier,
                 user=device.user or None,
+                app_names=_app_names(),
             )
             self._proxy_server = await start_proxy(self.proxy, cfg.proxy_host, cfg.proxy_port)
             self.proxy_address = (self.proxy.pages_host, self.proxy.pages_port)
@@ -188,6 +190,15 @@ class Agent:
             await self._session.aclose()
         if self._cache is not None:
             self._cache.close()
+
+
+def _app_names() -> dict[str, str]:
+    """Catalog display names ("Mega" for ``mega``) for the proxy's pages and notifications."""
+    try:
+        return {app_id: app.name for app_id, app in load_catalog().apps.items()}
+    except Exception:  # the names are a nicety: a broken catalog must not stop enforcement
+        log.exception("shim.catalog_unreadable")
+        return {}
 
 
 def _set_aside(path: Path) -> None:
