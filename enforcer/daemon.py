@@ -11,6 +11,7 @@ import datetime as dt
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from enforcer.discovery.continuous import process_events
 from enforcer.engine import apply, load_state, make_plan
 from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.expand import expand
+from enforcer.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.policy.loader import directory_digest
 from enforcer.store.indicators import current_revision, expire
 from enforcer.store.lock import LeaderLock
@@ -61,12 +63,17 @@ class Daemon:
     def reconcile_tick(self, now: dt.datetime | None = None) -> TickResult:
         """Reload the policy set and apply it if anything changed. Never raises."""
         with self._tick_lock:
+            started = time.monotonic()
             try:
-                return self._reconcile(now or dt.datetime.now(dt.UTC))
+                result = self._reconcile(now or dt.datetime.now(dt.UTC))
             except SQLAlchemyError as exc:
                 log.error("store_unavailable", error=str(exc).splitlines()[0])
                 self.lock.release()
-                return TickResult("store_error")
+                result = TickResult("store_error")
+            RECONCILE_TOTAL.labels(result.outcome).inc()
+            if result.outcome in ("applied", "no_changes"):
+                RECONCILE_SECONDS.observe(time.monotonic() - started)
+            return result
 
     def _reconcile(self, now: dt.datetime) -> TickResult:
         if not self.lock.acquire():
@@ -111,6 +118,8 @@ class Daemon:
         if not plan.has_changes:
             return TickResult("no_changes", revision)
         counts = {a.name.lower(): n for a, n in plan.counts.items()}
+        for action, count in counts.items():
+            PLAN_CHANGES.labels(action).set(count)
         log.info(
             "plan_applied",
             revision=revision,

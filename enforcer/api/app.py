@@ -21,7 +21,16 @@ from enforcer.api import problems
 from enforcer.api.deps import ApiContext, ApiLimits
 from enforcer.api.limits import BodyLimitMiddleware
 from enforcer.api.ratelimit import RateLimiter
-from enforcer.api.routers import devices, discovery, enroll, events, health, indicators, sync
+from enforcer.api.routers import (
+    devices,
+    discovery,
+    enroll,
+    events,
+    health,
+    indicators,
+    metrics,
+    sync,
+)
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.errors import PermanentError
@@ -95,7 +104,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (health, enroll, sync, events, indicators, devices, discovery):
+    for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)

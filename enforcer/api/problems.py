@@ -19,6 +19,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from enforcer.metrics import EVENTS_REJECTED
+
 log = structlog.get_logger("enforcer.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -66,8 +68,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, detail, exc.headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if request.url.path == "/api/v1/events":
+        EVENTS_REJECTED.labels("invalid").inc()
     errors = [
         {"field": field_path(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
     ]

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from enforcer.metrics import SYNC_WAITING
 from enforcer.store.indicators import current_revision
 
 log = structlog.get_logger("enforcer.api")
@@ -54,17 +55,21 @@ class RevisionWatcher:
         self.ensure_started()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.revision <= revision:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            event = self._event
-            assert event is not None
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return self.revision > revision
-        return True
+        SYNC_WAITING.inc()
+        try:
+            while self.revision <= revision:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                event = self._event
+                assert event is not None
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    return self.revision > revision
+            return True
+        finally:
+            SYNC_WAITING.dec()
 
     async def _run(self) -> None:
         while True:

@@ -28,6 +28,11 @@ def daemon(
     serve: bool = typer.Option(False, "--serve", help="Also run the API server in this process."),
     host: str | None = HOST_OPTION,
     port: int | None = PORT_OPTION,
+    metrics_listen: str | None = typer.Option(
+        None,
+        "--metrics-listen",
+        help="HOST:PORT for Prometheus metrics of a daemon without --serve.",
+    ),
 ) -> None:
     """Reconcile the store with the policy directory, continuously (logs JSON lines)."""
     cfg = settings()
@@ -45,8 +50,21 @@ def daemon(
         result = worker.reconcile_tick()
         raise typer.Exit(1 if result.outcome in ("policy_error", "store_error") else 0)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if metrics_listen:
+        _serve_metrics(metrics_listen, worker)
     if serve:
         with serve_in_background(cfg, worker.engine):
             worker.run()
     else:
         worker.run()
+
+
+def _serve_metrics(listen: str, worker: Daemon) -> None:
+    """Expose the process registry and the store gauges on their own HTTP port."""
+    from prometheus_client import start_http_server
+
+    from enforcer.metrics import REGISTRY, StoreCollector
+
+    addr, _, port = listen.rpartition(":")
+    REGISTRY.register(StoreCollector(worker.engine))
+    start_http_server(int(port), addr=addr or "127.0.0.1", registry=REGISTRY)

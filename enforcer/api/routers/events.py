@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx, CurrentDevice
 from enforcer.api.problems import fail
+from enforcer.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 from enforcer.models import EventAction
 from enforcer.store.events import EventRecord, store_batch
 
@@ -92,8 +93,10 @@ class EventsAccepted(_Camel):
 async def post_events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> EventsAccepted:
     """Store a batch once; a repeated batchId is acknowledged with ``duplicate: true``."""
     if body.device_id is not None and body.device_id != device.device_id:
+        EVENTS_REJECTED.labels("wrong_device").inc()
         raise fail(403, "the batch names another device than the token's")
     if len(body.events) > ctx.limits.max_events:
+        EVENTS_REJECTED.labels("too_large").inc()
         raise fail(413, f"a batch holds at most {ctx.limits.max_events} events; split it")
     records = [event.record() for event in body.events]
     result = await run_in_threadpool(
@@ -101,6 +104,10 @@ async def post_events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> Even
             ctx.engine, device_id=device.device_id, batch_id=body.batch_id, events=records
         )
     )
+    if result.duplicate:
+        EVENTS_REJECTED.labels("duplicate").inc()
+    else:
+        EVENTS_INGESTED.inc(result.count)
     return EventsAccepted(
         accepted=[result.batch_id], duplicate=result.duplicate, count=result.count
     )

@@ -1,0 +1,82 @@
+"""Prometheus metrics of the server and the daemon (one process-wide registry).
+
+Served at ``/metrics`` by `enforcer serve` (admin token) and, for a daemon running on its own,
+by ``enforcer daemon --metrics-listen HOST:PORT``. Store-derived figures (indicators by action)
+are read at scrape time by `StoreCollector`, so they are right whichever process changed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from enforcer.store.indicators import current_revision
+from enforcer.store.tables import IndicatorRow
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILE_SECONDS = Histogram(
+    "enforcer_reconcile_duration_seconds",
+    "Time of one reconcile tick that planned (load policies, plan, apply).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
+)
+RECONCILE_TOTAL = Counter(
+    "enforcer_reconcile_total",
+    "Reconcile ticks by outcome (applied, no_changes, unchanged, policy_error, store_error, standby).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PLAN_CHANGES = Gauge(
+    "enforcer_last_plan_changes",
+    "Size of the last applied plan, by change action (create, update, delete).",
+    ["action"],
+    registry=REGISTRY,
+)
+SYNC_WAITING = Gauge(
+    "enforcer_sync_clients_waiting", "Devices holding a long-poll sync request.", registry=REGISTRY
+)
+EVENTS_INGESTED = Counter(
+    "enforcer_events_ingested_total", "Network events stored from devices.", registry=REGISTRY
+)
+EVENTS_REJECTED = Counter(
+    "enforcer_events_rejected_total",
+    "Event batches refused, by reason (invalid, too_large, wrong_device, duplicate).",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
+class StoreCollector(Collector):
+    """Indicators by action and source, and the store's revision, read from the store at scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        table = IndicatorRow.__table__  # type: ignore[attr-defined]
+        indicators = GaugeMetricFamily(
+            "enforcer_indicators",
+            "Indicators in the store by action and source.",
+            labels=["action", "source"],
+        )
+        revision = GaugeMetricFamily("enforcer_store_revision", "The store's revision.")
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(table.c.action, table.c.source, func.count()).group_by(
+                        table.c.action, table.c.source
+                    )
+                ).all()
+                revision.add_metric([], current_revision(conn))
+        except SQLAlchemyError:
+            return
+        for action, source, count in rows:
+            indicators.add_metric([action, source], count)
+        yield indicators
+        yield revision
