@@ -128,8 +128,8 @@ def test_a_big_delta_yields_to_the_loop_and_never_opens_a_gap() -> None:
     assert len(matcher) == 200_001
     assert gaps == 0
     assert ticks > 50
-    # Steps are ~1 ms; the bound leaves room for the interpreter's own full GC passes.
-    assert worst < 0.25, f"the loop was held for {worst:.3f} s"
+    # Steps are ~1 ms; the bound leaves room for full GC passes and a busy CI machine.
+    assert worst < 0.5, f"the loop was held for {worst:.3f} s"
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
