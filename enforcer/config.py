@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_database_url() -> str:
@@ -70,6 +71,78 @@ class Settings(BaseSettings):
 
     server_port: int = 8440
     """Port `enforcer serve` listens on."""
+
+    # --- sinks (enforcer sinks; run by the daemon after each apply) ---------------------------
+
+    sinks: Annotated[list[str], NoDecode] = []
+    """Sinks the daemon runs after each apply, comma-separated: rpz, hosts, dnsmasq, defender."""
+
+    sink_warn_action: Literal["block", "skip"] = "skip"
+    """What DNS sinks do with Warn indicators: a resolver cannot offer the warning's "continue"."""
+
+    sink_reload_timeout: float = 60.0
+    """Seconds a file sink's reload command may run."""
+
+    rpz_path: Path | None = None
+    """Response policy zone file the ``rpz`` sink writes (Unbound ``rpz: zonefile:``)."""
+
+    rpz_redirect_ip: str = ""
+    """Block page address: blocked names answer with it (A or AAAA) instead of NXDOMAIN."""
+
+    rpz_reload_command: str = ""
+    """Run after the zone is written, e.g. ``unbound-control auth_zone_reload rpz.local.``."""
+
+    hosts_path: Path | None = None
+    """hosts-format file the ``hosts`` sink writes (``0.0.0.0 name``; exact names only)."""
+
+    hosts_reload_command: str = ""
+    """Run after the hosts file is written (dnsmasq re-reads ``addn-hosts`` on SIGHUP)."""
+
+    dnsmasq_path: Path | None = None
+    """dnsmasq configuration file the ``dnsmasq`` sink writes (``address=/name/0.0.0.0``)."""
+
+    dnsmasq_reload_command: str = ""
+    """Run after the dnsmasq file is written; dnsmasq reads it only at start (restart it)."""
+
+    defender_tenant_url: str = "https://api.securitycenter.microsoft.com"
+    """Base URL of the Defender for Endpoint API (or a regional one: eu.api.security.microsoft.com)."""
+
+    defender_token_url: str = ""
+    """OAuth2 token endpoint: ``https://login.microsoftonline.com/TENANT_ID/oauth2/v2.0/token``."""
+
+    defender_client_id: str = ""
+    """Application (client) id of the app registration with the Ti.ReadWrite.All permission."""
+
+    defender_client_secret: SecretStr | None = None
+    """Client secret of that app registration."""
+
+    defender_scope: str = "https://api.securitycenter.microsoft.com/.default"
+    """OAuth2 scope asked for with the client-credentials grant."""
+
+    defender_max_indicators: int = 15_000
+    """Active indicators per tenant (Defender's documented limit); a larger set is refused."""
+
+    defender_batch_size: int = Field(default=500, ge=1, le=500)
+    """Indicators per import or batch-delete call (at most 500, the documented limit)."""
+
+    defender_calls_per_minute: int = Field(default=30, ge=1)
+    """Write calls per minute (import and batch delete are documented at 30 per minute)."""
+
+    defender_max_retries: int = Field(default=5, ge=0)
+    """Retries of one call after 429 (waiting its Retry-After), 5xx or a network error."""
+
+    defender_max_retry_after: float = 120.0
+    """Longest Retry-After the sink waits in place; a longer one fails the run (retried later)."""
+
+    defender_timeout: float = 30.0
+    """Seconds per HTTP request to the tenant."""
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _split_sinks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,122 @@
+"""The sink interface: a desired indicator set and a revision in, what was changed out.
+
+A sink pushes the store's indicators to an enforcement point Enforcer does not run itself (a
+resolver's response policy zone, a hosts file, dnsmasq, a Defender for Endpoint tenant). Every sink
+module has the same two functions, so that adding one is one file and one registry line:
+
+* ``plan(desired, revision, settings) -> SinkPlan``: what would change, as data (reading the
+  target where it must: the existing file, the tenant's indicators);
+* ``apply(plan, settings) -> SinkResult``: make the change and say what was done.
+
+Like the store's `Plan`, a `SinkPlan` is rendered by the caller; its reasons explain, never drive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from enforcer.config import Settings
+from enforcer.errors import PermanentError
+from enforcer.models import ALL_DEVICES, Action, Indicator
+from enforcer.plan import ChangeAction
+from enforcer.scope import effective_indicators
+
+
+class SinkError(PermanentError):
+    """A sink refused its target or its input; retrying the same input cannot help."""
+
+
+class SinkChange(NamedTuple):
+    """One entry of the target to create, update or delete.
+
+    `before` and `after` are short texts in the target's own terms ("NXDOMAIN", "passthru",
+    "Block/High"), so one renderer serves every sink.
+    """
+
+    action: ChangeAction
+    name: str
+    before: str | None
+    after: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SinkPlan:
+    """What one sink would change in its target to reflect the store at `revision`."""
+
+    sink: str
+    target: str
+    """Where the sink writes: a file path or a tenant URL."""
+    revision: int
+    changes: tuple[SinkChange, ...]
+    entries: int = 0
+    """How many entries the target holds once applied."""
+    rewrite: bool = False
+    """The target must be written even without entry changes (a new file, a new serial)."""
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(name, why) of indicators the sink leaves out, such as names another owner holds."""
+    payload: Any = field(default=None, repr=False, compare=False)
+    """What the sink's own `apply` needs (the rendered entries, the ids to delete)."""
+
+    @property
+    def counts(self) -> dict[ChangeAction, int]:
+        out = dict.fromkeys(ChangeAction, 0)
+        for change in self.changes:
+            out[change.action] += 1
+        return out
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes) or self.rewrite
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"Plan: {c[ChangeAction.CREATE]} to add, {c[ChangeAction.UPDATE]} to change, "
+            f"{c[ChangeAction.DELETE]} to destroy."
+        )
+
+
+@dataclass(frozen=True)
+class SinkResult:
+    """What a sink run did (or the error that stopped it: the target keeps its last good state)."""
+
+    sink: str
+    target: str
+    revision: int
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    written: bool = False
+    """A file sink replaced its file; a reload hook, when configured, ran after it."""
+    failed: tuple[tuple[str, str], ...] = ()
+    """(name, reason) of entries the target refused one by one (Defender's per-indicator results)."""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.failed
+
+
+class Sink(Protocol):
+    """A sink module (see the module docstring)."""
+
+    def plan(self, desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan: ...
+
+    def apply(self, plan: SinkPlan, settings: Settings) -> SinkResult: ...
+
+
+def device_wide(desired: Iterable[Indicator]) -> dict[str, Indicator]:
+    """Per domain, the indicator that applies to every device (a resolver or tenant serves them all).
+
+    Group-scoped indicators are left out: a resolver cannot tell which device group asks.
+    """
+    return effective_indicators((i for i in desired if i.scope == ALL_DEVICES), ())
+
+
+def reason(ind: Indicator) -> str:
+    """Why an entry is there, for plan output: the action and the app (or the allow entry)."""
+    origin = ind.app_id or ("allow entry" if ind.action is Action.ALLOWED else "manual")
+    return f"{ind.action.value} ({origin})"
