@@ -45,18 +45,20 @@ def make_plan(engine: Engine, desired: DesiredState, *, impact_preview: bool = T
     With `impact_preview`, the plan also says what the last 7 days of Cloud Discovery data show
     each newly blocked or warned app would have affected.
     """
-    digest = digest_indicators(desired.indicators.values())
-    with engine.connect() as conn, paused_gc():
-        actual = read_actual(conn, digest.buckets)
+    # The whole plan builds up to millions of acyclic objects: keep the cyclic GC out of it.
     with paused_gc():
-        plan = reconcile(desired, actual, digest)
-    apps = plan.starts_enforcing() if impact_preview else []
-    if apps:
+        digest = digest_indicators(desired.indicators.values())
         with engine.connect() as conn:
-            found = impact(conn, apps)
-        plan = dataclasses.replace(
-            plan, impact={a: found.get(a, {"requests": 0, "users": 0, "devices": 0}) for a in apps}
-        )
+            actual = read_actual(conn, digest.buckets)
+        plan = reconcile(desired, actual, digest)
+        apps = plan.starts_enforcing() if impact_preview else []
+        if apps:
+            with engine.connect() as conn:
+                found = impact(conn, apps)
+            plan = dataclasses.replace(
+                plan,
+                impact={a: found.get(a, {"requests": 0, "users": 0, "devices": 0}) for a in apps},
+            )
     return plan
 
 

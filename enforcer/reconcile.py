@@ -8,6 +8,7 @@ Manual indicators are never part of `actual`, so reconciliation never touches th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from operator import attrgetter
 
 from enforcer.expand import DesiredState
@@ -44,10 +45,16 @@ def reconcile(
     reasons: dict[tuple[str, str], str] = {}
     by_app: dict[str, list[Change]] = {}
     wanted = desired.indicators
-    members = keys_in_buckets(wanted.keys(), dirty)
+    if not actual.digests:
+        # An empty store: every desired key is a create; no need to group keys by bucket.
+        members = {0: list(wanted)}
+        dirty_order: Iterable[int] = (0,)
+    else:
+        members = keys_in_buckets(wanted.keys(), dirty)
+        dirty_order = dirty
     rows = actual.rows
     create, update = ChangeAction.CREATE, ChangeAction.UPDATE
-    for bucket in dirty:
+    for bucket in dirty_order:
         # The loop below runs a million times on a first apply: lookups are inlined.
         for key in members.get(bucket, ()):
             after = wanted[key]
