@@ -126,3 +126,34 @@ def _read_events(proc: subprocess.Popen[str], until: str, timeout: float = 30) -
         if event["event"] == until:
             return events
     raise AssertionError(f"no {until} within {timeout}s: {events}")
+
+
+def test_standby_takes_over_when_the_leader_is_killed(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
+    policies = tmp_path / "policies"
+    write_policy(policies, "a.yaml", GOOD)
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, "ENFORCER_POLICY_DIR": str(policies),
+           "ENFORCER_RECONCILE_INTERVAL": "1", "ENFORCER_WATCH_POLICIES": "false"}  # fmt: skip
+    leader = subprocess.Popen(
+        [sys.executable, "-m", "enforcer", "daemon"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    standby = None
+    try:
+        _read_events(leader, until="plan_applied")
+        standby = subprocess.Popen(
+            [sys.executable, "-m", "enforcer", "daemon"], env=env, stderr=subprocess.PIPE, text=True
+        )
+        _read_events(standby, until="daemon_started")
+        time.sleep(2.5)  # the standby ticks and finds the lock taken
+        leader.kill()  # kill -9: no clean release; the lock goes with the process / its connection
+        leader.wait(10)
+        write_policy(policies, "a.yaml", GOOD + "  - {app: rentry, tag: unsanctioned}\n")
+        events = _read_events(standby, until="plan_applied", timeout=30)
+        assert events[-1]["revision"] == 2
+    finally:
+        for proc in (leader, standby):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert values(engine) == {"pastebin.com", "rentry.co", "rentry.org"}
