@@ -33,6 +33,7 @@ from enforcer.api.routers import (
 )
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
+from enforcer.console import install as install_console
 from enforcer.errors import PermanentError
 from enforcer.store.engine import alembic_config
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
     problems.install(app)
     for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):
         app.include_router(module.router)
+    install_console(app)  # the web console: same process, same port (enforcer/console)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     return app

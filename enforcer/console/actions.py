@@ -1,0 +1,302 @@
+"""The console's forms: sign in and out, governance (tag, custom app, plan, apply), alerts and
+manual indicators. Every POST needs the session's CSRF token and answers with a redirect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from enforcer.api.routers.indicators import IndicatorCreate
+from enforcer.catalog import App
+from enforcer.console import governance as gov
+from enforcer.console.session import (
+    clear_cookie,
+    new_session,
+    read_session,
+    set_cookie,
+    token_matches,
+)
+from enforcer.console.web import PREFIX, CheckedForm, SignedIn, api, render, state
+from enforcer.engine import apply
+from enforcer.errors import PolicyError, PolicySetError, StalePlanError
+from enforcer.models import Action, Tag
+from enforcer.render import render_text
+from enforcer.store.discovery import acknowledge_alert
+from enforcer.store.indicators import (
+    DuplicateIndicatorError,
+    UnknownIndicatorError,
+    add_manual,
+    delete_manual,
+)
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+ACTOR = "console"
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(value: Any) -> str:
+    """Only a console path is a valid place to return to after signing in (no open redirect)."""
+    if (
+        isinstance(value, str)
+        and value.startswith(f"{PREFIX}/")
+        and "//" not in value
+        and "\\" not in value
+    ):
+        return value
+    return f"{PREFIX}/"
+
+
+# --- sign in and out -----------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    signer = state(request).signer
+    session = read_session(request, signer)
+    if session is not None and session.signed_in:
+        return _see(_safe_next(request.query_params.get("next")))
+    if session is None:
+        session = new_session(signed_in=False)
+    response = render(
+        request, "login.html", session, next=_safe_next(request.query_params.get("next")), error=""
+    )
+    set_cookie(response, signer, session)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    signer = state(request).signer
+    form = await request.form()
+    session = read_session(request, signer)
+    csrf = form.get("csrf")
+    if session is None or not isinstance(csrf, str) or not signer.check_csrf(session, csrf):
+        fresh = new_session(signed_in=False)
+        refused = render(
+            request, "login.html", fresh, status=403, next=f"{PREFIX}/",
+            error="The sign-in form expired. Please enter the token again.",
+        )  # fmt: skip
+        set_cookie(refused, signer, fresh)
+        return refused
+    client = request.client.host if request.client else "?"
+    token = form.get("token")
+    limited = api(request).enroll_limiter.take(f"console-login:{client}") > 0
+    if limited or not isinstance(token, str) or not token_matches(token, api(request).admin_token):
+        message = "Too many attempts; wait a minute." if limited else "That is not the admin token."
+        return render(
+            request, "login.html", session, status=429 if limited else 401,
+            next=_safe_next(form.get("next")), error=message,
+        )  # fmt: skip
+    response = _see(_safe_next(form.get("next")))
+    set_cookie(response, signer, new_session(signed_in=True))
+    return response
+
+
+@router.post("/logout")
+def logout(_form: CheckedForm) -> Response:
+    response = _see(f"{PREFIX}/login")
+    clear_cookie(response)
+    return response
+
+
+# --- governance ----------------------------------------------------------------------------
+
+
+def _governance(
+    request: Request,
+    session: Any,
+    *,
+    status: int = 200,
+    app_id: str = "",
+    rejected: list[PolicyError] | None = None,
+    notice: str = "",
+) -> Response:
+    """The governance page: console.yaml, the plan preview with its impact, Apply."""
+    ctx = api(request)
+    policy_dir = ctx.settings.policy_dir
+    errors: list[PolicyError] = []
+    plan = None
+    try:
+        plan = gov.preview(ctx.engine, policy_dir)
+    except PolicySetError as exc:
+        errors = list(exc.errors)
+    snippet = ""
+    if app_id:
+        snippet = gov.snippet(gov.change_for(policy_dir, app_id), app_id)
+    catalog = state(request).catalog(policy_dir)
+    return render(
+        request,
+        "governance.html",
+        session,
+        status=status,
+        section="governance",
+        app_id=app_id,
+        app=catalog.apps.get(app_id),
+        console_yaml=gov.current(policy_dir),
+        plan=plan,
+        plan_text=render_text(plan) if plan else "",
+        fingerprint=gov.fingerprint(plan) if plan else "",
+        impact=sorted(plan.impact.items()) if plan else [],
+        errors=errors,
+        rejected=rejected or [],
+        snippet=snippet,
+        notice=notice,
+        applied=request.query_params.get("applied", ""),
+    )
+
+
+@router.get("/governance")
+def governance(request: Request, session: SignedIn) -> Response:
+    return _governance(request, session, app_id=request.query_params.get("app", ""))
+
+
+@router.post("/apps/{app_id}/tag")
+def tag_app(request: Request, app_id: str, session: SignedIn, form: CheckedForm) -> Response:
+    tag = form.get("tag")
+    if (
+        tag not in {*(t.value for t in Tag), ""}
+        or app_id not in state(request).catalog(api(request).settings.policy_dir).apps
+    ):
+        return render(request, "missing.html", session, status=404, what=f"app {app_id!r}")
+    policy_dir = api(request).settings.policy_dir
+    edit = gov.set_tag(policy_dir, app_id, str(tag), actor=ACTOR, now=dt.datetime.now(dt.UTC))
+    problems = gov.check(policy_dir)
+    if problems:
+        # The console's file must never leave the policy set broken: take the change back.
+        edit.undo()
+        return _governance(request, session, status=409, app_id=app_id, rejected=problems)
+    return _see(f"{PREFIX}/governance?app={app_id}")
+
+
+@router.post("/governance/apply")
+def apply_plan(request: Request, session: SignedIn, form: CheckedForm) -> Response:
+    ctx = api(request)
+    try:
+        plan = gov.preview(ctx.engine, ctx.settings.policy_dir)
+    except PolicySetError:
+        return _governance(
+            request, session, status=409, notice="The policy set has errors; nothing was applied."
+        )
+    if form.get("fingerprint") != gov.fingerprint(plan):
+        return _governance(
+            request, session, status=409,
+            notice="The plan changed since you reviewed it (a policy file or the store changed). "
+            "Nothing was applied: review the new plan below.",
+        )  # fmt: skip
+    try:
+        revision = apply(ctx.engine, plan, actor=ACTOR)
+    except StalePlanError:
+        return _governance(
+            request, session, status=409, notice="The store changed meanwhile; nothing was applied."
+        )
+    return _see(f"{PREFIX}/governance?applied={revision}")
+
+
+@router.get("/governance/console.yaml")
+def download_console_yaml(request: Request, _session: SignedIn) -> Response:
+    return _download(
+        gov.current(api(request).settings.policy_dir), gov.CONSOLE_FILE, "application/yaml"
+    )
+
+
+@router.get("/governance/patch")
+def download_patch(request: Request, _session: SignedIn) -> Response:
+    app_id = request.query_params.get("app", "")
+    edit = gov.change_for(api(request).settings.policy_dir, app_id)
+    return _download(edit.patch(), f"enforcer-{app_id or 'console'}.patch", "text/x-diff")
+
+
+def _download(body: str, name: str, media_type: str) -> Response:
+    return Response(
+        body,
+        media_type=f"{media_type}; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/domains/custom-app")
+def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Response:
+    domains = [d for d in form.getlist("domain") if isinstance(d, str) and d]
+    fields = {k: str(form.get(k, "")).strip() for k in ("app_id", "name", "category")}
+    try:
+        app = App(
+            id=fields["app_id"], name=fields["name"] or fields["app_id"], vendor=fields["name"] or fields["app_id"],
+            category=fields["category"], domains=tuple(domains),
+        )  # fmt: skip
+    except ValidationError as exc:
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return render(
+            request,
+            "problem.html",
+            session,
+            status=422,
+            title="The custom app was not created",
+            message=message,
+        )
+    policy_dir = api(request).settings.policy_dir
+    edit = gov.add_custom_app(
+        policy_dir, app_id=app.id, name=app.name, category=app.category, domains=list(app.domains)
+    )
+    problems = gov.check(policy_dir)
+    if problems:
+        edit.undo()
+        return _governance(request, session, status=409, rejected=problems)
+    return _see(f"{PREFIX}/governance?app={app.id}")
+
+
+# --- alerts and indicators -----------------------------------------------------------------
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack_alert(request: Request, alert_id: int, _form: CheckedForm) -> Response:
+    acknowledge_alert(api(request).engine, alert_id, actor=ACTOR)
+    return _see(f"{PREFIX}/alerts")
+
+
+INDICATOR_ERRORS = {
+    "invalid": "The indicator was not added: check the domain, action, scope and expiry.",
+    "duplicate": "A manual indicator for that domain and scope exists already.",
+    "missing": "That manual indicator does not exist any more.",
+}
+
+
+@router.post("/indicators")
+def add_indicator(request: Request, form: CheckedForm) -> Response:
+    scope = str(form.get("scope", "")).strip()
+    expires = str(form.get("expires", "")).strip()
+    try:
+        body = IndicatorCreate(
+            indicatorValue=str(form.get("domain", "")),
+            action=Action(str(form.get("action", ""))),
+            severity=str(form.get("severity", "Medium")),
+            title=str(form.get("title", "")).strip() or "Manual indicator",
+            expirationTime=dt.datetime.fromisoformat(expires) if expires else None,
+            generateAlert=form.get("generate_alert") == "on",
+            rbacGroupNames=[scope] if scope else [],
+        )
+        add_manual(api(request).engine, body.to_indicator(), actor=ACTOR)
+    except (ValidationError, ValueError):
+        return _see(f"{PREFIX}/indicators?error=invalid")
+    except DuplicateIndicatorError:
+        return _see(f"{PREFIX}/indicators?error=duplicate")
+    return _see(f"{PREFIX}/indicators?source=manual")
+
+
+@router.post("/indicators/{indicator_id}/delete")
+def remove_indicator(request: Request, indicator_id: int, _form: CheckedForm) -> Response:
+    try:
+        delete_manual(api(request).engine, indicator_id, actor=ACTOR)
+    except UnknownIndicatorError:
+        return _see(f"{PREFIX}/indicators?error=missing")
+    return _see(f"{PREFIX}/indicators?source=manual")

@@ -1,0 +1,193 @@
+"""Governance from the console, without editing the store behind the policy's back.
+
+Policy lives in git, so a tag chosen in the console is written to a policy file the console owns,
+``console.yaml`` in the policy directory (round-trip YAML: comments and order survive). The change
+is then previewed as a normal `plan` and applied only when the admin confirms that exact plan; the
+same change is offered as a YAML snippet and a patch to commit to the policy repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from sqlalchemy import Engine
+
+from enforcer.engine import load_desired, load_state, make_plan
+from enforcer.errors import PolicyError, PolicySetError
+from enforcer.plan import Plan
+
+CONSOLE_FILE = "console.yaml"
+HEADER = (
+    "Managed by the Enforcer console: tags and custom apps chosen there.\n"
+    "Edit freely (the console keeps comments), or move entries into your own files and commit.\n"
+)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A change to console.yaml: the file's text before and after (for a patch or a rollback)."""
+
+    path: Path
+    before: str
+    after: str
+
+    def patch(self) -> str:
+        """The change as a unified diff against the policy directory (``git apply -p1``)."""
+        name = f"policies/{self.path.name}"
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                fromfile="/dev/null" if not self.before else f"a/{name}",
+                tofile=f"b/{name}",
+            )
+        )
+
+    def undo(self) -> None:
+        """Put the file back as it was."""
+        if self.before:
+            self.path.write_text(self.before, encoding="utf-8")
+        else:
+            self.path.unlink(missing_ok=True)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 100
+    return yaml
+
+
+def _load(path: Path) -> tuple[str, CommentedMap]:
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    doc = _yaml().load(before) if before.strip() else None
+    if not isinstance(doc, CommentedMap):
+        doc = CommentedMap()
+        doc["version"] = 1
+        doc.yaml_set_start_comment(HEADER)
+    return before, doc
+
+
+def _dump(doc: CommentedMap) -> str:
+    out = io.StringIO()
+    _yaml().dump(doc, out)
+    return out.getvalue()
+
+
+def _write(path: Path, before: str, doc: CommentedMap) -> Edit:
+    after = _dump(doc)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(after, encoding="utf-8")
+    tmp.replace(path)  # atomic: the daemon's watcher never reads half a file
+    return Edit(path, before, after)
+
+
+def _section(doc: CommentedMap, name: str) -> CommentedSeq:
+    seq = doc.get(name)
+    if not isinstance(seq, CommentedSeq):
+        seq = CommentedSeq()
+        doc[name] = seq
+    return seq
+
+
+def set_tag(policy_dir: Path, app_id: str, tag: str, *, actor: str, now: dt.datetime) -> Edit:
+    """Tag an app for all devices in console.yaml, replacing an earlier console entry for it.
+
+    An empty `tag` removes the console's entry (the app falls back to the other files' rules).
+    """
+    path = policy_dir / CONSOLE_FILE
+    before, doc = _load(path)
+    apps = _section(doc, "apps")
+    for i in reversed(range(len(apps))):
+        entry = apps[i]
+        if isinstance(entry, dict) and entry.get("app") == app_id and not entry.get("scope"):
+            del apps[i]
+    if tag:
+        entry = CommentedMap()
+        entry["app"] = app_id
+        entry["tag"] = tag
+        entry["reason"] = f"Set in the console by {actor} on {now:%Y-%m-%d %H:%M} UTC"
+        apps.append(entry)
+    if not apps:
+        del doc["apps"]
+    return _write(path, before, doc)
+
+
+def add_custom_app(
+    policy_dir: Path, *, app_id: str, name: str, category: str, domains: list[str]
+) -> Edit:
+    """Declare a custom app for unrecognised domains in console.yaml."""
+    path = policy_dir / CONSOLE_FILE
+    before, doc = _load(path)
+    entry = CommentedMap()
+    entry["id"] = app_id
+    entry["name"] = name
+    entry["vendor"] = name
+    entry["category"] = category
+    entry["domains"] = CommentedSeq(domains)
+    entry["description"] = "Created in the console from unrecognised domains"
+    _section(doc, "custom_apps").append(entry)
+    return _write(path, before, doc)
+
+
+def snippet(edit: Edit, app_id: str) -> str:
+    """The console's entry for one app as YAML to paste into a policy file."""
+    doc = _yaml().load(edit.after) if edit.after.strip() else None
+    apps = doc.get("apps", []) if isinstance(doc, dict) else []
+    entries = [e for e in apps if isinstance(e, dict) and e.get("app") == app_id]
+    if not entries:
+        return ""
+    out = CommentedMap()
+    out["apps"] = CommentedSeq(entries)
+    return _dump(out)
+
+
+def current(policy_dir: Path) -> str:
+    """console.yaml's text ("" when the console has not written it yet)."""
+    path = policy_dir / CONSOLE_FILE
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def change_for(policy_dir: Path, app_id: str) -> Edit:
+    """The console's entry for an app as a change to console.yaml (for the patch download)."""
+    path = policy_dir / CONSOLE_FILE
+    after, doc = _load(path)
+    apps = doc.get("apps")
+    if isinstance(apps, CommentedSeq):
+        for i in reversed(range(len(apps))):
+            if isinstance(apps[i], dict) and apps[i].get("app") == app_id:
+                del apps[i]
+        if not apps:
+            del doc["apps"]
+    before = _dump(doc)
+    return Edit(path, "" if before.strip() == "version: 1" else before, after)
+
+
+def check(policy_dir: Path) -> list[PolicyError]:
+    """Every error of the policy set as it is on disk (empty when it is valid)."""
+    try:
+        load_state(policy_dir)
+    except PolicySetError as exc:
+        return list(exc.errors)
+    return []
+
+
+def preview(engine: Engine, policy_dir: Path) -> Plan:
+    """The plan from the store to the policy set, with its impact preview (PolicySetError if invalid)."""
+    return make_plan(engine, load_desired(policy_dir))
+
+
+def fingerprint(plan: Plan) -> str:
+    """Identifies a plan's content (not when it was made): Apply must match the previewed plan."""
+    data: dict[str, Any] = plan.to_dict()
+    data.pop("created_at", None)
+    data.pop("impact", None)
+    return hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()[:32]

@@ -1,0 +1,644 @@
+"""The console's reading pages: dashboard, discovered apps, machines, users, domains, alerts,
+indicators. Every page is a GET that renders server-side and answers ``?format=csv`` with its table.
+
+Queries stay on the discovery rollup tables (day rows with bitsets), so a 30-day range over
+10,000 devices answers quickly; per-device risk is computed for the page shown only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import Connection, select
+
+from enforcer.catalog import CATEGORIES, Catalog
+from enforcer.catalog.risk import explain_risk
+from enforcer.console import tables as t
+from enforcer.console.chart import Series, bar_chart
+from enforcer.console.web import PREFIX, SignedIn, api, days_param, render, state
+from enforcer.discovery import reports
+from enforcer.discovery.reports import NotFoundError, day_range
+from enforcer.models import Action
+from enforcer.store import discovery as db
+from enforcer.store.indicators import count_indicators, list_indicators, read_app_tags
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+def _catalog(request: Request) -> Catalog:
+    return state(request).catalog(api(request).settings.policy_dir)
+
+
+def _connect(request: Request) -> Connection:
+    return api(request).engine.connect()
+
+
+def app_link(row: dict[str, Any]) -> str:
+    return f"{PREFIX}/apps/{row['app']}"
+
+
+def machine_link(row: dict[str, Any]) -> str:
+    return f"{PREFIX}/machines/{row['device']}"
+
+
+def user_link(row: dict[str, Any]) -> str:
+    return f"{PREFIX}/users/{row['user']}"
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+@router.get("/")
+def dashboard(request: Request, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    catalog = _catalog(request)
+    with _connect(request) as conn:
+        apps = reports.apps_report(conn, catalog, first, last)
+        devices = db.device_usage(conn, first, last)
+        users = _distinct_users(conn, first, last)
+        blocked, warned, labels = _attempts(conn, first, last)
+    by_category: dict[str, int] = {}
+    for row in apps:
+        by_category[row["category"] or "other"] = by_category.get(row["category"] or "other", 0) + 1
+    chart = bar_chart(
+        labels,
+        [Series("Blocked", blocked, "bar-blocked"), Series("Warned", warned, "bar-warned")],
+        f"Blocked and warned attempts per day, last {days} days",
+    )
+    return render(
+        request,
+        "dashboard.html",
+        session,
+        section="dashboard",
+        days=days,
+        app_count=len(apps),
+        user_count=users,
+        device_count=len(devices),
+        traffic=sum(r["traffic"] for r in apps),
+        upload=sum(r["upload"] for r in apps),
+        top_traffic=apps[:8],
+        top_risk=sorted(
+            (r for r in apps if r["risk"] is not None), key=lambda r: (-r["risk"], -r["traffic"])
+        )[:8],
+        categories=sorted(by_category.items(), key=lambda kv: (-kv[1], kv[0])),
+        category_max=max(by_category.values(), default=1),
+        chart=chart,
+        blocked_total=sum(blocked),
+        warned_total=sum(warned),
+    )
+
+
+def _distinct_users(conn: Connection, first: int, last: int) -> int:
+    bits = 0
+    query = select(db.APP_DAY.c.users).where(db.APP_DAY.c.day >= first, db.APP_DAY.c.day <= last)
+    for (users,) in conn.execute(query):
+        bits |= db.from_bytes(users)
+    return bits.bit_count()
+
+
+def _attempts(conn: Connection, first: int, last: int) -> tuple[list[int], list[int], list[str]]:
+    """Blocked attempts per day (hourly rollup) and warned ones (alerts of Warn indicators)."""
+    blocked = [0] * (last - first + 1)
+    for row in db.app_hours(conn, first * 24, last * 24 + 23):
+        blocked[row.hour // 24 - first] += row.blocked
+    warned = [0] * (last - first + 1)
+    since = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=first)
+    for alert in db.list_alerts(conn, since=since, limit=100_000):
+        if alert["action"] in ("warned", "bypassed"):
+            when = alert["time"]
+            day = (when.replace(tzinfo=when.tzinfo or dt.UTC) - since).days
+            if 0 <= day < len(warned):
+                warned[day] += 1
+    labels = [
+        (dt.date(1970, 1, 1) + dt.timedelta(days=d)).strftime("%m-%d")
+        for d in range(first, last + 1)
+    ]
+    return blocked, warned, labels
+
+
+# --- discovered apps -----------------------------------------------------------------------
+
+APP_COLUMNS = (
+    t.Column("name", "App", link=app_link),
+    t.Column("category", "Category"),
+    t.Column("risk", "Risk", "risk"),
+    t.Column("tag", "Tag", "tag"),
+    t.Column("transactions", "Transactions", "number"),
+    t.Column("traffic", "Traffic", "bytes"),
+    t.Column("upload", "Upload", "bytes"),
+    t.Column("download", "Download", "bytes"),
+    t.Column("users", "Users", "number"),
+    t.Column("devices", "Devices", "number"),
+    t.Column("lastSeen", "Last seen", "time"),
+)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def filter_apps(rows: list[dict[str, Any]], params: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows matching the page's filters: category, tag, risk range, text in name or id."""
+    text = params.get("q", "").strip().lower()
+    category, tag = params.get("category", ""), params.get("tag", "")
+    low, high = _float(params.get("min_risk")), _float(params.get("max_risk"))
+    out = []
+    for r in rows:
+        if text and text not in r["name"].lower() and text not in r["app"]:
+            continue
+        if category and r["category"] != category:
+            continue
+        if tag and (r["tag"] or "untagged") != tag:
+            continue
+        if low is not None and (r["risk"] is None or r["risk"] < low):
+            continue
+        if high is not None and (r["risk"] is None or r["risk"] > high):
+            continue
+        out.append(r)
+    return out
+
+
+@router.get("/apps")
+def apps(request: Request, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    with _connect(request) as conn:
+        rows = reports.apps_report(conn, _catalog(request), first, last)
+    rows = filter_apps(rows, dict(request.query_params))
+    table = t.table(request, APP_COLUMNS, rows, default_sort="-traffic", csv_name="discovered-apps")
+    if t.wants_csv(request):
+        return t.csv_response(
+            t.order(request, APP_COLUMNS, rows, "-traffic"), APP_COLUMNS, table.csv_name
+        )
+    return render(
+        request,
+        "apps.html",
+        session,
+        section="apps",
+        days=days,
+        table=table,
+        categories=CATEGORIES,
+        params=request.query_params,
+    )
+
+
+@router.get("/apps/{app_id}")
+def app_page(request: Request, app_id: str, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    catalog = _catalog(request)
+    app = catalog.apps.get(app_id)
+    with _connect(request) as conn:
+        usage = db.app_usage(conn, first, last, app_ids=[app_id]).get(app_id)
+        devices, users = _app_members(conn, app_id, first, last)
+        tags = [
+            (scope or "all devices", tag, origin)
+            for a, scope, tag, origin in read_app_tags(conn)
+            if a == app_id
+        ]
+    if app is None and usage is None:
+        return render(request, "missing.html", session, status=404, what=f"app {app_id!r}")
+    return render(
+        request,
+        "app.html",
+        session,
+        section="apps",
+        days=days,
+        app_id=app_id,
+        app=app,
+        usage=usage,
+        reasons=explain_risk(app) if app else [],
+        attributes=app.risk.model_dump() if app else {},
+        devices=devices,
+        users=users,
+        tags=tags,
+    )
+
+
+def _app_members(
+    conn: Connection, app_id: str, first: int, last: int, limit: int = 200
+) -> tuple[list[str], list[str]]:
+    """Names of the devices and users that reached an app (OR of the day bitsets)."""
+    query = select(db.APP_DAY.c.devices, db.APP_DAY.c.users).where(
+        db.APP_DAY.c.app_id == app_id,
+        db.APP_DAY.c.domain == "",
+        db.APP_DAY.c.day >= first,
+        db.APP_DAY.c.day <= last,
+    )
+    devices = users = 0
+    for d, u in conn.execute(query):
+        devices |= db.from_bytes(d)
+        users |= db.from_bytes(u)
+    names = []
+    for kind, bits in (("device", devices), ("user", users)):
+        found = db.entity_names(conn, kind, db.ordinals_in(bits)[:limit])
+        names.append(sorted(found.values()))
+    return names[0], names[1]
+
+
+# --- machines ------------------------------------------------------------------------------
+
+MACHINE_COLUMNS = (
+    t.Column("device", "Device", link=machine_link),
+    t.Column("riskLevel", "Risk level", "level", sortable=False),
+    t.Column(
+        "lastUser",
+        "Last user",
+        link=lambda r: user_link({"user": r["lastUser"]}) if r["lastUser"] else "",
+        sortable=False,
+    ),
+    t.Column("transactions", "Transactions", "number"),
+    t.Column("traffic", "Traffic", "bytes"),
+    t.Column("upload", "Upload", "bytes"),
+    t.Column("download", "Download", "bytes"),
+    t.Column("lastSeen", "Last seen", "time"),
+)
+
+
+@router.get("/machines")
+def machines(request: Request, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    text = request.query_params.get("q", "").strip().lower()
+    with _connect(request) as conn:
+        names = db.entity_names(conn, "device")
+        usage = [
+            {
+                "device": names.get(r["device"], str(r["device"])),
+                "ordinal": r["device"],
+                "transactions": int(r["transactions"]),
+                "traffic": int(r["bytes_up"] + r["bytes_down"]),
+                "upload": int(r["bytes_up"]),
+                "download": int(r["bytes_down"]),
+                "lastSeen": reports._iso(r["last_seen"]),
+            }
+            for r in db.device_usage(conn, first, last)
+        ]
+        if text:
+            usage = [r for r in usage if text in r["device"].lower()]
+        full = t.table(
+            request, MACHINE_COLUMNS, usage, default_sort="-traffic", csv_name="machines"
+        )
+        rows = list(full.rows)
+        if t.wants_csv(request):
+            rows = t.order(request, MACHINE_COLUMNS, usage, "-traffic")
+        _add_risk(conn, _catalog(request), rows, first, last)
+    if t.wants_csv(request):
+        for r in rows:
+            r.pop("ordinal", None)
+        return t.csv_response(rows, MACHINE_COLUMNS, "machines")
+    table = t.Table(
+        MACHINE_COLUMNS,
+        rows,
+        full.total,
+        full.page,
+        full.pages,
+        full.sort,
+        full.descending,
+        "machines",
+    )
+    return render(
+        request,
+        "machines.html",
+        session,
+        section="machines",
+        days=days,
+        table=table,
+        params=request.query_params,
+    )
+
+
+def _add_risk(
+    conn: Connection, catalog: Catalog, rows: list[dict[str, Any]], first: int, last: int
+) -> None:
+    """Risk level and last user, for the rows shown only (each needs the device's history)."""
+    tags = reports._tags(conn)
+    users = db.entity_names(conn, "user")
+    for r in rows:
+        r["riskLevel"] = reports._risk_for(conn, catalog, r["ordinal"], last, tags).level.value
+        r["lastUser"] = reports._last_user(conn, r["ordinal"], first, last, users)
+
+
+MACHINE_TABS = {
+    "overview": "Overview",
+    "apps": "Discovered apps",
+    "users": "User history",
+    "ips": "IP address history",
+}
+TAB_COLUMNS = {
+    "apps": (
+        t.Column("name", "App", link=app_link),
+        t.Column("transactions", "Transactions", "number"),
+        t.Column("upload", "Upload", "bytes"),
+        t.Column("download", "Download", "bytes"),
+        t.Column("firstSeen", "First seen", "time"),
+        t.Column("lastSeen", "Last seen", "time"),
+    ),
+    "users": (
+        t.Column("user", "User", link=user_link),
+        t.Column("firstSeen", "First seen", "time"),
+        t.Column("lastSeen", "Last seen", "time"),
+    ),
+    "ips": (
+        t.Column("ip", "IP address"),
+        t.Column("firstSeen", "First seen", "time"),
+        t.Column("lastSeen", "Last seen", "time"),
+    ),
+}
+TAB_ROWS = {"apps": "apps", "users": "users", "ips": "ipAddresses"}
+TAB_SORT = {"apps": "-upload", "users": "-lastSeen", "ips": "-lastSeen"}
+
+
+@router.get("/machines/{name}")
+def machine_page(request: Request, name: str, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    tab = request.query_params.get("tab", "overview")
+    tab = tab if tab in MACHINE_TABS else "overview"
+    try:
+        with _connect(request) as conn:
+            report = reports.machine_report(conn, _catalog(request), name, first, last)
+    except NotFoundError:
+        return render(request, "missing.html", session, status=404, what=f"machine {name!r}")
+    table = None
+    if tab != "overview":
+        rows = report[TAB_ROWS[tab]]
+        csv_name = f"machine-{name}-{tab}"
+        table = t.table(
+            request, TAB_COLUMNS[tab], rows, default_sort=TAB_SORT[tab], csv_name=csv_name
+        )
+        if t.wants_csv(request):
+            return t.csv_response(
+                t.order(request, TAB_COLUMNS[tab], rows, TAB_SORT[tab]), TAB_COLUMNS[tab], csv_name
+            )
+    return render(
+        request,
+        "machine.html",
+        session,
+        section="machines",
+        days=days,
+        m=report,
+        tab=tab,
+        tabs=MACHINE_TABS,
+        table=table,
+    )
+
+
+# --- users ---------------------------------------------------------------------------------
+
+USER_COLUMNS = (
+    t.Column("user", "User", link=user_link),
+    t.Column("devices", "Devices", "number"),
+    t.Column("apps", "Apps", "number"),
+    t.Column("transactions", "Transactions", "number"),
+    t.Column("traffic", "Traffic", "bytes"),
+    t.Column("upload", "Upload", "bytes"),
+    t.Column("download", "Download", "bytes"),
+    t.Column("lastSeen", "Last seen", "time"),
+)
+
+
+@router.get("/users")
+def users(request: Request, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    text = request.query_params.get("q", "").strip().lower()
+    with _connect(request) as conn:
+        rows = reports.users_report(conn, first, last)
+    if text:
+        rows = [r for r in rows if text in r["user"].lower()]
+    table = t.table(request, USER_COLUMNS, rows, default_sort="-traffic", csv_name="users")
+    if t.wants_csv(request):
+        return t.csv_response(
+            t.order(request, USER_COLUMNS, rows, "-traffic"), USER_COLUMNS, "users"
+        )
+    return render(
+        request,
+        "users.html",
+        session,
+        section="users",
+        days=days,
+        table=table,
+        params=request.query_params,
+    )
+
+
+@router.get("/users/{name}")
+def user_page(request: Request, name: str, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    catalog = _catalog(request)
+    try:
+        with _connect(request) as conn:
+            report = reports.user_report(conn, name, first, last)
+    except NotFoundError:
+        return render(request, "missing.html", session, status=404, what=f"user {name!r}")
+    apps = [(a, catalog.apps[a].name if a in catalog.apps else a) for a in report["apps"]]
+    return render(request, "user.html", session, section="users", days=days, u=report, apps=apps)
+
+
+# --- unrecognised domains ------------------------------------------------------------------
+
+DOMAIN_COLUMNS = (
+    t.Column("domain", "Domain"),
+    t.Column("transactions", "Transactions", "number"),
+    t.Column("traffic", "Traffic", "bytes"),
+    t.Column("upload", "Upload", "bytes"),
+    t.Column("download", "Download", "bytes"),
+    t.Column("users", "Users", "number"),
+    t.Column("devices", "Devices", "number"),
+    t.Column("lastSeen", "Last seen", "time"),
+)
+
+
+@router.get("/domains")
+def domains(request: Request, session: SignedIn) -> Response:
+    days = days_param(request)
+    first, last = day_range(days)
+    text = request.query_params.get("q", "").strip().lower()
+    with _connect(request) as conn:
+        rows = reports.domains_report(conn, first, last)
+    if text:
+        rows = [r for r in rows if text in r["domain"]]
+    table = t.table(
+        request, DOMAIN_COLUMNS, rows, default_sort="-traffic", csv_name="unrecognised-domains"
+    )
+    if t.wants_csv(request):
+        return t.csv_response(
+            t.order(request, DOMAIN_COLUMNS, rows, "-traffic"), DOMAIN_COLUMNS, table.csv_name
+        )
+    return render(
+        request,
+        "domains.html",
+        session,
+        section="domains",
+        days=days,
+        table=table,
+        categories=CATEGORIES,
+        params=request.query_params,
+    )
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+ALERT_COLUMNS = (
+    t.Column("time", "Time", "time", sortable=False),
+    t.Column("severity", "Severity", sortable=False),
+    t.Column("domain", "Domain", sortable=False),
+    t.Column(
+        "app_id",
+        "App",
+        sortable=False,
+        link=lambda r: f"{PREFIX}/apps/{r['app_id']}" if r["app_id"] else "",
+    ),
+    t.Column("action", "Action", sortable=False),
+    t.Column(
+        "device_id",
+        "Device",
+        sortable=False,
+        link=lambda r: machine_link({"device": r["device_id"]}),
+    ),
+    t.Column("user", "User", sortable=False),
+    t.Column("status", "Status", sortable=False),
+)
+
+
+@router.get("/alerts")
+def alerts(request: Request, session: SignedIn) -> Response:
+    status = request.query_params.get("status", "open")
+    status = status if status in ("open", "acknowledged", "all") else "open"
+    severity = request.query_params.get("severity", "") or None
+    page = (
+        max(1, int(request.query_params.get("page", "1") or 1))
+        if request.query_params.get("page", "1").isdigit()
+        else 1
+    )
+    with _connect(request) as conn:
+        if t.wants_csv(request):
+            rows = db.list_alerts(
+                conn, status=None if status == "all" else status, severity=severity, limit=1_000_000
+            )
+            return t.csv_response(rows, ALERT_COLUMNS, "alerts")
+        rows = db.list_alerts(
+            conn,
+            status=None if status == "all" else status,
+            severity=severity,
+            limit=t.PAGE_SIZE + 1,
+            offset=(page - 1) * t.PAGE_SIZE,
+        )
+    more = len(rows) > t.PAGE_SIZE
+    table = t.Table(
+        ALERT_COLUMNS,
+        rows[: t.PAGE_SIZE],
+        len(rows),
+        page,
+        page + 1 if more else page,
+        "",
+        False,
+        "alerts",
+    )
+    return render(
+        request,
+        "alerts.html",
+        session,
+        section="alerts",
+        table=table,
+        alert_status=status,
+        severity=severity or "",
+        params=request.query_params,
+    )
+
+
+# --- indicators ----------------------------------------------------------------------------
+
+INDICATOR_COLUMNS = (
+    t.Column("indicatorValue", "Domain", sortable=False),
+    t.Column("source", "Source", sortable=False),
+    t.Column(
+        "application",
+        "App",
+        sortable=False,
+        link=lambda r: f"{PREFIX}/apps/{r['application']}" if r["application"] else "",
+    ),
+    t.Column("action", "Action", sortable=False),
+    t.Column("severity", "Severity", sortable=False),
+    t.Column("scope", "Scope", sortable=False),
+    t.Column("expirationTime", "Expires", "time", sortable=False),
+    t.Column("generateAlert", "Alert", sortable=False),
+)
+
+
+@router.get("/indicators")
+def indicators(request: Request, session: SignedIn) -> Response:
+    params = request.query_params
+    source = params.get("source") or None
+    text = params.get("q", "").strip() or None
+    try:
+        action = Action(params["action"]) if params.get("action") else None
+    except ValueError:
+        action = None
+    page = (
+        int(params["page"]) if params.get("page", "").isdigit() and int(params["page"]) > 0 else 1
+    )
+    with _connect(request) as conn:
+        if t.wants_csv(request):
+            found = list_indicators(
+                conn, source=source, action=action, contains=text, limit=10_000_000
+            )
+            return t.csv_response(
+                [_indicator_row(s) for s in found], INDICATOR_COLUMNS, "indicators"
+            )
+        total = count_indicators(conn, source=source, action=action, contains=text)
+        found = list_indicators(
+            conn,
+            source=source,
+            action=action,
+            contains=text,
+            limit=t.PAGE_SIZE,
+            offset=(page - 1) * t.PAGE_SIZE,
+        )
+    rows = [_indicator_row(s) for s in found]
+    table = t.Table(
+        INDICATOR_COLUMNS,
+        rows,
+        total,
+        page,
+        max(1, -(-total // t.PAGE_SIZE)),
+        "",
+        False,
+        "indicators",
+    )
+    return render(
+        request,
+        "indicators.html",
+        session,
+        section="indicators",
+        table=table,
+        params=params,
+        actions=[a.value for a in Action],
+        error=params.get("error", ""),
+    )
+
+
+def _indicator_row(stored: Any) -> dict[str, Any]:
+    ind = stored.indicator
+    return {
+        "id": stored.id,
+        "indicatorValue": ind.value,
+        "source": stored.source,
+        "application": ind.app_id,
+        "action": ind.action.value,
+        "severity": ind.severity.value,
+        "scope": ind.scope or "all devices",
+        "expirationTime": ind.expiration.isoformat() if ind.expiration else "",
+        "generateAlert": "yes" if ind.generate_alert else "",
+        "title": ind.title,
+        "createdBy": stored.created_by,
+    }

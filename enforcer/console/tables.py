@@ -1,0 +1,141 @@
+"""Tables as data: columns, sorting, paging and CSV export, shared by every table page.
+
+A page builds its rows (plain dicts from the discovery reports), names its columns, and this module
+sorts and pages them from the query string; the same rows, unpaged, are the CSV export, so what an
+admin downloads is exactly what the table shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from enforcer.discovery.reports import to_csv
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: the row key, its heading, how to show it, and where a cell links to."""
+
+    key: str
+    label: str
+    kind: str = "text"
+    """text, number, bytes, time, risk, level or tag: decides alignment and formatting."""
+    link: Callable[[dict[str, Any]], str] | None = None
+    sortable: bool = True
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("number", "bytes", "risk")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A sorted page of rows, with what the template needs to draw headings and pagers."""
+
+    columns: Sequence[Column]
+    rows: Sequence[dict[str, Any]]
+    total: int
+    page: int
+    pages: int
+    sort: str
+    descending: bool
+    csv_name: str
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    try:
+        return max(1, int(request.query_params.get(name, default)))
+    except ValueError:
+        return default
+
+
+def sort_params(request: Request, columns: Sequence[Column], default: str) -> tuple[str, bool]:
+    """(sort key, descending) from ``?sort=key`` or ``?sort=-key``; unknown keys fall back."""
+    raw = request.query_params.get("sort", default)
+    descending = raw.startswith("-")
+    key = raw.lstrip("-")
+    if key not in {c.key for c in columns if c.sortable}:
+        return default.lstrip("-"), default.startswith("-")
+    return key, descending
+
+
+def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    def get(row: dict[str, Any]) -> tuple[int, Any]:
+        value = row.get(key)
+        if value is None or value == "":
+            return (1, 0)  # empty cells last whichever way the column is sorted
+        return (0, value.lower() if isinstance(value, str) else value)
+
+    return get
+
+
+def table(
+    request: Request,
+    columns: Sequence[Column],
+    rows: Sequence[dict[str, Any]],
+    *,
+    default_sort: str,
+    csv_name: str,
+) -> Table:
+    """Sort and page `rows` as the query string asks."""
+    key, descending = sort_params(request, columns, default_sort)
+    ordered = order(request, columns, rows, default_sort)
+    return paged(request, columns, ordered, sort=key, descending=descending, csv_name=csv_name)
+
+
+def order(
+    request: Request, columns: Sequence[Column], rows: Sequence[dict[str, Any]], default_sort: str
+) -> list[dict[str, Any]]:
+    """Every row in the order the query string asks (empty cells last): the CSV export."""
+    key, descending = sort_params(request, columns, default_sort)
+    present = [r for r in rows if r.get(key) not in (None, "")]
+    empty = [r for r in rows if r.get(key) in (None, "")]
+    return sorted(present, key=_sort_key(key), reverse=descending) + empty
+
+
+def paged(
+    request: Request,
+    columns: Sequence[Column],
+    ordered: Sequence[dict[str, Any]],
+    *,
+    sort: str,
+    descending: bool,
+    csv_name: str,
+    total: int | None = None,
+    page_rows: Sequence[dict[str, Any]] | None = None,
+) -> Table:
+    """A page of already ordered rows (or the given `page_rows` of `total` rows)."""
+    count = len(ordered) if total is None else total
+    pages = max(1, -(-count // PAGE_SIZE))
+    page = min(_int(request, "page", 1), pages)
+    if page_rows is None:
+        page_rows = ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    return Table(columns, page_rows, count, page, pages, sort, descending, csv_name)
+
+
+def wants_csv(request: Request) -> bool:
+    """Whether the request asks for the table as CSV (the Export button)."""
+    return request.query_params.get("format") == "csv"
+
+
+def csv_response(rows: Sequence[dict[str, Any]], columns: Sequence[Column], name: str) -> Response:
+    """The rows as a CSV download, with the table's columns first and every other field after."""
+    keys = [c.key for c in columns]
+    extra = [k for k in (rows[0] if rows else {}) if k not in keys]
+    ordered = [{k: r.get(k, "") for k in keys + extra} for r in rows]
+    body = to_csv(ordered) if ordered else ",".join(keys) + "\r\n"
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

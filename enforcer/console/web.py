@@ -1,0 +1,195 @@
+"""What every console route shares: its state on the app, sign-in and CSRF checks, rendering.
+
+Pages are rendered on the server (Jinja2) so that reading works without JavaScript; forms post
+back and redirect (post/redirect/get), so a reload never repeats an action.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from enforcer.api.deps import ApiContext
+from enforcer.catalog import Catalog, load_catalog
+from enforcer.console.session import (
+    CsrfError,
+    LoginRequiredError,
+    Session,
+    SessionSigner,
+    read_session,
+)
+from enforcer.engine import load_state
+from enforcer.errors import PolicySetError
+from enforcer.policy.loader import directory_digest
+
+HERE = Path(__file__).parent
+PREFIX = "/console"
+RANGES = (1, 7, 30, 90)
+"""Time ranges offered, in days."""
+
+
+@dataclass
+class ConsoleState:
+    """Built once per app: the session signer, the templates and a cache of the policy's catalog."""
+
+    signer: SessionSigner
+    templates: Jinja2Templates
+    _catalog_key: str = ""
+    _catalog: Catalog | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def catalog(self, policy_dir: Path) -> Catalog:
+        """The bundled catalog plus the policy set's custom apps (cached per policy digest).
+
+        A policy set with errors still gets a console: its custom apps are left out until fixed.
+        """
+        try:
+            key = directory_digest(policy_dir)
+        except OSError:
+            key = "unreadable"
+        with self._lock:
+            if self._catalog is not None and key == self._catalog_key:
+                return self._catalog
+        try:
+            catalog = load_state(policy_dir, catalog=load_catalog()).catalog
+        except (PolicySetError, OSError):
+            catalog = load_catalog()
+        with self._lock:
+            self._catalog, self._catalog_key = catalog, key
+        return catalog
+
+
+def human_bytes(value: Any) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, as admins read traffic)."""
+    n = float(value or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def number(value: Any) -> str:
+    """12345 -> '12,345'."""
+    return f"{int(value or 0):,}"
+
+
+def when(value: Any) -> str:
+    """An ISO time as 'YYYY-MM-DD HH:MM' (UTC), or a dash."""
+    if not value:
+        return "—"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    text = str(value)
+    return text[:16].replace("T", " ")
+
+
+def risk_class(score: Any) -> str:
+    """CSS class of a risk score (0-10) or a risk level word."""
+    if score is None or score == "":
+        return "risk-none"
+    if isinstance(score, str):
+        return {"high": "risk-high", "medium": "risk-medium"}.get(score.lower(), "risk-low")
+    return "risk-high" if score >= 7 else "risk-medium" if score >= 4 else "risk-low"
+
+
+def make_templates() -> Jinja2Templates:
+    """The console's Jinja2 environment (autoescaping on) with its formatting filters."""
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.filters.update(bytes=human_bytes, number=number, when=when, risk_class=risk_class)
+    env.globals.update(prefix=PREFIX, ranges=RANGES)
+    return templates
+
+
+def state(request: Request) -> ConsoleState:
+    """The console's state."""
+    found: ConsoleState = request.app.state.console
+    return found
+
+
+def api(request: Request) -> ApiContext:
+    """The API server's context (settings, engine)."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def require_login(request: Request) -> Session:
+    """The signed-in session; otherwise the request is sent to the login page."""
+    session = read_session(request, state(request).signer)
+    if session is None or not session.signed_in:
+        raise LoginRequiredError
+    return session
+
+
+SignedIn = Annotated[Session, Depends(require_login)]
+
+
+async def checked_form(request: Request, session: SignedIn) -> FormData:
+    """The posted form of a signed-in session, after checking its CSRF token."""
+    form = await request.form()
+    token = form.get("csrf")
+    if not isinstance(token, str) or not state(request).signer.check_csrf(session, token):
+        raise CsrfError
+    return form
+
+
+CheckedForm = Annotated[FormData, Depends(checked_form)]
+
+
+def days_param(request: Request) -> int:
+    """The page's time range in days (one of RANGES; 30 by default)."""
+    try:
+        days = int(request.query_params.get("days", "30"))
+    except ValueError:
+        return 30
+    return days if days in RANGES else 30
+
+
+def url_with(request: Request, **changes: Any) -> str:
+    """This page's URL with some query parameters changed (None removes one)."""
+    params = dict(request.query_params)
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    query = urlencode(params)
+    return f"{request.url.path}?{query}" if query else request.url.path
+
+
+def render(
+    request: Request, template: str, session: Session | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    """Render a page with what every page needs (CSRF token, current section, URL helper)."""
+    console = state(request)
+    context.update(
+        request=request,
+        csrf=console.signer.csrf_token(session) if session else "",
+        signed_in=bool(session and session.signed_in),
+        url_with=lambda **kw: url_with(request, **kw),
+    )
+    response = console.templates.TemplateResponse(request, template, context, status_code=status)
+    no_store(response)
+    return response
+
+
+def no_store(response: Response) -> Response:
+    """Pages hold an organisation's data: never cache them (shared proxies, the back button)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+    return response
