@@ -8,7 +8,18 @@ import typer
 
 from enforcer import __version__
 from enforcer.catalog import CatalogError, UnknownAppError
-from enforcer.cli import catalog, daemon, discovery, doctor, indicators, plan, policy, serve, shim
+from enforcer.cli import (
+    catalog,
+    daemon,
+    discovery,
+    doctor,
+    indicators,
+    plan,
+    policy,
+    serve,
+    shim,
+    sinks,
+)
 from enforcer.errors import EnforcerError, PolicySetError
 
 app = typer.Typer(
@@ -26,6 +37,7 @@ app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled
 app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")
 app.add_typer(policy.app, name="policy", help="Validate policy files; print their JSON Schema.")
 app.add_typer(discovery.app, name="discovery", help="Cloud Discovery: upload logs, collect syslog, reports.")
+app.add_typer(sinks.app, name="sinks", help="Push indicators to rpz, hosts, dnsmasq, Defender.")
 
 
 def _version(value: bool) -> None:
