@@ -19,11 +19,20 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.problems import fail
 from enforcer.api.ratelimit import RateLimiter
+from enforcer.api.syncset import SharedAnswers
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
-from enforcer.store.devices import LAST_SEEN_INTERVAL, Device, device_for_token, touch_device
+from enforcer.store.devices import (
+    LAST_SEEN_INTERVAL,
+    Device,
+    device_for_token,
+    hash_token,
+    touch_device,
+)
 
 MAX_TOKEN_LENGTH = 512
+TOKEN_CACHE_SECONDS = 10.0
+TOKEN_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,32 @@ class ApiContext:
     migration_head: str | None
     _seen: dict[str, float] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
+    answers: SharedAnswers = field(default_factory=SharedAnswers)
+    """Sync answers shared by the devices that ask the same question at the same time."""
+    _tokens: dict[str, tuple[Device, float]] = field(default_factory=dict)
+    """SHA-256 of a device token -> (device, when looked up): see `cached_device`."""
+
+    def cached_device(self, token: str) -> Device | None:
+        """The device of a token looked up less than `TOKEN_CACHE_SECONDS` ago, if any.
+
+        Thousands of long-polling devices re-ask every time a revision lands; without this
+        each of them costs a store query just to be recognised. A re-enrolment on this server
+        forgets the device's entry at once (`forget_device`); on other replicas the old token
+        is recognised for at most `TOKEN_CACHE_SECONDS` more.
+        """
+        hit = self._tokens.get(hash_token(token))
+        if hit is None or time.monotonic() - hit[1] > TOKEN_CACHE_SECONDS:
+            return None
+        return hit[0]
+
+    def remember_device(self, token: str, device: Device) -> None:
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        self._tokens[hash_token(token)] = (device, time.monotonic())
+
+    def forget_device(self, device_id: str) -> None:
+        for key in [k for k, (d, _) in self._tokens.items() if d.device_id == device_id]:
+            self._tokens.pop(key, None)
 
     def should_touch(self, device_id: str) -> bool:
         """Whether this process should record a sighting of the device now (once a minute)."""
@@ -111,9 +146,12 @@ async def require_device(request: Request, ctx: Ctx) -> Device:
     token = bearer(request)
     if _same(token, ctx.admin_token):
         raise fail(403, "the admin token cannot act as a device; enrol the device")
-    device = await run_in_threadpool(_lookup, ctx, token)
+    device = ctx.cached_device(token)
     if device is None:
-        raise fail(401, "unknown device token; enrol again", {"WWW-Authenticate": "Bearer"})
+        device = await run_in_threadpool(_lookup, ctx, token)
+        if device is None:
+            raise fail(401, "unknown device token; enrol again", {"WWW-Authenticate": "Bearer"})
+        ctx.remember_device(token, device)
     if ctx.should_touch(device.device_id):
         await run_in_threadpool(touch_device, ctx.engine, device.device_id)
     return device

@@ -10,6 +10,7 @@ state (titles included) and a removal of one source's row does not hide the othe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from starlette.concurrency import run_in_threadpool
 
 from enforcer.models import Action
 from enforcer.store.indicators import IND, changes_since, current_revision, log_floor
@@ -190,3 +192,33 @@ def _entry_json(
         f'"scope":{q(scope)},"application":{q(app_id)},'
         f'"generateAlert":{"true" if alert else "false"},"title":{q(title)}}}'
     )
+
+
+class SharedAnswers:
+    """One store read per (since, revision, scopes), however many devices ask at the same time.
+
+    When a revision lands, every waiting device wakes at once and asks the same question
+    ("what changed since N for my groups"); the first asker reads the store, the others await
+    its result. Keyed by the watcher's revision, so a newer revision is a new question.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._pending: dict[
+            tuple[int | None, int, tuple[str, ...]], asyncio.Future[SyncAnswer]
+        ] = {}
+
+    async def get(
+        self, engine: Engine, revision: int, since: int | None, scopes: list[str], limit: int
+    ) -> SyncAnswer:
+        """The answer for `since` and `scopes` while the watcher is at `revision`."""
+        if revision < 0:  # the watcher has not read the store yet: nothing to share safely
+            return await run_in_threadpool(answer, engine, since, scopes, limit)
+        key = (since, revision, tuple(scopes))
+        future = self._pending.get(key)
+        if future is None or (future.done() and (future.cancelled() or future.exception())):
+            if len(self._pending) >= self.size:
+                self._pending.clear()
+            future = asyncio.ensure_future(run_in_threadpool(answer, engine, since, scopes, limit))
+            self._pending[key] = future
+        return await asyncio.shield(future)

@@ -77,6 +77,7 @@ async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollRespo
             groups=body.groups,
         )
     )
+    ctx.forget_device(device.device_id)  # its previous token stops working here at once
     log.info(
         "device_enrolled",
         device_id=device.device_id,

@@ -17,7 +17,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx, CurrentDevice
-from enforcer.api.syncset import answer, delta_json, etag, scopes_of, snapshot_chunks
+from enforcer.api.syncset import (
+    delta_json,
+    etag,
+    scopes_of,
+    snapshot_chunks,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -60,14 +65,23 @@ async def sync(
     """The indicators for the calling device's groups (and those for all devices)."""
     scopes = scopes_of(device.groups)
     limit = ctx.limits.max_delta_changes
-    result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
     waited = False
-    # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
-    # answering at once would make it spin. What a change then brings is a snapshot.
-    if wait > 0 and since is not None and since == result.revision:
+    if wait > 0 and since is not None and since == ctx.watcher.revision:
+        # Up to date as far as the watcher knows: wait without reading the store first (the
+        # watcher notices a newer revision within its poll interval and wakes us).
         waited = True
-        if await ctx.watcher.wait_beyond(since, wait):
-            result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
+        await ctx.watcher.wait_beyond(since, wait)
+        result = await ctx.answers.get(ctx.engine, ctx.watcher.revision, since, scopes, limit)
+    else:
+        result = await ctx.answers.get(ctx.engine, ctx.watcher.revision, since, scopes, limit)
+        # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
+        # answering at once would make it spin. What a change then brings is a snapshot.
+        if wait > 0 and since is not None and since == result.revision:
+            waited = True
+            if await ctx.watcher.wait_beyond(since, wait):
+                result = await ctx.answers.get(
+                    ctx.engine, ctx.watcher.revision, since, scopes, limit
+                )
     tag = etag(result.revision, device.groups)
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     unchanged = waited and since == result.revision
