@@ -14,13 +14,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from enforcer.console import actions, pages
 from enforcer.console.session import CsrfError, LoginRequiredError, SessionSigner
 from enforcer.console.web import HERE, PREFIX, ConsoleState, make_templates, no_store
 
 
 def install(app: FastAPI) -> None:
     """Serve the console under /console on `app` (built by `enforcer.api.create_app`)."""
+    # Imported here, not at the top: the routes use the API's modules, and the API's factory
+    # installs the console, so a top-level import would be circular.
+    from enforcer.console import actions, pages
+
     app.state.console = ConsoleState(SessionSigner(app.state.ctx.admin_token), make_templates())
     app.include_router(actions.router)
     app.include_router(pages.router)

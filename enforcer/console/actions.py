@@ -47,8 +47,7 @@ def _safe_next(value: Any) -> str:
     if (
         isinstance(value, str)
         and value.startswith(f"{PREFIX}/")
-        and "//" not in value
-        and "\\" not in value
+        and not any(bad in value for bad in ("//", "\\", ".."))
     ):
         return value
     return f"{PREFIX}/"

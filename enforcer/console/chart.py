@@ -24,14 +24,14 @@ class Series:
 
 
 def _nice_max(value: int) -> int:
-    if value <= 4:
-        return 4
-    step = 10 ** (len(str(value)) - 1)
-    for mult in (1, 2, 2.5, 5, 10):
-        top = int(step * mult)
-        if top >= value:
-            return top
-    return value
+    """The smallest 4 x round step at or above `value`: gridlines at quarters read as round numbers."""
+    magnitude = 1
+    while True:
+        for mult in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+            step = mult * magnitude
+            if step == int(step) and 4 * step >= value:
+                return int(4 * step)
+        magnitude *= 10
 
 
 def bar_chart(labels: Sequence[str], series: Sequence[Series], title: str) -> Markup:

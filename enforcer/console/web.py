@@ -10,7 +10,7 @@ import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from enforcer.api.deps import ApiContext
 from enforcer.catalog import Catalog, load_catalog
 from enforcer.console.session import (
     CsrfError,
@@ -30,6 +29,9 @@ from enforcer.console.session import (
 from enforcer.engine import load_state
 from enforcer.errors import PolicySetError
 from enforcer.policy.loader import directory_digest
+
+if TYPE_CHECKING:  # the API installs the console: importing it here would be circular
+    from enforcer.api.deps import ApiContext
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
