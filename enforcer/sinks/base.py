@@ -21,7 +21,6 @@ from enforcer.config import Settings
 from enforcer.errors import PermanentError
 from enforcer.models import ALL_DEVICES, Action, Indicator
 from enforcer.plan import ChangeAction
-from enforcer.scope import effective_indicators
 
 
 class SinkError(PermanentError):
@@ -111,9 +110,19 @@ class Sink(Protocol):
 def device_wide(desired: Iterable[Indicator]) -> dict[str, Indicator]:
     """Per domain, the indicator that applies to every device (a resolver or tenant serves them all).
 
-    Group-scoped indicators are left out: a resolver cannot tell which device group asks.
+    Group-scoped indicators are left out: a resolver cannot tell which device group asks. Among
+    indicators for the same domain the strongest action wins, as in `enforcer.scope` (inlined:
+    this loop runs over every indicator of the store).
     """
-    return effective_indicators((i for i in desired if i.scope == ALL_DEVICES), ())
+    chosen: dict[str, Indicator] = {}
+    get = chosen.get
+    for ind in desired:
+        if ind.scope != ALL_DEVICES:
+            continue
+        current = get(ind.value)
+        if current is None or ind.action.strength > current.action.strength:
+            chosen[ind.value] = ind
+    return chosen
 
 
 def reason(ind: Indicator) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from enforcer.config import Settings
 from enforcer.models import Indicator
-from enforcer.sinks._files import BLOCK, Entry, FileSink
+from enforcer.sinks._files import BLOCK, FileSink
 from enforcer.sinks.base import SinkPlan, SinkResult
 
 BLOCK_ADDRESS = "0.0.0.0"
@@ -29,13 +29,13 @@ class DnsmasqSink(FileSink):
     def reload_command(self, settings: Settings) -> str:
         return settings.dnsmasq_reload_command
 
-    def record(self, entry: Entry, settings: Settings) -> str:
-        return f"address {BLOCK_ADDRESS}" if entry.kind == BLOCK else f"server {_PASSTHRU}"
+    def record(self, kind: str, settings: Settings) -> str:
+        return f"address {BLOCK_ADDRESS}" if kind == BLOCK else f"server {_PASSTHRU}"
 
-    def lines(self, entry: Entry, settings: Settings) -> str:
-        if entry.kind == BLOCK:
-            return f"address=/{entry.name}/{BLOCK_ADDRESS}\n"
-        return f"server=/{entry.name}/{_PASSTHRU}\n"
+    def lines(self, name: str, kind: str, record: str) -> str:
+        if kind == BLOCK:
+            return f"address=/{name}/{BLOCK_ADDRESS}\n"
+        return f"server=/{name}/{_PASSTHRU}\n"
 
     def parse(self, line: str) -> tuple[str, str] | None:
         key, sep, rest = line.strip().partition("=/")

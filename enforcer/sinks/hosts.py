@@ -13,7 +13,7 @@ from pathlib import Path
 
 from enforcer.config import Settings
 from enforcer.models import Indicator
-from enforcer.sinks._files import Entry, FileSink
+from enforcer.sinks._files import FileSink
 from enforcer.sinks.base import SinkPlan, SinkResult
 
 BLOCK_ADDRESS = "0.0.0.0"
@@ -28,11 +28,11 @@ class HostsSink(FileSink):
     def reload_command(self, settings: Settings) -> str:
         return settings.hosts_reload_command
 
-    def record(self, entry: Entry, settings: Settings) -> str:
+    def record(self, kind: str, settings: Settings) -> str:
         return BLOCK_ADDRESS
 
-    def lines(self, entry: Entry, settings: Settings) -> str:
-        return f"{BLOCK_ADDRESS} {entry.name}\n"
+    def lines(self, name: str, kind: str, record: str) -> str:
+        return f"{BLOCK_ADDRESS} {name}\n"
 
     def parse(self, line: str) -> tuple[str, str] | None:
         parts = line.split()

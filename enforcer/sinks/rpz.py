@@ -17,11 +17,12 @@ from pathlib import Path
 
 from enforcer.config import Settings
 from enforcer.models import Indicator
-from enforcer.sinks._files import BLOCK, Entry, FileSink
+from enforcer.sinks._files import BLOCK, FileSink
 from enforcer.sinks.base import SinkError, SinkPlan, SinkResult
 
 NXDOMAIN = "CNAME ."
 PASSTHRU = "CNAME rpz-passthru."
+_NOT_ENTRY = frozenset("*@$; \t\n")
 
 
 def _redirect(settings: Settings) -> str:
@@ -50,18 +51,18 @@ class RpzSink(FileSink):
         yield f"@ SOA localhost. hostmaster.localhost. {revision} 3600 600 86400 60\n"
         yield "@ NS localhost.\n"
 
-    def record(self, entry: Entry, settings: Settings) -> str:
-        return _redirect(settings) if entry.kind == BLOCK else PASSTHRU
+    def record(self, kind: str, settings: Settings) -> str:
+        return _redirect(settings) if kind == BLOCK else PASSTHRU
 
-    def lines(self, entry: Entry, settings: Settings) -> str:
-        rec = self.record(entry, settings)
-        return f"{entry.name} {rec}\n*.{entry.name} {rec}\n"
+    def lines(self, name: str, kind: str, record: str) -> str:
+        return f"{name} {record}\n*.{name} {record}\n"
 
     def parse(self, line: str) -> tuple[str, str] | None:
-        parts = line.split(None, 1)
-        if len(parts) != 2 or parts[0].startswith(("*.", "@", "$", ";")):
+        # The wildcard line of each name repeats its record: skip it before splitting.
+        if not line or line[0] in _NOT_ENTRY:
             return None
-        return parts[0], parts[1].strip()
+        parts = line.split(None, 1)
+        return (parts[0], parts[1].strip()) if len(parts) == 2 else None
 
 
 SINK = RpzSink(name="rpz", comment=";", passthru=True)

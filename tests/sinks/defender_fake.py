@@ -126,7 +126,7 @@ class Tenant:
             if len(self.indicators) >= self.limit:
                 reason = f"The tenant has reached its limit of {self.limit} indicators"
                 return {"id": None, "indicator": value, "isFailed": True, "failureReason": reason}
-            current = self.add(value, createdBy=CLIENT_ID)
+            current = self.add(str(value), createdBy=CLIENT_ID)
         current.update({k: v for k, v in data.items() if k != "id"})
         return {"id": current["id"], "indicator": value, "isFailed": False, "failureReason": None}
 

@@ -9,8 +9,8 @@ import pytest
 
 from enforcer.config import Settings
 from enforcer.errors import TemporaryError
-from enforcer.models import Action, Severity
-from enforcer.sinks import SinkError, defender
+from enforcer.models import Action, Indicator, Severity
+from enforcer.sinks import SinkError, SinkResult, defender
 
 from .defender_fake import CLIENT_ID, CLIENT_SECRET, FakeDefender, Tenant
 from .helpers import ind, settings
@@ -42,7 +42,7 @@ def cfg(server: FakeDefender) -> Settings:
     )
 
 
-def sync(desired: list, cfg: Settings, revision: int = 1) -> defender.SinkResult:
+def sync(desired: list[Indicator], cfg: Settings, revision: int = 1) -> SinkResult:
     return defender.apply(defender.plan(desired, revision, cfg), cfg)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from enforcer.models import Action
+from enforcer.models import Action, Indicator
 from enforcer.sinks import rpz
 
 from .helpers import FakeUpstream, free_port, ind, resolve, settings, wait_answering
@@ -110,7 +110,7 @@ def zone(tmp_path: Path) -> Path:
     return tmp_path / "zones" / "rpz.zone"
 
 
-def export(zone: Path, indicators: list, revision: int, **fields: object) -> None:
+def export(zone: Path, indicators: list[Indicator], revision: int, **fields: object) -> None:
     cfg = settings(rpz_path=zone, **fields)
     result = rpz.apply(rpz.plan(indicators, revision, cfg), cfg)
     assert result.written and not result.error, result
