@@ -124,10 +124,24 @@ def clock_seconds(text: str) -> float:
     return int(hh) * 3600 + int(mm) * 60 + float(ss)
 
 
+_DAYS: dict[str, int] = {}
+
+
 def ymd_hms(date: str, clock: str, sep: str = "-") -> float:
-    """Epoch seconds from ``YYYY-MM-DD`` (or with `sep`) and ``HH:MM:SS[.fff]``, taken as UTC."""
-    y, m, d = date.split(sep)
-    return day_epoch(int(y), int(m), int(d)) + clock_seconds(clock)
+    """Epoch seconds from ``YYYY-MM-DD`` (or with `sep`) and ``HH:MM:SS[.fff]``, taken as UTC.
+
+    Days are cached by their text and the common ``HH:MM:SS`` shape is sliced, not split: this
+    runs once per line in the W3C and PAN-OS parsers.
+    """
+    day = _DAYS.get(date)
+    if day is None:
+        y, m, d = date.split(sep)
+        if len(_DAYS) >= CACHE_SIZE:
+            _DAYS.clear()
+        day = _DAYS[date] = day_epoch(int(y), int(m), int(d))
+    if len(clock) == 8 and clock[2] == ":" and clock[5] == ":" and clock.isascii():
+        return day + int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:])
+    return day + clock_seconds(clock)
 
 
 def iso_to_epoch(text: str) -> float:
@@ -165,8 +179,20 @@ _BLOCKED = frozenset({"deny", "denied", "drop", "dropped", "block", "blocked", "
                       "failed"})  # fmt: skip
 
 
+_ACTIONS: dict[str, str] = {}
+
+
 def action_of(text: str) -> str:
-    """ "allowed", "blocked" or "" from the many words devices use for what they did."""
+    """The action ("allowed", "blocked" or "") from the many words devices use (cached)."""
+    hit = _ACTIONS.get(text)
+    if hit is None:
+        if len(_ACTIONS) >= CACHE_SIZE:
+            _ACTIONS.clear()
+        hit = _ACTIONS[text] = _action_of(text)
+    return hit
+
+
+def _action_of(text: str) -> str:
     word = text.strip().lower()
     if word in _BLOCKED or word.startswith(("tcp_denied", "deny", "block")):
         return "blocked"

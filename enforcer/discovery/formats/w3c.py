@@ -27,7 +27,6 @@ from operator import itemgetter
 from enforcer.discovery.formats._util import (
     MAX_TIME,
     action_of,
-    dash,
     split_host,
     split_url,
     to_int,
@@ -36,6 +35,7 @@ from enforcer.discovery.formats._util import (
 )
 from enforcer.discovery.records import BadLine, Record, bad_line
 
+_new = tuple.__new__
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"|(\S+)')
 
 _WANTED: dict[str, tuple[str, ...]] = {
@@ -77,9 +77,20 @@ class _Layout:
 
 
 def _split(line: str) -> list[str]:
+    """Space-separated values; a double-quoted value is one value (ProxySG quotes user agents)."""
     if '"' not in line:
         return line.split()
-    return [q.replace('""', '"') if q or not bare else bare for q, bare in _QUOTED.findall(line)]
+    if '""' in line or line.count('"') % 2:  # doubled (escaped) quotes or an unclosed one
+        return [
+            q.replace('""', '"') if q or not bare else bare for q, bare in _QUOTED.findall(line)
+        ]
+    out: list[str] = []
+    for i, part in enumerate(line.split('"')):
+        if i % 2:
+            out.append(part)
+        else:
+            out.extend(part.split())
+    return out
 
 
 def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
@@ -116,17 +127,20 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
         else:
             (name, ip), url_port = split_host(host), 0
         try:
-            yield Record(
-                time=t,
-                host=name,
-                src_ip=dash(src),
-                user=dash(user),
-                device=dash(device),
-                dest_ip=ip or dash(dest),
-                dest_port=to_port(port) or url_port,
-                bytes_up=to_int(up),
-                bytes_down=to_int(down),
-                action=action_of(action),
+            yield _new(
+                Record,
+                (
+                    t,
+                    name,
+                    "" if src == "-" else src,
+                    "" if user == "-" else user,
+                    "" if device == "-" else device,
+                    ip or ("" if dest == "-" else dest),
+                    to_port(port) or url_port,
+                    to_int(up),
+                    to_int(down),
+                    action_of(action),
+                ),
             )
         except ValueError:
             yield bad_line(line_no, f"bad number in port {port!r} or bytes {up!r}/{down!r}", line)

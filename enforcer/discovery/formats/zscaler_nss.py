@@ -90,8 +90,11 @@ def _pairs(line: str) -> dict[str, str]:
 
 
 def _positional(line: str) -> dict[str, str]:
-    sep = "\t" if "\t" in line and not line.startswith('"') else ","
-    return dict(zip(DEFAULT_FIELDS, split_csv(line, sep), strict=False))
+    if line.startswith('"') and line.endswith('"') and '""' not in line:
+        values = line[1:-1].split('","')  # every value quoted, none escaped: the usual NSS line
+    else:
+        values = split_csv(line, "\t" if "\t" in line and not line.startswith('"') else ",")
+    return dict(zip(DEFAULT_FIELDS, values, strict=False))
 
 
 def _time(d: dict[str, str]) -> float:
