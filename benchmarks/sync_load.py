@@ -99,13 +99,18 @@ async def device(
 
 
 def waiting(port: int) -> int:
+    """The server's count of held long-polls (0 while it is too busy to answer)."""
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {ADMIN}"}
     )
-    with urllib.request.urlopen(req, timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith("enforcer_sync_clients_waiting "):
-                return int(float(line.split()[1]))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("enforcer_sync_clients_waiting "):
+            return int(float(line.split()[1]))
     return 0
 
 
