@@ -104,6 +104,9 @@ def shim(
     spool_max_events: int = typer.Option(
         DEFAULT_MAX_EVENTS, "--spool-max-events", help="Bound of the on-disk event spool."
     ),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen", help="HOST:PORT for this shim's Prometheus metrics (loopback)."
+    ),
 ) -> None:
     """Enforce the server's indicators on this device and report its network events."""
     cfg = settings()
@@ -133,7 +136,7 @@ def shim(
     )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        asyncio.run(_main(agent_settings))
+        asyncio.run(_main(agent_settings, metrics_listen))
     except AgentFailed as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -143,9 +146,9 @@ def shim(
         raise typer.Exit(1) from exc
 
 
-async def _main(agent_settings: AgentSettings) -> None:
+async def _main(agent_settings: AgentSettings, metrics_listen: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_agent(agent_settings, stop)
+    await run_agent(agent_settings, stop, metrics_listen=metrics_listen)

@@ -221,11 +221,15 @@ def _open_or_reset(open_file: Callable[[Path], _F], path: Path) -> _F:
         return open_file(path)
 
 
-async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
+async def run_agent(
+    settings: AgentSettings, stop: asyncio.Event, *, metrics_listen: str | None = None
+) -> None:
     """Run the shim until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
     agent = Agent(settings)
     try:
         await agent.start()
+        if metrics_listen:
+            _serve_metrics(agent, metrics_listen)
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(agent.failed.wait())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -236,3 +240,16 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
         await agent.stop()
     if agent.failed.is_set():
         raise AgentFailed("a shim task failed (see the shim.task_failed log event)")
+
+
+def _serve_metrics(agent: Agent, listen: str) -> None:
+    """Prometheus metrics of this shim on their own (loopback) HTTP port."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from enforcer.shim.metrics import ShimCollector
+
+    host, _, port = listen.rpartition(":")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ShimCollector(agent))
+    start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    log.info("shim.metrics", listen=listen)

@@ -286,3 +286,30 @@ def test_an_unexpected_task_failure_stops_the_agent(
     )
     with pytest.raises(AgentFailed):
         asyncio.run(run_agent(settings, asyncio.Event()))
+
+
+def test_the_shim_serves_prometheus_metrics(
+    server: LiveServer, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    server.add(Indicator("blocked.example", Action.BLOCK))
+    port = free_port()
+    shim = Shim(server.url, tmp_path / "state", upstream.port, "--metrics-listen", f"127.0.0.1:{port}",
+                log_file=tmp_path / "shim.log")  # fmt: skip
+    try:
+        shim.wait_for(lambda: shim.dig("blocked.example")[0] == "NXDOMAIN")
+        shim.dig("allowed.example.test")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        assert shim.stop() == 0
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["enforcer_shim_dns_blocked_total"] >= 1
+    assert values["enforcer_shim_dns_queries_total"] >= 2
+    assert values["enforcer_shim_indicators"] == 1
+    assert "enforcer_shim_spool_depth" in values
