@@ -77,7 +77,7 @@ def parse_syslog(message: bytes | str) -> SyslogMessage:
     facility, severity = DEFAULT_FACILITY, DEFAULT_SEVERITY
     if text.startswith("<"):
         end = text.find(">", 1, 5)
-        if end > 1 and text[1:end].isdigit() and int(text[1:end]) < 192:
+        if end > 1 and text[1:end].isascii() and text[1:end].isdigit() and int(text[1:end]) < 192:
             pri = int(text[1:end])
             facility, severity = pri >> 3, pri & 7
             text = text[end + 1 :]

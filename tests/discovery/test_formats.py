@@ -350,3 +350,16 @@ def test_zeek_path_decides_over_fields():
     assert rec == Record(
         1700000000.0, "", "10.0.0.1", dest_ip="1.1.1.1", dest_port=443, bytes_up=1, bytes_down=2
     )
+
+
+def test_every_sample_gives_float_times_and_int_counts():
+    samples = [
+        ("squid-access.log", "squid", None), ("zeek-http.log", "zeek", None),
+        ("zeek-ssl.json", "zeek", None), ("iis-w3c.log", "w3c", None),
+        ("panos-traffic.csv", "panos", None), ("zscaler-nss.log", "zscaler-nss", None),
+        ("generic.csv", "csv", CSV_MAP), ("generic.jsonl", "jsonl", JSONL_MAP),
+    ]  # fmt: skip
+    for name, fmt, mapping in samples:
+        for rec in records(name, fmt, mapping):
+            assert type(rec.time) is float, (name, rec)
+            assert all(type(v) is int for v in (rec.dest_port, rec.bytes_up, rec.bytes_down))

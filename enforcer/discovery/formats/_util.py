@@ -14,10 +14,10 @@ from functools import lru_cache
 
 CACHE_SIZE = 1 << 16
 MAX_TIME = 1e11
+"""Epoch seconds beyond this (year 5138) are not a time but a mistake (or milliseconds)."""
 MAX_COUNT = (1 << 63) - 1
 """Largest byte count kept: what a signed 64-bit database column holds."""
 MAX_PORT = 65535
-"""Epoch seconds beyond this (year 5138) are not a time but a mistake (or milliseconds)."""
 
 _IPV4_CHARS = frozenset("0123456789.")
 HOST_CACHE: dict[str, tuple[str, str]] = {}
@@ -59,6 +59,11 @@ def host_miss(name: str) -> tuple[str, str]:
     return hit
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only (`str.isdigit` alone accepts "²", which `int` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _split_url(url: str) -> tuple[str, str, int]:
     scheme, sep, rest = url.partition("://")
     if not sep:  # authority form (CONNECT host:port) or a bare host
@@ -72,11 +77,11 @@ def _split_url(url: str) -> tuple[str, str, int]:
     if rest.startswith("["):
         close = rest.find("]")
         tail = rest[close + 1 :] if close > 0 else ""
-        if tail.startswith(":") and tail[1:].isdigit():
+        if tail.startswith(":") and _is_number(tail[1:]):
             port = int(tail[1:]) if int(tail[1:]) <= MAX_PORT else 0
     elif rest.count(":") == 1:
         head, _, tail = rest.partition(":")
-        if tail.isdigit():
+        if _is_number(tail):
             port = int(tail) if int(tail) <= MAX_PORT else 0
         elif tail:  # "error:invalid-request" and the like: not a URL at all
             return "", "", 0
@@ -140,7 +145,7 @@ def ymd_hms(date: str, clock: str, sep: str = "-") -> float:
             _DAYS.clear()
         day = _DAYS[date] = day_epoch(int(y), int(m), int(d))
     if len(clock) == 8 and clock[2] == ":" and clock[5] == ":" and clock.isascii():
-        return day + int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:])
+        return float(day + int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:]))
     return day + clock_seconds(clock)
 
 

@@ -181,7 +181,7 @@ def _reason(ts: str, dport: str, up: str, down: str, unset: str) -> str:
         ("byte count", up, MAX_COUNT),
         ("byte count", down, MAX_COUNT),
     ):
-        if value != unset and not (value.isdigit() and int(value) <= limit):
+        if value != unset and not (value.isascii() and value.isdigit() and int(value) <= limit):
             return f"bad {name} {value!r}"
     return "bad value"
 
