@@ -194,17 +194,28 @@ def merge_rollup_in(conn: Connection, rollup: Rollup) -> None:
 
 _SUMS = ("transactions", "bytes_up", "bytes_down", "blocked")
 
+MAX_COUNTER = 1 << 53
+"""Where a stored counter saturates. Parsers and the events API accept counts up to 2**62-2**63
+(a device or a log line may claim anything), and two such values summed no longer fit the
+columns' signed 64 bits: the merge failed, refusing the whole upload or (for device events)
+stopping the daemon's rollup at that event forever. 2**53 bytes (8 PiB) per row is beyond real
+traffic, and a report's SQL SUM over up to 1,024 saturated rows still fits in 64 bits."""
+
+
+def _saturated(value: int) -> int:
+    return value if value < MAX_COUNTER else MAX_COUNTER
+
 
 def _usage_values(u: Usage, *, blocked: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "transactions": u.transactions,
-        "bytes_up": u.bytes_up,
-        "bytes_down": u.bytes_down,
+        "transactions": _saturated(u.transactions),
+        "bytes_up": _saturated(u.bytes_up),
+        "bytes_down": _saturated(u.bytes_down),
         "first_seen": u.first_seen,
         "last_seen": u.last_seen,
     }
     if blocked:
-        out["blocked"] = u.blocked
+        out["blocked"] = _saturated(u.blocked)
     return out
 
 
@@ -213,7 +224,7 @@ def _combine(
 ) -> dict[str, Any]:
     for name in _SUMS:
         if name in new:
-            new[name] += old[name]
+            new[name] = _saturated(new[name] + old[name])
     new["first_seen"] = min(new["first_seen"], old["first_seen"])
     new["last_seen"] = max(new["last_seen"], old["last_seen"])
     for name in bitsets:
@@ -325,7 +336,7 @@ def _merge_hours(conn: Connection, rollup: Rollup) -> None:
         old = existing.get((r["hour"], r["app_id"]))
         if old is not None:
             for name in _SUMS:
-                r[name] += old[name]
+                r[name] = _saturated(r[name] + old[name])
     if existing:
         conn.execute(delete(HOUR).where(tuple_(*cols).in_(list(existing))))
     conn.execute(insert(HOUR), rows)

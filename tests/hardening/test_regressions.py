@@ -1,0 +1,28 @@
+"""Regression tests for the bugs the hardening suite found, one per fix (see docs/reliability.md)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from enforcer.catalog import Catalog
+from enforcer.discovery.aggregate import Aggregator
+from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.records import Record
+from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
+
+T = 1763625600.0
+
+
+def test_huge_byte_counts_saturate_instead_of_failing_the_merge(
+    engine: Engine, catalog: Catalog
+) -> None:
+    """Found by test_fuzz_discovery: two records of 2**63-1 bytes overflowed the store's BIGINT."""
+    big = Record(T, "www.boxy.example", "10.0.0.1", device="pc-1", bytes_up=(1 << 63) - 1)
+    for _ in range(2):  # the second merge adds to the stored row
+        aggregator = Aggregator(Attributor(catalog))
+        aggregator.add_all([big, big])
+        merge_rollup(engine, aggregator.rollup())
+    day = int(T // 86400)
+    with engine.connect() as conn:
+        (row,) = device_usage(conn, day - 400, day)
+    assert row["bytes_up"] == MAX_COUNTER and row["transactions"] == 4
