@@ -13,6 +13,7 @@ sink at ``/etc/hosts`` by mistake must not wipe it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -139,11 +140,7 @@ class FileSink:
             return None, None
         with handle:
             first = handle.readline()
-            if first and MANAGED_MARKER not in first:
-                raise SinkError(
-                    f"sink {self.name}: refusing to overwrite {path}: its first line does not say "
-                    f"'{MANAGED_MARKER}', so it is not ours; give the sink a file of its own"
-                )
+            self._check_owner(path, first)
             match = re.search(r"revision (\d+)", first)
             entries: dict[str, str] = {}
             parse = self.parse
@@ -152,6 +149,13 @@ class FileSink:
                 if parsed is not None:
                     entries[parsed[0]] = parsed[1]
         return entries, int(match.group(1)) if match else None
+
+    def _check_owner(self, path: Path, first_line: str) -> None:
+        if first_line and MANAGED_MARKER not in first_line:
+            raise SinkError(
+                f"sink {self.name}: refusing to overwrite {path}: its first line does not say "
+                f"'{MANAGED_MARKER}', so it is not ours; give the sink a file of its own"
+            )
 
     def plan(self, desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan:
         path = self.target(settings)
@@ -203,7 +207,9 @@ class FileSink:
         if not plan.has_changes:
             return result
         path = Path(plan.target)
-        self.read(path)  # the ownership check again: the file may have been replaced meanwhile
+        # The ownership check again: the file may have been replaced since the plan.
+        with contextlib.suppress(FileNotFoundError), path.open(errors="replace") as handle:
+            self._check_owner(path, handle.readline())
         write_atomically(path, self.render(plan.payload, plan.revision, settings))
         error = run_reload(self.reload_command(settings), settings.sink_reload_timeout)
         return SinkResult(

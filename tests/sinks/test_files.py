@@ -117,3 +117,13 @@ def test_writing_streams_instead_of_building_the_file_in_memory(tmp_path: Path) 
     size = (tmp_path / "rpz.zone").stat().st_size
     assert size > 5_000_000
     assert peak < size / 2, (peak, size)
+
+
+def test_a_file_replaced_between_plan_and_apply_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    cfg = settings(hosts_path=path)
+    plan = hosts.plan([ind("a.example")], 1, cfg)
+    path.write_text("127.0.0.1 localhost\n")
+    with pytest.raises(SinkError, match="not ours"):
+        hosts.apply(plan, cfg)
+    assert path.read_text() == "127.0.0.1 localhost\n"
