@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx, CurrentDevice
 from enforcer.api.syncset import (
+    SyncAnswer,
+    answer,
     delta_json,
     etag,
     scopes_of,
@@ -70,18 +72,16 @@ async def sync(
         # Up to date as far as the watcher knows: wait without reading the store first (the
         # watcher notices a newer revision within its poll interval and wakes us).
         waited = True
-        await ctx.watcher.wait_beyond(since, wait)
-        result = await ctx.answers.get(ctx.engine, ctx.watcher.revision, since, scopes, limit)
+        woken = await ctx.watcher.wait_beyond(since, wait)
+        result = await _after_wait(ctx, woken, since, scopes, limit)
     else:
-        result = await ctx.answers.get(ctx.engine, ctx.watcher.revision, since, scopes, limit)
+        result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
         # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
         # answering at once would make it spin. What a change then brings is a snapshot.
         if wait > 0 and since is not None and since == result.revision:
             waited = True
-            if await ctx.watcher.wait_beyond(since, wait):
-                result = await ctx.answers.get(
-                    ctx.engine, ctx.watcher.revision, since, scopes, limit
-                )
+            woken = await ctx.watcher.wait_beyond(since, wait)
+            result = await _after_wait(ctx, woken, since, scopes, limit)
     tag = etag(result.revision, device.groups)
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     unchanged = waited and since == result.revision
@@ -94,6 +94,15 @@ async def sync(
             headers=headers,
         )
     return Response(delta_json(result), media_type="application/json", headers=headers)
+
+
+async def _after_wait(
+    ctx: Ctx, woken: bool, since: int, scopes: list[str], limit: int
+) -> SyncAnswer:
+    """The answer once a long-poll ends: woken devices share one store read per question."""
+    if not woken:  # timed out: nothing new, answered 304
+        return SyncAnswer(since, False)
+    return await ctx.answers.get(ctx.engine, ctx.watcher.revision, since, scopes, limit)
 
 
 def _matches(header: str | None, tag: str) -> bool:
