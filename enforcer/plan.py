@@ -272,6 +272,10 @@ class Plan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         """Read a saved plan; raises ValueError naming the bad field."""
+        if not isinstance(data, Mapping):  # a plan file holding a JSON list, string or number
+            raise ValueError(
+                f"malformed plan file: a JSON object expected, not {type(data).__name__}"
+            )
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"format: unsupported plan format {data.get('format')!r}")
         try:
@@ -315,7 +319,9 @@ class Plan:
                     for a, v in data.get("impact", {}).items()
                 },
             )
-        except (KeyError, TypeError, IndexError) as exc:
+        # AttributeError: a section of the wrong JSON type (a list where an object belongs);
+        # OverflowError: int() of Infinity, which Python's json module reads.
+        except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
             raise ValueError(f"malformed plan file: {exc!r}") from exc
 
 

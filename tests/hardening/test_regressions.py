@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
+from enforcer.plan import PLAN_FORMAT, Plan
 from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
 
 T = 1763625600.0
+INF = float("inf")
 
 
 def test_huge_byte_counts_saturate_instead_of_failing_the_merge(
@@ -26,3 +29,11 @@ def test_huge_byte_counts_saturate_instead_of_failing_the_merge(
     with engine.connect() as conn:
         (row,) = device_usage(conn, day - 400, day)
     assert row["bytes_up"] == MAX_COUNTER and row["transactions"] == 4
+
+
+@pytest.mark.parametrize("data", [[], "plan", {"format": PLAN_FORMAT, "base_revision": INF}])
+def test_a_malformed_plan_file_is_a_value_error(data: object) -> None:
+    """Found by test_fuzz_plan: a JSON list (AttributeError) or Infinity (OverflowError) escaped
+    the loader, and `enforcer apply PLANFILE` showed a traceback instead of what is wrong."""
+    with pytest.raises(ValueError, match="malformed plan file"):
+        Plan.from_dict(data)  # type: ignore[arg-type]
