@@ -29,6 +29,7 @@ from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.expand import expand
 from enforcer.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.policy.loader import directory_digest
+from enforcer.sinks import run_sinks
 from enforcer.store.indicators import current_revision, expire
 from enforcer.store.lock import LeaderLock
 
@@ -120,6 +121,9 @@ class Daemon:
         counts = {a.name.lower(): n for a, n in plan.counts.items()}
         for action, count in counts.items():
             PLAN_CHANGES.labels(action).set(count)
+        if self.settings.sinks:
+            # Sinks never raise: a failing one is logged and keeps its last good state.
+            run_sinks(self.settings, self.engine)
         log.info(
             "plan_applied",
             revision=revision,

@@ -157,3 +157,21 @@ def test_standby_takes_over_when_the_leader_is_killed(
                 proc.kill()
                 proc.wait()
     assert values(engine) == {"pastebin.com", "rentry.co", "rentry.org"}
+
+
+def test_the_daemon_runs_the_configured_sinks_after_an_apply(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
+    write_policy(tmp_path / "policies", "a.yaml", GOOD)
+    hosts = tmp_path / "blocked.hosts"
+    settings = Settings(database_url=db_url, policy_dir=tmp_path / "policies", watch_policies=False,
+                        sinks=["hosts"], hosts_path=hosts)  # fmt: skip
+    daemon = Daemon(settings, engine)
+    assert daemon.reconcile_tick().outcome == "applied"
+    assert "0.0.0.0 pastebin.com" in hosts.read_text()
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, "ENFORCER_HOSTS_PATH": str(hosts)}
+    preview = subprocess.run([sys.executable, "-m", "enforcer", "plan", "--sink", "hosts"], env=env,
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert preview.returncode == 0, preview.stderr
+    assert "hosts" in preview.stdout
+    daemon.lock.release()

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from enforcer.catalog import load_catalog
-from enforcer.cli._common import POLICIES_OPTION, policy_dir, store
+from enforcer.cli._common import POLICIES_OPTION, policy_dir, settings, store
 from enforcer.engine import apply as apply_plan
 from enforcer.engine import load_desired, make_plan
 from enforcer.errors import EnforcerError, PolicySetError
@@ -47,8 +47,16 @@ def plan(
     out: Path | None = typer.Option(
         None, "--out", help="Save the plan to this file for `enforcer apply`."
     ),
+    sink: str | None = typer.Option(
+        None, "--sink", help="Preview what a sink (rpz, hosts, dnsmasq, defender) would change."
+    ),
 ) -> None:
     """Show what applying the policy set would change in the store (a dry run)."""
+    if sink is not None:
+        from enforcer.cli.sinks import sink_plan_text
+
+        typer.echo(sink_plan_text(sink, settings(), store()))
+        return
     try:
         the_plan = make_plan(store(), load_desired(policy_dir(policies)))
     except EnforcerError:
