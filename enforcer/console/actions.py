@@ -192,6 +192,7 @@ def apply_plan(request: Request, session: SignedIn, form: CheckedForm) -> Respon
         )  # fmt: skip
     try:
         revision = apply(ctx.engine, plan, actor=ACTOR)
+        state(request).reports.clear()  # the discovered apps' tags changed
     except StalePlanError:
         return _governance(
             request, session, status=409, notice="The store changed meanwhile; nothing was applied."

@@ -7,8 +7,10 @@ Queries stay on the discovery rollup tables (day rows with bitsets), so a 30-day
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,6 +18,7 @@ from sqlalchemy import Connection, select
 
 from enforcer.catalog import CATEGORIES, Catalog
 from enforcer.catalog.risk import explain_risk
+from enforcer.console import queries as q
 from enforcer.console import tables as t
 from enforcer.console.chart import Series, bar_chart
 from enforcer.console.web import PREFIX, SignedIn, api, days_param, render, state
@@ -26,6 +29,7 @@ from enforcer.store import discovery as db
 from enforcer.store.indicators import count_indicators, list_indicators, read_app_tags
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+T = TypeVar("T")
 
 
 def _catalog(request: Request) -> Catalog:
@@ -34,6 +38,25 @@ def _catalog(request: Request) -> Catalog:
 
 def _connect(request: Request) -> Connection:
     return api(request).engine.connect()
+
+
+def _cached(request: Request, name: Hashable, first: int, last: int, read: Callable[..., T]) -> T:
+    """A range-wide read through the report cache (see `cache`): `read(conn, first, last)`."""
+    engine = api(request).engine
+
+    def compute() -> T:
+        with engine.connect() as conn:
+            return read(conn, first, last)
+
+    return state(request).reports.get((name, first, last), compute)
+
+
+def _apps_rows(request: Request, first: int, last: int) -> list[dict[str, Any]]:
+    catalog = _catalog(request)
+    rows = _cached(
+        request, "apps", first, last, lambda c, f, la: reports.apps_report(c, catalog, f, la)
+    )
+    return [dict(r) for r in rows]  # pages may annotate their copy
 
 
 def app_link(row: dict[str, Any]) -> str:
@@ -55,11 +78,10 @@ def user_link(row: dict[str, Any]) -> str:
 def dashboard(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
-    catalog = _catalog(request)
+    apps = _apps_rows(request, first, last)
+    devices = _cached(request, "devices", first, last, q.device_totals)
+    users = _cached(request, "users-count", first, last, q.distinct_users)
     with _connect(request) as conn:
-        apps = reports.apps_report(conn, catalog, first, last)
-        devices = db.device_usage(conn, first, last)
-        users = _distinct_users(conn, first, last)
         blocked, warned, labels = _attempts(conn, first, last)
     by_category: dict[str, int] = {}
     for row in apps:
@@ -90,14 +112,6 @@ def dashboard(request: Request, session: SignedIn) -> Response:
         blocked_total=sum(blocked),
         warned_total=sum(warned),
     )
-
-
-def _distinct_users(conn: Connection, first: int, last: int) -> int:
-    bits = 0
-    query = select(db.APP_DAY.c.users).where(db.APP_DAY.c.day >= first, db.APP_DAY.c.day <= last)
-    for (users,) in conn.execute(query):
-        bits |= db.from_bytes(users)
-    return bits.bit_count()
 
 
 def _attempts(conn: Connection, first: int, last: int) -> tuple[list[int], list[int], list[str]]:
@@ -169,9 +183,7 @@ def filter_apps(rows: list[dict[str, Any]], params: dict[str, str]) -> list[dict
 def apps(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
-    with _connect(request) as conn:
-        rows = reports.apps_report(conn, _catalog(request), first, last)
-    rows = filter_apps(rows, dict(request.query_params))
+    rows = filter_apps(_apps_rows(request, first, last), dict(request.query_params))
     table = t.table(request, APP_COLUMNS, rows, default_sort="-traffic", csv_name="discovered-apps")
     if t.wants_csv(request):
         return t.csv_response(
@@ -267,63 +279,49 @@ def machines(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
     text = request.query_params.get("q", "").strip().lower()
-    with _connect(request) as conn:
-        names = db.entity_names(conn, "device")
-        usage = [
-            {
-                "device": names.get(r["device"], str(r["device"])),
-                "ordinal": r["device"],
-                "transactions": int(r["transactions"]),
-                "traffic": int(r["bytes_up"] + r["bytes_down"]),
-                "upload": int(r["bytes_up"]),
-                "download": int(r["bytes_down"]),
-                "lastSeen": reports._iso(r["last_seen"]),
-            }
-            for r in db.device_usage(conn, first, last)
-        ]
-        if text:
-            usage = [r for r in usage if text in r["device"].lower()]
-        full = t.table(
-            request, MACHINE_COLUMNS, usage, default_sort="-traffic", csv_name="machines"
-        )
-        rows = list(full.rows)
-        if t.wants_csv(request):
-            rows = t.order(request, MACHINE_COLUMNS, usage, "-traffic")
-        _add_risk(conn, _catalog(request), rows, first, last)
-    if t.wants_csv(request):
-        for r in rows:
-            r.pop("ordinal", None)
-        return t.csv_response(rows, MACHINE_COLUMNS, "machines")
-    table = t.Table(
-        MACHINE_COLUMNS,
-        rows,
-        full.total,
-        full.page,
-        full.pages,
-        full.sort,
-        full.descending,
-        "machines",
+    rows = _cached(request, "devices", first, last, q.device_totals)
+    if text:
+        rows = [r for r in rows if text in r["device"].lower()]
+    table = t.table(request, MACHINE_COLUMNS, rows, default_sort="-traffic", csv_name="machines")
+    shown = (
+        t.order(request, MACHINE_COLUMNS, rows, "-traffic") if t.wants_csv(request) else table.rows
     )
+    shown = [dict(r) for r in shown]
+    for start in range(0, len(shown), 500):
+        chunk = shown[start : start + 500]
+        found = _machine_extras(request, tuple(r["ordinal"] for r in chunk), first, last)
+        for r in chunk:
+            r["riskLevel"], r["lastUser"] = found[r["ordinal"]]
+    for r in shown:
+        del r["ordinal"]
+    if t.wants_csv(request):
+        return t.csv_response(shown, MACHINE_COLUMNS, "machines")
     return render(
         request,
         "machines.html",
         session,
         section="machines",
         days=days,
-        table=table,
+        table=dataclasses.replace(table, rows=shown),
         params=request.query_params,
     )
 
 
-def _add_risk(
-    conn: Connection, catalog: Catalog, rows: list[dict[str, Any]], first: int, last: int
-) -> None:
-    """Risk level and last user, for the rows shown only (each needs the device's history)."""
-    tags = reports._tags(conn)
-    users = db.entity_names(conn, "user")
-    for r in rows:
-        r["riskLevel"] = reports._risk_for(conn, catalog, r["ordinal"], last, tags).level.value
-        r["lastUser"] = reports._last_user(conn, r["ordinal"], first, last, users)
+def _machine_extras(
+    request: Request, ordinals: tuple[int, ...], first: int, last: int
+) -> dict[int, tuple[str, str]]:
+    """(risk level, last user) per device of a page; cached like the range-wide reads."""
+    catalog = _catalog(request)
+
+    def read(conn: Connection, first: int, last: int) -> dict[int, tuple[str, str]]:
+        unsanctioned = {
+            a for a, scope, tag, _ in read_app_tags(conn) if not scope and tag == "unsanctioned"
+        }
+        risks = q.device_risks(conn, catalog, ordinals, last, unsanctioned)
+        users = q.last_users(conn, ordinals, first, last)
+        return {o: (risks[o].level.value, users.get(o, "")) for o in ordinals}
+
+    return _cached(request, ("machines", ordinals), first, last, read)
 
 
 MACHINE_TABS = {
@@ -395,8 +393,8 @@ def machine_page(request: Request, name: str, session: SignedIn) -> Response:
 
 USER_COLUMNS = (
     t.Column("user", "User", link=user_link),
-    t.Column("devices", "Devices", "number"),
-    t.Column("apps", "Apps", "number"),
+    t.Column("devices", "Devices", "number", sortable=False),
+    t.Column("apps", "Apps", "number", sortable=False),
     t.Column("transactions", "Transactions", "number"),
     t.Column("traffic", "Traffic", "bytes"),
     t.Column("upload", "Upload", "bytes"),
@@ -410,22 +408,29 @@ def users(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
     text = request.query_params.get("q", "").strip().lower()
-    with _connect(request) as conn:
-        rows = reports.users_report(conn, first, last)
+    rows = _cached(request, "users", first, last, q.user_totals)
     if text:
         rows = [r for r in rows if text in r["user"].lower()]
     table = t.table(request, USER_COLUMNS, rows, default_sort="-traffic", csv_name="users")
+    shown = t.order(request, USER_COLUMNS, rows, "-traffic") if t.wants_csv(request) else table.rows
+    shown = [dict(r) for r in shown]
+    with _connect(request) as conn:
+        for start in range(0, len(shown), 500):
+            chunk = shown[start : start + 500]
+            counts = q.user_counts(conn, [r["ordinal"] for r in chunk], first, last)
+            for r in chunk:
+                r["devices"], r["apps"] = counts[r["ordinal"]]
+    for r in shown:
+        del r["ordinal"]
     if t.wants_csv(request):
-        return t.csv_response(
-            t.order(request, USER_COLUMNS, rows, "-traffic"), USER_COLUMNS, "users"
-        )
+        return t.csv_response(shown, USER_COLUMNS, "users")
     return render(
         request,
         "users.html",
         session,
         section="users",
         days=days,
-        table=table,
+        table=dataclasses.replace(table, rows=shown),
         params=request.query_params,
     )
 

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from enforcer.catalog import Catalog, load_catalog
+from enforcer.console.cache import ReportCache
 from enforcer.console.session import (
     CsrfError,
     LoginRequiredError,
@@ -45,6 +46,7 @@ class ConsoleState:
 
     signer: SessionSigner
     templates: Jinja2Templates
+    reports: ReportCache = field(default_factory=ReportCache)
     _catalog_key: str = ""
     _catalog: Catalog | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
