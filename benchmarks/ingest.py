@@ -20,16 +20,15 @@ import argparse
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
+from _store import fresh_store
+from sqlalchemy import insert
 
 from enforcer.catalog import load_catalog
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.reports import apps_report, machines_report
 from enforcer.store.discovery import APP_DAY, DEV_DAY, ENTITY, to_bytes
-from enforcer.store.engine import make_engine, migrate
 
 BLOCKLISTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "blocklist-anudeep"
 DAY0 = 20_400  # 2025-11-08
@@ -115,19 +114,6 @@ def bare_split(path: Path, host_field: int, bytes_field: int, sep: str | None) -
     return time.perf_counter() - start
 
 
-def fresh_engine(url: str, work: Path, name: str):  # type: ignore[no-untyped-def]
-    if not url:
-        url = f"sqlite:///{work / (name + '.db')}"
-    elif url.startswith("postgresql"):
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with create_engine(url).begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    engine = make_engine(url)
-    migrate(engine)
-    return engine
-
-
 def seed_rollups(engine, devices: int, apps: list[str], days: int, rnd: random.Random) -> float:  # type: ignore[no-untyped-def]
     """30 days x N devices: each device uses 20 apps a day. Written straight into the rollups."""
     start = time.perf_counter()
@@ -188,39 +174,42 @@ def main() -> None:
             log = work / f"{fmt}.log"
             writer(log, args.lines, rnd)
             peer = bare_split(log, host_field, bytes_field, sep)
-            engine = fresh_engine(args.database_url, work, fmt)
-            start = time.perf_counter()
-            stats = ingest_files(engine, catalog, [log], fmt)
-            took = time.perf_counter() - start
+            with fresh_store(args.database_url, work, fmt) as (_url, engine):
+                start = time.perf_counter()
+                stats = ingest_files(engine, catalog, [log], fmt)
+                took = time.perf_counter() - start
             assert stats.records == args.lines, stats
             print(f"  {fmt:<6} {args.lines:,} lines end to end in {took:6.2f} s = {args.lines / took:>9,.0f} lines/s"
                   f"  (target >= 300,000); bare split+sum {args.lines / peer:>9,.0f} lines/s; ratio {peer / took:.2f}")  # fmt: skip
-            engine.dispose()
-        engine = fresh_engine(args.database_url, work, "rollups")
-        app_ids = [a.id for a in catalog][:500]
-        seeded = seed_rollups(engine, args.devices, app_ids, args.days, rnd)
-        first, last = DAY0, DAY0 + args.days - 1
-        with engine.connect() as conn:
-            timings = []
-            for _ in range(3):
-                start = time.perf_counter()
-                rows = apps_report(conn, catalog, first, last)
-                timings.append(time.perf_counter() - start)
-            assert rows and max(r["devices"] for r in rows) <= args.devices
-            mtimes = []
-            for _ in range(3):
-                start = time.perf_counter()
-                machines_report(conn, catalog, first, last, limit=50)
-                mtimes.append(time.perf_counter() - start)
-        print(
-            f"  rollups: {args.days} days x {args.devices:,} devices x 20 apps/day seeded in {seeded:.1f} s"
-        )
-        print(f"  discovered-apps report over {args.days} days: {min(timings) * 1000:7.0f} ms (best of 3; target < 1 s), "
-              f"{len(rows)} apps, top app on {rows[0]['devices']:,} devices")  # fmt: skip
-        print(
-            f"  machines report (page of 50) over {args.days} days: {min(mtimes) * 1000:7.0f} ms (best of 3)"
-        )
-        engine.dispose()
+        with fresh_store(args.database_url, work, "rollups") as (_url, engine):
+            rollup_queries(engine, catalog, args, rnd)
+
+
+def rollup_queries(engine, catalog, args: argparse.Namespace, rnd: random.Random) -> None:  # type: ignore[no-untyped-def]
+    """Seed 30 days x N devices of rollups, then time the apps and machines reports."""
+    app_ids = [a.id for a in catalog][:500]
+    seeded = seed_rollups(engine, args.devices, app_ids, args.days, rnd)
+    first, last = DAY0, DAY0 + args.days - 1
+    with engine.connect() as conn:
+        timings = []
+        for _ in range(3):
+            start = time.perf_counter()
+            rows = apps_report(conn, catalog, first, last)
+            timings.append(time.perf_counter() - start)
+        assert rows and max(r["devices"] for r in rows) <= args.devices
+        mtimes = []
+        for _ in range(3):
+            start = time.perf_counter()
+            machines_report(conn, catalog, first, last, limit=50)
+            mtimes.append(time.perf_counter() - start)
+    print(
+        f"  rollups: {args.days} days x {args.devices:,} devices x 20 apps/day seeded in {seeded:.1f} s"
+    )
+    print(f"  discovered-apps report over {args.days} days: {min(timings) * 1000:7.0f} ms (best of 3; target < 1 s), "
+          f"{len(rows)} apps, top app on {rows[0]['devices']:,} devices")  # fmt: skip
+    print(
+        f"  machines report (page of 50) over {args.days} days: {min(mtimes) * 1000:7.0f} ms (best of 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ import sqlite3
 import tempfile
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from _store import fresh_store
 
 from enforcer.catalog import App, Catalog, RiskAttributes
 from enforcer.engine import apply, make_plan
@@ -36,7 +35,6 @@ from enforcer.expand import expand
 from enforcer.plan import paused_gc
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
-from enforcer.store.engine import make_engine, migrate
 
 DOMAINS_PER_APP = 100
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
@@ -109,38 +107,22 @@ def main() -> None:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        url, cleanup = args.database_url, None
-        if not url:
-            url = f"sqlite:///{work / 'store.db'}"
-        elif url.startswith("postgresql"):
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(url)
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            cleanup = (admin, schema)
-            url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-        engine = make_engine(url)
-        migrate(engine)
-        catalog = timed("catalog", lambda: synthetic_catalog(args.count), results)
-        policies = work / "policies"
-        write_policies(policies, 0)
-        desired = timed("expand", lambda: desired_state(policies, catalog), results)
-        assert len(desired.indicators) == args.count, len(desired.indicators)
-        plan = timed("a_plan", lambda: make_plan(engine, desired), results)
-        timed("a_apply", lambda: apply(engine, plan), results)
-        del plan
-        noop = timed("b_plan", lambda: make_plan(engine, desired), results)
-        assert not noop.has_changes
-        write_policies(policies, args.count // DOMAINS_PER_APP // 100)
-        changed = desired_state(policies, catalog)
-        plan = timed("c_plan", lambda: make_plan(engine, changed), results)
-        assert len(plan.changes) == args.count // 100, len(plan.changes)
-        timed("c_apply", lambda: apply(engine, plan), results)
-        engine.dispose()
-        if cleanup:
-            admin, schema = cleanup
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        with fresh_store(args.database_url, work) as (_url, engine):
+            catalog = timed("catalog", lambda: synthetic_catalog(args.count), results)
+            policies = work / "policies"
+            write_policies(policies, 0)
+            desired = timed("expand", lambda: desired_state(policies, catalog), results)
+            assert len(desired.indicators) == args.count, len(desired.indicators)
+            plan = timed("a_plan", lambda: make_plan(engine, desired), results)
+            timed("a_apply", lambda: apply(engine, plan), results)
+            del plan
+            noop = timed("b_plan", lambda: make_plan(engine, desired), results)
+            assert not noop.has_changes
+            write_policies(policies, args.count // DOMAINS_PER_APP // 100)
+            changed = desired_state(policies, catalog)
+            plan = timed("c_plan", lambda: make_plan(engine, changed), results)
+            assert len(plan.changes) == args.count // 100, len(plan.changes)
+            timed("c_apply", lambda: apply(engine, plan), results)
         peak = peak_rss_mb()
         peer_insert, peer_read = sqlite_peer(args.count, work)
     backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"

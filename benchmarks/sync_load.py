@@ -29,11 +29,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from _store import fresh_store
 
 from enforcer.models import Action, Indicator
 from enforcer.store.devices import enroll_device
-from enforcer.store.engine import make_engine, migrate
 from enforcer.store.indicators import add_manual
 
 ADMIN = "bench-admin-token-0123456789abcdef"
@@ -191,18 +190,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url or f"sqlite:///{Path(tmp) / 'store.db'}"
-        cleanup = None
-        if url.startswith("postgresql"):
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(url)
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            cleanup = (admin, schema)
-            url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-        engine = make_engine(url)
-        migrate(engine)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_store(args.database_url, Path(tmp)) as (url, engine),
+    ):
         start = time.monotonic()
         tokens = [enroll_device(engine, device_id=f"dev-{i:05d}", hostname=f"pc{i}", os="Linux", user="u",
                                 local_ips=["10.0.0.1"], groups=[])[1] for i in range(args.devices)]  # fmt: skip
@@ -210,11 +201,6 @@ def main() -> None:
             f"sync load: {args.devices:,} devices enrolled in {time.monotonic() - start:.1f} s, store={url.split(':')[0]}"
         )
         asyncio.run(run(args, url, tokens, engine))
-        engine.dispose()
-        if cleanup:
-            admin, schema = cleanup
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 if __name__ == "__main__":
