@@ -138,7 +138,11 @@ def test_an_admin_day_in_the_console(page, console: Console) -> None:  # type: i
     assert int(by_app["trello"]["transactions"]) > 0
 
     # The other pages render, then sign out: the session is gone.
-    for name, title in (("domains", "Unrecognised domains"), ("alerts", "Alerts")):
+    for name, title in (
+        ("users", "Users"),
+        ("domains", "Unrecognised domains"),
+        ("alerts", "Alerts"),
+    ):
         page.goto(f"/console/{name}")
         expect(page.get_by_role("heading", name=title)).to_be_visible()
         shot(page, name)
