@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     expire_interval: float = 60.0
     """Seconds between two runs of the daemon's expiry job."""
 
+    event_retention_days: float = 30.0
+    """Days raw network events are kept (rollups keep the history); older ones are deleted."""
+
     discovery_interval: float = 30.0
     """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
 

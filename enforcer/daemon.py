@@ -30,6 +30,7 @@ from enforcer.expand import expand
 from enforcer.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.policy.loader import directory_digest
 from enforcer.sinks import run_sinks
+from enforcer.store.discovery import prune_events
 from enforcer.store.indicators import current_revision, expire
 from enforcer.store.lock import LeaderLock
 
@@ -145,6 +146,16 @@ class Daemon:
             return 0
         if count:
             log.info("indicators_expired", count=count, revision=revision)
+        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(
+            days=self.settings.event_retention_days
+        )
+        try:
+            pruned = prune_events(self.engine, cutoff)
+        except SQLAlchemyError as exc:
+            log.error("store_unavailable", job="retention", error=str(exc).splitlines()[0])
+            pruned = 0
+        if pruned:
+            log.info("events_pruned", count=pruned, older_than=cutoff.isoformat())
         return count
 
     def discovery_tick(self) -> int:

@@ -548,3 +548,17 @@ def acknowledge_alert(engine: Engine, alert_id: int, *, actor: str) -> bool:
             )
         ).rowcount
     return bool(done)
+
+
+def prune_events(engine: Engine, before: dt.datetime) -> int:
+    """Delete raw network events older than `before` (already rolled up); returns how many.
+
+    Events the continuous report has not read yet are kept whatever their age, so a daemon
+    that was down longer than the retention loses nothing.
+    """
+    with engine.begin() as conn:
+        cursor = read_cursor(conn, "network-events")
+        done = conn.execute(
+            delete(EVENT).where(EVENT.c.time < before, EVENT.c.id <= cursor)
+        ).rowcount
+    return int(done or 0)

@@ -112,3 +112,22 @@ def test_device_events_roll_up_and_raise_alerts(engine: Engine, db_url: str) -> 
     assert [a["id"] for a in listed] == [alert["id"]]
     assert run(["ack", str(alert["id"])], db_url).returncode == 0
     assert json.loads(run(["alerts", "--status", "open", "--json"], db_url).stdout) == []
+
+
+def test_raw_events_are_pruned_after_retention_but_never_before_they_are_rolled_up(
+    engine: Engine,
+) -> None:
+    from enforcer.store.discovery import prune_events
+    from enforcer.store.events import count_events
+
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    event = EventRecord(
+        old, "pc-1", "alice", "10.0.0.5", "www.dropbox.com", "", 443, 1, 2, "allowed", "", "", "dns"
+    )
+    store_batch(engine, device_id="dev-1", batch_id="old", events=[event, event])
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    assert prune_events(engine, cutoff) == 0  # not rolled up yet: kept
+    process_events(engine, load_catalog())
+    assert prune_events(engine, cutoff) == 2
+    with engine.connect() as conn:
+        assert count_events(conn) == 0
