@@ -11,6 +11,8 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.plan import PLAN_FORMAT, Plan
 from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
+from tests.api.conftest import bearer
+from tests.hardening.apiserver import serve_store
 
 T = 1763625600.0
 INF = float("inf")
@@ -37,3 +39,23 @@ def test_a_malformed_plan_file_is_a_value_error(data: object) -> None:
     the loader, and `enforcer apply PLANFILE` showed a traceback instead of what is wrong."""
     with pytest.raises(ValueError, match="malformed plan file"):
         Plan.from_dict(data)  # type: ignore[arg-type]
+
+
+EVENT = {
+    "time": "2026-11-25T10:00:00Z",
+    "domain": "a.example",
+    "action": "blocked",
+    "source": "dns",
+}
+
+
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_an_event_time_out_of_range_in_utc_is_a_422(time: str) -> None:
+    """Found by test_fuzz_api: converting such a time to UTC raised OverflowError, a 500 that
+    a shim would resend forever."""
+    with serve_store("sqlite") as api:
+        token = api.enroll("d1")
+        body = {"batchId": "b1", "events": [dict(EVENT, time=time)]}
+        response = api.client.post("/api/v1/events", json=body, headers=bearer(token))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "body.events[0].time"

@@ -52,7 +52,12 @@ class EventIn(_Camel):
     @classmethod
     def _utc(cls, value: dt.datetime) -> dt.datetime:
         # A shim without a zone in its timestamps reports UTC (its spool writes UTC).
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01T00:00+05:00 is before year 1 in UTC: a 422, not a 500
+            raise ValueError("time is out of range once converted to UTC") from None
 
     def record(self) -> EventRecord:
         """The stored form."""
