@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -86,6 +86,14 @@ async def _store_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(503, "the store is unavailable; retry later", {"Retry-After": "5"})
 
 
+async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+    # A value that passed validation but the store cannot hold: PostgreSQL refuses NUL in text
+    # (SQLite keeps it). The client's input is at fault and resending it cannot help: a 422, so
+    # a shim drops the batch instead of resending it forever. The value is never echoed.
+    log.warning("unstorable_value", error=type(exc).__name__)
+    return problem_response(422, "a value cannot be stored (a NUL character in a text field?)")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("internal_error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
     return problem_response(500, "internal error; the server log has the details")
@@ -96,6 +104,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(OperationalError, _store_error)
+    app.add_exception_handler(DataError, _unstorable)
     # Every pooled connection busy for 30 s: overload, which a retry later may get through.
     app.add_exception_handler(PoolTimeoutError, _store_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -11,7 +11,8 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.plan import PLAN_FORMAT, Plan
 from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
-from tests.api.conftest import bearer
+from tests.api.conftest import bearer, enroll_body
+from tests.conftest import PG_URL
 from tests.hardening.apiserver import serve_store
 
 T = 1763625600.0
@@ -59,3 +60,19 @@ def test_an_event_time_out_of_range_in_utc_is_a_422(time: str) -> None:
         response = api.client.post("/api/v1/events", json=body, headers=bearer(token))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "body.events[0].time"
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL refuses NUL in text; SQLite stores it")
+def test_a_nul_character_postgresql_cannot_store_is_a_422() -> None:
+    """Found by test_fuzz_api on PostgreSQL: NUL in any text field (a hostname at enrolment, a
+    batch id, an event's domain) raised DataError, a 500 (and a batch resent forever)."""
+    with serve_store("postgresql") as api:
+        token = api.enroll("d1")
+        enrol = api.client.post("/api/v1/enroll", json=dict(enroll_body("d2"), hostname="a\x00"))
+        batch = {"batchId": "b\x00", "events": [dict(EVENT, domain="a\x00.example")]}
+        events = api.client.post("/api/v1/events", json=batch, headers=bearer(token))
+        after = api.client.post("/api/v1/events", json={"batchId": "ok", "events": [EVENT]},
+                                headers=bearer(token))  # fmt: skip
+    assert (enrol.status_code, events.status_code) == (422, 422), (enrol.text, events.text)
+    assert "\x00" not in events.text
+    assert after.status_code == 200, after.text
