@@ -9,6 +9,7 @@ file has more.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,8 +17,10 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import BadLine, Record
 from enforcer.store.discovery import AppDay, DeviceDay, Rollup, Usage, UserDay
 
-FineKey = tuple[int, tuple[str, str], str, str, str]
-"""(hour, (app_id, domain), device, user, address)."""
+FineKey = tuple[int, str, str, str, str]
+"""(hour, attribution, device, user, address); see `Aggregator._who`."""
+
+_DOMAIN = "\x00"
 
 Acc = list[float]
 """[transactions, bytes_up, bytes_down, blocked, first_seen, last_seen]."""
@@ -51,6 +54,8 @@ class Aggregator:
         self.attributor = attributor
         self.max_keys = max_keys
         self.fine: dict[FineKey, Acc] = {}
+        self._hosts: dict[str, str] = {}
+        self._split: dict[str, tuple[str, str]] = {"": ("", "")}
         self.records = 0
         self.without_host = 0
         self.attributed = 0
@@ -73,38 +78,47 @@ class Aggregator:
         keys, `on_full` is called (to merge `rollup()` into the store) and accumulation goes on.
         """
         fine = self.fine
-        attribute = self.attributor
-        hosts: dict[str, tuple[str, str]] = {}
+        hosts = self._hosts
+        record_type = Record
         count = 0
         for r in records:
-            if type(r) is not Record:
+            if type(r) is not record_type:
                 if on_bad is not None:
                     on_bad(r)  # type: ignore[arg-type]
                 continue
             if not count & 0x3FFF and on_full is not None and len(fine) >= self.max_keys:
                 on_full()
                 fine = self.fine
-            host = r.host
-            hit = hosts.get(host)
-            if hit is None:
-                hit = hosts[host] = attribute(host)
-            t = r.time
-            key = (int(t // 3600), hit, r.device or r.src_ip, r.user, r.src_ip)
+            # One unpack instead of ten attribute reads: this loop runs once per log line.
+            t, host, ip, user, device, _dip, _dport, up, down, action = r
+            who = hosts.get(host)
+            if who is None:
+                who = self._who(host)
+            key = (int(t // 3600), who, device or ip, user, ip)
             acc = fine.get(key)
-            blocked = 1 if r.action == "blocked" else 0
             if acc is None:
-                fine[key] = [1, r.bytes_up, r.bytes_down, blocked, t, t]
+                fine[key] = [1, up, down, 1 if action == "blocked" else 0, t, t]
             else:
                 acc[0] += 1
-                acc[1] += r.bytes_up
-                acc[2] += r.bytes_down
-                acc[3] += blocked
+                acc[1] += up
+                acc[2] += down
+                if action == "blocked":
+                    acc[3] += 1
                 if t < acc[4]:
                     acc[4] = t
                 elif t > acc[5]:
                     acc[5] = t
             count += 1
         self.records += count
+
+    def _who(self, host: str) -> str:
+        """A host's attribution as one interned string (its hash is computed once): the app id,
+        or NUL + the unrecognised domain, or "" without a host."""
+        app_id, domain = self.attributor(host)
+        who = sys.intern(app_id or (_DOMAIN + domain if domain else ""))
+        self._hosts[host] = who
+        self._split[who] = (app_id, domain)
+        return who
 
     def rollup(self) -> Rollup:
         """Derive the rollup aggregates and empty the accumulator."""
@@ -116,7 +130,9 @@ class Aggregator:
         user_sets: dict[tuple[int, str], tuple[set[str], set[str]]] = {}
         device_apps: dict[tuple[str, int, str], Acc] = {}
         hours: dict[tuple[int, str], Acc] = {}
-        for (hour, (app_id, domain), device, user, ip), acc in self.fine.items():
+        split = self._split
+        for (hour, who, device, user, ip), acc in self.fine.items():
+            app_id, domain = split[who]
             if not app_id and not domain:
                 self.without_host += int(acc[0])
                 continue
