@@ -157,7 +157,10 @@ class _Udp(asyncio.DatagramProtocol):
         self.on_line = on_line
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        _deliver(self.on_line, str(addr[0]), data[:MAX_FRAME])
+        # One message per datagram (RFC 5426), but some devices batch lines into one: every
+        # format here is one record per line, so each line is a message of its own.
+        for frame in data[:MAX_FRAME].rstrip(b"\r\n\x00").split(b"\n"):
+            _deliver(self.on_line, str(addr[0]), frame)
 
 
 class Collector:

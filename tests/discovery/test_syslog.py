@@ -84,6 +84,8 @@ def test_collector_receives_udp_and_tcp():
             udp.sendto(
                 f"<14>Jan 2 03:04:05 PA-440 {PAN}".encode(), ("127.0.0.1", collector.udp_port)
             )
+            batch = b"<13>Jan 2 03:04:05 h a: one\n<13>Jan 2 03:04:05 h a: two\n"
+            udp.sendto(batch, ("127.0.0.1", collector.udp_port))
             udp.close()
             _, writer = await asyncio.open_connection("127.0.0.1", collector.tcp_port)
             framed = b"<13>1 2024-01-02T03:04:05Z fw - - - - octet counted"
@@ -95,7 +97,7 @@ def test_collector_receives_udp_and_tcp():
             await writer.drain()
             writer.close()
             for _ in range(200):
-                if len(got) == 3:
+                if len(got) == 5:
                     break
                 await asyncio.sleep(0.01)
         finally:
@@ -105,7 +107,13 @@ def test_collector_receives_udp_and_tcp():
 
     got = asyncio.run(scenario())
     assert sorted(got) == sorted(
-        [("127.0.0.1", PAN), ("127.0.0.1", "octet counted"), ("127.0.0.1", "newline framed")]
+        [
+            ("127.0.0.1", PAN),
+            ("127.0.0.1", "one"),
+            ("127.0.0.1", "two"),
+            ("127.0.0.1", "octet counted"),
+            ("127.0.0.1", "newline framed"),
+        ]
     )
 
 
