@@ -8,6 +8,9 @@ data in the browser, and changes policy only through a console-managed policy fi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -31,6 +34,20 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(CsrfError, _csrf_refused)
     app.add_api_route("/", _home, include_in_schema=False)
+    _warm_at_start_up(app, pages.warm)
+
+
+def _warm_at_start_up(app: FastAPI, warm: Callable[[FastAPI], None]) -> None:
+    """Run `warm(app)` when the server starts, inside the API's own lifespan."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
+        async with inner(running) as value:
+            warm(running)
+            yield value
+
+    app.router.lifespan_context = lifespan
 
 
 async def _home() -> RedirectResponse:

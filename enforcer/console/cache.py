@@ -31,22 +31,38 @@ class ReportCache:
         self._clock = clock
         self._items: dict[Hashable, tuple[float, Any]] = {}
         self._refreshing: set[Hashable] = set()
+        self._computing: dict[Hashable, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """The cached result for `key`, computing it now when there is none."""
-        with self._lock:
-            found = self._items.get(key)
-            stale = found is not None and self._clock() - found[0] > self.ttl
-            if stale and key not in self._refreshing:
-                self._refreshing.add(key)
-                threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
-        if found is not None:
-            value: T = found[1]
+        """The cached result for `key`, computing it now when there is none.
+
+        Requests that miss the same key together wait for one computation (a dashboard opened by
+        several admins at once, or right after the start-up warm-up began) instead of repeating it.
+        """
+        while True:
+            with self._lock:
+                found = self._items.get(key)
+                stale = found is not None and self._clock() - found[0] > self.ttl
+                if stale and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
+                if found is not None:
+                    value: T = found[1]
+                    return value
+                running = self._computing.get(key)
+                if running is None:
+                    done = self._computing[key] = threading.Event()
+                    break
+            running.wait()  # then read what it stored (or compute, if it failed)
+        try:
+            value = compute()
+            self._store(key, value)
             return value
-        value = compute()
-        self._store(key, value)
-        return value
+        finally:
+            with self._lock:
+                del self._computing[key]
+            done.set()
 
     def _store(self, key: Hashable, value: Any) -> None:
         with self._lock:

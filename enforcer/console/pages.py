@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from enforcer.catalog import CATEGORIES, Catalog
 from enforcer.catalog.risk import explain_risk
@@ -30,6 +32,7 @@ from enforcer.store.indicators import count_indicators, list_indicators, read_ap
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 T = TypeVar("T")
+log = structlog.get_logger("enforcer.console")
 
 
 def _catalog(request: Request) -> Catalog:
@@ -43,12 +46,7 @@ def _connect(request: Request) -> Connection:
 def _cached(request: Request, name: Hashable, first: int, last: int, read: Callable[..., T]) -> T:
     """A range-wide read through the report cache (see `cache`): `read(conn, first, last)`."""
     engine = api(request).engine
-
-    def compute() -> T:
-        with engine.connect() as conn:
-            return read(conn, first, last)
-
-    return state(request).reports.get((name, first, last), compute)
+    return state(request).reports.get((name, first, last), lambda: _read(engine, read, first, last))
 
 
 def _apps_rows(request: Request, first: int, last: int) -> list[dict[str, Any]]:
@@ -69,6 +67,38 @@ def machine_link(row: dict[str, Any]) -> str:
 
 def user_link(row: dict[str, Any]) -> str:
     return f"{PREFIX}/users/{row['user']}"
+
+
+def warm(app: Any) -> None:
+    """Compute the default range's sums in a background thread (at start-up), so the first
+    dashboard after a restart does not wait for 30 days of rollups."""
+    first, last = day_range(30)
+    engine, policy_dir = app.state.ctx.engine, app.state.ctx.settings.policy_dir
+    console = app.state.console
+
+    def run() -> None:
+        catalog = console.catalog(policy_dir)
+        jobs: list[tuple[str, Callable[[Connection, int, int], Any]]] = [
+            ("apps", lambda c, f, la: reports.apps_report(c, catalog, f, la)),
+            ("devices", q.device_totals),
+            ("users-count", q.distinct_users),
+            ("users", q.user_totals),
+        ]
+        for name, read in jobs:
+            try:
+                console.reports.get(
+                    (name, first, last), lambda r=read: _read(engine, r, first, last)
+                )
+            except Exception as exc:  # a warm-up is an optimisation: never fail the server
+                log.warning("console_warm_up_failed", report=name, error=repr(exc))
+                return
+
+    threading.Thread(target=run, name="console-warm-up", daemon=True).start()
+
+
+def _read(engine: Engine, read: Callable[[Connection, int, int], T], first: int, last: int) -> T:
+    with engine.connect() as conn:
+        return read(conn, first, last)
 
 
 # --- dashboard -----------------------------------------------------------------------------

@@ -152,3 +152,36 @@ def test_an_admin_day_in_the_console(page, console: Console) -> None:  # type: i
     expect(page).to_have_url(re.compile(r"/console/login"))
     page.goto("/console/apps")
     expect(page).to_have_url(re.compile(r"/console/login"))
+
+
+def test_reading_works_without_javascript_and_by_keyboard(console: Console) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(base_url=console.url, java_script_enabled=False)
+        context.set_default_timeout(10_000)
+        page = context.new_page()
+        page.goto("/console/login")
+        # Keyboard only: the token field has focus, Enter signs in.
+        page.keyboard.type(ADMIN)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Cloud Discovery")).to_be_visible()
+        # The skip link is the first stop of the tab order, then the navigation.
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        expect(
+            page.get_by_role("navigation", name="Sections").get_by_role("link", name="Dashboard")
+        ).to_be_focused()
+        # Without JavaScript the time range still applies through its button.
+        page.get_by_label("Time range").select_option("7")
+        page.get_by_role("button", name="Show").click()
+        expect(page).to_have_url(re.compile(r"days=7"))
+        page.goto("/console/machines/pc-02?tab=apps")
+        expect(page.locator("tbody tr").first).to_be_visible()
+        page.goto("/console/apps?sort=name")
+        expect(page.locator("tbody tr").first).to_contain_text("ChatGPT")
+        context.close()
+        browser.close()
