@@ -23,7 +23,7 @@ from enforcer.catalog.risk import explain_risk
 from enforcer.console import queries as q
 from enforcer.console import tables as t
 from enforcer.console.chart import Series, bar_chart
-from enforcer.console.web import PREFIX, SignedIn, api, days_param, render, state
+from enforcer.console.web import PREFIX, SignedIn, api, days_param, render, segment, state
 from enforcer.discovery import reports
 from enforcer.discovery.reports import NotFoundError, day_range
 from enforcer.models import Action
@@ -58,15 +58,16 @@ def _apps_rows(request: Request, first: int, last: int) -> list[dict[str, Any]]:
 
 
 def app_link(row: dict[str, Any]) -> str:
-    return f"{PREFIX}/apps/{row['app']}"
+    return f"{PREFIX}/apps/{segment(row['app'])}"
 
 
 def machine_link(row: dict[str, Any]) -> str:
-    return f"{PREFIX}/machines/{row['device']}"
+    return f"{PREFIX}/machines/{segment(row['device'])}"
 
 
 def user_link(row: dict[str, Any]) -> str:
-    return f"{PREFIX}/users/{row['user']}"
+    # User names from logs look like CORP\alice or alice@corp.example: always quote them.
+    return f"{PREFIX}/users/{segment(row['user'])}"
 
 
 def warm(app: Any) -> None:
@@ -384,7 +385,7 @@ TAB_ROWS = {"apps": "apps", "users": "users", "ips": "ipAddresses"}
 TAB_SORT = {"apps": "-upload", "users": "-lastSeen", "ips": "-lastSeen"}
 
 
-@router.get("/machines/{name}")
+@router.get("/machines/{name:path}")
 def machine_page(request: Request, name: str, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
@@ -465,7 +466,7 @@ def users(request: Request, session: SignedIn) -> Response:
     )
 
 
-@router.get("/users/{name}")
+@router.get("/users/{name:path}")
 def user_page(request: Request, name: str, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
@@ -498,8 +499,7 @@ def domains(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
     text = request.query_params.get("q", "").strip().lower()
-    with _connect(request) as conn:
-        rows = reports.domains_report(conn, first, last)
+    rows = _cached(request, "domains", first, last, reports.domains_report)
     if text:
         rows = [r for r in rows if text in r["domain"]]
     table = t.table(
@@ -531,7 +531,7 @@ ALERT_COLUMNS = (
         "app_id",
         "App",
         sortable=False,
-        link=lambda r: f"{PREFIX}/apps/{r['app_id']}" if r["app_id"] else "",
+        link=lambda r: app_link({"app": r["app_id"]}) if r["app_id"] else "",
     ),
     t.Column("action", "Action", sortable=False),
     t.Column(
@@ -600,7 +600,7 @@ INDICATOR_COLUMNS = (
         "application",
         "App",
         sortable=False,
-        link=lambda r: f"{PREFIX}/apps/{r['application']}" if r["application"] else "",
+        link=lambda r: app_link({"app": r["application"]}) if r["application"] else "",
     ),
     t.Column("action", "Action", sortable=False),
     t.Column("severity", "Severity", sortable=False),

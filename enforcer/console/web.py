@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -106,11 +106,18 @@ def risk_class(score: Any) -> str:
     return "risk-high" if score >= 7 else "risk-medium" if score >= 4 else "risk-low"
 
 
+def segment(value: Any) -> str:
+    """A name as one URL path segment (slashes, backslashes, '#' and '?' quoted)."""
+    return quote(str(value), safe="@")
+
+
 def make_templates() -> Jinja2Templates:
     """The console's Jinja2 environment (autoescaping on) with its formatting filters."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
-    env.filters.update(bytes=human_bytes, number=number, when=when, risk_class=risk_class)
+    env.filters.update(
+        seg=segment, bytes=human_bytes, number=number, when=when, risk_class=risk_class
+    )
     env.globals.update(prefix=PREFIX, ranges=RANGES)
     return templates
 

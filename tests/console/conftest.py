@@ -68,6 +68,12 @@ def records(now: dt.datetime, n: int = 1500, seed: int = 5) -> list[Record]:
                 action="blocked" if rnd.random() < 0.1 else "allowed",
             )
         )
+    # Names as logs write them: a domain user, and a device name with a slash and a space.
+    out += [
+        Record(time=now.timestamp() - 3600 * h, host="slack.com", src_ip="10.9.0.1",
+               user="CORP\\erin", device="lab/pc 9", bytes_up=500, bytes_down=5000)
+        for h in range(1, 4)
+    ]  # fmt: skip
     return out
 
 

@@ -164,3 +164,17 @@ def test_next_never_leaves_the_console(console: Console) -> None:
                 data={"csrf": csrf_of(form.text), "token": ADMIN, "next": target},
             )
             assert response.headers["location"] == "/console/", target
+
+
+def test_names_from_logs_link_to_their_pages(console: Console) -> None:
+    with console.client() as client:
+        cookie = session_cookie(sign_in(client))
+        users = client.get("/console/users", headers=cookie).text
+        link = re.search(r'href="(/console/users/CORP[^"]+)"', users)
+        assert link and link.group(1) == "/console/users/CORP%5Cerin"
+        user = client.get(link.group(1), headers=cookie)
+        assert user.status_code == 200 and "CORP\\erin" in user.text
+        machine = re.search(r'href="(/console/machines/lab[^"?]+)', user.text)
+        assert machine and machine.group(1) == "/console/machines/lab%2Fpc%209"
+        page = client.get(machine.group(1) + "?tab=users", headers=cookie)
+        assert page.status_code == 200 and "CORP\\erin" in page.text

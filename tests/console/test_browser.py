@@ -71,7 +71,7 @@ def test_an_admin_day_in_the_console(page, console: Console) -> None:  # type: i
     nav = page.get_by_role("navigation", name="Sections")
     nav.get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("heading", name="Cloud Discovery")).to_be_visible()
-    expect(page.locator(".kpis")).to_contain_text("8 devices")
+    expect(page.locator(".kpis")).to_contain_text("9 devices")
     expect(page.locator("svg.chart")).to_be_visible()
     shot(page, "dashboard")
 
