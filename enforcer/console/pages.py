@@ -51,8 +51,9 @@ def _cached(request: Request, name: Hashable, first: int, last: int, read: Calla
 
 def _apps_rows(request: Request, first: int, last: int) -> list[dict[str, Any]]:
     catalog = _catalog(request)
+    key = ("apps", state(request).catalog_digest)  # custom apps change names and categories
     rows = _cached(
-        request, "apps", first, last, lambda c, f, la: reports.apps_report(c, catalog, f, la)
+        request, key, first, last, lambda c, f, la: reports.apps_report(c, catalog, f, la)
     )
     return [dict(r) for r in rows]  # pages may annotate their copy
 
@@ -79,8 +80,11 @@ def warm(app: Any) -> None:
 
     def run() -> None:
         catalog = console.catalog(policy_dir)
-        jobs: list[tuple[str, Callable[[Connection, int, int], Any]]] = [
-            ("apps", lambda c, f, la: reports.apps_report(c, catalog, f, la)),
+        jobs: list[tuple[Hashable, Callable[[Connection, int, int], Any]]] = [
+            (
+                ("apps", console.catalog_digest),
+                lambda c, f, la: reports.apps_report(c, catalog, f, la),
+            ),
             ("devices", q.device_totals),
             ("users-count", q.distinct_users),
             ("users", q.user_totals),
@@ -91,7 +95,7 @@ def warm(app: Any) -> None:
                     (name, first, last), lambda r=read: _read(engine, r, first, last)
                 )
             except Exception as exc:  # a warm-up is an optimisation: never fail the server
-                log.warning("console_warm_up_failed", report=name, error=repr(exc))
+                log.warning("console_warm_up_failed", report=str(name), error=repr(exc))
                 return
 
     threading.Thread(target=run, name="console-warm-up", daemon=True).start()
@@ -550,11 +554,7 @@ def alerts(request: Request, session: SignedIn) -> Response:
     status = request.query_params.get("status", "open")
     status = status if status in ("open", "acknowledged", "all") else "open"
     severity = request.query_params.get("severity", "") or None
-    page = (
-        max(1, int(request.query_params.get("page", "1") or 1))
-        if request.query_params.get("page", "1").isdigit()
-        else 1
-    )
+    page = t.page_number(request)
     with _connect(request) as conn:
         if t.wants_csv(request):
             rows = db.list_alerts(
@@ -619,9 +619,7 @@ def indicators(request: Request, session: SignedIn) -> Response:
         action = Action(params["action"]) if params.get("action") else None
     except ValueError:
         action = None
-    page = (
-        int(params["page"]) if params.get("page", "").isdigit() and int(params["page"]) > 0 else 1
-    )
+    page = t.page_number(request)
     with _connect(request) as conn:
         if t.wants_csv(request):
             found = list_indicators(

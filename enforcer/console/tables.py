@@ -49,11 +49,12 @@ class Table:
     csv_name: str
 
 
-def _int(request: Request, name: str, default: int) -> int:
+def page_number(request: Request) -> int:
+    """The 1-based ``?page=`` (1 when missing or not a positive number)."""
     try:
-        return max(1, int(request.query_params.get(name, default)))
+        return max(1, int(request.query_params.get("page", 1)))
     except ValueError:
-        return default
+        return 1
 
 
 def sort_params(request: Request, columns: Sequence[Column], default: str) -> tuple[str, bool]:
@@ -114,7 +115,7 @@ def paged(
     """A page of already ordered rows (or the given `page_rows` of `total` rows)."""
     count = len(ordered) if total is None else total
     pages = max(1, -(-count // PAGE_SIZE))
-    page = min(_int(request, "page", 1), pages)
+    page = min(page_number(request), pages)
     if page_rows is None:
         page_rows = ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     return Table(columns, page_rows, count, page, pages, sort, descending, csv_name)

@@ -51,6 +51,11 @@ class ConsoleState:
     _catalog: Catalog | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def catalog_digest(self) -> str:
+        """Digest of the policy files the cached catalog was built from (a cache key part)."""
+        return self._catalog_key
+
     def catalog(self, policy_dir: Path) -> Catalog:
         """The bundled catalog plus the policy set's custom apps (cached per policy digest).
 
