@@ -29,6 +29,24 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # Libraries (APScheduler, uvicorn, the proxy's helpers) log through the standard library:
+    # send them into the same stream, so a daemon's stderr is JSON lines only.
+    logging.basicConfig(handlers=[_ToStructlog()], level=level.upper(), force=True)
+    # One line per HTTP request would be a line per long-poll: only problems.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+class _ToStructlog(logging.Handler):
+    """Sends standard-library log records to structlog (one event per record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(
+                record.levelno, record.getMessage(), logger=record.name, exc_info=record.exc_info
+            )
+        except Exception:
+            self.handleError(record)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

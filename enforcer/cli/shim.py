@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import signal
@@ -17,25 +16,6 @@ from enforcer.cli._common import settings
 from enforcer.shim.agent import AgentFailed, AgentSettings, run_agent
 from enforcer.shim.dns import DnsSettings
 from enforcer.shim.spool import DEFAULT_MAX_EVENTS
-
-
-class _ToStructlog(logging.Handler):
-    """Sends stdlib log records (the proxy, bypasses, notifier) to structlog: one JSON stream."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            structlog.get_logger(record.name).log(
-                record.levelno, record.getMessage(), logger=record.name, exc_info=record.exc_info
-            )
-        except Exception:
-            self.handleError(record)
-
-
-def _route_stdlib_logging(level: str) -> None:
-    logging.basicConfig(handlers=[_ToStructlog()], level=level.upper(), force=True)
-    # One line per HTTP request would be a line per long-poll: only problems.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def register(app: typer.Typer) -> None:
@@ -111,7 +91,6 @@ def shim(
     """Enforce the server's indicators on this device and report its network events."""
     cfg = settings()
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
-    _route_stdlib_logging(cfg.log_level)
     dns_host, dns_port = parse_hostport(dns_listen)
     proxy_host, proxy_port = parse_hostport(proxy_listen)
     agent_settings = AgentSettings(

@@ -365,8 +365,12 @@ def test_real_name_resolution_without_a_connect_override(
             response = http.get(f"http://localhost:{origins[0]}/real")
         assert response.text == f"hello from localhost:{origins[0]}/real"
     finally:
-        server.close()
-        asyncio.run_coroutine_threadsafe(server.wait_closed(), loop).result(5)
+
+        async def stop() -> None:  # close on the loop's own thread: asyncio is not thread-safe
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
