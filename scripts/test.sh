@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[dev]'
-exec .venv/bin/pytest "$@"
+# Two workers: most tests wait on sockets and subprocesses, so the two cores overlap well.
+exec .venv/bin/pytest -n 2 "$@"
