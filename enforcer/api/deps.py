@@ -31,6 +31,10 @@ from enforcer.store.devices import (
 )
 
 MAX_TOKEN_LENGTH = 512
+
+MAX_INT64 = (1 << 63) - 1
+"""Upper bound of integer query and path parameters that reach SQL: a larger value raised
+OverflowError in SQLite's driver, a 500 (found by tests/hardening/test_contract.py)."""
 TOKEN_CACHE_SECONDS = 10.0
 TOKEN_CACHE_SIZE = 200_000
 

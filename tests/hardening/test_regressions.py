@@ -76,3 +76,20 @@ def test_a_nul_character_postgresql_cannot_store_is_a_422() -> None:
     assert (enrol.status_code, events.status_code) == (422, 422), (enrol.text, events.text)
     assert "\x00" not in events.text
     assert after.status_code == 200, after.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/v1/indicators?skip={10**25}",
+        f"/api/v1/indicators/{10**25}",
+        f"/api/v1/devices?skip={10**25}",
+        f"/api/v1/discovery/alerts/{10**25}/acknowledge",
+    ],
+)
+def test_an_integer_beyond_64_bits_is_a_422(path: str) -> None:
+    """Found by test_contract: SQLite's driver raised OverflowError on such a parameter, a 500."""
+    with serve_store("sqlite") as api:
+        method = "POST" if path.endswith("acknowledge") else "GET"
+        response = api.client.request(method, path, headers=api.admin)
+    assert response.status_code == 422, response.text

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from enforcer.api.deps import Admin, Ctx
+from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.store.devices import Device, count_devices, list_devices
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -57,7 +57,7 @@ def list_(
     _admin: Admin,
     ctx: Ctx,
     top: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> DeviceList:
     """Enrolled devices in id order."""
     with ctx.engine.connect() as conn:

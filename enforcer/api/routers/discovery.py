@@ -8,12 +8,13 @@ import datetime as dt
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import fastapi
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from enforcer.api.deps import Admin, Ctx
+from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.catalog import load_catalog
 from enforcer.discovery import reports
@@ -150,7 +151,9 @@ async def alerts(
 
 
 @router.post("/alerts/{alert_id}/acknowledge", status_code=204, summary="Acknowledge an alert")
-async def acknowledge(ctx: Ctx, _: Admin, alert_id: int) -> Response:
+async def acknowledge(
+    ctx: Ctx, _: Admin, alert_id: Annotated[int, fastapi.Path(le=MAX_INT64)]
+) -> Response:
     if not await run_in_threadpool(acknowledge_alert, ctx.engine, alert_id, actor="api"):
         raise fail(404, f"no alert with id {alert_id}")
     return Response(status_code=204)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from enforcer.api.deps import Admin, Ctx
+from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.catalog.model import normalize_domain
 from enforcer.models import MANUAL, POLICY, Action, Indicator, Severity
@@ -112,7 +112,7 @@ def list_(
     _admin: Admin,
     ctx: Ctx,
     top: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
     source: Annotated[Literal["", "manual", "policy"], Query()] = "",
     action: Annotated[Action | Literal[""], Query()] = "",
     app: Annotated[str, Query(max_length=128)] = "",
@@ -136,7 +136,9 @@ def list_(
 
 
 @router.get("/{indicator_id}", summary="One indicator")
-def get(indicator_id: int, _admin: Admin, ctx: Ctx) -> dict[str, Any]:
+def get(
+    indicator_id: Annotated[int, Path(le=MAX_INT64)], _admin: Admin, ctx: Ctx
+) -> dict[str, Any]:
     """An indicator by id; 404 when there is none."""
     try:
         with ctx.engine.connect() as conn:
@@ -161,7 +163,7 @@ async def create(body: IndicatorCreate, admin: Admin, ctx: Ctx) -> dict[str, Any
 
 
 @router.delete("/{indicator_id}", status_code=204, summary="Delete a manual indicator")
-def delete(indicator_id: int, admin: Admin, ctx: Ctx) -> Response:
+def delete(indicator_id: Annotated[int, Path(le=MAX_INT64)], admin: Admin, ctx: Ctx) -> Response:
     """Delete a manual indicator; a policy one is refused with 409 (change the policy instead)."""
     try:
         with ctx.engine.connect() as conn:
