@@ -106,7 +106,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
     app.state.ctx = ctx
     problems.install(app)
     for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     install_console(app)  # the web console: same process, same port (enforcer/console)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)

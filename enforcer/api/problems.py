@@ -26,6 +26,40 @@ log = structlog.get_logger("enforcer.api")
 PROBLEM_JSON = "application/problem+json"
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+"""The JSON Schema of every error body (`errors` on 422 only)."""
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": HTTPStatus(status).phrase,
+        "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+    }
+    for status in (400, 401, 403, 404, 413, 422, 429, 503)
+}
+"""The errors any route may answer, for the OpenAPI document. Without it the document listed
+only FastAPI's own 422 (as application/json, in another shape), so a client generated from
+/openapi.json knew neither the 401/403/429/503 answers nor the problem-details body (found by
+the schemathesis contract test, tests/hardening/test_contract.py)."""
+
+
 def problem_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
     """The body of a problem-details response."""
     return {

@@ -93,3 +93,15 @@ def test_an_integer_beyond_64_bits_is_a_422(path: str) -> None:
         method = "POST" if path.endswith("acknowledge") else "GET"
         response = api.client.request(method, path, headers=api.admin)
     assert response.status_code == 422, response.text
+
+
+def test_the_openapi_document_names_the_problem_answers() -> None:
+    """Found by test_contract: /openapi.json listed only FastAPI's 422 (as application/json, in
+    another shape) and no 401/403/429/503, and documented /metrics as JSON."""
+    with serve_store("sqlite") as api:
+        document = api.client.get("/openapi.json").json()
+    sync = document["paths"]["/api/v1/sync"]["get"]["responses"]
+    for status in ("401", "403", "422", "429", "503"):
+        assert "application/problem+json" in sync[status]["content"], status
+    metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=1.0.0; charset=utf-8"]

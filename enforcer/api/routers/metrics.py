@@ -12,7 +12,13 @@ from enforcer.metrics import REGISTRY, StoreCollector
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", summary="Prometheus metrics (admin token)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin token)",
+    # The exposition format is text, not the JSON FastAPI would document by default.
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    response_class=Response,
+)
 async def metrics(ctx: Ctx, _: Admin) -> Response:
     def render() -> bytes:
         store = CollectorRegistry(auto_describe=False)
