@@ -13,22 +13,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import Case
-from schemathesis.checks import (
+
+# A dev dependency (pyproject's dev extras); skip, rather than fail collection, where it is missing.
+schemathesis = pytest.importorskip("schemathesis")
+from schemathesis import Case  # noqa: E402
+from schemathesis.checks import (  # noqa: E402
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from enforcer.api import create_app
-from enforcer.store.engine import make_engine
-from tests.api.conftest import ADMIN
-from tests.api.conftest import settings as server_settings
-from tests.hardening.apiserver import Api, serve_store
-from tests.hardening.fuzzing import PROFILE
+from enforcer.api import create_app  # noqa: E402
+from enforcer.store.engine import make_engine  # noqa: E402
+from tests.api.conftest import ADMIN  # noqa: E402
+from tests.api.conftest import settings as server_settings  # noqa: E402
+from tests.hardening.apiserver import Api, serve_store  # noqa: E402
+from tests.hardening.fuzzing import PROFILE  # noqa: E402
 
 pytestmark = pytest.mark.fuzz
 
