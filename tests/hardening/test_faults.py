@@ -1,0 +1,124 @@
+"""Faults (issue 7): what Enforcer does when a process dies, the database drops its clients, the
+server goes away, the disk fills up or a device's state file is damaged.
+
+Each test injects the fault for real where it can be done without disturbing other processes
+on the machine (kill -9 of a child process, pg_terminate_backend of this test's own sessions,
+an API server stopped and started again), and asserts what a user would notice: the store is
+whole, the daemon and the API recover by themselves, the device keeps blocking, no event is
+lost or counted twice. docs/reliability.md lists them with their figures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from enforcer.catalog import load_catalog
+from enforcer.engine import load_desired, make_plan
+from enforcer.store.engine import make_engine
+from enforcer.store.indicators import count_indicators, current_revision
+from tests.conftest import PG_URL
+from tests.hardening.apiserver import BACKENDS, store_url
+
+pytestmark = pytest.mark.fault
+
+ROOT = Path(__file__).resolve().parents[2]
+BIG = 200_000
+SMALL = 1_000
+
+
+def eventually(check: Callable[[], bool], within: float = 30.0, step: float = 0.1) -> None:
+    """Wait until `check()` is true; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not true within {within} s"
+        time.sleep(step)
+
+
+def store_state(engine: Engine) -> tuple[int, int]:
+    """(indicators, revision): what 'before' and 'after' an apply are compared by."""
+    with engine.connect() as conn:
+        return count_indicators(conn), current_revision(conn)
+
+
+def worker(url: str, domains: int, policy_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.hardening.apply_worker", url, str(domains), str(policy_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def own_sessions(application_name: str) -> int:
+    """How many PostgreSQL sessions carry `application_name` (this test's own processes)."""
+    admin = create_engine(PG_URL)
+    try:
+        with admin.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
+                    {"n": application_name},
+                ).scalar_one()
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_kill_9_during_a_large_apply_leaves_the_store_before_or_after(
+    backend: str, delay: float, tmp_path: Path
+) -> None:
+    """kill -9 of the applying process `delay` s into a 200,000-indicator apply."""
+    name = f"hardening-kill-{uuid.uuid4().hex[:8]}"
+    with store_url(backend) as url:
+        engine = make_engine(url)
+        # The worker's sessions carry their own application_name, to be told from this test's.
+        worker_url = f"{url}&application_name={name}" if backend == "postgresql" else url
+        try:
+            base = worker(worker_url, SMALL, tmp_path / "small")
+            assert base.wait(60) == 0
+            before = store_state(engine)
+            assert before == (SMALL, 1)
+
+            big = worker(worker_url, BIG, tmp_path / "big")
+            assert big.stdout is not None
+            assert big.stdout.readline().startswith("applying 1 ")
+            time.sleep(delay)
+            in_apply = big.poll() is None
+            big.kill()  # SIGKILL: no handler, no rollback by the process itself
+            big.wait(10)
+            rest = big.stdout.read()
+            assert in_apply and "applied" not in rest, "the kill should land inside the apply"
+            if backend == "postgresql":  # the server notices the dead client and rolls back
+                eventually(lambda: own_sessions(name) == 0)
+
+            after = store_state(engine)
+            assert after in (before, (BIG, 2)), after
+
+            # A restarted daemon converges: one tick of the real `enforcer daemon` applies the
+            # policies over whatever the kill left, and a second plan finds nothing to do.
+            policies = tmp_path / "big"
+            env = {**os.environ, "ENFORCER_DATABASE_URL": url, "ENFORCER_POLICY_DIR": str(policies),
+                   "ENFORCER_LOG_FORMAT": "json"}  # fmt: skip
+            daemon = subprocess.run(
+                [sys.executable, "-m", "enforcer", "daemon", "--once"],
+                env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert daemon.returncode == 0, daemon.stderr[-2000:]
+            assert '"plan_applied"' in daemon.stderr, daemon.stderr[-2000:]
+            desired = load_desired(policies, catalog=load_catalog())
+            assert not make_plan(engine, desired, impact_preview=False).has_changes
+            assert store_state(engine)[1] == after[1] + 1
+        finally:
+            engine.dispose()
