@@ -122,3 +122,92 @@ def test_kill_9_during_a_large_apply_leaves_the_store_before_or_after(
             assert store_state(engine)[1] == after[1] + 1
         finally:
             engine.dispose()
+
+
+ADMIN_TOKEN = "hardening-admin-token-0123456789"
+ENROL_SECRET = "hardening-enrol-secret-0123456789"
+POLICY = "apps:\n  - {app: pastebin, tag: unsanctioned}\n"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def terminate_sessions(application_name: str) -> int:
+    """What a PostgreSQL restart does to its clients, to this test's daemon only: returns how
+    many sessions were cut. (Restarting the cluster would cut every test's sessions.)"""
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            return len(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :n AND pid <> pg_backend_pid()"
+                    ),
+                    {"n": application_name},
+                ).all()
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not PG_URL, reason="needs ENFORCER_TEST_DATABASE_URL (PostgreSQL)")
+def test_daemon_and_server_recover_when_postgresql_drops_their_connections(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    name = f"hardening-pgkill-{uuid.uuid4().hex[:8]}"
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "a.yaml").write_text(POLICY)
+    port = free_port()
+    log_path = tmp_path / "daemon.log"
+    with store_url("postgresql") as url, log_path.open("w") as log_file:
+        env = {**os.environ, "ENFORCER_DATABASE_URL": f"{url}&application_name={name}",
+               "ENFORCER_POLICY_DIR": str(policies), "ENFORCER_RECONCILE_INTERVAL": "1",
+               "ENFORCER_ADMIN_TOKEN": ADMIN_TOKEN, "ENFORCER_ENROLL_SECRET": ENROL_SECRET,
+               "ENFORCER_LOG_FORMAT": "json"}  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "enforcer", "daemon", "--serve", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        engine = make_engine(url)
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+
+                def answers() -> bool:
+                    try:
+                        return client.get("/api/v1/indicators", headers=admin).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                eventually(answers)
+                eventually(lambda: store_state(engine) == (1, 1))
+                for round_ in range(2):  # twice: the second cut hits freshly made connections
+                    assert terminate_sessions(name) >= 1
+                    statuses = []
+                    for _ in range(5):  # the API answers again by itself (at worst a 503 first)
+                        statuses.append(client.get("/api/v1/indicators", headers=admin).status_code)
+                    assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
+                    assert client.get("/readyz").status_code == 200
+                    # The daemon's next tick applies a policy change on a new connection.
+                    (policies / "a.yaml").write_text(
+                        POLICY + ("  - {app: rentry, tag: unsanctioned}\n" if round_ == 0 else "")
+                    )
+                    expected = (3, 2) if round_ == 0 else (1, 3)
+                    eventually(lambda expected=expected: store_state(engine) == expected)
+            assert proc.poll() is None, "the daemon kept running"
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            engine.dispose()
+    assert "Traceback" not in log_path.read_text()
