@@ -36,7 +36,7 @@ from enforcer.shim.notify import Notifier
 from enforcer.shim.proxy import ProxyFrontEnd, start_proxy
 from enforcer.shim.reporter import Reporter
 from enforcer.shim.spool import DEFAULT_MAX_EVENTS, Spool
-from enforcer.shim.sync import DEFAULT_WAIT, ServerSession, SyncClient
+from enforcer.shim.sync import DEFAULT_WAIT, DeviceIndicators, ServerSession, SyncClient
 
 log = structlog.get_logger(__name__)
 _F = TypeVar("_F")
@@ -103,11 +103,18 @@ class Agent:
             held = SyncClient.load_cache(cache, device.groups, self.matcher)
         except (sqlite3.DatabaseError, ValueError):
             log.exception("shim.cache_unreadable", path=str(cache.path))
+            # Keep enforcing what can still be read of the old set until the server's whole set
+            # has replaced it: the fresh cache has no revision, so the first sync asks for a
+            # snapshot, which `DeviceIndicators.apply` swaps in domain by domain, removing what
+            # is gone. Starting from an empty matcher left the device open until the server
+            # answered, which for a laptop on a plane can be hours.
+            self.matcher = Matcher()
+            held = DeviceIndicators(device.groups)
+            held.load(cache.salvage(), self.matcher)
+            log.warning("shim.cache_salvaged", indicators=len(self.matcher))
             cache.close()
             _set_aside(cache.path)
             cache = self._cache = IndicatorCache(state / CACHE_FILE)
-            self.matcher = Matcher()
-            held = SyncClient.load_cache(cache, device.groups, self.matcher)
         loaded = cache.revision is not None
         log.info(
             "shim.starting",

@@ -80,6 +80,29 @@ class IndicatorCache:
                 app_id=app_id,
             )
 
+    def salvage(self) -> Iterator[Indicator]:
+        """The indicators still readable from a damaged file: rows up to the first unreadable
+        page, skipping rows whose values no longer parse. For the agent, which keeps enforcing
+        them while it re-syncs from scratch (see `Agent.start`)."""
+        try:
+            rows = self._db.execute(
+                "SELECT scope, value, action, app_id, severity, title FROM indicators"
+            )
+            for scope, value, action, app_id, severity, title in rows:
+                try:
+                    yield Indicator(
+                        value=value,
+                        action=Action(action),
+                        severity=Severity(severity),
+                        scope=scope,
+                        title=title,
+                        app_id=app_id,
+                    )
+                except (ValueError, TypeError):
+                    continue
+        except sqlite3.DatabaseError:
+            return
+
     def apply(
         self,
         revision: int,

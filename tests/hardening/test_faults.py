@@ -211,3 +211,75 @@ def test_daemon_and_server_recover_when_postgresql_drops_their_connections(
             proc.wait(20)
             engine.dispose()
     assert "Traceback" not in log_path.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_corrupt_shim_cache_keeps_enforcing_what_is_readable_until_resynced(
+    tmp_path: Path,
+) -> None:
+    """Pages of indicators.sqlite overwritten: the agent detects it at start, keeps blocking the
+    rows it can still read while the server is away, then replaces them with the server's set."""
+    import asyncio
+
+    from enforcer.matcher import Matcher
+    from enforcer.models import Action, Indicator
+    from enforcer.shim.agent import CACHE_FILE, Agent, AgentSettings
+    from enforcer.shim.cache import IndicatorCache
+    from enforcer.shim.dns import DnsSettings
+    from tests.api.helpers import apply_indicators
+    from tests.shim.test_sync import ENROLL_SECRET, LiveServer
+
+    count = 5_000
+    old = [Indicator(f"d{i:05}.example", Action.BLOCK, title="old") for i in range(count)]
+    state = tmp_path / "state"
+    cache = IndicatorCache(state / CACHE_FILE)
+    cache.apply(7, old, [], snapshot=True)
+    cache.close()
+    path = state / CACHE_FILE
+    data = bytearray(path.read_bytes())
+    page = 4096
+    start = (len(data) * 2 // 3) // page * page  # a leaf page two thirds in: rows before it stay
+    data[start : start + 2 * page] = bytes((i * 131 + 7) % 256 for i in range(2 * page))
+    path.write_bytes(bytes(data))
+
+    server = LiveServer(tmp_path / "server.sqlite")  # created, not started: the server is down
+    new = [*old[1:], Indicator("new.example", Action.BLOCK)]
+    revision = apply_indicators(server.engine, new)
+    settings = AgentSettings(
+        server=server.url,
+        enroll_secret=ENROLL_SECRET,
+        state_dir=state,
+        dns=DnsSettings(listen_host="127.0.0.1", listen_port=0),
+        proxy=False,
+        sync_wait=5,
+    )
+
+    async def scenario() -> None:
+        agent = Agent(settings)
+        await agent.start()
+        try:
+            matcher: Matcher = agent.matcher
+            salvaged = len(matcher)
+            assert 0 < salvaged < count, salvaged  # the readable part of the old set
+            assert matcher.verdict("d00000.example").blocked
+            await asyncio.sleep(1.0)  # the server is down: the sync client fails and retries
+            assert len(agent.matcher) == salvaged and matcher.verdict("d00000.example").blocked
+            server.start()
+            deadline = time.monotonic() + 30
+            while agent.sync is None or agent.sync.revision != revision:
+                assert time.monotonic() < deadline, "no re-sync from scratch"
+                await asyncio.sleep(0.05)
+            assert len(matcher) == count
+            assert not matcher.verdict("d00000.example").blocked  # gone from the server's set
+            assert matcher.verdict("new.example").blocked
+            assert matcher.verdict(f"d{count - 1:05}.example").blocked  # past the damage
+        finally:
+            await agent.stop()
+            server.stop()
+            server.engine.dispose()
+
+    asyncio.run(scenario())
+    assert [p.name for p in state.iterdir() if ".damaged-" in p.name]
+    fresh = IndicatorCache(state / CACHE_FILE)
+    assert (fresh.revision, len(fresh)) == (revision, count)
+    fresh.close()
