@@ -10,6 +10,7 @@ lost or counted twice. docs/reliability.md lists them with their figures.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -283,3 +284,49 @@ def test_a_corrupt_shim_cache_keeps_enforcing_what_is_readable_until_resynced(
     fresh = IndicatorCache(state / CACHE_FILE)
     assert (fresh.revision, len(fresh)) == (revision, count)
     fresh.close()
+
+
+def test_a_full_disk_under_the_spool_is_bounded_counted_and_survived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own "database or disk is full" (a page-count cap on the spool file, the same
+    error a full disk gives): the reporter keeps a bounded buffer, counts what it loses, never
+    raises, and spools again once there is room. Every event is accounted for."""
+    import asyncio
+
+    from enforcer.models import EventAction, NetworkEvent
+    from enforcer.shim import reporter as reporter_module
+    from enforcer.shim.identity import load_identity
+    from enforcer.shim.reporter import Reporter
+    from enforcer.shim.spool import Spool
+
+    monkeypatch.setattr(reporter_module, "MAX_BUFFERED", 300)
+    spool = Spool(tmp_path / "events.sqlite", max_events=1_000)
+    reporter = Reporter(spool, load_identity(tmp_path / "state"), None)
+    total = 0
+
+    def feed(n: int) -> None:
+        nonlocal total
+        for _ in range(n):
+            reporter.on_event(NetworkEvent(dt.datetime.now(dt.UTC), "dns", f"e{total}.example",
+                                           EventAction.ALLOWED))  # fmt: skip
+            total += 1
+
+    async def scenario() -> None:
+        feed(200)
+        assert await reporter.flush() == 200
+        pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
+        spool._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here
+        for _ in range(10):
+            feed(100)
+            assert await reporter.flush() == 0  # refused by the disk, and no exception
+        assert reporter.stats["buffered"] == 300 and reporter.lost == 700
+        spool._db.execute("PRAGMA max_page_count = 1073741823")  # room again
+        assert await reporter.flush() == 300
+        feed(1_000)  # past the spool's own bound: the oldest are dropped, and counted
+        assert await reporter.flush() == 1_000
+
+    asyncio.run(scenario())
+    stats = reporter.stats
+    assert stats["pending"] == 1_000 and stats["dropped"] == 500 and stats["bound_reached"] >= 1
+    assert stats["pending"] + stats["dropped"] + reporter.lost == total == 2_200
