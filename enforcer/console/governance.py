@@ -171,6 +171,15 @@ def change_for(policy_dir: Path, app_id: str) -> Edit:
     return Edit(path, "" if before.strip() == "version: 1" else before, after)
 
 
+def console_tag(policy_dir: Path, app_id: str) -> str:
+    """The tag console.yaml gives an app for all devices ("" when it gives none)."""
+    _, doc = _load(policy_dir / CONSOLE_FILE)
+    for entry in doc.get("apps") or []:
+        if isinstance(entry, dict) and entry.get("app") == app_id and not entry.get("scope"):
+            return str(entry.get("tag", ""))
+    return ""
+
+
 def check(policy_dir: Path) -> list[PolicyError]:
     """Every error of the policy set as it is on disk (empty when it is valid)."""
     try:

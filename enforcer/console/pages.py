@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, select
 
 from enforcer.catalog import CATEGORIES, Catalog
 from enforcer.catalog.risk import explain_risk
+from enforcer.console import governance as gov
 from enforcer.console import queries as q
 from enforcer.console import tables as t
 from enforcer.console.chart import Series, bar_chart
@@ -266,6 +267,7 @@ def app_page(request: Request, app_id: str, session: SignedIn) -> Response:
         devices=devices,
         users=users,
         tags=tags,
+        console_tag=gov.console_tag(api(request).settings.policy_dir, app_id),
     )
 
 
@@ -529,7 +531,7 @@ def domains(request: Request, session: SignedIn) -> Response:
 
 ALERT_COLUMNS = (
     t.Column("time", "Time", "time", sortable=False),
-    t.Column("severity", "Severity", sortable=False),
+    t.Column("severity", "Severity", "severity", sortable=False),
     t.Column("domain", "Domain", sortable=False),
     t.Column(
         "app_id",
@@ -603,7 +605,7 @@ INDICATOR_COLUMNS = (
         link=lambda r: app_link({"app": r["application"]}) if r["application"] else "",
     ),
     t.Column("action", "Action", sortable=False),
-    t.Column("severity", "Severity", sortable=False),
+    t.Column("severity", "Severity", "severity", sortable=False),
     t.Column("scope", "Scope", sortable=False),
     t.Column("expirationTime", "Expires", "time", sortable=False),
     t.Column("generateAlert", "Alert", sortable=False),

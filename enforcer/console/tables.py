@@ -26,7 +26,7 @@ class Column:
     key: str
     label: str
     kind: str = "text"
-    """text, number, bytes, time, risk, level or tag: decides alignment and formatting."""
+    """text, number, bytes, time, risk, level, severity or tag: decides alignment and formatting."""
     link: Callable[[dict[str, Any]], str] | None = None
     sortable: bool = True
 

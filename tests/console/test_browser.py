@@ -164,6 +164,7 @@ def test_reading_works_without_javascript_and_by_keyboard(console: Console) -> N
         page = context.new_page()
         page.goto("/console/login")
         # Keyboard only: the token field has focus, Enter signs in.
+        expect(page.get_by_label("Admin token")).to_be_focused()
         page.keyboard.type(ADMIN)
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", name="Cloud Discovery")).to_be_visible()
