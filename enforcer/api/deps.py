@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.problems import fail
 from enforcer.api.ratelimit import RateLimiter
-from enforcer.api.syncset import SharedAnswers
+from enforcer.api.syncset import SharedAnswers, SharedSnapshots
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.store.devices import (
@@ -70,6 +70,7 @@ class ApiContext:
     _seen: dict[str, float] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
     answers: SharedAnswers = field(default_factory=SharedAnswers)
+    snapshots: SharedSnapshots = field(default_factory=SharedSnapshots)
     """Sync answers shared by the devices that ask the same question at the same time."""
     _tokens: dict[str, tuple[Device, float]] = field(default_factory=dict)
     """SHA-256 of a device token -> (device, when looked up): see `cached_device`."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.models import Action
@@ -220,5 +220,45 @@ class SharedAnswers:
             if len(self._pending) >= self.size:
                 self._pending.clear()
             future = asyncio.ensure_future(run_in_threadpool(answer, engine, since, scopes, limit))
+            self._pending[key] = future
+        return await asyncio.shield(future)
+
+
+SHARED_SNAPSHOT_ENTRIES = 20_000
+"""A snapshot with at most this many entries is rendered once and shared (a few MB at most)."""
+
+
+def small_snapshot(engine: Engine, revision: int, scopes: Sequence[str]) -> bytes | None:
+    """The whole snapshot body when it is small, else None (then each device streams its own)."""
+    with engine.connect() as conn:
+        count = conn.execute(
+            select(func.count()).select_from(IND).where(IND.c.scope.in_(list(scopes)))
+        ).scalar_one()
+    if count > SHARED_SNAPSHOT_ENTRIES:
+        return None
+    return b"".join(snapshot_chunks(engine, revision, scopes))
+
+
+class SharedSnapshots:
+    """Small snapshots rendered once per (revision, scopes) for a herd of woken devices.
+
+    Devices at revision 0 (enrolled on an empty store) or below the log floor all need a
+    snapshot when a revision lands; rendering it once instead of once per device is what lets
+    thousands of them hear of the change within a second or two.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._pending: dict[tuple[int, tuple[str, ...]], asyncio.Future[bytes | None]] = {}
+
+    async def get(self, engine: Engine, revision: int, scopes: list[str]) -> bytes | None:
+        key = (revision, tuple(scopes))
+        future = self._pending.get(key)
+        if future is None or (future.done() and (future.cancelled() or future.exception())):
+            if len(self._pending) >= self.size:
+                self._pending.clear()
+            future = asyncio.ensure_future(
+                run_in_threadpool(small_snapshot, engine, revision, scopes)
+            )
             self._pending[key] = future
         return await asyncio.shield(future)

@@ -87,6 +87,11 @@ async def sync(
     unchanged = waited and since == result.revision
     if unchanged or _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
+    if result.snapshot and waited:
+        # A herd woken by one revision: share a small snapshot instead of one query each.
+        body = await ctx.snapshots.get(ctx.engine, result.revision, scopes)
+        if body is not None:
+            return Response(body, media_type="application/json", headers=headers)
     if result.snapshot:
         return StreamingResponse(
             _stream(snapshot_chunks(ctx.engine, result.revision, scopes)),
