@@ -1,0 +1,297 @@
+"""Soak: simulated devices long-polling and uploading events to one `enforcer serve` for a while.
+
+A bounded-time load test on 127.0.0.1 (issue 7): N devices, each with one keep-alive connection
+that long-polls ``/api/v1/sync`` and a second one that posts a batch of events every few
+seconds, while a changer adds a manual indicator to the store every few seconds (so long-polls
+are answered with real deltas). It reports:
+
+* errors: any exception or unexpected status, on any request (must be 0);
+* events lost: accepted events minus events stored (must be 0), and duplicates;
+* the server's resident memory after warm-up, every 10 s, and at the end (growth must stay
+  flat: a leak shows as a steady climb over the samples, not as one step at start);
+* p50/p99 latency of event uploads, of immediate sync answers, and of delivery (from the
+  store commit of a change to each device's answer carrying it).
+
+    python benchmarks/soak.py                                  # 200 devices, 180 s, SQLite
+    python benchmarks/soak.py --devices 500 --seconds 600 \\
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+It exits 1 when there was an error or a lost event, so it can gate a release pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from _store import fresh_store
+from sqlalchemy import Engine
+
+from enforcer.models import Action, Indicator
+from enforcer.store.devices import enroll_device
+from enforcer.store.events import count_events
+from enforcer.store.indicators import add_manual
+
+ADMIN = "soak-admin-token-0123456789abcdef"
+SECRET = "soak-enrol-secret-0123456789abcdef"
+
+
+@dataclass
+class Figures:
+    """What the devices measured."""
+
+    upload_ms: list[float] = field(default_factory=list)
+    sync_ms: list[float] = field(default_factory=list)
+    delivery_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    events_accepted: int = 0
+    duplicates: int = 0
+    long_polls: int = 0
+    commits: dict[int, float] = field(default_factory=dict)
+    """revision -> monotonic time of its store commit (written by the changer)."""
+
+    def error(self, what: str) -> None:
+        self.errors.append(what)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def event(device: str, i: int) -> dict[str, object]:
+    return {"time": dt.datetime.now(dt.UTC).isoformat(), "hostname": device, "user": "soak",
+            "localIp": "10.0.0.5", "domain": f"site{i % 500}.example", "destIp": "192.0.2.1",
+            "destPort": 443, "bytesUp": 100 + i, "bytesDown": 1000 + i, "action": "allowed",
+            "source": "dns"}  # fmt: skip
+
+
+async def syncer(base: str, token: str, stop: asyncio.Event, fig: Figures, wait: int) -> None:
+    """One device's sync loop: a snapshot, then long-polls, recording delivery times."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=wait + 30) as client:
+        started = time.perf_counter()
+        response = await client.get("/api/v1/sync")
+        fig.sync_ms.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            fig.error(f"snapshot {response.status_code}")
+            return
+        revision = int(response.json()["revision"])
+        while not stop.is_set():
+            try:
+                response = await client.get(
+                    "/api/v1/sync", params={"since": revision, "wait": wait}
+                )
+            except httpx.HTTPError as exc:
+                fig.error(f"sync {exc!r}")
+                await asyncio.sleep(1)
+                continue
+            fig.long_polls += 1
+            if response.status_code == 304:
+                continue
+            if response.status_code != 200:
+                fig.error(f"sync {response.status_code} {response.text[:200]}")
+                await asyncio.sleep(1)
+                continue
+            now = time.monotonic()
+            new = int(response.json()["revision"])
+            for rev in range(revision + 1, new + 1):
+                if rev in fig.commits:
+                    fig.delivery_ms.append((now - fig.commits[rev]) * 1000)
+            revision = new
+
+
+async def uploader(
+    base: str, device: str, token: str, stop: asyncio.Event, fig: Figures, args: argparse.Namespace
+) -> None:
+    """One device's event uploads: a batch every `batch_interval` s (jittered), unique ids."""
+    headers = {"Authorization": f"Bearer {token}"}
+    batch = 0
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+        await asyncio.sleep(random.uniform(0, args.batch_interval))
+        while not stop.is_set():
+            batch += 1
+            body = {"batchId": f"{device}-{batch}", "deviceId": device,
+                    "events": [event(device, batch * 1000 + i) for i in range(args.batch_events)]}  # fmt: skip
+            started = time.perf_counter()
+            try:
+                response = await client.post("/api/v1/events", json=body)
+            except httpx.HTTPError as exc:
+                fig.error(f"events {exc!r}")
+                continue
+            fig.upload_ms.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                fig.error(f"events {response.status_code} {response.text[:200]}")
+            elif response.json()["duplicate"]:
+                fig.duplicates += 1
+            else:
+                fig.events_accepted += int(response.json()["count"])
+            await asyncio.sleep(args.batch_interval * random.uniform(0.8, 1.2))
+
+
+async def changer(engine: Engine, stop: asyncio.Event, fig: Figures, interval: float) -> int:
+    """A manual indicator every `interval` s; records each revision's commit time."""
+    changes = 0
+    while not stop.is_set():
+        await asyncio.sleep(interval)
+        indicator = Indicator(f"soak-{changes}.example", Action.BLOCK, title="soak")
+        _, revision = await asyncio.to_thread(add_manual, engine, indicator, actor="soak")
+        fig.commits[revision] = time.monotonic()
+        changes += 1
+    return changes
+
+
+async def soak(args: argparse.Namespace, url: str, engine: Engine, work: Path) -> int:
+    tokens = {
+        f"soak-{i:04}": enroll_device(
+            engine,
+            device_id=f"soak-{i:04}",
+            hostname=f"soak-{i:04}",
+            os="Linux",
+            user="soak",
+            local_ips=[],
+            groups=[],
+        )[1]
+        for i in range(args.devices)
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = work / "server.log"
+    env = {**os.environ, "ENFORCER_DATABASE_URL": url, "ENFORCER_ADMIN_TOKEN": ADMIN,
+           "ENFORCER_ENROLL_SECRET": SECRET, "ENFORCER_LOG_FORMAT": "json"}  # fmt: skip
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "enforcer", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    fig = Figures()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not start")
+            await asyncio.sleep(0.1)
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(syncer(base, t, stop, fig, args.wait)) for t in tokens.values()
+        ]
+        tasks += [
+            asyncio.create_task(uploader(base, d, t, stop, fig, args)) for d, t in tokens.items()
+        ]
+        await asyncio.sleep(min(10.0, args.seconds / 6))  # warm-up: snapshots, first batches
+        samples = [(0.0, rss_mib(server.pid))]
+        print(f"warm: {args.devices} devices, server RSS {samples[0][1]:.0f} MiB", flush=True)
+        change_task = asyncio.create_task(changer(engine, stop, fig, args.change_interval))
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < args.seconds:
+            await asyncio.sleep(min(10.0, args.seconds - elapsed))
+            samples.append((time.monotonic() - started, rss_mib(server.pid)))
+            print(f"  {samples[-1][0]:5.0f} s  RSS {samples[-1][1]:.0f} MiB  uploads "
+                  f"{len(fig.upload_ms):,}  long-polls {fig.long_polls:,}  errors {len(fig.errors)}",
+                  flush=True)  # fmt: skip
+        stop.set()
+        changes = await change_task
+        # Long-polls end within `wait` s; uploads within one request.
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), args.wait + 35)
+        await asyncio.sleep(0.5)
+        stored = await asyncio.to_thread(lambda: _count(engine))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    server_errors = [
+        line for line in log_path.read_text().splitlines() if '"level": "error"' in line
+    ]
+    lost = fig.events_accepted - stored
+    half = len(samples) // 2
+    first_half = max(rss for _, rss in samples[: half or 1])
+    second_half = max(rss for _, rss in samples[half:])
+    result = {
+        "devices": args.devices,
+        "seconds": args.seconds,
+        "database": url.split(":", 1)[0],
+        "errors": len(fig.errors) + len(server_errors),
+        "error_samples": (fig.errors + server_errors)[:5],
+        "events_accepted": fig.events_accepted,
+        "events_stored": stored,
+        "events_lost": lost,
+        "duplicate_batches": fig.duplicates,
+        "uploads": len(fig.upload_ms),
+        "long_polls": fig.long_polls,
+        "changes": changes,
+        "deliveries": len(fig.delivery_ms),
+        "upload_ms_p50": round(percentile(fig.upload_ms, 50), 1),
+        "upload_ms_p99": round(percentile(fig.upload_ms, 99), 1),
+        "snapshot_ms_p99": round(percentile(fig.sync_ms, 99), 1),
+        "delivery_ms_p50": round(percentile(fig.delivery_ms, 50), 1),
+        "delivery_ms_p99": round(percentile(fig.delivery_ms, 99), 1),
+        "rss_mib_start": round(samples[0][1], 1),
+        "rss_mib_end": round(samples[-1][1], 1),
+        "rss_mib_max_first_half": round(first_half, 1),
+        "rss_mib_max_second_half": round(second_half, 1),
+    }
+    print(json.dumps(result, indent=1))
+    return 1 if result["errors"] or lost else 0
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return count_events(conn)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=180.0, help="measured time after warm-up")
+    parser.add_argument("--batch-events", type=int, default=50)
+    parser.add_argument("--batch-interval", type=float, default=5.0, help="seconds per device")
+    parser.add_argument("--change-interval", type=float, default=5.0)
+    parser.add_argument("--wait", type=int, default=20, help="long-poll wait (s)")
+    parser.add_argument("--database-url", default="", help="default: a SQLite file")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_store(args.database_url, Path(tmp)) as (
+            url,
+            engine,
+        ),
+    ):
+        code = asyncio.run(soak(args, url, engine, Path(tmp)))
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
