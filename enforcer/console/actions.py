@@ -190,6 +190,9 @@ def apply_plan(request: Request, session: SignedIn, form: CheckedForm) -> Respon
             notice="The plan changed since you reviewed it (a policy file or the store changed). "
             "Nothing was applied: review the new plan below.",
         )  # fmt: skip
+    # The policy is the truth: publish the staged console.yaml first, then apply its plan (a
+    # running daemon reconciling the same files reaches the same store, whoever is first).
+    gov.publish(ctx.settings.policy_dir)
     try:
         revision = apply(ctx.engine, plan, actor=ACTOR)
         state(request).reports.clear()  # the discovered apps' tags changed

@@ -1,17 +1,24 @@
 """Governance from the console, without editing the store behind the policy's back.
 
 Policy lives in git, so a tag chosen in the console is written to a policy file the console owns,
-``console.yaml`` in the policy directory (round-trip YAML: comments and order survive). The change
-is then previewed as a normal `plan` and applied only when the admin confirms that exact plan; the
-same change is offered as a YAML snippet and a patch to commit to the policy repository.
+``console.yaml`` in the policy directory (round-trip YAML: comments and order survive). Until the
+admin confirms, the edit is *staged* in ``.console/console.yaml`` (a hidden directory, which the
+policy loader and so the daemon never read): the plan preview and the console's pages see the
+policy set with the staged file in place (`effective_dir`), and only Apply publishes it as
+``console.yaml`` and applies that exact plan. The same change is offered as a YAML snippet and a
+patch to commit to the policy repository.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import hashlib
 import io
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,56 @@ from enforcer.errors import PolicyError, PolicySetError
 from enforcer.plan import Plan
 
 CONSOLE_FILE = "console.yaml"
+STAGING_DIR = ".console"
+
+
+def staged_path(policy_dir: Path) -> Path:
+    """Where the console keeps its edit until Apply publishes it."""
+    return policy_dir / STAGING_DIR / CONSOLE_FILE
+
+
+def _working(policy_dir: Path) -> Path:
+    """The console file as the console sees it: the staged edit if any, else the live file."""
+    staged = staged_path(policy_dir)
+    return staged if staged.exists() else policy_dir / CONSOLE_FILE
+
+
+@contextlib.contextmanager
+def effective_dir(policy_dir: Path) -> Iterator[Path]:
+    """The policy directory with the staged console file in place of the live one.
+
+    Without a staged edit this is `policy_dir` itself; with one, a temporary copy named like it
+    (so locations still read ``policies/console.yaml:3``).
+    """
+    staged = staged_path(policy_dir)
+    if not staged.exists():
+        yield policy_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="enforcer-console-") as tmp:
+        copy = Path(tmp) / policy_dir.name
+        shutil.copytree(policy_dir, copy, ignore=shutil.ignore_patterns(".*"))
+        (copy / CONSOLE_FILE).write_text(staged.read_text(encoding="utf-8"), encoding="utf-8")
+        yield copy
+
+
+def staged_digest(policy_dir: Path) -> str:
+    """A digest of the staged edit ("" without one): part of the console's cache keys."""
+    staged = staged_path(policy_dir)
+    return hashlib.sha256(staged.read_bytes()).hexdigest() if staged.exists() else ""
+
+
+def publish(policy_dir: Path) -> None:
+    """Make the staged edit the live ``console.yaml`` (atomically) and drop the staging copy."""
+    staged = staged_path(policy_dir)
+    if not staged.exists():
+        return
+    live = policy_dir / CONSOLE_FILE
+    tmp = live.with_suffix(".yaml.tmp")
+    tmp.write_text(staged.read_text(encoding="utf-8"), encoding="utf-8")
+    tmp.replace(live)  # atomic: the daemon's watcher never reads half a file
+    staged.unlink()
+
+
 HEADER = (
     "Managed by the Enforcer console: tags and custom apps chosen there.\n"
     "Edit freely (the console keeps comments), or move entries into your own files and commit.\n"
@@ -67,7 +124,11 @@ def _yaml() -> YAML:
 
 
 def _load(path: Path) -> tuple[str, CommentedMap]:
-    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    """The console file's text and document; `path` is the staging path or the live file."""
+    source = path if path.exists() else path.parent.parent / CONSOLE_FILE
+    if path.parent.name != STAGING_DIR:
+        source = path
+    before = source.read_text(encoding="utf-8") if source.exists() else ""
     doc = _yaml().load(before) if before.strip() else None
     if not isinstance(doc, CommentedMap):
         doc = CommentedMap()
@@ -84,6 +145,7 @@ def _dump(doc: CommentedMap) -> str:
 
 def _write(path: Path, before: str, doc: CommentedMap) -> Edit:
     after = _dump(doc)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(after, encoding="utf-8")
     tmp.replace(path)  # atomic: the daemon's watcher never reads half a file
@@ -103,7 +165,7 @@ def set_tag(policy_dir: Path, app_id: str, tag: str, *, actor: str, now: dt.date
 
     An empty `tag` removes the console's entry (the app falls back to the other files' rules).
     """
-    path = policy_dir / CONSOLE_FILE
+    path = staged_path(policy_dir)
     before, doc = _load(path)
     apps = _section(doc, "apps")
     for i in reversed(range(len(apps))):
@@ -125,7 +187,7 @@ def add_custom_app(
     policy_dir: Path, *, app_id: str, name: str, category: str, domains: list[str]
 ) -> Edit:
     """Declare a custom app for unrecognised domains in console.yaml."""
-    path = policy_dir / CONSOLE_FILE
+    path = staged_path(policy_dir)
     before, doc = _load(path)
     entry = CommentedMap()
     entry["id"] = app_id
@@ -151,14 +213,14 @@ def snippet(edit: Edit, app_id: str) -> str:
 
 
 def current(policy_dir: Path) -> str:
-    """console.yaml's text ("" when the console has not written it yet)."""
-    path = policy_dir / CONSOLE_FILE
+    """console.yaml's text as the console sees it, staged edit included ("" when none yet)."""
+    path = _working(policy_dir)
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def change_for(policy_dir: Path, app_id: str) -> Edit:
     """The console's entry for an app as a change to console.yaml (for the patch download)."""
-    path = policy_dir / CONSOLE_FILE
+    path = _working(policy_dir)
     after, doc = _load(path)
     apps = doc.get("apps")
     if isinstance(apps, CommentedSeq):
@@ -173,7 +235,7 @@ def change_for(policy_dir: Path, app_id: str) -> Edit:
 
 def console_tag(policy_dir: Path, app_id: str) -> str:
     """The tag console.yaml gives an app for all devices ("" when it gives none)."""
-    _, doc = _load(policy_dir / CONSOLE_FILE)
+    _, doc = _load(_working(policy_dir))
     for entry in doc.get("apps") or []:
         if isinstance(entry, dict) and entry.get("app") == app_id and not entry.get("scope"):
             return str(entry.get("tag", ""))
@@ -181,17 +243,20 @@ def console_tag(policy_dir: Path, app_id: str) -> str:
 
 
 def check(policy_dir: Path) -> list[PolicyError]:
-    """Every error of the policy set as it is on disk (empty when it is valid)."""
+    """Every error of the policy set with the staged edit in place (empty when it is valid)."""
     try:
-        load_state(policy_dir)
+        with effective_dir(policy_dir) as directory:
+            load_state(directory)
     except PolicySetError as exc:
         return list(exc.errors)
     return []
 
 
 def preview(engine: Engine, policy_dir: Path) -> Plan:
-    """The plan from the store to the policy set, with its impact preview (PolicySetError if invalid)."""
-    return make_plan(engine, load_desired(policy_dir))
+    """The plan from the store to the policy set with the staged edit in place, with its impact
+    preview (PolicySetError if invalid)."""
+    with effective_dir(policy_dir) as directory:
+        return make_plan(engine, load_desired(directory))
 
 
 def fingerprint(plan: Plan) -> str:

@@ -20,6 +20,7 @@ from starlette.datastructures import FormData
 
 from enforcer.catalog import Catalog, load_catalog
 from enforcer.console.cache import ReportCache
+from enforcer.console.governance import effective_dir, staged_digest
 from enforcer.console.session import (
     CsrfError,
     LoginRequiredError,
@@ -62,14 +63,15 @@ class ConsoleState:
         A policy set with errors still gets a console: its custom apps are left out until fixed.
         """
         try:
-            key = directory_digest(policy_dir)
+            key = directory_digest(policy_dir) + staged_digest(policy_dir)
         except OSError:
             key = "unreadable"
         with self._lock:
             if self._catalog is not None and key == self._catalog_key:
                 return self._catalog
         try:
-            catalog = load_state(policy_dir, catalog=load_catalog()).catalog
+            with effective_dir(policy_dir) as directory:  # staged custom apps included
+                catalog = load_state(directory, catalog=load_catalog()).catalog
         except (PolicySetError, OSError):
             catalog = load_catalog()
         with self._lock:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from enforcer.console import governance as gov
 from tests.console.conftest import ADMIN, ROOT, Console
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,10 +120,13 @@ def test_an_admin_day_in_the_console(page, console: Console) -> None:  # type: i
     expect(page).to_have_url(re.compile(r"/console/governance\?app=trello"))
     expect(page.locator(".summary")).to_contain_text("to add")
     expect(page.locator(".impact")).to_contain_text("in the last 7 days this would have affected")
-    assert "app: trello" in (console.policy_dir / "console.yaml").read_text()
+    # Staged where the daemon does not look: nothing is applied before the admin confirms.
+    assert "app: trello" in gov.staged_path(console.policy_dir).read_text()
+    assert not (console.policy_dir / "console.yaml").exists()
     shot(page, "governance")
     page.get_by_role("button", name="Apply this plan").click()
     expect(page.get_by_role("status")).to_contain_text("Applied")
+    assert "app: trello" in (console.policy_dir / "console.yaml").read_text()
     page.goto("/console/indicators?q=trello.com")
     expect(page.locator("tbody")).to_contain_text("Block")
     shot(page, "indicators")

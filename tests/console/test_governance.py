@@ -24,14 +24,18 @@ def test_set_tag_keeps_comments_and_replaces_the_console_entry(tmp_path: Path) -
     )
     gov.set_tag(tmp_path, "trello", "monitored", actor="console", now=NOW)
     edit = gov.set_tag(tmp_path, "trello", "unsanctioned", actor="console", now=NOW)
-    text = (tmp_path / "console.yaml").read_text()
+    staged = gov.staged_path(tmp_path)
+    text = staged.read_text()
     assert "# our note" in text and "# kept" in text
     assert text.count("app: trello") == 1 and "tag: unsanctioned" in text
+    assert "trello" not in (tmp_path / "console.yaml").read_text()  # staged, not live
     assert "+    tag: unsanctioned" in edit.patch() and "-    tag: monitored" in edit.patch()
     gov.set_tag(tmp_path, "trello", "", actor="console", now=NOW)
-    assert "trello" not in (tmp_path / "console.yaml").read_text()
+    assert "trello" not in staged.read_text()
     edit.undo()  # back to the file as that edit found it
-    assert "tag: monitored" in (tmp_path / "console.yaml").read_text()
+    assert "tag: monitored" in staged.read_text()
+    gov.publish(tmp_path)
+    assert "tag: monitored" in (tmp_path / "console.yaml").read_text() and not staged.exists()
 
 
 def test_a_new_console_file_is_a_valid_policy_file(tmp_path: Path) -> None:
@@ -103,7 +107,7 @@ def test_create_a_custom_app_from_unrecognised_domains(console: Console) -> None
                 "domain": ["acme-intranet.example"]}  # fmt: skip
         response = client.post("/console/domains/custom-app", headers=cookie, data=data)
         assert response.status_code == 303, response.text
-        text = (console.policy_dir / "console.yaml").read_text()
+        text = gov.staged_path(console.policy_dir).read_text()  # staged until Apply
         assert "custom_apps:" in text and "acme-intranet.example" in text
         page = client.get("/console/apps/acme-intranet", headers=cookie)
         assert page.status_code == 200 and "custom app" in page.text
