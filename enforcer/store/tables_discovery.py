@@ -56,6 +56,8 @@ class DeviceDailyRow(SQLModel, table=True):
     """Usage of one device on one day, with the users and addresses seen on it."""
 
     __tablename__ = "discovery_device_daily"
+    # Per-device reads (machine page, last user, risk) go by device then day.
+    __table_args__ = (Index("ix_discovery_device_daily_device", "device", "day"),)
 
     day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     device: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
