@@ -5,8 +5,9 @@ Two profiles, chosen with ``HYPOTHESIS_PROFILE`` (default ``hardening-ci``):
 * ``hardening-ci``: what CI runs. Each target is bounded (`CI_EXAMPLES` inputs, derandomized so
   that a CI run never fails on an input no one can reproduce; the long run explores).
 * ``long``: ``HYPOTHESIS_PROFILE=long pytest tests/hardening -m fuzz -p no:timeout
-  --hypothesis-show-statistics``: `LONG_EXAMPLES` random inputs per target. A failure it finds
-  is printed with its minimal input, which becomes an ``@example`` (a regression test) here.
+  --hypothesis-show-statistics``: `LONG_EXAMPLES` random inputs per target (20,000, or
+  ``HARDENING_LONG_EXAMPLES``). A failure it finds is printed with its minimal input, which
+  becomes an ``@example`` of the target (a regression test).
 
 The profiles are applied per test through `fuzz`, not loaded globally, so that importing this
 suite never changes the settings of the rest of the test session.
@@ -21,7 +22,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 CI_EXAMPLES = 200
-LONG_EXAMPLES = 20_000
+LONG_EXAMPLES = int(os.environ.get("HARDENING_LONG_EXAMPLES", "20000"))
+"""Inputs per target in the long profile (the slow targets are scaled down from it)."""
 
 settings.register_profile(
     "hardening-ci",
