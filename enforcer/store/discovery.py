@@ -134,8 +134,20 @@ def _lock(conn: Connection) -> None:
         conn.execute(insert(CURSOR).values(name="merge-lock", last_event_id=0))
 
 
+def storable(text: str) -> str:
+    """Text a log carried, as every back end can store it: PostgreSQL refuses NUL characters."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def entity_ordinals(conn: Connection, kind: str, names: Iterable[str]) -> dict[str, int]:
     """Ordinals of names of a kind, numbering the new ones (inside the caller's transaction)."""
+    originals = set(names)
+    clean = {name: storable(name) for name in originals}
+    by_clean = _entity_ordinals(conn, kind, clean.values())
+    return {name: by_clean[clean[name]] for name in originals}
+
+
+def _entity_ordinals(conn: Connection, kind: str, names: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(names))
     found: dict[str, int] = {}
     for start in range(0, len(wanted), 500):
@@ -242,6 +254,11 @@ def _replace(
     """Upsert by primary key: read the existing rows of these keys, combine, delete, insert."""
     if not rows:
         return
+    unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:  # names made storable can meet (a NUL and a U+FFFD): one row per key
+        key = tuple(row[c] for c in pk)
+        unique[key] = _combine(row, unique[key], bitsets) if key in unique else row
+    rows = list(unique.values())
     cols = [table.c[c] for c in pk]
     for start in range(0, len(rows), 300):
         chunk = rows[start : start + 300]
@@ -274,7 +291,7 @@ def _merge_apps(
 ) -> None:
     rows = []
     for (day, app_id, domain), a in rollup.apps.items():
-        row = {"day": day, "app_id": app_id, "domain": domain, **_usage_values(a.usage)}
+        row = {"day": day, "app_id": app_id, "domain": storable(domain), **_usage_values(a.usage)}
         row["devices"] = to_bytes(bits_of(devices[d] for d in a.devices))
         row["users"] = to_bytes(bits_of(users[u] for u in a.users))
         row["ips"] = to_bytes(bits_of(ips[i] for i in a.ips))

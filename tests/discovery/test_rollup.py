@@ -136,3 +136,13 @@ def test_impact_counts_requests_users_devices_of_the_last_week(
             "users": len({r.user for r in mine if r.user}),
             "devices": len({r.device for r in mine}),
         }
+
+
+def test_text_a_log_carried_is_stored_on_every_back_end(engine: Engine, catalog: Catalog) -> None:
+    """PostgreSQL refuses NUL in text: names with one are stored with U+FFFD instead."""
+    recs = [Record(T0, "evil\x00.example.org", "10.0.0.1", user="bo\x00b", device="pc\x00"),
+            Record(T0, "evil\ufffd.example.org", "10.0.0.1", user="bo\ufffdb", device="pc\ufffd")]  # fmt: skip
+    ingest(engine, catalog, recs)
+    with engine.connect() as conn:
+        users = users_report(conn, 0, 10**6)
+    assert [(u["user"], u["transactions"]) for u in users] == [("bo\ufffdb", 2)]
