@@ -85,6 +85,8 @@ def test_a_nul_character_postgresql_cannot_store_is_a_422() -> None:
         f"/api/v1/indicators/{10**25}",
         f"/api/v1/devices?skip={10**25}",
         f"/api/v1/discovery/alerts/{10**25}/acknowledge",
+        f"/api/v1/indicators/{-(10**20)}",  # found by the long contract run
+        f"/api/v1/discovery/alerts/{-(10**20)}/acknowledge",
     ],
 )
 def test_an_integer_beyond_64_bits_is_a_422(path: str) -> None:

@@ -152,7 +152,7 @@ async def alerts(
 
 @router.post("/alerts/{alert_id}/acknowledge", status_code=204, summary="Acknowledge an alert")
 async def acknowledge(
-    ctx: Ctx, _: Admin, alert_id: Annotated[int, fastapi.Path(le=MAX_INT64)]
+    ctx: Ctx, _: Admin, alert_id: Annotated[int, fastapi.Path(ge=0, le=MAX_INT64)]
 ) -> Response:
     if not await run_in_threadpool(acknowledge_alert, ctx.engine, alert_id, actor="api"):
         raise fail(404, f"no alert with id {alert_id}")

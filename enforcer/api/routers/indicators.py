@@ -137,7 +137,7 @@ def list_(
 
 @router.get("/{indicator_id}", summary="One indicator")
 def get(
-    indicator_id: Annotated[int, Path(le=MAX_INT64)], _admin: Admin, ctx: Ctx
+    indicator_id: Annotated[int, Path(ge=0, le=MAX_INT64)], _admin: Admin, ctx: Ctx
 ) -> dict[str, Any]:
     """An indicator by id; 404 when there is none."""
     try:
@@ -163,7 +163,9 @@ async def create(body: IndicatorCreate, admin: Admin, ctx: Ctx) -> dict[str, Any
 
 
 @router.delete("/{indicator_id}", status_code=204, summary="Delete a manual indicator")
-def delete(indicator_id: Annotated[int, Path(le=MAX_INT64)], admin: Admin, ctx: Ctx) -> Response:
+def delete(
+    indicator_id: Annotated[int, Path(ge=0, le=MAX_INT64)], admin: Admin, ctx: Ctx
+) -> Response:
     """Delete a manual indicator; a policy one is refused with 409 (change the policy instead)."""
     try:
         with ctx.engine.connect() as conn:
