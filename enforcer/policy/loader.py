@@ -195,10 +195,17 @@ def line_of(tree: Any, loc: Iterable[Any]) -> int:
     line = 1
     node = tree
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
+        # ruamel keeps no position for the items of some nodes (a tagged flow sequence such as
+        # `!!python/object/apply:os.system [x]`): stop at the deepest node that has one.
+        if isinstance(node, CommentedMap) and part in node and node.lc.key(part) is not None:
             line = node.lc.key(part)[0] + 1
             node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+        elif (
+            isinstance(node, CommentedSeq)
+            and isinstance(part, int)
+            and part < len(node)
+            and node.lc.item(part) is not None
+        ):
             line = node.lc.item(part)[0] + 1
             node = node[part]
         elif isinstance(part, str) and _is_type_tag(part):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Engine
 
@@ -9,7 +11,9 @@ from enforcer.catalog import Catalog
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
+from enforcer.errors import PolicySetError
 from enforcer.plan import PLAN_FORMAT, Plan
+from enforcer.policy.loader import load_policy_files
 from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
 from tests.api.conftest import bearer, enroll_body
 from tests.conftest import PG_URL
@@ -107,3 +111,15 @@ def test_the_openapi_document_names_the_problem_answers() -> None:
         assert "application/problem+json" in sync[status]["content"], status
     metrics = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain; version=1.0.0; charset=utf-8"]
+
+
+def test_a_tagged_flow_sequence_in_a_policy_is_a_policy_error(tmp_path: Path) -> None:
+    """Found while reviewing the loader for docs/security.md: ruamel keeps no position for the
+    items of a tagged flow sequence, and `line_of` raised TypeError instead of the policy error."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "a.yaml").write_text('apps: !!python/object/apply:os.system ["echo pwned"]\n')
+    with pytest.raises(PolicySetError) as info:
+        load_policy_files(directory)
+    (err,) = info.value.errors
+    assert (err.location.file, err.location.line, err.field) == ("policies/a.yaml", 1, "apps[0]")
