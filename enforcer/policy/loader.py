@@ -135,6 +135,14 @@ def _parse_file(
     except (YAMLError, UnicodeDecodeError) as exc:
         errors.append(PolicyError(Location(name), "", f"YAML syntax: {exc}"))
         return None
+    except (IndexError, AttributeError, TypeError, ValueError) as exc:
+        # ruamel's constructors fail this way on some malformed input instead of raising a
+        # YAMLError: a bare `!!int` (IndexError), `!!set` on a scalar (AttributeError), a
+        # sequence as a mapping key `? - [a]` (TypeError). Found by tests/hardening's fuzzing:
+        # the file is refused with its name like any syntax error, not with a traceback.
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        errors.append(PolicyError(Location(name), "", f"YAML cannot be read: {detail}"))
+        return None
     if tree is None:
         tree = CommentedMap()
     if not isinstance(tree, CommentedMap):

@@ -92,6 +92,28 @@ def test_arbitrary_yaml_text(text: str) -> None:
     _load(text.encode("utf-8", "surrogatepass"))
 
 
+FRAGMENTS = st.sampled_from(
+    ["apps:", "rules:", "custom_apps:", "allow:", "version: 1", "\n", "\n  ", "\n- ", "- ", " ",
+     "!!python/object/apply:os.system", "!!python/name:os.system", "!!set", "!!omap", "!!binary",
+     "!!str", "!!int", "!!timestamp", "!custom", "&a ", "*a", "[", "]", "{", "}", ",", ": ", "? ",
+     "app: megashare", "tag: unsanctioned", "domain: x.example", "'q'", '"\\u0000"', "|", ">",
+     "---", "...", "%YAML 1.2", "#c", "null", "~", "2030-01-01", "1e400", "0x10", "- [a, b]"]
+)  # fmt: skip
+"""YAML's own syntax (tags, anchors, flow and block collections, directives) in pieces: random
+characters rarely make a tag, which is what found the `line_of` crash below."""
+
+
+@fuzz()
+@given(st.lists(FRAGMENTS, max_size=30).map("".join))
+@example('apps: !!python/object/apply:os.system ["echo pwned"]')
+@example("!!int")
+@example("!!set")
+@example("? - [a, b]")
+@example("!!int\n---]>")
+def test_yaml_fragments(text: str) -> None:
+    _load(text.encode("utf-8", "surrogatepass"))
+
+
 @fuzz()
 @given(st.binary(max_size=200))
 @example(b"\xff\xfe\x00a")

@@ -123,3 +123,16 @@ def test_a_tagged_flow_sequence_in_a_policy_is_a_policy_error(tmp_path: Path) ->
         load_policy_files(directory)
     (err,) = info.value.errors
     assert (err.location.file, err.location.line, err.field) == ("policies/a.yaml", 1, "apps[0]")
+
+
+@pytest.mark.parametrize("text", ["!!int", "!!set", "? - [a, b]\n", "!!int\n---]>"])
+def test_yaml_the_library_cannot_construct_is_a_policy_error(tmp_path: Path, text: str) -> None:
+    """Found by test_fuzz_policy.py::test_yaml_fragments: ruamel raised IndexError,
+    AttributeError, TypeError or ValueError on these, which escaped the loader as a traceback
+    instead of a policy error naming the file."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "a.yaml").write_text(text)
+    with pytest.raises(PolicySetError) as info:
+        load_policy_files(directory)
+    assert [e.location.file for e in info.value.errors] == ["policies/a.yaml"]
