@@ -118,7 +118,7 @@ def main() -> None:
             del plan
             noop = timed("b_plan", lambda: make_plan(engine, desired), results)
             assert not noop.has_changes
-            del desired, noop  # a daemon holds one desired state at a time
+            desired = noop = None  # a daemon holds one desired state at a time
             write_policies(policies, args.count // DOMAINS_PER_APP // 100)
             changed = desired_state(policies, catalog)
             plan = timed("c_plan", lambda: make_plan(engine, changed), results)

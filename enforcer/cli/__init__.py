@@ -36,7 +36,9 @@ shim.register(app)
 app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled and custom apps).")
 app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")
 app.add_typer(policy.app, name="policy", help="Validate policy files; print their JSON Schema.")
-app.add_typer(discovery.app, name="discovery", help="Cloud Discovery: upload logs, collect syslog, reports.")
+app.add_typer(
+    discovery.app, name="discovery", help="Cloud Discovery: upload logs, collect syslog, reports."
+)
 app.add_typer(sinks.app, name="sinks", help="Push indicators to rpz, hosts, dnsmasq, Defender.")
 
 

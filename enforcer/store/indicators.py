@@ -21,7 +21,6 @@ from enforcer.plan import (
     BucketDigest,
     Change,
     ChangeAction,
-    Key,
     Plan,
     bucket_of,
     digest_indicators,
@@ -152,7 +151,16 @@ def _policy_rows(conn: Connection, buckets: Sequence[int]) -> Iterator[Indicator
                 if exp is not None:
                     exp = _as_utc(exp)
                 yield Indicator(
-                    value, actions[action], severities[sev], scope, title, desc, app, bool(alert), exp, typ
+                    value,
+                    actions[action],
+                    severities[sev],
+                    scope,
+                    title,
+                    desc,
+                    app,
+                    bool(alert),
+                    exp,
+                    typ,
                 )
     finally:
         cursor.close()

@@ -26,7 +26,11 @@ def test_upload_far_above_its_own_median_is_explained() -> None:
 
 
 def test_new_risky_app_unsanctioned_traffic_and_blocks_make_it_high() -> None:
-    history = [*baseline("boxy", MB), AppDay(TODAY, "deepseek", 5, 1000, 1000), AppDay(TODAY, "pastey", 3, 10, 10)]
+    history = [
+        *baseline("boxy", MB),
+        AppDay(TODAY, "deepseek", 5, 1000, 1000),
+        AppDay(TODAY, "pastey", 3, 10, 10),
+    ]
     risk = device_risk(
         history, recent_from=TODAY, app_scores={"deepseek": 8.5, "pastey": 4.0},
         unsanctioned={"pastey"}, blocked_recent=25,

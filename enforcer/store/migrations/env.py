@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import enforcer.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-import enforcer.store.tables_devices  # noqa: F401
+import enforcer.store.tables
+import enforcer.store.tables_devices
 import enforcer.store.tables_discovery  # noqa: F401
 
 engine = context.config.attributes["engine"]

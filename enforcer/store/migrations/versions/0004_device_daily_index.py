@@ -14,7 +14,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index(
-        "ix_discovery_device_daily_device", "discovery_device_daily", ["device", "day"], unique=False
+        "ix_discovery_device_daily_device",
+        "discovery_device_daily",
+        ["device", "day"],
+        unique=False,
     )
 
 
