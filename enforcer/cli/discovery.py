@@ -8,11 +8,13 @@ import datetime as dt
 import json
 import re
 import signal
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
+from sqlalchemy import Connection
 
 from enforcer import logs
 from enforcer.catalog import load_catalog
@@ -27,6 +29,7 @@ from enforcer.discovery.records import BadLine, FormatError, Record
 from enforcer.store.discovery import acknowledge_alert, list_alerts, merge_rollup
 
 app = typer.Typer(no_args_is_help=True)
+T = TypeVar("T")
 
 
 class Output(StrEnum):
@@ -81,6 +84,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
+
+
+def _report(since: str, build: Callable[[Connection, int, int], T]) -> T:
+    """Run a report over the last `since`; a missing machine or user is an error, exit 1."""
+    first, last = reports.day_range(_days(since))
+    with store().connect() as conn:
+        try:
+            return build(conn, first, last)
+        except reports.NotFoundError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
 
 
 @app.command("upload")
@@ -190,9 +204,7 @@ def process() -> None:
 @app.command("apps")
 def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Discovered apps: category, risk, tag, transactions, traffic, users, devices, first/last seen."""
-    first, last = reports.day_range(_days(since))
-    with store().connect() as conn:
-        rows = reports.apps_report(conn, load_catalog(), first, last)
+    rows = _report(since, lambda c, f, la: reports.apps_report(c, load_catalog(), f, la))
     _emit(
         rows,
         fmt,
@@ -216,10 +228,7 @@ def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> 
 @app.command("domains")
 def domains_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Unrecognised domains (no catalog app), ranked by traffic: candidates for custom apps."""
-    first, last = reports.day_range(_days(since))
-    with store().connect() as conn:
-        rows = reports.domains_report(conn, first, last)
-    _emit(rows, fmt, as_json)
+    _emit(_report(since, reports.domains_report), fmt, as_json)
 
 
 @app.command("machines")
@@ -230,9 +239,9 @@ def machines_cmd(
     limit: int = typer.Option(100, "--limit", min=1),
 ) -> None:
     """Machines by traffic, with their risk level and last user."""
-    first, last = reports.day_range(_days(since))
-    with store().connect() as conn:
-        rows = reports.machines_report(conn, load_catalog(), first, last, limit=limit)
+    rows = _report(
+        since, lambda c, f, la: reports.machines_report(c, load_catalog(), f, la, limit=limit)
+    )
     _emit(rows, fmt, as_json)
 
 
@@ -244,13 +253,7 @@ def machine_cmd(
     as_json: bool = JSON,
 ) -> None:
     """One machine: overview, risk explained, discovered apps, user history, IP address history."""
-    first, last = reports.day_range(_days(since))
-    with store().connect() as conn:
-        try:
-            data = reports.machine_report(conn, load_catalog(), device, first, last)
-        except reports.NotFoundError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+    data = _report(since, lambda c, f, la: reports.machine_report(c, load_catalog(), device, f, la))
     if as_json or fmt is not Output.table:
         _emit(data if fmt is not Output.csv else data["apps"], fmt, as_json)
         return
@@ -269,10 +272,7 @@ def machine_cmd(
 @app.command("users")
 def users_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Users by traffic, with how many devices and apps each used."""
-    first, last = reports.day_range(_days(since))
-    with store().connect() as conn:
-        rows = reports.users_report(conn, first, last)
-    _emit(rows, fmt, as_json)
+    _emit(_report(since, reports.users_report), fmt, as_json)
 
 
 @app.command("user")
@@ -283,14 +283,7 @@ def user_cmd(
     as_json: bool = JSON,
 ) -> None:
     """One user: the devices they used (follow with `enforcer discovery machine ID`) and their apps."""
-    first, last = reports.day_range(_days(since))
-    with store().connect() as conn:
-        try:
-            data = reports.user_report(conn, name, first, last)
-        except reports.NotFoundError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
-    _emit(data, fmt, as_json)
+    _emit(_report(since, lambda c, f, la: reports.user_report(c, name, f, la)), fmt, as_json)
 
 
 @app.command("alerts")
