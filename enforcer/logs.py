@@ -33,8 +33,9 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     # send them into the same stream, so a daemon's stderr is JSON lines only.
     logging.basicConfig(handlers=[_ToStructlog()], level=level.upper(), force=True)
     # One line per HTTP request would be a line per long-poll: only problems.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Library chatter (every scheduled job, every migration step): only problems.
+    for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class _ToStructlog(logging.Handler):
