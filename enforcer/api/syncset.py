@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +36,10 @@ _COLUMNS = (
 )
 
 Entry = dict[str, Any]
+
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def scopes_of(groups: Iterable[str]) -> list[str]:
@@ -194,19 +198,37 @@ def _entry_json(
     )
 
 
-class SharedAnswers:
-    """One store read per (since, revision, scopes), however many devices ask at the same time.
+class Shared(Generic[K, V]):
+    """One blocking computation per key, however many coroutines ask for it at the same time.
 
-    When a revision lands, every waiting device wakes at once and asks the same question
-    ("what changed since N for my groups"); the first asker reads the store, the others await
-    its result. Keyed by the watcher's revision, so a newer revision is a new question.
+    When a revision lands, every waiting device wakes at once and asks the same question; the
+    first asker runs the store read in a worker thread, the others await its result. Keys carry
+    the revision, so a newer revision is a new question. Failed results are not kept.
     """
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, compute: Callable[..., V], size: int) -> None:
+        self.compute = compute
         self.size = size
-        self._pending: dict[
-            tuple[int | None, int, tuple[str, ...]], asyncio.Future[SyncAnswer]
-        ] = {}
+        self._pending: dict[K, asyncio.Future[V]] = {}
+
+    async def get(self, key: K, *args: Any) -> V:
+        """`compute(*args)`, shared with every concurrent caller of the same `key`."""
+        future = self._pending.get(key)
+        if future is None or (future.done() and (future.cancelled() or future.exception())):
+            if len(self._pending) >= self.size:
+                self._pending.clear()
+            future = asyncio.ensure_future(run_in_threadpool(self.compute, *args))
+            self._pending[key] = future
+        return await asyncio.shield(future)
+
+
+class SharedAnswers:
+    """Sync answers shared per (since, revision, scopes) by the devices a revision woke."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._shared: Shared[tuple[int | None, int, tuple[str, ...]], SyncAnswer] = Shared(
+            answer, size
+        )
 
     async def get(
         self, engine: Engine, revision: int, since: int | None, scopes: list[str], limit: int
@@ -214,14 +236,9 @@ class SharedAnswers:
         """The answer for `since` and `scopes` while the watcher is at `revision`."""
         if revision < 0:  # the watcher has not read the store yet: nothing to share safely
             return await run_in_threadpool(answer, engine, since, scopes, limit)
-        key = (since, revision, tuple(scopes))
-        future = self._pending.get(key)
-        if future is None or (future.done() and (future.cancelled() or future.exception())):
-            if len(self._pending) >= self.size:
-                self._pending.clear()
-            future = asyncio.ensure_future(run_in_threadpool(answer, engine, since, scopes, limit))
-            self._pending[key] = future
-        return await asyncio.shield(future)
+        return await self._shared.get(
+            (since, revision, tuple(scopes)), engine, since, scopes, limit
+        )
 
 
 SHARED_SNAPSHOT_ENTRIES = 20_000
@@ -248,17 +265,9 @@ class SharedSnapshots:
     """
 
     def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._pending: dict[tuple[int, tuple[str, ...]], asyncio.Future[bytes | None]] = {}
+        self._shared: Shared[tuple[int, tuple[str, ...]], bytes | None] = Shared(
+            small_snapshot, size
+        )
 
     async def get(self, engine: Engine, revision: int, scopes: list[str]) -> bytes | None:
-        key = (revision, tuple(scopes))
-        future = self._pending.get(key)
-        if future is None or (future.done() and (future.cancelled() or future.exception())):
-            if len(self._pending) >= self.size:
-                self._pending.clear()
-            future = asyncio.ensure_future(
-                run_in_threadpool(small_snapshot, engine, revision, scopes)
-            )
-            self._pending[key] = future
-        return await asyncio.shield(future)
+        return await self._shared.get((revision, tuple(scopes)), engine, revision, scopes)

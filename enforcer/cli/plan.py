@@ -15,6 +15,7 @@ from enforcer.cli._common import POLICIES_OPTION, policy_dir, settings, store
 from enforcer.engine import apply as apply_plan
 from enforcer.engine import load_desired, make_plan
 from enforcer.errors import EnforcerError, PolicySetError
+from enforcer.expand import ancestors
 from enforcer.matcher import Matcher, normalize
 from enforcer.models import ALL_DEVICES
 from enforcer.plan import Plan
@@ -178,7 +179,7 @@ def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any
         desired = load_desired(directory)
     except EnforcerError as exc:
         return {"error": str(exc)}
-    candidates = [name, *_parents(name)]
+    candidates = [name, *ancestors(name)]
     for value in candidates:
         for scope in scopes:
             ind = desired.indicators.get((scope, value))
@@ -200,14 +201,6 @@ def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any
             f"but also serves sanctioned {', '.join(c.sanctioned_apps)}"
         }
     return {}
-
-
-def _parents(name: str) -> list[str]:
-    out = []
-    while "." in name:
-        name = name.split(".", 1)[1]
-        out.append(name)
-    return out
 
 
 def _explain_text(report: dict[str, Any]) -> str:
