@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from enforcer.catalog import Catalog
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.fast import LOOPS
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.reader import open_lines
 from enforcer.discovery.records import BadLine, FormatError
@@ -78,7 +79,11 @@ def ingest_files(
                 stats.samples.append((name, line))
 
         try:
-            aggregator.add_all(parse(open_lines(path)), on_bad=bad, on_full=flush)
+            fused = LOOPS.get(fmt)
+            if fused is not None:
+                fused(aggregator, open_lines(path), bad, flush)
+            else:
+                aggregator.add_all(parse(open_lines(path)), on_bad=bad, on_full=flush)
         except FormatError as exc:
             raise FormatError(exc.message, line=exc.line, file=name) from exc
     flush()

@@ -54,79 +54,112 @@ LOGS: dict[str, tuple[str, str, str, str]] = {
 _new = tuple.__new__
 
 
+class Layout:
+    """What the TSV header lines read so far say about the data lines after them."""
+
+    def __init__(self) -> None:
+        self.header: dict[str, str] = {}
+        self.sep, self.unset, self.empty = "\t", "-", "(empty)"
+        self.tabs = -1
+        """Separators in a data line (fields - 1); -1: no #fields seen yet."""
+        self.cut = -1
+        """Split no further than the last column read (-1: split it all)."""
+        self.strip = False
+        """The last column is read, so the line end must go."""
+        self.get: Callable[[list[str]], tuple[str, ...]] = itemgetter(0, 0, 0, 0, 0, 0, 0, 0)
+        """The eight columns of a split line: ts, src, dest ip, dest port, host, up, down, user."""
+
+    def read(self, line_no: int, line: str) -> None:
+        """Take in a ``#`` header line."""
+        key, _, value = line.rstrip("\r\n").partition(
+            " " if line.startswith("#separator") else self.sep
+        )
+        self.header[key[1:]] = value
+        if key == "#separator":
+            self.sep = _unescape(value)
+        elif key == "#unset_field":
+            self.unset = value
+        elif key == "#empty_field":
+            self.empty = value
+        elif key == "#fields":
+            names = value.split(self.sep)
+            tabs = self.tabs = len(names) - 1
+            columns = _columns(self.header.get("path", ""), names, line_no)
+            last = max(names.index(c) for c in columns if c)
+            self.strip = last == tabs
+            self.cut = -1 if self.strip else last + 1
+            missing = tabs + 1 if self.strip else last + 2
+            self.get = itemgetter(*[names.index(c) if c else missing for c in columns])
+
+    def split(self, line: str) -> list[str]:
+        """The columns of a data line, plus the unset one that `get` reads for what is lacking."""
+        f = line.rstrip("\r\n").split(self.sep) if self.strip else line.split(self.sep, self.cut)
+        f.append(self.unset)
+        return f
+
+
 def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
     """Records from a Zeek TSV or JSON log; header lines are read, never reported."""
-    header: dict[str, str] = {}
-    sep, unset, empty = "\t", "-", "(empty)"
-    tabs = -1  # separators in a data line (fields - 1); -1: no #fields seen yet
-    cut = -1  # split no further than the last column read (-1: split it all)
-    strip = False  # the last column is read, so the line end must go
-    hosts = HOST_CACHE
-    get: Callable[[list[str]], tuple[str, ...]] = itemgetter(0, 0, 0, 0, 0, 0, 0, 0)
+    layout = Layout()
     for line_no, line in enumerate(lines, 1):
-        if line.count(sep) != tabs:
-            if line.startswith("#"):
-                key, _, value = line.rstrip("\r\n").partition(
-                    " " if line.startswith("#separator") else sep
-                )
-                header[key[1:]] = value
-                if key == "#separator":
-                    sep = _unescape(value)
-                elif key == "#unset_field":
-                    unset = value
-                elif key == "#empty_field":
-                    empty = value
-                elif key == "#fields":
-                    names = value.split(sep)
-                    tabs = len(names) - 1
-                    columns = _columns(header.get("path", ""), names, line_no)
-                    last = max(names.index(c) for c in columns if c)
-                    strip = last == tabs
-                    cut = -1 if strip else last + 1
-                    missing = tabs + 1 if strip else last + 2
-                    get = itemgetter(*[names.index(c) if c else missing for c in columns])
-            elif line.lstrip().startswith("{"):
-                yield _json_line(line_no, line)
-            elif not line.strip():
-                continue
-            elif tabs < 0:
-                raise FormatError("a Zeek log line before any #fields header", line=line_no)
-            else:
-                got = line.count(sep) + 1
-                yield bad_line(line_no, f"expected {tabs + 1} fields, got {got}", line)
-            continue
-        f = line.rstrip("\r\n").split(sep) if strip else line.split(sep, cut)
-        f.append(unset)  # the column `get` reads for what this log type lacks
-        ts, src, dip, dport, host, up, down, user = get(f)
-        try:
-            t = float(ts)
-            port = 0 if dport == unset else int(dport)
-            sent = 0 if up == unset else int(up)
-            got = 0 if down == unset else int(down)
-            if not (
-                0.0 <= t < MAX_TIME
-                and 0 <= port <= MAX_PORT
-                and 0 <= sent <= MAX_COUNT
-                and 0 <= got <= MAX_COUNT
-            ):
-                raise ValueError
-            yield _new(
-                Record,
-                (
-                    t,
-                    "" if host in (unset, empty) else (hosts.get(host) or host_miss(host))[0],
-                    "" if src == unset else src,
-                    "" if user in (unset, empty) else user,
-                    "",
-                    "" if dip == unset else dip,
-                    port,
-                    sent,
-                    got,
-                    "",
-                ),
-            )
-        except (ValueError, OverflowError):
-            yield bad_line(line_no, _reason(ts, dport, up, down, unset), line)
+        if line.count(layout.sep) != layout.tabs:
+            out = irregular(layout, line_no, line)
+            if out is not None:
+                yield out
+        else:
+            yield data_line(layout, line_no, line)
+
+
+def irregular(layout: Layout, line_no: int, line: str) -> Record | BadLine | None:
+    """A line without the data lines' number of separators: a header line (read into `layout`),
+    a JSON record, a blank line, or a bad line."""
+    if line.startswith("#"):
+        layout.read(line_no, line)
+    elif line.lstrip().startswith("{"):
+        return _json_line(line_no, line)
+    elif not line.strip():
+        return None
+    elif layout.tabs < 0:
+        raise FormatError("a Zeek log line before any #fields header", line=line_no)
+    else:
+        got = line.count(layout.sep) + 1
+        return bad_line(line_no, f"expected {layout.tabs + 1} fields, got {got}", line)
+    return None
+
+
+def data_line(layout: Layout, line_no: int, line: str) -> Record | BadLine:
+    """The record of a TSV data line (one with the header's number of separators)."""
+    unset, empty = layout.unset, layout.empty
+    ts, src, dip, dport, host, up, down, user = layout.get(layout.split(line))
+    try:
+        t = float(ts)
+        port = 0 if dport == unset else int(dport)
+        sent = 0 if up == unset else int(up)
+        got = 0 if down == unset else int(down)
+        if not (
+            0.0 <= t < MAX_TIME
+            and 0 <= port <= MAX_PORT
+            and 0 <= sent <= MAX_COUNT
+            and 0 <= got <= MAX_COUNT
+        ):
+            raise ValueError
+        return _new(
+            Record,
+            (
+                t,
+                "" if host in (unset, empty) else (HOST_CACHE.get(host) or host_miss(host))[0],
+                "" if src == unset else src,
+                "" if user in (unset, empty) else user,
+                "",
+                "" if dip == unset else dip,
+                port,
+                sent,
+                got,
+                "",
+            ),
+        )
+    except (ValueError, OverflowError):
+        return bad_line(line_no, _reason(ts, dport, up, down, unset), line)
 
 
 def _unescape(value: str) -> str:
