@@ -11,7 +11,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from enforcer.store.tables_devices import NetworkEventRow
 from enforcer.store.tables_discovery import (
@@ -150,14 +164,16 @@ def entity_ordinals(conn: Connection, kind: str, names: Iterable[str]) -> dict[s
 def _entity_ordinals(conn: Connection, kind: str, names: Iterable[str]) -> dict[str, int]:
     wanted = sorted(set(names))
     found: dict[str, int] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        rows = conn.execute(
-            select(ENTITY.c.name, ENTITY.c.ordinal).where(
-                ENTITY.c.kind == kind, ENTITY.c.name.in_(chunk)
-            )
+    query = select(ENTITY.c.name, ENTITY.c.ordinal).where(ENTITY.c.kind == kind)
+    if conn.dialect.name == "postgresql":  # one array parameter (see `_by_keys`)
+        names_param = cast(bindparam("names", wanted), ARRAY(ENTITY.c.name.type))
+        found.update(
+            {n: o for n, o in conn.execute(query.where(ENTITY.c.name == any_(names_param)))}
         )
-        found.update({n: o for n, o in rows})
+    else:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update({n: o for n, o in conn.execute(query.where(ENTITY.c.name.in_(chunk)))})
     new = [n for n in wanted if n not in found]
     if new:
         top = conn.execute(select(func.max(ENTITY.c.ordinal)).where(ENTITY.c.kind == kind)).scalar()
@@ -258,28 +274,46 @@ def _replace(
     for row in rows:  # names made storable can meet (a NUL and a U+FFFD): one row per key
         key = tuple(row[c] for c in pk)
         unique[key] = _combine(row, unique[key], bitsets) if key in unique else row
+    existing = {
+        tuple(r._mapping[c] for c in pk): dict(r._mapping)
+        for r in _by_keys(conn, table, pk, list(unique), select(table))
+    }
+    if existing:
+        for key, old in existing.items():
+            row = unique[key] = _combine(unique[key], old, bitsets)
+            if table is USER_DAY and old["apps"]:
+                row["apps"] = " ".join(sorted(set(row["apps"].split()) | set(old["apps"].split())))
+        _by_keys(conn, table, pk, list(existing), delete(table))
     rows = list(unique.values())
+    for start in range(0, len(rows), 1000):
+        conn.execute(insert(table), rows[start : start + 1000])
+
+
+def _by_keys(
+    conn: Connection, table: Any, pk: Sequence[str], keys: list[tuple[Any, ...]], statement: Any
+) -> list[Any]:
+    """Run a SELECT or DELETE of `table` on the rows whose primary key is one of `keys`.
+
+    On PostgreSQL the keys go as one array per key column joined with ``unnest``: a row-value IN
+    list of 300 keys took it ~17 ms to plan, which made the store merge of a million-line upload
+    three times slower than on SQLite. Elsewhere, row-value IN lists of 300 keys.
+    """
     cols = [table.c[c] for c in pk]
-    for start in range(0, len(rows), 300):
-        chunk = rows[start : start + 300]
-        keys = [tuple(r[c] for c in pk) for r in chunk]
-        existing: dict[tuple[Any, ...], Mapping[str, Any]] = {
-            tuple(r._mapping[c] for c in pk): dict(r._mapping)
-            for r in conn.execute(select(table).where(tuple_(*cols).in_(keys)))
-        }
-        if existing:
-            chunk = [
-                _combine(r, existing[k], bitsets) if k in existing else r
-                for r, k in zip(chunk, keys, strict=True)
-            ]
-            conn.execute(delete(table).where(tuple_(*cols).in_(list(existing))))
-        if table is USER_DAY and existing:
-            for r, k in zip(chunk, keys, strict=True):
-                if k in existing and existing[k]["apps"]:
-                    r["apps"] = " ".join(
-                        sorted(set(r["apps"].split()) | set(existing[k]["apps"].split()))
-                    )
-        conn.execute(insert(table), chunk)
+    if conn.dialect.name == "postgresql":
+        arrays = [
+            cast(bindparam(f"key{i}", [k[i] for k in keys]), ARRAY(col.type))
+            for i, col in enumerate(cols)
+        ]
+        wanted = func.unnest(*arrays).table_valued(*pk).render_derived(name="wanted")
+        match = and_(*(col == wanted.c[c] for col, c in zip(cols, pk, strict=True)))
+        result = conn.execute(statement.where(match))  # a DELETE names `wanted` in USING
+        return list(result) if result.returns_rows else []
+    out: list[Any] = []
+    for start in range(0, len(keys), 300):
+        result = conn.execute(statement.where(tuple_(*cols).in_(keys[start : start + 300])))
+        if result.returns_rows:
+            out.extend(result)
+    return out
 
 
 def _merge_apps(
@@ -343,11 +377,10 @@ def _merge_hours(conn: Connection, rollup: Rollup) -> None:
         rows.append({"hour": hour, "app_id": app_id, **values})
     if not rows:
         return
-    cols = (HOUR.c.hour, HOUR.c.app_id)
+    pk = ("hour", "app_id")
     keys = [(r["hour"], r["app_id"]) for r in rows]
     existing = {
-        (r.hour, r.app_id): r._mapping
-        for r in conn.execute(select(HOUR).where(tuple_(*cols).in_(keys)))
+        (r.hour, r.app_id): r._mapping for r in _by_keys(conn, HOUR, pk, keys, select(HOUR))
     }
     for r in rows:
         old = existing.get((r["hour"], r["app_id"]))
@@ -355,7 +388,7 @@ def _merge_hours(conn: Connection, rollup: Rollup) -> None:
             for name in _SUMS:
                 r[name] = _saturated(r[name] + old[name])
     if existing:
-        conn.execute(delete(HOUR).where(tuple_(*cols).in_(list(existing))))
+        _by_keys(conn, HOUR, pk, list(existing), delete(HOUR))
     conn.execute(insert(HOUR), rows)
 
 
