@@ -61,7 +61,9 @@ class Aggregator:
         self.days: dict[int, dict[FineKey, Acc]] = {}
         """day -> (attribution, device, user, address) -> counters."""
         self.hours: dict[int, dict[str, list[int]]] = {}
-        """hour -> attribution -> [transactions, bytes_up, bytes_down, blocked]."""
+        """hour -> app id -> [transactions, bytes_up, bytes_down, blocked], for catalog apps
+        only: their attribution is the app id, which sorts at or after "\\x01" where "" and
+        the NUL-prefixed domains sort before it (one string comparison in the hot loops)."""
         self.keys = 0
         """Entries in `days` and `hours`, what `max_keys` bounds."""
         self._hosts: dict[str, str] = {}
@@ -134,15 +136,16 @@ class Aggregator:
                         acc[4] = t
                     elif t > acc[5]:
                         acc[5] = t
-                total = hourly.get(who)
-                if total is None:
-                    hourly[who] = [1, up, down, blocked]
-                    keys += 1
-                else:
-                    total[0] += 1
-                    total[1] += up
-                    total[2] += down
-                    total[3] += blocked
+                if who >= "\x01":  # a catalog app (not "" nor NUL + domain): hourly totals
+                    total = hourly.get(who)
+                    if total is None:
+                        hourly[who] = [1, up, down, blocked]
+                        keys += 1
+                    else:
+                        total[0] += 1
+                        total[1] += up
+                        total[2] += down
+                        total[3] += blocked
                 count += 1
         self.keys = keys
         self.records += count
@@ -218,11 +221,10 @@ class Aggregator:
                 for (device, who), r in device_apps.items():
                     out.device_apps[(device, day, who)] = _usage(r)
             for hour, hourly in self.hours.items():
-                for who, (tx, up, down, blocked) in hourly.items():
-                    if who and who[0] != _DOMAIN:
-                        out.hours[(hour, who)] = Usage(
-                            tx, up, down, blocked, hour * 3600.0, hour * 3600.0
-                        )
+                for app_id, (tx, up, down, blocked) in hourly.items():
+                    out.hours[(hour, app_id)] = Usage(
+                        tx, up, down, blocked, hour * 3600.0, hour * 3600.0
+                    )
         self.days = {}
         self.hours = {}
         self.keys = 0

@@ -121,14 +121,15 @@ def squid_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: On
                     acc[4] = t
                 elif t > acc[5]:
                     acc[5] = t
-            total = hourly.get(who)
-            if total is None:
-                hourly[who] = [1, 0, down, blocked]
-                keys += 1
-            else:
-                total[0] += 1
-                total[2] += down
-                total[3] += blocked
+            if who >= "\x01":  # a catalog app (not "" nor NUL + domain): hourly totals
+                total = hourly.get(who)
+                if total is None:
+                    hourly[who] = [1, 0, down, blocked]
+                    keys += 1
+                else:
+                    total[0] += 1
+                    total[2] += down
+                    total[3] += blocked
             count += 1
     agg.keys = keys
     agg.records += count
@@ -209,14 +210,15 @@ def zeek_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: OnF
                     acc[4] = t
                 elif t > acc[5]:
                     acc[5] = t
-            total = hourly.get(who)
-            if total is None:
-                hourly[who] = [1, sent, got, 0]
-                keys += 1
-            else:
-                total[0] += 1
-                total[1] += sent
-                total[2] += got
+            if who >= "\x01":  # a catalog app (not "" nor NUL + domain): hourly totals
+                total = hourly.get(who)
+                if total is None:
+                    hourly[who] = [1, sent, got, 0]
+                    keys += 1
+                else:
+                    total[0] += 1
+                    total[1] += sent
+                    total[2] += got
             count += 1
     agg.keys = keys
     agg.records += count
