@@ -142,6 +142,7 @@ def zeek_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: OnF
     layout = zeek.Layout()
     sep, tabs, unset, empty = layout.sep, layout.tabs, layout.unset, layout.empty
     get, cut, strip = layout.get, layout.cut, layout.strip
+    whole = _whole(layout)
     whos: dict[str, str] = {}
     hosts = agg._hosts
     max_keys = agg.max_keys
@@ -153,18 +154,25 @@ def zeek_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: OnF
     with _no_gc():
         for line in lines:
             line_no += 1
-            if line.count(sep) != tabs:
+            if whole:  # split it all, then count the fields: one pass over the line, not two
+                f = line.rstrip("\r\n").split(sep)
+                regular = len(f) == tabs + 1
+            else:
+                regular = line.count(sep) == tabs
+                if regular:
+                    f = line.rstrip("\r\n").split(sep) if strip else line.split(sep, cut)
+            if not regular:
                 fallback.take(zeek.irregular(layout, line_no, line), line_no)
                 if line.startswith("#"):  # the header may say other unset and empty values
                     sep, tabs, unset, empty = layout.sep, layout.tabs, layout.unset, layout.empty
                     get, cut, strip = layout.get, layout.cut, layout.strip
+                    whole = _whole(layout)
                     whos.clear()
                 if len(fallback.records) >= 4096:
                     agg.keys = keys
                     fallback.flush()
                     keys, lo, hi = agg.keys, 0.0, 0.0
                 continue
-            f = line.rstrip("\r\n").split(sep) if strip else line.split(sep, cut)
             f.append(unset)  # what `get` reads for the columns this log type lacks
             ts, src, _dip, dport, host, up, down, user = get(f)
             try:
@@ -223,6 +231,13 @@ def zeek_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: OnF
     agg.keys = keys
     agg.records += count
     fallback.flush()
+
+
+def _whole(layout: zeek.Layout) -> bool:
+    """Whether data lines are split whole (the last column is read) by a separator that
+    stripping the line end cannot touch, so that counting the fields can replace
+    `zeek.parse`'s count of separators."""
+    return layout.strip and layout.tabs >= 0 and not any(c in "\r\n" for c in layout.sep)
 
 
 LOOPS: dict[str, Loop] = {"squid": squid_into, "zeek": zeek_into}

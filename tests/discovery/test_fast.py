@@ -36,6 +36,21 @@ LINES = {
     for fmt, names in SAMPLES.items()
     for name in names
 }
+USERNAME_LAST = [
+    "#separator \\x09\n",
+    "#unset_field\t-\n",
+    "#path\thttp\n",
+    "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\thost\trequest_body_len"
+    "\tresponse_body_len\tusername\n",
+    "1763625600.5\tC1\t10.0.0.5\t50000\t1.2.3.4\t443\twww.boxy.example\t10\t2000\talice\n",
+    "1763625601.5\tC2\t10.0.0.6\t50001\t1.2.3.4\t443\tsharefast.example\t0\t90\tbob\r\n",
+    "1763625602.5\tC3\t10.0.0.6\t50001\t1.2.3.4\t443\tsharefast.example\t0\t90\tbob\textra\n",
+    "1763625603.5\tC4\t10.0.0.7\t50002\t1.2.3.4\t443\tpastey.example\t5\n",
+    "1763625604.5\tC5\t10.0.0.7\t-\t-\t-\t(empty)\t-\t-\t(empty)",
+]
+"""A layout whose last column is one the parser reads (the benchmark's): the fused loop then
+splits whole lines and counts fields instead of separators."""
+LINES[("zeek", "username-last")] = USERNAME_LAST
 EDGE = ["", "-", "(empty)", "0", "-1", "1e300", "nan", "inf", "9" * 30, "9223372036854775808",
         "١٢", "1_000", " ", "#", "TCP_DENIED/403", "WWW.Example.COM.", "[::1]:443", "10.0.0.1",
         "http://a.example:99999/x", "error:invalid-request", "#fields\tts", "{}", "\x00"]  # fmt: skip
@@ -107,6 +122,16 @@ def test_sample_logs_give_the_same_rollups(
 ) -> None:
     fmt, _ = key
     _same(catalog, fmt, LINES[key] * 3, max_keys)
+
+
+def test_a_whole_line_layout_counts_fields_like_the_parser(catalog: Catalog) -> None:
+    _same(catalog, "zeek", USERNAME_LAST)
+    _, counts, bad = _run(catalog, "zeek", USERNAME_LAST, fused=True, max_keys=10)
+    assert counts[0] == 3
+    assert [(b.line_no, b.reason) for b in bad] == [
+        (7, "expected 10 fields, got 11"),
+        (8, "expected 10 fields, got 8"),
+    ]
 
 
 def test_every_kind_of_line_is_kept_by_both(catalog: Catalog) -> None:
