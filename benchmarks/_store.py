@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 
-from enforcer.store.engine import make_engine, migrate
+from enforcer.store.db import make_engine, migrate
 
 
 @contextlib.contextmanager

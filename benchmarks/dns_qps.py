@@ -39,10 +39,10 @@ ALLOWED_NAME = "allowed.example"
 
 def serve(domains_file: Path, port: int, upstream_port: int) -> None:
     """The shim's side: load the domains into a matcher and serve DNS (runs in a subprocess)."""
-    from enforcer.matcher import Matcher
+    from enforcer.decide.matcher import Matcher
     from enforcer.models import Action
-    from enforcer.shim.dns import DnsFrontEnd, DnsSettings
-    from enforcer.shim.dns import serve as serve_dns
+    from enforcer.shim.dns.server import DnsFrontEnd, DnsSettings
+    from enforcer.shim.dns.server import serve as serve_dns
 
     matcher = Matcher()
     with domains_file.open() as lines:

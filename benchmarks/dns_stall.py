@@ -4,7 +4,7 @@ The shim's DNS server runs in a subprocess with ``--count`` blocked domains. Thi
 queries at a fixed rate (open loop, ``--rate`` per second, so a stall shows up in every query it
 delays, not in one) and records each answer's latency from the moment the query was due. After
 a few seconds at rest it signals the server (SIGUSR1) to apply a delta of ``--delta`` new
-blocked domains with `enforcer.shim.dns.apply_delta`, which works in steps of ``--step``
+blocked domains with `enforcer.shim.dns.server.apply_delta`, which works in steps of ``--step``
 seconds and yields to the event loop between steps. Printed: p50/p99/max latency at rest and
 during the delta, applied in steps and, for contrast, in one step.
 
@@ -31,9 +31,9 @@ from _unbound import FakeUpstream, free_port, load_domains, wait_answering
 
 def serve(domains_file: Path, port: int, upstream_port: int, delta: int, step: float) -> None:
     """The server: load the domains, serve, apply the delta on SIGUSR1 and print its duration."""
-    from enforcer.matcher import MatchEntry, Matcher
+    from enforcer.decide.matcher import MatchEntry, Matcher
     from enforcer.models import Action
-    from enforcer.shim.dns import DnsFrontEnd, DnsSettings, apply_delta, run_dns
+    from enforcer.shim.dns.server import DnsFrontEnd, DnsSettings, apply_delta, run_dns
 
     matcher = Matcher()
     with domains_file.open() as lines:

@@ -17,7 +17,7 @@ import tracemalloc
 
 from _unbound import load_domains
 
-from enforcer.matcher import Matcher
+from enforcer.decide.matcher import Matcher
 from enforcer.models import Action
 
 

@@ -40,10 +40,10 @@ ALLOWED_SNI = "allowed.example"
 
 def serve_shim(domains_file: Path, port: int) -> None:
     """The shim's side: load the domains into a matcher and serve the proxy (a subprocess)."""
-    from enforcer.matcher import Matcher
+    from enforcer.decide.matcher import Matcher
     from enforcer.models import Action, NetworkEvent
-    from enforcer.shim.bypass import BypassStore
-    from enforcer.shim.proxy import ProxyFrontEnd, start_proxy
+    from enforcer.shim.proxy.bypass import BypassStore
+    from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
 
     matcher = Matcher()
     with domains_file.open() as lines:
@@ -169,7 +169,7 @@ async def throughput(proxy_port: int | None, target: str, hello: bytes, megabyte
 
 
 def sni_parses_per_second(hello: bytes, seconds: float = 2.0) -> float:
-    from enforcer.shim.tls import server_name
+    from enforcer.shim.proxy.tls import server_name
 
     count = 0
     stop = time.perf_counter() + seconds

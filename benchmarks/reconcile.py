@@ -30,9 +30,9 @@ from pathlib import Path
 from _store import fresh_store
 
 from enforcer.catalog import App, Catalog, RiskAttributes
-from enforcer.engine import apply, make_plan
-from enforcer.expand import expand
-from enforcer.plan import paused_gc
+from enforcer.decide.expand import expand
+from enforcer.pipeline.run import apply, make_plan
+from enforcer.plan.model import paused_gc
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from enforcer.catalog import App, Catalog, RiskAttributes
-from enforcer.store.engine import make_engine, migrate
+from enforcer.store.db import make_engine, migrate
 
 PG_URL = os.environ.get("ENFORCER_TEST_DATABASE_URL", "")
 

@@ -14,7 +14,7 @@ import structlog.testing
 from sqlalchemy import Engine
 
 from enforcer.config import Settings
-from enforcer.daemon import Daemon
+from enforcer.pipeline.daemon import Daemon
 from enforcer.store import indicators as store
 from tests.conftest import write_policy
 

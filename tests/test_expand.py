@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from enforcer.catalog import Catalog
-from enforcer.expand import expand
+from enforcer.decide.expand import expand
 from enforcer.models import ALL_DEVICES, Action
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enforcer.matcher import NOT_GOVERNED, MatchEntry, Matcher, Verdict, normalize
+from enforcer.decide.matcher import NOT_GOVERNED, MatchEntry, Matcher, Verdict, normalize
 from enforcer.models import Action
 
 

@@ -7,10 +7,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-import enforcer.store.tables
-import enforcer.store.tables_devices
-import enforcer.store.tables_discovery  # noqa: F401  (register every table)
-
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     with engine.connect() as conn:

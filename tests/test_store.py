@@ -9,15 +9,15 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from enforcer.catalog import Catalog
-from enforcer.engine import apply, make_plan
+from enforcer.decide.expand import expand
 from enforcer.errors import StalePlanError
-from enforcer.expand import expand
 from enforcer.models import MANUAL, Action, Indicator
-from enforcer.plan import ChangeAction, Plan
+from enforcer.pipeline.run import apply, make_plan
+from enforcer.plan.model import ChangeAction, Plan
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
 from enforcer.store import indicators as store
-from enforcer.store.tables import ChangeLogRow, IndicatorRow
+from enforcer.store.tables.indicators import ChangeLogRow, IndicatorRow
 from tests.conftest import write_policy
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)

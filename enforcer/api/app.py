@@ -35,7 +35,7 @@ from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.console import install as install_console
 from enforcer.errors import PermanentError
-from enforcer.store.engine import alembic_config
+from enforcer.store.db import alembic_config
 
 log = structlog.get_logger("enforcer.api")
 

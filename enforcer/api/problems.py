@@ -19,7 +19,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from enforcer.metrics import EVENTS_REJECTED
+from enforcer.pipeline.metrics import EVENTS_REJECTED
 
 log = structlog.get_logger("enforcer.api")
 

@@ -3,7 +3,7 @@
 A device in groups G gets the indicators scoped to all devices ("") and to each group in G. The
 store may hold a policy and a manual indicator for the same (scope, value); a device gets one
 entry per (scope, value), the one with the strongest action (`Action.strength`), as
-`enforcer.scope` ranks them. A delta is computed from the change log only to learn *which* keys
+`enforcer.decide.scope` ranks them. A delta is computed from the change log only to learn *which* keys
 changed; their entries are then read from the indicator table, so a delta carries the current
 state (titles included) and a removal of one source's row does not hide the other's.
 """

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from enforcer.metrics import SYNC_WAITING
+from enforcer.pipeline.metrics import SYNC_WAITING
 from enforcer.store.indicators import current_revision
 
 log = structlog.get_logger("enforcer.api")

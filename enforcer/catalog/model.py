@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from enforcer.matcher import normalize
+from enforcer.decide.matcher import normalize
 
 CATEGORIES: tuple[str, ...] = (
     "cloud-infrastructure",

@@ -8,7 +8,7 @@ import typer
 from sqlalchemy import Engine
 
 from enforcer.config import Settings, get_settings
-from enforcer.store.engine import open_store
+from enforcer.store.db import open_store
 
 POLICIES_OPTION = typer.Option(
     None, "--policies", help="Policy directory (default: ENFORCER_POLICY_DIR or ./policies)."

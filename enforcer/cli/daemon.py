@@ -11,8 +11,8 @@ from enforcer import logs
 from enforcer.api import check_server_settings
 from enforcer.cli._common import POLICIES_OPTION, settings
 from enforcer.cli.serve import HOST_OPTION, PORT_OPTION, serve_in_background, with_address
-from enforcer.daemon import Daemon
-from enforcer.store.engine import open_store
+from enforcer.pipeline.daemon import Daemon
+from enforcer.store.db import open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +63,7 @@ def _serve_metrics(listen: str, worker: Daemon) -> None:
     """Expose the process registry and the store gauges on their own HTTP port."""
     from prometheus_client import start_http_server
 
-    from enforcer.metrics import REGISTRY, StoreCollector
+    from enforcer.pipeline.metrics import REGISTRY, StoreCollector
 
     addr, _, port = listen.rpartition(":")
     REGISTRY.register(StoreCollector(worker.engine))

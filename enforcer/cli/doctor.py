@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from enforcer.config import Settings
-from enforcer.engine import load_desired
 from enforcer.errors import PolicySetError
-from enforcer.store.engine import alembic_config, make_engine
+from enforcer.pipeline.run import load_desired
+from enforcer.store.db import alembic_config, make_engine
 
 Result = tuple[bool | None, str]
 """(ok, message): ok None is a warning."""

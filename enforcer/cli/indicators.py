@@ -11,9 +11,9 @@ from enum import StrEnum
 import typer
 
 from enforcer.cli._common import store
-from enforcer.matcher import normalize
+from enforcer.decide.matcher import normalize
 from enforcer.models import Action, Indicator, Severity
-from enforcer.plan import indicator_to_dict
+from enforcer.plan.model import indicator_to_dict
 from enforcer.store.indicators import (
     StoredIndicator,
     add_manual,

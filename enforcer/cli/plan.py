@@ -12,15 +12,15 @@ import typer
 
 from enforcer.catalog import load_catalog
 from enforcer.cli._common import POLICIES_OPTION, policy_dir, settings, store
-from enforcer.engine import apply as apply_plan
-from enforcer.engine import load_desired, make_plan
+from enforcer.decide.expand import ancestors
+from enforcer.decide.matcher import Matcher, normalize
+from enforcer.decide.scope import effective_indicators, match_entries
 from enforcer.errors import EnforcerError, PolicySetError
-from enforcer.expand import ancestors
-from enforcer.matcher import Matcher, normalize
 from enforcer.models import ALL_DEVICES
-from enforcer.plan import Plan
-from enforcer.render import RENDERERS, render_text
-from enforcer.scope import effective_indicators, match_entries
+from enforcer.pipeline.run import apply as apply_plan
+from enforcer.pipeline.run import load_desired, make_plan
+from enforcer.plan.model import Plan
+from enforcer.plan.render import RENDERERS, render_text
 from enforcer.store.indicators import covering
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from enforcer.cli._common import POLICIES_OPTION, policy_dir
-from enforcer.engine import load_desired
+from enforcer.pipeline.run import load_desired
 from enforcer.policy.schema import json_schema
 
 app = typer.Typer(no_args_is_help=True)

@@ -19,7 +19,7 @@ from enforcer import logs
 from enforcer.api import check_server_settings, create_app
 from enforcer.cli._common import settings
 from enforcer.config import Settings
-from enforcer.store.engine import open_store
+from enforcer.store.db import open_store
 
 log = structlog.get_logger("enforcer.serve")
 

@@ -14,8 +14,8 @@ import typer
 from enforcer import logs
 from enforcer.cli._common import settings
 from enforcer.shim.agent import AgentFailed, AgentSettings, run_agent
-from enforcer.shim.dns import DnsSettings
-from enforcer.shim.spool import DEFAULT_MAX_EVENTS
+from enforcer.shim.dns.server import DnsSettings
+from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from enforcer.cli._common import settings, store
 from enforcer.config import Settings
-from enforcer.plan import ChangeAction
+from enforcer.plan.model import ChangeAction
 from enforcer.sinks import SINKS, SinkPlan, SinkResult, get_sink, plan_sink, read_desired
 
 app = typer.Typer(no_args_is_help=True)

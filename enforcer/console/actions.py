@@ -22,10 +22,10 @@ from enforcer.console.session import (
     token_matches,
 )
 from enforcer.console.web import PREFIX, CheckedForm, SignedIn, api, render, state
-from enforcer.engine import apply
 from enforcer.errors import PolicyError, PolicySetError, StalePlanError
 from enforcer.models import Action, Tag
-from enforcer.render import render_text
+from enforcer.pipeline.run import apply
+from enforcer.plan.render import render_text
 from enforcer.store.discovery import acknowledge_alert
 from enforcer.store.indicators import (
     DuplicateIndicatorError,

@@ -27,9 +27,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from sqlalchemy import Engine
 
-from enforcer.engine import load_desired, load_state, make_plan
 from enforcer.errors import PolicyError, PolicySetError
-from enforcer.plan import Plan
+from enforcer.pipeline.run import load_desired, load_state, make_plan
+from enforcer.plan.model import Plan
 
 CONSOLE_FILE = "console.yaml"
 STAGING_DIR = ".console"

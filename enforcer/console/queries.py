@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from enforcer.catalog import Catalog
-from enforcer.discovery.risk import AppDay, DeviceRisk, device_risk
+from enforcer.discovery.device_risk import AppDay, DeviceRisk, device_risk
 from enforcer.store import discovery as db
 
 

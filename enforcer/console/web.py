@@ -28,8 +28,8 @@ from enforcer.console.session import (
     SessionSigner,
     read_session,
 )
-from enforcer.engine import load_state
 from enforcer.errors import PolicySetError
+from enforcer.pipeline.run import load_state
 from enforcer.policy.loader import directory_digest
 
 if TYPE_CHECKING:  # the API installs the console: importing it here would be circular

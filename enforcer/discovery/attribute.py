@@ -12,7 +12,7 @@ import ipaddress
 from publicsuffixlist import PublicSuffixList
 
 from enforcer.catalog import Catalog
-from enforcer.matcher import MatchEntry, Matcher, normalize
+from enforcer.decide.matcher import MatchEntry, Matcher, normalize
 from enforcer.models import Action
 
 _PSL: PublicSuffixList | None = None

@@ -23,7 +23,7 @@ from enforcer.store.discovery import (
     read_cursor,
     write_cursor,
 )
-from enforcer.store.tables import IndicatorRow
+from enforcer.store.tables.indicators import IndicatorRow
 
 CURSOR = "network-events"
 IND = IndicatorRow.__table__  # type: ignore[attr-defined]

@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 from enforcer.catalog import Catalog
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
-from enforcer.discovery.fast import LOOPS
 from enforcer.discovery.formats import parser_for
+from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.reader import open_lines
 from enforcer.discovery.records import BadLine, FormatError
 from enforcer.store.discovery import merge_rollup

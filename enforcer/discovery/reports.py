@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from enforcer.catalog import Catalog
-from enforcer.discovery.risk import AppDay, DeviceRisk, device_risk
+from enforcer.discovery.device_risk import AppDay, DeviceRisk, device_risk
 from enforcer.store import discovery as db
 from enforcer.store.indicators import read_app_tags
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from enforcer.catalog import CATEGORIES, App, Catalog, CatalogError
+from enforcer.decide.matcher import normalize
 from enforcer.errors import Location, PolicyError, PolicySetError
-from enforcer.matcher import normalize
 from enforcer.models import ALL_DEVICES, Action, Severity, Tag
 from enforcer.policy.loader import Located, PolicySet
 from enforcer.policy.schema import AppEntry, Rule, TagDefaults

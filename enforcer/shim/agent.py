@@ -27,15 +27,15 @@ from typing import TypeVar
 import structlog
 
 from enforcer.catalog import load_catalog
-from enforcer.matcher import Matcher
-from enforcer.shim.bypass import BypassStore
-from enforcer.shim.cache import IndicatorCache
-from enforcer.shim.dns import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
-from enforcer.shim.identity import DeviceIdentity, load_identity
-from enforcer.shim.notify import Notifier
-from enforcer.shim.proxy import ProxyFrontEnd, start_proxy
-from enforcer.shim.reporter import Reporter
-from enforcer.shim.spool import DEFAULT_MAX_EVENTS, Spool
+from enforcer.decide.matcher import Matcher
+from enforcer.shim.dns.server import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
+from enforcer.shim.indicator_cache import IndicatorCache
+from enforcer.shim.proxy.bypass import BypassStore
+from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
+from enforcer.shim.proxy.notify import Notifier
+from enforcer.shim.report.identity import DeviceIdentity, load_identity
+from enforcer.shim.report.reporter import Reporter
+from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS, Spool
 from enforcer.shim.sync import DEFAULT_WAIT, DeviceIndicators, ServerSession, SyncClient
 
 log = structlog.get_logger(__name__)

@@ -12,7 +12,7 @@ Applying a delta, without stalling queries and without doubling memory:
   (scope, action, app) -- not the whole `Indicator`, which lives in the on-disk cache;
 * a delta first updates that table (cheap dict work, in steps that yield to the event loop),
   collecting the touched domains; then each touched domain's effective entry is recomputed with
-  `enforcer.scope` rules (a group-scoped indicator beats an all-devices one) and swapped into
+  `enforcer.decide.scope` rules (a group-scoped indicator beats an all-devices one) and swapped into
   the *live* matcher with ``remove`` + ``add`` in one synchronous step, so a query sees either
   the old or the new entry for a domain, never a gap;
 * a snapshot (``snapshot: true``) is turned into the same kind of delta by comparing it with
@@ -40,12 +40,12 @@ from typing import Any, NamedTuple
 import httpx
 import structlog
 
-from enforcer.matcher import MatchEntry, Matcher, normalize
+from enforcer.decide.matcher import MatchEntry, Matcher, normalize
+from enforcer.decide.scope import effective_indicators, in_scope
 from enforcer.models import ALL_DEVICES, Action, Indicator, Severity
-from enforcer.scope import effective_indicators, in_scope
-from enforcer.shim import identity
-from enforcer.shim.cache import IndicatorCache
-from enforcer.shim.identity import DeviceIdentity
+from enforcer.shim.indicator_cache import IndicatorCache
+from enforcer.shim.report import identity
+from enforcer.shim.report.identity import DeviceIdentity
 
 log = structlog.get_logger(__name__)
 
@@ -246,7 +246,7 @@ class DeviceIndicators:
                 yield (h.scope, domain)
 
     def effective(self, domain: str) -> MatchEntry | None:
-        """The entry the matcher should hold for `domain`, by `enforcer.scope` rules."""
+        """The entry the matcher should hold for `domain`, by `enforcer.decide.scope` rules."""
         held = self.by_domain.get(domain)
         if not held:
             return None

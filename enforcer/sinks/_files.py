@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enforcer.config import Settings
-from enforcer.expand import MANAGED_MARKER
+from enforcer.decide.expand import MANAGED_MARKER
 from enforcer.models import Action, Indicator
-from enforcer.plan import ChangeAction
+from enforcer.plan.model import ChangeAction
 from enforcer.sinks.base import SinkChange, SinkError, SinkPlan, SinkResult, device_wide, reason
 
 BLOCK = "block"

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Protocol
 from enforcer.config import Settings
 from enforcer.errors import PermanentError
 from enforcer.models import ALL_DEVICES, Action, Indicator
-from enforcer.plan import ChangeAction
+from enforcer.plan.model import ChangeAction
 
 
 class SinkError(PermanentError):
@@ -111,7 +111,7 @@ def device_wide(desired: Iterable[Indicator]) -> dict[str, Indicator]:
     """Per domain, the indicator that applies to every device (a resolver or tenant serves them all).
 
     Group-scoped indicators are left out: a resolver cannot tell which device group asks. Among
-    indicators for the same domain the strongest action wins, as in `enforcer.scope` (inlined:
+    indicators for the same domain the strongest action wins, as in `enforcer.decide.scope` (inlined:
     this loop runs over every indicator of the store).
     """
     chosen: dict[str, Indicator] = {}

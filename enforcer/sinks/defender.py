@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from enforcer.config import Settings
+from enforcer.decide.expand import MANAGED_MARKER
 from enforcer.errors import TemporaryError
-from enforcer.expand import MANAGED_MARKER
 from enforcer.models import INDICATOR_TYPE_DOMAIN, Action, Indicator
-from enforcer.plan import ChangeAction
+from enforcer.plan.model import ChangeAction
 from enforcer.sinks.base import SinkChange, SinkError, SinkPlan, SinkResult, device_wide, reason
 
 NAME = "defender"

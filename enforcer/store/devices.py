@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from enforcer.store.tables import utcnow
-from enforcer.store.tables_devices import DeviceRow
+from enforcer.store.tables.devices import DeviceRow
+from enforcer.store.tables.indicators import utcnow
 
 DEV = DeviceRow.__table__  # type: ignore[attr-defined]
 

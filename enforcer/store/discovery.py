@@ -27,8 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from enforcer.store.tables_devices import NetworkEventRow
-from enforcer.store.tables_discovery import (
+from enforcer.store.tables.devices import NetworkEventRow
+from enforcer.store.tables.discovery import (
     AlertRow,
     AppDailyRow,
     AppHourlyRow,

@@ -15,8 +15,8 @@ from typing import NamedTuple
 from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from enforcer.store.tables import utcnow
-from enforcer.store.tables_devices import EventBatchRow, NetworkEventRow
+from enforcer.store.tables.devices import EventBatchRow, NetworkEventRow
+from enforcer.store.tables.indicators import utcnow
 
 BATCH = EventBatchRow.__table__  # type: ignore[attr-defined]
 EVENT = NetworkEventRow.__table__  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from enforcer.errors import PermanentError, StalePlanError
 from enforcer.models import MANUAL, POLICY, Action, Indicator, Severity
-from enforcer.plan import (
+from enforcer.plan.model import (
     ActualState,
     BucketDigest,
     Change,
@@ -27,7 +27,7 @@ from enforcer.plan import (
     dirty_buckets,
     paused_gc,
 )
-from enforcer.store.tables import (
+from enforcer.store.tables.indicators import (
     AppRow,
     AppTagRow,
     BucketDigestRow,

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine
 
-from enforcer.engine import apply, make_plan
-from enforcer.expand import DesiredState
+from enforcer.decide.expand import DesiredState
 from enforcer.models import Action, Indicator
+from enforcer.pipeline.run import apply, make_plan
 
 
 def apply_indicators(engine: Engine, indicators: Iterable[Indicator]) -> int:

@@ -7,7 +7,7 @@ import socket
 import httpx
 
 from enforcer.api import ApiLimits, create_app
-from enforcer.store.engine import make_engine
+from enforcer.store.db import make_engine
 from tests.api.conftest import ADMIN, bearer, running, settings
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from enforcer.models import Action, Indicator
 from enforcer.store.indicators import add_manual, delete_manual
-from enforcer.store.tables import StoreMetaRow
+from enforcer.store.tables.indicators import StoreMetaRow
 from tests.api.conftest import Api, bearer
 from tests.api.helpers import apply_indicators, block
 

@@ -21,7 +21,7 @@ from enforcer.config import Settings
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
-from enforcer.engine import apply, load_desired, make_plan
+from enforcer.pipeline.run import apply, load_desired, make_plan
 from enforcer.store.discovery import insert_alerts, merge_rollup
 from tests.api.conftest import running
 

@@ -1,4 +1,4 @@
-"""The fused Squid and Zeek loops (`enforcer.discovery.fast`) agree with parse -> add_all.
+"""The fused Squid and Zeek loops (`enforcer.discovery.fused`) agree with parse -> add_all.
 
 The general path is the definition; the fused loops are an optimisation of it. Both are run on
 the real sample logs, on damaged copies of them (fields replaced by edge values, lines cut,
@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from enforcer.catalog import Catalog
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
-from enforcer.discovery.fast import LOOPS
 from enforcer.discovery.formats import parser_for
+from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.records import BadLine, FormatError
 from enforcer.store.discovery import Rollup, Usage
 from tests.hardening.fuzzing import fuzz

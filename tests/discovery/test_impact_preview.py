@@ -8,15 +8,15 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
+from enforcer.decide.expand import expand
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
-from enforcer.engine import apply, make_plan
-from enforcer.expand import expand
-from enforcer.plan import Plan
+from enforcer.pipeline.run import apply, make_plan
+from enforcer.plan.model import Plan
+from enforcer.plan.render import render_markdown, render_text
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
-from enforcer.render import render_markdown, render_text
 from enforcer.store.discovery import merge_rollup
 from tests.conftest import write_policy
 

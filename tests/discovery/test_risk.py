@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enforcer.discovery.risk import AppDay, RiskLevel, device_risk
+from enforcer.discovery.device_risk import AppDay, RiskLevel, device_risk
 
 MB = 1024 * 1024
 TODAY = 20_000

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from enforcer.api import ApiLimits, create_app
-from enforcer.store.engine import make_engine, migrate
+from enforcer.store.db import make_engine, migrate
 from tests.api.conftest import ADMIN, SECRET, Api, running, settings
 from tests.conftest import PG_URL
 

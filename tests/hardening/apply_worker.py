@@ -14,8 +14,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from enforcer.engine import apply, load_desired, make_plan
-from enforcer.store.engine import make_engine
+from enforcer.pipeline.run import apply, load_desired, make_plan
+from enforcer.store.db import make_engine
 from enforcer.store.indicators import current_revision
 
 # benchmarks/ is a directory of scripts (they import their helpers as top-level modules).

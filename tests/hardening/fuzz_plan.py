@@ -19,9 +19,9 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from enforcer.plan import Plan
+    from enforcer.plan.model import Plan
 
-from tests.hardening.test_fuzz_plan import SEED  # after: it imports enforcer.plan too
+from tests.hardening.test_fuzz_plan import SEED  # after: it imports enforcer.plan.model too
 
 
 def one_input(data: bytes) -> None:

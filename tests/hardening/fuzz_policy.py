@@ -18,9 +18,9 @@ import atheris
 
 with atheris.instrument_imports():
     from enforcer.catalog import load_catalog
-    from enforcer.engine import load_state
+    from enforcer.decide.expand import expand
     from enforcer.errors import PolicySetError
-    from enforcer.expand import expand
+    from enforcer.pipeline.run import load_state
 
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 CATALOG = load_catalog()

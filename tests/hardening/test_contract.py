@@ -26,7 +26,7 @@ from schemathesis.checks import (  # noqa: E402
 )
 
 from enforcer.api import create_app  # noqa: E402
-from enforcer.store.engine import make_engine  # noqa: E402
+from enforcer.store.db import make_engine  # noqa: E402
 from tests.api.conftest import ADMIN  # noqa: E402
 from tests.api.conftest import settings as server_settings  # noqa: E402
 from tests.hardening.apiserver import Api, serve_store  # noqa: E402

@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from enforcer.catalog import load_catalog
-from enforcer.engine import load_desired, make_plan
-from enforcer.store.engine import make_engine
+from enforcer.pipeline.run import load_desired, make_plan
+from enforcer.store.db import make_engine
 from enforcer.store.indicators import count_indicators, current_revision
 from tests.conftest import PG_URL
 from tests.hardening.apiserver import BACKENDS, store_url
@@ -222,11 +222,11 @@ def test_a_corrupt_shim_cache_keeps_enforcing_what_is_readable_until_resynced(
     rows it can still read while the server is away, then replaces them with the server's set."""
     import asyncio
 
-    from enforcer.matcher import Matcher
+    from enforcer.decide.matcher import Matcher
     from enforcer.models import Action, Indicator
     from enforcer.shim.agent import CACHE_FILE, Agent, AgentSettings
-    from enforcer.shim.cache import IndicatorCache
-    from enforcer.shim.dns import DnsSettings
+    from enforcer.shim.dns.server import DnsSettings
+    from enforcer.shim.indicator_cache import IndicatorCache
     from tests.api.helpers import apply_indicators
     from tests.shim.test_sync import ENROLL_SECRET, LiveServer
 
@@ -295,10 +295,10 @@ def test_a_full_disk_under_the_spool_is_bounded_counted_and_survived(
     import asyncio
 
     from enforcer.models import EventAction, NetworkEvent
-    from enforcer.shim import reporter as reporter_module
-    from enforcer.shim.identity import load_identity
-    from enforcer.shim.reporter import Reporter
-    from enforcer.shim.spool import Spool
+    from enforcer.shim.report import reporter as reporter_module
+    from enforcer.shim.report.identity import load_identity
+    from enforcer.shim.report.reporter import Reporter
+    from enforcer.shim.report.spool import Spool
 
     monkeypatch.setattr(reporter_module, "MAX_BUFFERED", 300)
     spool = Spool(tmp_path / "events.sqlite", max_events=1_000)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 
-from enforcer.expand import DesiredState
+from enforcer.decide.expand import DesiredState
+from enforcer.decide.reconcile import reconcile
 from enforcer.models import Action, Indicator
-from enforcer.plan import ActualState, Plan
-from enforcer.reconcile import reconcile
+from enforcer.plan.model import ActualState, Plan
 from tests.hardening.fuzzing import JSON, fuzz, mutations
 
 pytestmark = pytest.mark.fuzz

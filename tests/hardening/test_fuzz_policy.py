@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from enforcer.catalog import Catalog
-from enforcer.engine import load_state
+from enforcer.decide.expand import expand
 from enforcer.errors import PolicySetError
-from enforcer.expand import expand
+from enforcer.pipeline.run import load_state
 from tests.conftest import catalog as _catalog_fixture
 from tests.hardening.fuzzing import JSON, fuzz, mutations
 

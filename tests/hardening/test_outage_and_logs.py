@@ -27,8 +27,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from enforcer.store.engine import make_engine, migrate
-from enforcer.store.tables_devices import NetworkEventRow
+from enforcer.store.db import make_engine, migrate
+from enforcer.store.tables.devices import NetworkEventRow
 from tests.shim.conftest import FakeUpstream, upstream  # noqa: F401  (fixture)
 from tests.shim.test_agent import Shim
 from tests.shim.test_sync import ADMIN_TOKEN, ENROLL_SECRET, free_port

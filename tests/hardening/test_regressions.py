@@ -12,7 +12,7 @@ from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.errors import PolicySetError
-from enforcer.plan import PLAN_FORMAT, Plan
+from enforcer.plan.model import PLAN_FORMAT, Plan
 from enforcer.policy.loader import load_policy_files
 from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
 from tests.api.conftest import bearer, enroll_body

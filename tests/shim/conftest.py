@@ -23,9 +23,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from enforcer.matcher import Matcher
+from enforcer.decide.matcher import Matcher
 from enforcer.models import NetworkEvent
-from enforcer.shim.dns import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
+from enforcer.shim.dns.server import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
 
 UPSTREAM_TTL = 3600
 BIG_NAME = "big.example.test."

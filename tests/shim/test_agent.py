@@ -24,9 +24,9 @@ import typer
 from enforcer.cli.shim import check_groups, parse_hostport
 from enforcer.models import Action, Indicator
 from enforcer.shim.agent import CACHE_FILE, Agent, AgentFailed, AgentSettings, run_agent
-from enforcer.shim.dns import DnsSettings
-from enforcer.shim.reporter import Reporter
-from enforcer.shim.spool import Spool
+from enforcer.shim.dns.server import DnsSettings
+from enforcer.shim.report.reporter import Reporter
+from enforcer.shim.report.spool import Spool
 
 from .conftest import FakeUpstream, _bind_pair
 from .test_sync import ENROLL_SECRET, LiveServer, free_port

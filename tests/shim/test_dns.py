@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enforcer.matcher import MatchEntry, Matcher
+from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.models import Action, EventAction, NetworkEvent
-from enforcer.shim import dnswire
-from enforcer.shim.dns import DnsFrontEnd, DnsSettings, _Answer, apply_delta
+from enforcer.shim.dns import wire as dnswire
+from enforcer.shim.dns.server import DnsFrontEnd, DnsSettings, _Answer, apply_delta
 
 from .conftest import BIG_NAME, ShimServer
 

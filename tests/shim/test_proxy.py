@@ -31,13 +31,12 @@ import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enforcer.matcher import MatchEntry, Matcher
+from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.models import Action, EventAction, NetworkEvent
-from enforcer.shim import notify as notify_module
-from enforcer.shim import pages
-from enforcer.shim.bypass import BypassStore
-from enforcer.shim.notify import command
-from enforcer.shim.proxy import (
+from enforcer.shim.proxy import notify as notify_module
+from enforcer.shim.proxy import pages
+from enforcer.shim.proxy.bypass import BypassStore
+from enforcer.shim.proxy.frontend import (
     BadRequest,
     ProxyFrontEnd,
     ProxyLimits,
@@ -46,6 +45,7 @@ from enforcer.shim.proxy import (
     parse_head,
     start_proxy,
 )
+from enforcer.shim.proxy.notify import command
 from tests.shim.test_tls import client_hello
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from enforcer.models import EventAction, NetworkEvent
-from enforcer.shim.identity import DeviceIdentity, load_identity
-from enforcer.shim.reporter import Reporter, event_body
-from enforcer.shim.spool import Spool
+from enforcer.shim.report.identity import DeviceIdentity, load_identity
+from enforcer.shim.report.reporter import Reporter, event_body
+from enforcer.shim.report.spool import Spool
 from enforcer.shim.sync import Backoff, ServerSession
 
 from .test_sync import ENROLL_SECRET, LiveServer, eventually

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from enforcer.matcher import Matcher
+from enforcer.decide.matcher import Matcher
 from enforcer.models import Action, Indicator
-from enforcer.shim import identity
-from enforcer.shim.cache import IndicatorCache
+from enforcer.shim.indicator_cache import IndicatorCache
+from enforcer.shim.report import identity
 from enforcer.shim.sync import (
     Backoff,
     DeviceIndicators,
@@ -158,7 +158,7 @@ class LiveServer:
             "enforcer.api.app", reason="the server (enforcer.api.app) is not there yet"
         )
         from enforcer.config import Settings
-        from enforcer.store.engine import make_engine, migrate
+        from enforcer.store.db import make_engine, migrate
 
         self._api_app = api_app
         self.port = free_port()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enforcer.shim import tls
+from enforcer.shim.proxy import tls
 
 
 def client_hello(server_hostname: str | None, *, tls13: bool = True) -> bytes:

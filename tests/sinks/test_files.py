@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from enforcer.models import Action
-from enforcer.plan import ChangeAction
+from enforcer.plan.model import ChangeAction
 from enforcer.sinks import SinkError, hosts, rpz
 from enforcer.sinks._files import write_atomically
 

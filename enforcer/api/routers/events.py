@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx, CurrentDevice
 from enforcer.api.problems import fail
-from enforcer.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 from enforcer.models import EventAction
+from enforcer.pipeline.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 from enforcer.store.events import EventRecord, store_batch
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])

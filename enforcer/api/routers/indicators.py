@@ -17,7 +17,7 @@ from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.catalog.model import normalize_domain
 from enforcer.models import MANUAL, POLICY, Action, Indicator, Severity
-from enforcer.plan import indicator_to_dict
+from enforcer.plan.model import indicator_to_dict
 from enforcer.store.indicators import (
     DuplicateIndicatorError,
     StoredIndicator,

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Admin, Ctx
-from enforcer.metrics import REGISTRY, StoreCollector
+from enforcer.pipeline.metrics import REGISTRY, StoreCollector
 
 router = APIRouter(tags=["operations"])
 

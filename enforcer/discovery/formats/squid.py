@@ -14,7 +14,7 @@ Extra columns after the tenth (``log_mime_hdrs``) are ignored.
 
 This is a hot path (GUIDE section 6): one `str.split` per line, URL parsing cached by authority,
 no regex, no datetime objects, records built with `tuple.__new__` (a third of `Record(...)`'s cost).
-Uploads go through the fused loop of `enforcer.discovery.fast`, which hands this parser every line
+Uploads go through the fused loop of `enforcer.discovery.fused`, which hands this parser every line
 it does not take itself; a change of meaning here must be made there too (`tests/discovery/test_fast.py`
 fails until it is).
 """

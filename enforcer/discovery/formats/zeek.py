@@ -20,7 +20,7 @@ so `action` is "".
 
 TSV is a hot path (GUIDE section 6): column indexes are computed once per header (`Layout`) and
 one `itemgetter` call pulls the eight columns of a line; no per-line dict, no datetime. Uploads
-go through the fused loop of `enforcer.discovery.fast`, which reads data lines itself with the same
+go through the fused loop of `enforcer.discovery.fused`, which reads data lines itself with the same
 `Layout` and hands everything else to `irregular` and `data_line` here.
 """
 

@@ -1,13 +1,9 @@
-"""Alembic environment: runs on the engine that `enforcer.store.engine.migrate` passes in."""
+"""Alembic environment: runs on the engine that `enforcer.store.db.migrate` passes in."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
-
-import enforcer.store.tables
-import enforcer.store.tables_devices
-import enforcer.store.tables_discovery  # noqa: F401
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:

@@ -100,7 +100,7 @@ class ChangeLogRow(SQLModel, table=True):
 
 
 class BucketDigestRow(SQLModel, table=True):
-    """Digest of one bucket of policy indicators (see `enforcer.plan`)."""
+    """Digest of one bucket of policy indicators (see `enforcer.plan.model`)."""
 
     __tablename__ = "bucket_digest"
 

@@ -1,4 +1,4 @@
-"""`enforcer daemon`: APScheduler wiring. Which job runs when; the work itself is `enforcer.engine`.
+"""`enforcer daemon`: APScheduler wiring. Which job runs when; the work itself is `enforcer.pipeline.run`.
 
 Jobs: ``reconcile`` (every `reconcile_interval` seconds, and at once when a policy file changes),
 ``expire`` (every `expire_interval` seconds). Only the leader (see `enforcer.store.lock`) applies.
@@ -23,18 +23,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from enforcer.catalog import load_catalog
 from enforcer.config import Settings
+from enforcer.decide.expand import expand
 from enforcer.discovery.continuous import process_events
-from enforcer.engine import apply, load_state, make_plan
 from enforcer.errors import PolicySetError, StalePlanError
-from enforcer.expand import expand
-from enforcer.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
+from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
+from enforcer.pipeline.run import apply, load_state, make_plan
 from enforcer.policy.loader import directory_digest
 from enforcer.sinks import run_sinks
 from enforcer.store.discovery import prune_events
 from enforcer.store.indicators import current_revision, expire
 from enforcer.store.lock import LeaderLock
 
-log = structlog.get_logger("enforcer.daemon")
+log = structlog.get_logger("enforcer.pipeline.daemon")
 
 
 @dataclass

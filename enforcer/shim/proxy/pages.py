@@ -16,7 +16,11 @@ from string import Template
 
 @cache
 def _template(name: str) -> Template:
-    text = resources.files("enforcer.shim").joinpath("templates", f"{name}.html").read_text("utf-8")
+    text = (
+        resources.files("enforcer.shim.proxy")
+        .joinpath("templates", f"{name}.html")
+        .read_text("utf-8")
+    )
     return Template(text)
 
 

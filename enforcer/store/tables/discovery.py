@@ -14,7 +14,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from enforcer.store.tables import BigId, utcnow
+from enforcer.store.tables.indicators import BigId, utcnow
 
 
 class DiscoveryEntityRow(SQLModel, table=True):

@@ -8,14 +8,14 @@ in G. For one domain it enforces a single entry:
 * among indicators of the same rank, the strongest action wins:
   Allowed > Block > Warn > Alert > Audit.
 
-The matcher then applies most-specific-domain-wins across domains (see `enforcer.matcher`).
+The matcher then applies most-specific-domain-wins across domains (see `enforcer.decide.matcher`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from enforcer.matcher import MatchEntry
+from enforcer.decide.matcher import MatchEntry
 from enforcer.models import ALL_DEVICES, Indicator
 
 

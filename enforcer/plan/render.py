@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
-from enforcer.plan import Change, ChangeAction, ConflictNote, Plan
+from enforcer.plan.model import Change, ChangeAction, ConflictNote, Plan
 
 
 def _scope(scope: str) -> str:

@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from enforcer.store.tables import BigId, utcnow
+from enforcer.store.tables.indicators import BigId, utcnow
 
 
 class DeviceRow(SQLModel, table=True):

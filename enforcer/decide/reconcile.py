@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from operator import attrgetter
 
-from enforcer.expand import DesiredState
+from enforcer.decide.expand import DesiredState
 from enforcer.models import Indicator
-from enforcer.plan import (
+from enforcer.plan.model import (
     ActualState,
     BucketDigest,
     Change,

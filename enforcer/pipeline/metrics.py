@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from enforcer.store.indicators import current_revision
-from enforcer.store.tables import IndicatorRow
+from enforcer.store.tables.indicators import IndicatorRow
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

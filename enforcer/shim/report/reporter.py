@@ -5,7 +5,7 @@ report, so it only appends the event to an in-memory list (no I/O, no formatting
 moves that list to the on-disk spool every ``flush_interval`` seconds, or as soon as
 ``flush_events`` are waiting, in a worker thread (one transaction per flush). A sender cuts
 batches of up to 1,000 events from the spool and posts them to ``POST /api/v1/events``; a batch
-leaves the spool only after the server's 200 (see `enforcer.shim.spool` for the batch-id rules
+leaves the spool only after the server's 200 (see `enforcer.shim.report.spool` for the batch-id rules
 that make a re-send count once).
 
 Device context: every event gets the device's hostname, its user (the front end's, else the
@@ -33,8 +33,8 @@ import httpx
 import structlog
 
 from enforcer.models import NetworkEvent
-from enforcer.shim.identity import DeviceIdentity
-from enforcer.shim.spool import Batch, Spool
+from enforcer.shim.report.identity import DeviceIdentity
+from enforcer.shim.report.spool import Batch, Spool
 from enforcer.shim.sync import Backoff, EnrolmentError, ServerSession, retry_after
 
 log = structlog.get_logger(__name__)

@@ -40,11 +40,11 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
 
-from enforcer.matcher import NOT_GOVERNED, Matcher, Verdict
+from enforcer.decide.matcher import NOT_GOVERNED, Matcher, Verdict
 from enforcer.models import Action, EventAction, NetworkEvent
-from enforcer.shim import pages, tls
-from enforcer.shim.bypass import BypassStore
-from enforcer.shim.notify import Notifier, notify
+from enforcer.shim.proxy import pages, tls
+from enforcer.shim.proxy.bypass import BypassStore
+from enforcer.shim.proxy.notify import Notifier, notify
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Plan: what reconcile decided to change, as data. Renderers live in `enforcer.render`.
+"""The Plan: what reconcile decided to change, as data. Renderers live in `enforcer.plan.render`.
 
 Also the per-bucket digests that let a no-op plan skip reading the store: every managed
 indicator falls in one of `BUCKETS` buckets by a hash of its key, and each bucket's digest is the

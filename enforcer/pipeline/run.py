@@ -13,12 +13,12 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog, load_catalog
+from enforcer.decide.expand import DesiredState, expand
+from enforcer.decide.reconcile import reconcile
 from enforcer.discovery.reports import impact
-from enforcer.expand import DesiredState, expand
-from enforcer.plan import Plan, digest_indicators, paused_gc
+from enforcer.plan.model import Plan, digest_indicators, paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import load_policy_files
-from enforcer.reconcile import reconcile
 from enforcer.store.indicators import apply_plan, read_actual
 
 

@@ -65,10 +65,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
-from enforcer.matcher import MatchEntry, Matcher
+from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.models import Action, EventAction, NetworkEvent
-from enforcer.shim import dnswire
-from enforcer.shim.dnswire import EDNS_DO, MIN_OPT, TYPE_A, TYPE_AAAA, TYPE_OPT, UDP_PLAIN_LIMIT
+from enforcer.shim.dns import wire as dnswire
+from enforcer.shim.dns.wire import EDNS_DO, MIN_OPT, TYPE_A, TYPE_AAAA, TYPE_OPT, UDP_PLAIN_LIMIT
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")

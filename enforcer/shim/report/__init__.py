@@ -1,0 +1,1 @@
+"""What the shim reports: network events spooled on disk, delivered once, with the device identity."""
