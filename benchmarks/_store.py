@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 
-from enforcer.store.db import make_engine, migrate
+from enforcer.store.db import make_engine
+from enforcer.store.migrate import upgrade
 
 
 @contextlib.contextmanager
@@ -25,7 +26,7 @@ def fresh_store(url: str, work: Path, name: str = "store") -> Iterator[tuple[str
         base = url
         url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
     engine = make_engine(url)
-    migrate(engine)
+    upgrade(engine)
     try:
         yield url, engine
     finally:

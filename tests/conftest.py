@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from enforcer.catalog import App, Catalog, RiskAttributes
-from enforcer.store.db import make_engine, migrate
+from enforcer.store.db import make_engine
+from enforcer.store.migrate import upgrade
 
 PG_URL = os.environ.get("ENFORCER_TEST_DATABASE_URL", "")
 
@@ -85,7 +86,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty store: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'store.db'}"
-        migrate(make_engine(url))
+        upgrade(make_engine(url))
         yield url
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -94,7 +95,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in PG_URL else "?"
     url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    migrate(make_engine(url))
+    upgrade(make_engine(url))
     yield url
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

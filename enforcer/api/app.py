@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +34,7 @@ from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.console import install as install_console
 from enforcer.errors import PermanentError
-from enforcer.store.db import alembic_config
+from enforcer.store.migrate import code_head
 
 log = structlog.get_logger("enforcer.api")
 
@@ -85,7 +84,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
         enroll_secret=enroll_secret,
         watcher=RevisionWatcher(engine, limits.poll_interval),
         enroll_limiter=RateLimiter(limits.enroll_per_minute),
-        migration_head=ScriptDirectory.from_config(alembic_config(engine)).get_current_head(),
+        migration_head=code_head(),
     )
 
     @asynccontextmanager

@@ -8,15 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from pydantic import ValidationError
-from sqlalchemy import text
 
 from enforcer.config import Settings
 from enforcer.errors import PolicySetError
 from enforcer.pipeline.run import load_desired
-from enforcer.store.db import alembic_config, make_engine
+from enforcer.store.db import make_engine, server_now
+from enforcer.store.migrate import code_head, current_revision
 
 Result = tuple[bool | None, str]
 """(ok, message): ok None is a warning."""
@@ -55,8 +53,7 @@ def _store(settings: Settings) -> Result:
     engine = make_engine(settings.database_url, pool=False)
     shown = engine.url.render_as_string(hide_password=True)
     try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+        current = current_revision(engine)
     except Exception as exc:  # any driver error is the message a person needs
         return (
             False,
@@ -64,7 +61,7 @@ def _store(settings: Settings) -> Result:
         )
     finally:
         engine.dispose()
-    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    head = code_head()
     if current != head:
         return (
             None,
@@ -78,8 +75,7 @@ def _clock(settings: Settings) -> Result:
         return True, "clock: the store is local (SQLite), no skew possible"
     engine = make_engine(settings.database_url, pool=False)
     try:
-        with engine.connect() as conn:
-            server = conn.execute(text("SELECT now()")).scalar_one()
+        server = server_now(engine)
     except Exception as exc:
         return None, f"clock: cannot read the database server's time: {str(exc).splitlines()[0]}"
     finally:

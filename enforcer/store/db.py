@@ -1,21 +1,15 @@
-"""Engines for the store: SQLite (default, WAL, real transactions) or PostgreSQL; migrations."""
+"""Engines for the store: SQLite (default, WAL, real transactions) or PostgreSQL, migrated on open."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
-from enforcer.errors import StoreUnavailableError
-
-MIGRATIONS = Path(__file__).parent / "migrations"
+from enforcer.store.migrate import upgrade
 
 
 def make_engine(url: str, *, pool: bool = True) -> Engine:
@@ -55,28 +49,15 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-def alembic_config(engine: Engine) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["engine"] = engine
-    return cfg
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (a no-op when it is there already)."""
-    cfg = alembic_config(engine)
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-    except OperationalError as exc:
-        raise StoreUnavailableError(f"cannot reach the store: {exc.orig}") from exc
-    if current != head:
-        command.upgrade(cfg, "head")
+def server_now(engine: Engine) -> dt.datetime:
+    """The database server's clock (PostgreSQL; SQLite has no server of its own)."""
+    with engine.connect() as conn:
+        now: dt.datetime = conn.execute(text("SELECT now()")).scalar_one()
+    return now
 
 
 def open_store(url: str) -> Engine:
     """An engine on a migrated store."""
     engine = make_engine(url)
-    migrate(engine)
+    upgrade(engine)
     return engine

@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from enforcer.api import ApiLimits, create_app
-from enforcer.store.db import make_engine, migrate
+from enforcer.store.db import make_engine
+from enforcer.store.migrate import upgrade
 from tests.api.conftest import ADMIN, SECRET, Api, running, settings
 from tests.conftest import PG_URL
 
@@ -53,7 +54,7 @@ def store_url(backend: str, application_name: str = "") -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{Path(tmp) / 'store.db'}"
             engine = make_engine(url)
-            migrate(engine)
+            upgrade(engine)
             engine.dispose()
             yield url
         return
@@ -66,7 +67,7 @@ def store_url(backend: str, application_name: str = "") -> Iterator[str]:
     if application_name:
         url += f"&application_name={application_name}"
     engine = make_engine(url)
-    migrate(engine)
+    upgrade(engine)
     engine.dispose()
     try:
         yield url

@@ -27,7 +27,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from enforcer.store.db import make_engine, migrate
+from enforcer.store.db import make_engine
+from enforcer.store.migrate import upgrade
 from enforcer.store.tables.devices import NetworkEventRow
 from tests.shim.conftest import FakeUpstream, upstream  # noqa: F401  (fixture)
 from tests.shim.test_agent import Shim
@@ -50,7 +51,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = f"sqlite:///{tmp / 'store.db'}"
-        migrate(make_engine(self.database_url))
+        upgrade(make_engine(self.database_url))
         self.policies = tmp / "policies"
         self.policies.mkdir()
         (self.policies / "a.yaml").write_text("apps:\n  - {app: pastebin, tag: unsanctioned}\n")

@@ -158,14 +158,15 @@ class LiveServer:
             "enforcer.api.app", reason="the server (enforcer.api.app) is not there yet"
         )
         from enforcer.config import Settings
-        from enforcer.store.db import make_engine, migrate
+        from enforcer.store.db import make_engine
+        from enforcer.store.migrate import upgrade
 
         self._api_app = api_app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         database_url = f"sqlite:///{db_path}"
         self.engine = make_engine(database_url)
-        migrate(self.engine)
+        upgrade(self.engine)
         self.settings = Settings(
             database_url=database_url,
             admin_token=ADMIN_TOKEN,

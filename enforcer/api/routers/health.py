@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from alembic.runtime.migration import MigrationContext
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from enforcer.api.deps import Ctx
 from enforcer.api.problems import problem_response
+from enforcer.store.migrate import current_revision
 
 router = APIRouter(tags=["health"])
 
@@ -25,8 +25,7 @@ def healthz() -> dict[str, str]:
 def readyz(ctx: Ctx) -> dict[str, Any] | JSONResponse:
     """Ready when the store answers and its schema is at the newest migration."""
     try:
-        with ctx.engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+        current = current_revision(ctx.engine)
     except SQLAlchemyError:
         return problem_response(503, "the store is unreachable")
     if current != ctx.migration_head:

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the engine that `enforcer.store.db.migrate` passes in."""
+"""Alembic environment: runs on the engine that `enforcer.store.migrate.upgrade` passes in."""
 
 from __future__ import annotations
 
