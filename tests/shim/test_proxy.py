@@ -170,6 +170,13 @@ class Proxy:
             time.sleep(0.01)
         return list(self.events)
 
+    def wait_notifications(self, count: int) -> list[tuple[str, str]]:
+        """A denial notifies after the connection is closed, so the client may finish first."""
+        deadline = time.monotonic() + 5
+        while len(self.notifications) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.notifications)
+
 
 def start(tmp_path: Path, origins: tuple[int, int], **limits: Any) -> Iterator[Proxy]:
     plain_port, tls_port = origins
@@ -423,7 +430,7 @@ def test_connect_to_a_blocked_host_is_refused_and_notified(proxy: Proxy, ca_file
     (event,) = proxy.wait_events(1)
     assert event.action is EventAction.BLOCKED
     assert event.domain == "www.blocked.example"
-    assert proxy.notifications == [
+    assert proxy.wait_notifications(1) == [
         (
             "Bad App is blocked",
             "www.blocked.example is blocked by your organisation's policy (blocked.example).",
@@ -601,7 +608,7 @@ def test_https_warn_notifies_a_loopback_page_then_the_retry_passes(
 ) -> None:
     first = curl(proxy, "https://warn.example/", "--cacert", str(ca_file))
     assert first.returncode != 0
-    ((title, body),) = proxy.notifications
+    ((title, body),) = proxy.wait_notifications(1)
     assert title == "warnapp needs your confirmation"
     url = re.search(r"http://\S+", body)
     assert url is not None
