@@ -31,7 +31,8 @@ from sqlalchemy import insert
 from enforcer.catalog import load_catalog
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.reports import apps_report, machines_report
-from enforcer.store.discovery import APP_DAY, DEV_DAY, ENTITY, to_bytes
+from enforcer.store.encoding import to_bytes
+from enforcer.store.tables.discovery import APP_DAY, DEV_DAY, ENTITY
 
 BLOCKLISTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "blocklist-anudeep"
 DAY0 = 20_400  # 2025-11-08

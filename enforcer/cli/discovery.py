@@ -26,7 +26,8 @@ from enforcer.discovery.continuous import process_events
 from enforcer.discovery.formats import FORMATS, parser_for
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.records import BadLine, FormatError, Record
-from enforcer.store.discovery import acknowledge_alert, list_alerts, merge_rollup
+from enforcer.store.alerts import acknowledge_alert, list_alerts
+from enforcer.store.rollups import merge_rollup
 
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")

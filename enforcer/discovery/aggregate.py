@@ -17,7 +17,7 @@ from typing import Any
 
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import BadLine, Record
-from enforcer.store.discovery import AppDay, DeviceDay, Rollup, Usage, UserDay
+from enforcer.rollup import AppDay, DeviceDay, Rollup, Usage, UserDay
 
 FineKey = tuple[str, str, str, str]
 """(attribution, device, user, address) within an hour; see `Aggregator._who`."""

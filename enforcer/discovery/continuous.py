@@ -9,24 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
-from enforcer.models import ALL_DEVICES, EventAction
-from enforcer.store.discovery import (
-    events_after,
-    insert_alerts,
-    merge_rollup_in,
-    read_cursor,
-    write_cursor,
-)
-from enforcer.store.tables.indicators import IndicatorRow
+from enforcer.models import EventAction
+from enforcer.store.alerts import alerting_severities, insert_alerts
+from enforcer.store.events import ROLLUP_CURSOR, events_after, read_cursor, write_cursor
+from enforcer.store.rollups import merge_rollup_in
 
-CURSOR = "network-events"
-IND = IndicatorRow.__table__  # type: ignore[attr-defined]
 ALERTING = {
     EventAction.BLOCKED.value,
     EventAction.WARNED.value,
@@ -38,8 +31,8 @@ ALERTING = {
 def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> int:
     """Roll up the events reported since the last run; returns how many were processed."""
     with engine.begin() as conn:
-        last = read_cursor(conn, CURSOR)
-        rows = events_after(conn, last, batch)
+        last = read_cursor(conn, ROLLUP_CURSOR)
+        rows = events_after(conn, last_id=last, limit=batch)
         if not rows:
             return 0
         aggregator = Aggregator(Attributor(catalog), max_keys=len(rows) + 1)
@@ -60,7 +53,7 @@ def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> 
         )
         merge_rollup_in(conn, aggregator.rollup())
         insert_alerts(conn, _alerts(conn, rows))
-        write_cursor(conn, CURSOR, rows[-1].id)
+        write_cursor(conn, ROLLUP_CURSOR, rows[-1].id)
     return len(rows)
 
 
@@ -68,15 +61,7 @@ def _alerts(conn: Any, rows: list[Any]) -> list[dict[str, Any]]:
     hits = [r for r in rows if r.indicator and r.action in ALERTING]
     if not hits:
         return []
-    values = sorted({r.indicator for r in hits})
-    alerting: dict[str, str] = {}
-    query = select(IND.c.value, IND.c.scope, IND.c.severity).where(
-        IND.c.value.in_(values), IND.c.generate_alert.is_(True)
-    )
-    for value, scope, severity in conn.execute(query):
-        # An all-devices indicator and a group one may both alert; keep the first severity seen.
-        if scope == ALL_DEVICES or value not in alerting:
-            alerting[value] = severity
+    alerting = alerting_severities(conn, values=[r.indicator for r in hits])
     return [
         {
             "time": r.time,

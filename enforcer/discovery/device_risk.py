@@ -38,7 +38,7 @@ class RiskLevel(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class AppDay:
+class DeviceAppDay:
     """A device's use of one app on one day."""
 
     day: int
@@ -69,7 +69,7 @@ def _mb(n: float) -> str:
 
 
 def device_risk(
-    history: Sequence[AppDay],
+    history: Sequence[DeviceAppDay],
     *,
     recent_from: int,
     app_scores: Mapping[str, float],
@@ -121,7 +121,10 @@ def device_risk(
 
 
 def _upload_signal(
-    baseline: Sequence[AppDay], recent: Sequence[AppDay], baseline_days: int, recent_from: int
+    baseline: Sequence[DeviceAppDay],
+    recent: Sequence[DeviceAppDay],
+    baseline_days: int,
+    recent_from: int,
 ) -> tuple[int, str]:
     per_app_days: dict[str, dict[int, int]] = {}
     for h in baseline:

@@ -20,7 +20,7 @@ from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.reader import open_lines
 from enforcer.discovery.records import BadLine, FormatError
-from enforcer.store.discovery import merge_rollup
+from enforcer.store.rollups import merge_rollup
 
 MAX_SAMPLES = 10
 

@@ -1,7 +1,7 @@
 """The Cloud Discovery reports: discovered apps, unrecognised domains, machines, users, alerts.
 
 Each report is a list of plain dicts (the same rows for the CLI table, CSV, JSON and the API);
-`export_csv` writes any of them. Time ranges are whole UTC days ending today.
+`to_csv` and `to_json` write any of them. Time ranges are whole UTC days ending today.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from enforcer.catalog import Catalog
-from enforcer.discovery.device_risk import AppDay, DeviceRisk, device_risk
-from enforcer.store import discovery as db
+from enforcer.discovery.device_risk import DeviceAppDay, DeviceRisk, device_risk
+from enforcer.store.encoding import day_of, from_bytes, ordinals_in
+from enforcer.store.entities import entity_names, entity_ordinal
 from enforcer.store.indicators import read_app_tags
+from enforcer.store.queries import app_usage, device_app_days, device_days, device_usage, user_days
 
 
 def day_range(since_days: int, now: dt.datetime | None = None) -> tuple[int, int]:
     """(first_day, last_day) of the last `since_days` days including today."""
-    today = db.day_of(now or dt.datetime.now(dt.UTC))
+    today = day_of(now or dt.datetime.now(dt.UTC))
     return today - max(1, since_days) + 1, today
 
 
@@ -43,7 +45,7 @@ def apps_report(
 ) -> list[dict[str, Any]]:
     tags = _tags(conn)
     rows = []
-    for app_id, t in db.app_usage(conn, first_day, last_day).items():
+    for app_id, t in app_usage(conn, first_day, last_day).items():
         app = catalog.apps.get(app_id)
         rows.append(
             {
@@ -81,7 +83,7 @@ def domains_report(conn: Connection, first_day: int, last_day: int) -> list[dict
             "firstSeen": _iso(t.first_seen),
             "lastSeen": _iso(t.last_seen),
         }
-        for domain, t in db.app_usage(conn, first_day, last_day, unrecognised=True).items()
+        for domain, t in app_usage(conn, first_day, last_day, unrecognised=True).items()
     ]
     return sorted(rows, key=lambda r: (-r["traffic"], r["domain"]))
 
@@ -89,9 +91,10 @@ def domains_report(conn: Connection, first_day: int, last_day: int) -> list[dict
 def _risk_for(
     conn: Connection, catalog: Catalog, device: int, last_day: int, tags: dict[str, str]
 ) -> DeviceRisk:
-    rows = db.device_app_days(conn, last_day - 30, last_day, device=device)
+    rows = device_app_days(conn, last_day - 30, last_day, device=device)
     history = [
-        AppDay(r.day, r.app_id, r.transactions, r.bytes_up, r.bytes_down, r.blocked) for r in rows
+        DeviceAppDay(r.day, r.app_id, r.transactions, r.bytes_up, r.bytes_down, r.blocked)
+        for r in rows
     ]
     blocked = sum(h.blocked for h in history if h.day >= last_day)
     scores = {h.app_id: catalog.apps[h.app_id].score for h in history if h.app_id in catalog.apps}
@@ -108,8 +111,8 @@ def _risk_for(
 def _last_user(
     conn: Connection, device: int, first_day: int, last_day: int, users: dict[int, str]
 ) -> str:
-    for row in reversed(db.device_days(conn, device, first_day, last_day)):
-        ords = db.ordinals_in(db.from_bytes(row.users))
+    for row in reversed(device_days(conn, device, first_day, last_day)):
+        ords = ordinals_in(from_bytes(row.users))
         if ords:
             return users.get(max(ords), "")
     return ""
@@ -125,13 +128,13 @@ def machines_report(
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Machines by traffic; risk level and last user for the page shown."""
-    names = db.entity_names(conn, "device")
+    names = entity_names(conn, "device")
     usage = sorted(
-        db.device_usage(conn, first_day, last_day),
+        device_usage(conn, first_day, last_day),
         key=lambda r: (-(r["bytes_up"] + r["bytes_down"]), r["device"]),
     )
     page = usage[offset : offset + limit]
-    users = db.entity_names(conn, "user")
+    users = entity_names(conn, "user")
     tags = _tags(conn)
     out = []
     for r in page:
@@ -161,14 +164,14 @@ def machine_report(
     conn: Connection, catalog: Catalog, name: str, first_day: int, last_day: int
 ) -> dict[str, Any]:
     """One machine: overview (with its risk explained), discovered apps, user and IP history."""
-    device = db.entity_ordinal(conn, "device", name)
+    device = entity_ordinal(conn, "device", name)
     if device is None:
         raise NotFoundError(f"no discovery data for machine {name!r}")
-    found = db.device_usage(conn, first_day, last_day, device=device)
+    found = device_usage(conn, first_day, last_day, device=device)
     totals = found[0] if found else None
     risk = _risk_for(conn, catalog, device, last_day, _tags(conn))
     apps: dict[str, dict[str, Any]] = {}
-    for r in db.device_app_days(conn, first_day, last_day, device=device):
+    for r in device_app_days(conn, first_day, last_day, device=device):
         a = apps.setdefault(
             r.app_id,
             {
@@ -187,13 +190,13 @@ def machine_report(
         a["last"] = max(a["last"], r.last_seen)
     users_seen: dict[int, list[int]] = {}
     ips_seen: dict[int, list[int]] = {}
-    for row in db.device_days(conn, device, first_day, last_day):
-        for o in db.ordinals_in(db.from_bytes(row.users)):
+    for row in device_days(conn, device, first_day, last_day):
+        for o in ordinals_in(from_bytes(row.users)):
             users_seen.setdefault(o, [row.day, row.day])[1] = row.day
-        for o in db.ordinals_in(db.from_bytes(row.ips)):
+        for o in ordinals_in(from_bytes(row.ips)):
             ips_seen.setdefault(o, [row.day, row.day])[1] = row.day
-    user_names = db.entity_names(conn, "user", users_seen)
-    ip_names = db.entity_names(conn, "ip", ips_seen)
+    user_names = entity_names(conn, "user", users_seen)
+    ip_names = entity_names(conn, "ip", ips_seen)
     return {
         "device": name,
         "riskLevel": risk.level.value,
@@ -233,16 +236,16 @@ def _day(day: int) -> str:
 
 
 def users_report(conn: Connection, first_day: int, last_day: int) -> list[dict[str, Any]]:
-    names = db.entity_names(conn, "user")
+    names = entity_names(conn, "user")
     acc: dict[int, dict[str, Any]] = {}
-    for r in db.user_days(conn, first_day, last_day):
+    for r in user_days(conn, first_day, last_day):
         a = acc.setdefault(
             r.user, {"tx": 0, "up": 0, "down": 0, "devices": 0, "apps": set(), "last": 0.0}
         )
         a["tx"] += r.transactions
         a["up"] += r.bytes_up
         a["down"] += r.bytes_down
-        a["devices"] |= db.from_bytes(r.devices)
+        a["devices"] |= from_bytes(r.devices)
         a["apps"].update(r.apps.split())
         a["last"] = max(a["last"], r.last_seen)
     rows = [
@@ -263,17 +266,17 @@ def users_report(conn: Connection, first_day: int, last_day: int) -> list[dict[s
 
 def user_report(conn: Connection, name: str, first_day: int, last_day: int) -> dict[str, Any]:
     """One user: the devices they used and the apps they reached (a risky user leads to devices)."""
-    user = db.entity_ordinal(conn, "user", name)
+    user = entity_ordinal(conn, "user", name)
     if user is None:
         raise NotFoundError(f"no discovery data for user {name!r}")
     devices = 0
     apps: set[str] = set()
     tx = up = down = 0
-    for r in db.user_days(conn, first_day, last_day, user=user):
-        devices |= db.from_bytes(r.devices)
+    for r in user_days(conn, first_day, last_day, user=user):
+        devices |= from_bytes(r.devices)
         apps.update(r.apps.split())
         tx, up, down = tx + r.transactions, up + r.bytes_up, down + r.bytes_down
-    device_names = db.entity_names(conn, "device", db.ordinals_in(devices))
+    device_names = entity_names(conn, "device", ordinals_in(devices))
     return {
         "user": name,
         "transactions": tx,
@@ -289,7 +292,7 @@ def impact(
 ) -> dict[str, dict[str, int]]:
     """What the last `days` days say blocking these apps would have affected."""
     first, last = day_range(days, now)
-    usage = db.app_usage(conn, first, last, app_ids=app_ids)
+    usage = app_usage(conn, first, last, app_ids=app_ids)
     return {
         a: {"requests": t.transactions, "users": t.users, "devices": t.devices}
         for a, t in usage.items()

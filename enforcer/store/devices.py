@@ -18,10 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from enforcer.store.tables.devices import DeviceRow
+from enforcer.store.tables.devices import DEVICE
 from enforcer.store.tables.indicators import utcnow
-
-DEV = DeviceRow.__table__  # type: ignore[attr-defined]
 
 LAST_SEEN_INTERVAL = dt.timedelta(minutes=1)
 """`last_seen` is written at most this often per device: a poll every second must not be a write."""
@@ -78,41 +76,43 @@ def enroll_device(
         if not _update(conn, device_id, values):
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(DEV).values(device_id=device_id, **values))
+                    conn.execute(insert(DEVICE).values(device_id=device_id, **values))
             except IntegrityError:
                 # Two enrolments of the same id raced; the later one wins, as re-enrolment does.
                 _update(conn, device_id, values)
-        row = conn.execute(select(DEV).where(DEV.c.device_id == device_id)).one()
+        row = conn.execute(select(DEVICE).where(DEVICE.c.device_id == device_id)).one()
     return _device(row), token
 
 
 def _update(conn: Connection, device_id: str, values: dict[str, Any]) -> bool:
     return bool(
-        conn.execute(update(DEV).where(DEV.c.device_id == device_id).values(**values)).rowcount
+        conn.execute(
+            update(DEVICE).where(DEVICE.c.device_id == device_id).values(**values)
+        ).rowcount
     )
 
 
 def device_for_token(conn: Connection, token: str) -> Device | None:
     """The device holding `token`, or None."""
-    row = conn.execute(select(DEV).where(DEV.c.token_hash == hash_token(token))).first()
+    row = conn.execute(select(DEVICE).where(DEVICE.c.token_hash == hash_token(token))).first()
     return _device(row) if row is not None else None
 
 
 def get_device(conn: Connection, device_id: str) -> Device | None:
     """A device by id, or None."""
-    row = conn.execute(select(DEV).where(DEV.c.device_id == device_id)).first()
+    row = conn.execute(select(DEVICE).where(DEVICE.c.device_id == device_id)).first()
     return _device(row) if row is not None else None
 
 
 def list_devices(conn: Connection, *, limit: int = 100, offset: int = 0) -> list[Device]:
     """Enrolled devices in id order."""
-    query = select(DEV).order_by(DEV.c.device_id).limit(limit).offset(offset)
+    query = select(DEVICE).order_by(DEVICE.c.device_id).limit(limit).offset(offset)
     return [_device(r) for r in conn.execute(query)]
 
 
 def count_devices(conn: Connection) -> int:
     """How many devices are enrolled."""
-    return int(conn.execute(select(func.count()).select_from(DEV)).scalar_one())
+    return int(conn.execute(select(func.count()).select_from(DEVICE)).scalar_one())
 
 
 def touch_device(engine: Engine, device_id: str, now: dt.datetime | None = None) -> bool:
@@ -123,8 +123,8 @@ def touch_device(engine: Engine, device_id: str, now: dt.datetime | None = None)
     now = now or utcnow()
     with engine.begin() as conn:
         result = conn.execute(
-            update(DEV)
-            .where(DEV.c.device_id == device_id, DEV.c.last_seen < now - LAST_SEEN_INTERVAL)
+            update(DEVICE)
+            .where(DEVICE.c.device_id == device_id, DEVICE.c.last_seen < now - LAST_SEEN_INTERVAL)
             .values(last_seen=now)
         )
     return bool(result.rowcount)

@@ -1,4 +1,5 @@
-"""Network events uploaded by devices, stored once per (device, batch) however often retried.
+"""Network events uploaded by devices: stored once per (device, batch) however often retried,
+read in id order by the continuous report (whose cursor lives here too), pruned when rolled up.
 
 A batch and its events are written in one transaction, the batch row first: its unique key
 makes a concurrent or retried upload of the same batch fail before any event is written twice.
@@ -10,16 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from enforcer.store.tables.devices import EventBatchRow, NetworkEventRow
+from enforcer.store.tables.devices import BATCH, EVENT
+from enforcer.store.tables.discovery import CURSOR
 from enforcer.store.tables.indicators import utcnow
-
-BATCH = EventBatchRow.__table__  # type: ignore[attr-defined]
-EVENT = NetworkEventRow.__table__  # type: ignore[attr-defined]
 
 
 class EventRecord(NamedTuple):
@@ -101,4 +100,53 @@ def list_events(
     return [EventRecord(*row) for row in rows]
 
 
-__all__ = ["BatchResult", "EventRecord", "count_events", "list_events", "store_batch"]
+def events_after(conn: Connection, *, last_id: int, limit: int) -> list[Any]:
+    """Network events reported by devices after an event id, oldest first."""
+    query = select(EVENT).where(EVENT.c.id > last_id).order_by(EVENT.c.id).limit(limit)
+    return list(conn.execute(query))
+
+
+def read_cursor(conn: Connection, name: str) -> int:
+    """The last event id a reader of the events (the continuous report) has processed."""
+    value = conn.execute(select(CURSOR.c.last_event_id).where(CURSOR.c.name == name)).scalar()
+    return int(value) if value is not None else 0
+
+
+def write_cursor(conn: Connection, name: str, last_event_id: int) -> None:
+    """Move a reader's cursor (inside the transaction that stored what it read)."""
+    if not conn.execute(
+        update(CURSOR).where(CURSOR.c.name == name).values(last_event_id=last_event_id)
+    ).rowcount:
+        conn.execute(insert(CURSOR).values(name=name, last_event_id=last_event_id))
+
+
+ROLLUP_CURSOR = "network-events"
+"""The continuous report's cursor: events up to it are rolled up."""
+
+
+def prune_events(engine: Engine, before: dt.datetime) -> int:
+    """Delete raw network events older than `before` (already rolled up); returns how many.
+
+    Events the continuous report has not read yet are kept whatever their age, so a daemon
+    that was down longer than the retention loses nothing.
+    """
+    with engine.begin() as conn:
+        cursor = read_cursor(conn, ROLLUP_CURSOR)
+        done = conn.execute(
+            delete(EVENT).where(EVENT.c.time < before, EVENT.c.id <= cursor)
+        ).rowcount
+    return int(done or 0)
+
+
+__all__ = [
+    "ROLLUP_CURSOR",
+    "BatchResult",
+    "EventRecord",
+    "count_events",
+    "events_after",
+    "list_events",
+    "prune_events",
+    "read_cursor",
+    "store_batch",
+    "write_cursor",
+]

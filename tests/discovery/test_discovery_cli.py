@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from enforcer.catalog import load_catalog
 from enforcer.discovery.continuous import process_events
 from enforcer.models import Action, Indicator, Severity
-from enforcer.store.discovery import list_alerts
+from enforcer.store.alerts import list_alerts
 from enforcer.store.events import EventRecord, store_batch
 from enforcer.store.indicators import add_manual
 
@@ -117,8 +117,7 @@ def test_device_events_roll_up_and_raise_alerts(engine: Engine, db_url: str) -> 
 def test_raw_events_are_pruned_after_retention_but_never_before_they_are_rolled_up(
     engine: Engine,
 ) -> None:
-    from enforcer.store.discovery import prune_events
-    from enforcer.store.events import count_events
+    from enforcer.store.events import count_events, prune_events
 
     old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     event = EventRecord(

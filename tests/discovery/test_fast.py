@@ -23,7 +23,7 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.records import BadLine, FormatError
-from enforcer.store.discovery import Rollup, Usage
+from enforcer.rollup import Rollup, Usage
 from tests.hardening.fuzzing import fuzz
 
 LOGS = Path(__file__).resolve().parents[2] / "examples" / "logs"

@@ -13,11 +13,11 @@ from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.pipeline.run import apply, make_plan
-from enforcer.plan.model import Plan
+from enforcer.plan.planfile import plan_from_dict, plan_to_dict
 from enforcer.plan.render import render_markdown, render_text
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
-from enforcer.store.discovery import merge_rollup
+from enforcer.store.rollups import merge_rollup
 from tests.conftest import write_policy
 
 
@@ -56,6 +56,6 @@ def test_plan_shows_the_impact_of_each_new_block(
         in text
     )
     assert "| sharefast | 40 | 3 | 4 |" in render_markdown(plan)
-    assert Plan.from_dict(plan.to_dict()).impact == plan.impact
+    assert plan_from_dict(plan_to_dict(plan)).impact == plan.impact
     apply(engine, plan)
     assert make_plan(engine, desired).impact == {}  # already blocked: nothing new to preview

@@ -19,7 +19,7 @@ from enforcer.discovery.reports import (
     user_report,
     users_report,
 )
-from enforcer.store.discovery import merge_rollup
+from enforcer.store.rollups import merge_rollup
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 T0 = NOW.timestamp()

@@ -25,7 +25,7 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.records import BadLine, FormatError, Record
 from enforcer.discovery.syslog import parse_syslog
-from enforcer.store.discovery import merge_rollup
+from enforcer.store.rollups import merge_rollup
 from tests.hardening.fuzzing import fuzz
 
 pytestmark = pytest.mark.fuzz

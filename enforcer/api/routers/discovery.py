@@ -21,7 +21,7 @@ from enforcer.discovery import reports
 from enforcer.discovery.formats import FORMATS
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.records import FormatError
-from enforcer.store.discovery import acknowledge_alert, list_alerts
+from enforcer.store.alerts import acknowledge_alert, list_alerts
 
 router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"])
 

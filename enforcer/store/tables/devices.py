@@ -77,3 +77,9 @@ class NetworkEventRow(SQLModel, table=True):
     indicator: str = Field(default="", max_length=253)
     app_id: str = Field(default="", max_length=128)
     source: str = Field(max_length=16)
+
+
+# Core handles of the tables, for the store's statements (event batches hold thousands of rows).
+DEVICE = DeviceRow.__table__  # type: ignore[attr-defined]
+BATCH = EventBatchRow.__table__  # type: ignore[attr-defined]
+EVENT = NetworkEventRow.__table__  # type: ignore[attr-defined]

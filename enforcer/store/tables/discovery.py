@@ -153,3 +153,14 @@ class DiscoveryCursorRow(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=64)
     last_event_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+# Core handles of the tables, for the store's statements (the bulk paths avoid ORM objects).
+ENTITY = DiscoveryEntityRow.__table__  # type: ignore[attr-defined]
+APP_DAY = AppDailyRow.__table__  # type: ignore[attr-defined]
+DEV_DAY = DeviceDailyRow.__table__  # type: ignore[attr-defined]
+DEV_APP = DeviceAppDailyRow.__table__  # type: ignore[attr-defined]
+USER_DAY = UserDailyRow.__table__  # type: ignore[attr-defined]
+HOUR = AppHourlyRow.__table__  # type: ignore[attr-defined]
+ALERT = AlertRow.__table__  # type: ignore[attr-defined]
+CURSOR = DiscoveryCursorRow.__table__  # type: ignore[attr-defined]

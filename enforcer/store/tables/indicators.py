@@ -147,3 +147,14 @@ class StoreMetaRow(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=256)
+
+
+# Core handles of the tables, for the store's statements (the bulk paths avoid ORM objects).
+IND = IndicatorRow.__table__  # type: ignore[attr-defined]
+LOG = ChangeLogRow.__table__  # type: ignore[attr-defined]
+DIGEST = BucketDigestRow.__table__  # type: ignore[attr-defined]
+META = StoreMetaRow.__table__  # type: ignore[attr-defined]
+REV = RevisionRow.__table__  # type: ignore[attr-defined]
+APP = AppRow.__table__  # type: ignore[attr-defined]
+TAG = AppTagRow.__table__  # type: ignore[attr-defined]
+GROUP = DeviceGroupRow.__table__  # type: ignore[attr-defined]

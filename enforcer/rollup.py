@@ -1,0 +1,72 @@
+"""What a batch of discovery records adds to the rollups (plain data, no I/O).
+
+`enforcer.discovery.aggregate` builds a `Rollup` from records and `enforcer.store.rollups`
+merges it into the rollup tables; this module sits below both so the pure aggregation does not
+depend on the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Usage:
+    """Counters of one aggregate."""
+
+    transactions: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    blocked: int = 0
+    first_seen: float = float("inf")
+    last_seen: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.transactions += other.transactions
+        self.bytes_up += other.bytes_up
+        self.bytes_down += other.bytes_down
+        self.blocked += other.blocked
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+
+
+@dataclass
+class AppDay:
+    """One app's (or unrecognised domain's) usage on a day, with who reached it."""
+
+    usage: Usage = field(default_factory=Usage)
+    devices: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)
+
+
+@dataclass
+class DeviceDay:
+    """One device's usage on a day, with its users and addresses."""
+
+    usage: Usage = field(default_factory=Usage)
+    users: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)
+
+
+@dataclass
+class UserDay:
+    """One user's usage on a day, with the devices and catalog apps they used."""
+
+    usage: Usage = field(default_factory=Usage)
+    devices: set[str] = field(default_factory=set)
+    apps: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Rollup:
+    """What a batch of records adds to each rollup table (keys by name, not yet ordinals)."""
+
+    apps: dict[tuple[int, str, str], AppDay] = field(default_factory=dict)
+    """(day, app_id, domain)."""
+    devices: dict[tuple[int, str], DeviceDay] = field(default_factory=dict)
+    device_apps: dict[tuple[str, int, str], Usage] = field(default_factory=dict)
+    """(device, day, app_id) for catalog apps."""
+    users: dict[tuple[int, str], UserDay] = field(default_factory=dict)
+    hours: dict[tuple[int, str], Usage] = field(default_factory=dict)
+    """(hour, app_id) for catalog apps."""

@@ -1,0 +1,74 @@
+"""Discovery alerts: raised by the continuous report, listed and acknowledged by people.
+
+An alert is raised for a device's hit on an indicator with generateAlert; `alerting_severities`
+reads which indicators those are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from enforcer.models import ALL_DEVICES
+from enforcer.store.tables.discovery import ALERT
+from enforcer.store.tables.indicators import IND
+
+
+def alerting_severities(conn: Connection, *, values: Iterable[str]) -> dict[str, str]:
+    """Severity of each of `values` that has an indicator with generateAlert."""
+    wanted = sorted(set(values))
+    if not wanted:
+        return {}
+    query = select(IND.c.value, IND.c.scope, IND.c.severity).where(
+        IND.c.value.in_(wanted), IND.c.generate_alert.is_(True)
+    )
+    out: dict[str, str] = {}
+    for value, scope, severity in conn.execute(query):
+        # An all-devices indicator and a group one may both alert; keep the first severity seen.
+        if scope == ALL_DEVICES or value not in out:
+            out[value] = severity
+    return out
+
+
+def insert_alerts(conn: Connection, alerts: Sequence[Mapping[str, Any]]) -> None:
+    """Store raised alerts (inside the caller's transaction)."""
+    if alerts:
+        conn.execute(insert(ALERT), list(alerts))
+
+
+def list_alerts(
+    conn: Connection,
+    *,
+    since: dt.datetime | None = None,
+    status: str | None = None,
+    severity: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Alerts, newest first, filtered and paged."""
+    query = select(ALERT).order_by(ALERT.c.time.desc(), ALERT.c.id.desc())
+    if since is not None:
+        query = query.where(ALERT.c.time >= since)
+    if status:
+        query = query.where(ALERT.c.status == status)
+    if severity:
+        query = query.where(func.lower(ALERT.c.severity) == severity.lower())
+    return [dict(r._mapping) for r in conn.execute(query.limit(limit).offset(offset))]
+
+
+def acknowledge_alert(engine: Engine, alert_id: int, *, actor: str) -> bool:
+    """Mark an alert acknowledged; False when there is no such alert."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(ALERT)
+            .where(ALERT.c.id == alert_id)
+            .values(
+                status="acknowledged",
+                acknowledged_by=actor,
+                acknowledged_at=dt.datetime.now(dt.UTC),
+            )
+        ).rowcount
+    return bool(done)

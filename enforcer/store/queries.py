@@ -1,0 +1,218 @@
+"""Discovery report queries: usage of apps, devices and users over ranges of days or hours.
+
+`enforcer.discovery.reports` (the CLI and API reports) and the console read the rollups only
+through these; the per-page reads at the end answer a table page of 50 rows in one query each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from enforcer.store.encoding import from_bytes
+from enforcer.store.tables.discovery import APP_DAY, DEV_APP, DEV_DAY, HOUR, USER_DAY
+
+
+@dataclass
+class Totals:
+    """Sums over a range, with exact distinct counts of devices, users and addresses."""
+
+    transactions: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    blocked: int = 0
+    first_seen: float = float("inf")
+    last_seen: float = 0.0
+    devices: int = 0
+    users: int = 0
+    ips: int = 0
+
+    @property
+    def traffic(self) -> int:
+        return self.bytes_up + self.bytes_down
+
+
+@dataclass
+class _Acc:
+    totals: Totals = field(default_factory=Totals)
+    devices: int = 0
+    users: int = 0
+    ips: int = 0
+
+
+def app_usage(
+    conn: Connection,
+    first_day: int,
+    last_day: int,
+    *,
+    app_ids: Iterable[str] | None = None,
+    unrecognised: bool = False,
+) -> dict[str, Totals]:
+    """Per app (or, with `unrecognised`, per registrable domain): totals and exact distinct counts."""
+    query = select(APP_DAY).where(APP_DAY.c.day >= first_day, APP_DAY.c.day <= last_day)
+    query = query.where(APP_DAY.c.domain != "" if unrecognised else APP_DAY.c.domain == "")
+    if app_ids is not None:
+        query = query.where(APP_DAY.c.app_id.in_(list(app_ids)))
+    accs: dict[str, _Acc] = {}
+    for r in conn.execute(query):
+        key = r.domain if unrecognised else r.app_id
+        acc = accs.get(key)
+        if acc is None:
+            acc = accs[key] = _Acc()
+        t = acc.totals
+        t.transactions += r.transactions
+        t.bytes_up += r.bytes_up
+        t.bytes_down += r.bytes_down
+        t.blocked += r.blocked
+        t.first_seen = min(t.first_seen, r.first_seen)
+        t.last_seen = max(t.last_seen, r.last_seen)
+        acc.devices |= from_bytes(r.devices)
+        acc.users |= from_bytes(r.users)
+        acc.ips |= from_bytes(r.ips)
+    out = {}
+    for key, acc in accs.items():
+        acc.totals.devices = acc.devices.bit_count()
+        acc.totals.users = acc.users.bit_count()
+        acc.totals.ips = acc.ips.bit_count()
+        out[key] = acc.totals
+    return out
+
+
+def device_usage(
+    conn: Connection, first_day: int, last_day: int, *, device: int | None = None
+) -> list[dict[str, Any]]:
+    """Per device: sums over the range (SQL aggregation; no bitsets needed)."""
+    query = (
+        select(
+            DEV_DAY.c.device,
+            func.sum(DEV_DAY.c.transactions).label("transactions"),
+            func.sum(DEV_DAY.c.bytes_up).label("bytes_up"),
+            func.sum(DEV_DAY.c.bytes_down).label("bytes_down"),
+            func.sum(DEV_DAY.c.blocked).label("blocked"),
+            func.min(DEV_DAY.c.first_seen).label("first_seen"),
+            func.max(DEV_DAY.c.last_seen).label("last_seen"),
+        )
+        .where(DEV_DAY.c.day >= first_day, DEV_DAY.c.day <= last_day)
+        .group_by(DEV_DAY.c.device)
+    )
+    if device is not None:
+        query = query.where(DEV_DAY.c.device == device)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def device_days(conn: Connection, device: int, first_day: int, last_day: int) -> list[Any]:
+    """The device's daily rows (users and addresses per day) in the range, oldest first."""
+    query = (
+        select(DEV_DAY)
+        .where(DEV_DAY.c.device == device, DEV_DAY.c.day >= first_day, DEV_DAY.c.day <= last_day)
+        .order_by(DEV_DAY.c.day)
+    )
+    return list(conn.execute(query))
+
+
+def device_app_days(
+    conn: Connection, first_day: int, last_day: int, *, device: int | None = None
+) -> list[Any]:
+    """(device, day, app_id, usage) rows in the range."""
+    query = select(DEV_APP).where(and_(DEV_APP.c.day >= first_day, DEV_APP.c.day <= last_day))
+    if device is not None:
+        query = query.where(DEV_APP.c.device == device)
+    return list(conn.execute(query))
+
+
+def user_days(
+    conn: Connection, first_day: int, last_day: int, *, user: int | None = None
+) -> list[Any]:
+    query = select(USER_DAY).where(USER_DAY.c.day >= first_day, USER_DAY.c.day <= last_day)
+    if user is not None:
+        query = query.where(USER_DAY.c.user == user)
+    return list(conn.execute(query))
+
+
+def app_hours(conn: Connection, first_hour: int, last_hour: int) -> list[Any]:
+    query = (
+        select(HOUR)
+        .where(HOUR.c.hour >= first_hour, HOUR.c.hour <= last_hour)
+        .order_by(HOUR.c.hour)
+    )
+    return list(conn.execute(query))
+
+
+# --- per-page reads (the console's tables): one query for a page of devices or users ---------
+
+
+def device_day_users(
+    conn: Connection, *, devices: Sequence[int], first_day: int, last_day: int
+) -> list[tuple[int, int, int]]:
+    """(device, day, users bitset) of some devices' days in the range (primary-key lookups)."""
+    query = select(DEV_DAY.c.device, DEV_DAY.c.day, DEV_DAY.c.users).where(
+        DEV_DAY.c.day.in_(list(range(first_day, last_day + 1))),
+        DEV_DAY.c.device.in_(list(devices)),
+    )
+    return [(device, day, from_bytes(users)) for device, day, users in conn.execute(query)]
+
+
+def device_app_history(
+    conn: Connection, *, devices: Sequence[int], first_day: int, last_day: int
+) -> list[Any]:
+    """(device, day, app_id, transactions, bytes_up, bytes_down, blocked) rows of some devices."""
+    c = DEV_APP.c
+    query = select(
+        c.device, c.day, c.app_id, c.transactions, c.bytes_up, c.bytes_down, c.blocked
+    ).where(c.device.in_(list(devices)), c.day >= first_day, c.day <= last_day)
+    return list(conn.execute(query))
+
+
+def user_sums(conn: Connection, *, first_day: int, last_day: int) -> list[Any]:
+    """(user, transactions, bytes_up, bytes_down, last_seen) of every user over the range."""
+    u = USER_DAY.c
+    query = (
+        select(
+            u.user,
+            func.sum(u.transactions),
+            func.sum(u.bytes_up),
+            func.sum(u.bytes_down),
+            func.max(u.last_seen),
+        )
+        .where(u.day >= first_day, u.day <= last_day)
+        .group_by(u.user)
+    )
+    return list(conn.execute(query))
+
+
+def user_day_members(
+    conn: Connection, *, users: Sequence[int], first_day: int, last_day: int
+) -> list[tuple[int, int, str]]:
+    """(user, devices bitset, space-separated app ids) of some users' days in the range."""
+    u = USER_DAY.c
+    query = select(u.user, u.devices, u.apps).where(
+        u.day.in_(list(range(first_day, last_day + 1))), u.user.in_(list(users))
+    )
+    return [(user, from_bytes(bits), apps) for user, bits, apps in conn.execute(query)]
+
+
+def distinct_users(conn: Connection, *, first_day: int, last_day: int) -> int:
+    """Users seen in the range (OR of the apps' daily user bitsets)."""
+    bits = 0
+    query = select(APP_DAY.c.users).where(APP_DAY.c.day >= first_day, APP_DAY.c.day <= last_day)
+    for (users,) in conn.execute(query):
+        bits |= from_bytes(users)
+    return bits.bit_count()
+
+
+def app_members(conn: Connection, *, app_id: str, first_day: int, last_day: int) -> tuple[int, int]:
+    """(devices bitset, users bitset) of who reached a catalog app in the range."""
+    query = select(APP_DAY.c.devices, APP_DAY.c.users).where(
+        APP_DAY.c.app_id == app_id,
+        APP_DAY.c.domain == "",
+        APP_DAY.c.day >= first_day,
+        APP_DAY.c.day <= last_day,
+    )
+    devices = users = 0
+    for d, u in conn.execute(query):
+        devices |= from_bytes(d)
+        users |= from_bytes(u)
+    return devices, users
