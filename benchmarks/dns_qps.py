@@ -41,7 +41,7 @@ def serve(domains_file: Path, port: int, upstream_port: int) -> None:
     """The shim's side: load the domains into a matcher and serve DNS (runs in a subprocess)."""
     from enforcer.decide.matcher import Matcher
     from enforcer.models import Action
-    from enforcer.shim.dns.server import DnsFrontEnd, DnsSettings
+    from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
     from enforcer.shim.dns.server import serve as serve_dns
 
     matcher = Matcher()

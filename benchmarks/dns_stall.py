@@ -4,8 +4,8 @@ The shim's DNS server runs in a subprocess with ``--count`` blocked domains. Thi
 queries at a fixed rate (open loop, ``--rate`` per second, so a stall shows up in every query it
 delays, not in one) and records each answer's latency from the moment the query was due. After
 a few seconds at rest it signals the server (SIGUSR1) to apply a delta of ``--delta`` new
-blocked domains with `enforcer.shim.dns.server.apply_delta`, which works in steps of ``--step``
-seconds and yields to the event loop between steps. Printed: p50/p99/max latency at rest and
+blocked domains with the sync client's own code (`enforcer.shim.sync.DeviceIndicators.apply`),
+which works in steps of ``--step`` seconds and yields to the event loop between steps. Printed: p50/p99/max latency at rest and
 during the delta, applied in steps and, for contrast, in one step.
 
     .venv/bin/python benchmarks/dns_stall.py --count 1000000 --delta 100000
@@ -31,18 +31,21 @@ from _unbound import FakeUpstream, free_port, load_domains, wait_answering
 
 def serve(domains_file: Path, port: int, upstream_port: int, delta: int, step: float) -> None:
     """The server: load the domains, serve, apply the delta on SIGUSR1 and print its duration."""
-    from enforcer.decide.matcher import MatchEntry, Matcher
-    from enforcer.models import Action
-    from enforcer.shim.dns.server import DnsFrontEnd, DnsSettings, apply_delta, run_dns
+    from enforcer.decide.matcher import Matcher
+    from enforcer.models import Action, Indicator
+    from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
+    from enforcer.shim.dns.server import run_dns
+    from enforcer.shim.sync import DeviceIndicators, Update
 
     matcher = Matcher()
     with domains_file.open() as lines:
         matcher.add_domains((line.rstrip("\n") for line in lines), Action.BLOCK, "benchmark")
-    additions = [MatchEntry(f"new{i}.delta{i % 100}.example", Action.BLOCK) for i in range(delta)]
+    additions = [Indicator(f"new{i}.delta{i % 100}.example", Action.BLOCK) for i in range(delta)]
+    held = DeviceIndicators(groups=(), step=step)
 
     async def apply() -> None:
         started = time.perf_counter()
-        await apply_delta(matcher, additions, step=step)
+        await held.apply(Update(1, False, additions, []), matcher)
         print(f"delta {time.perf_counter() - started:.4f}", flush=True)
 
     async def main() -> None:

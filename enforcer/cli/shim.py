@@ -14,7 +14,7 @@ import typer
 from enforcer import logs
 from enforcer.cli._common import settings
 from enforcer.shim.agent import AgentFailed, AgentSettings, run_agent
-from enforcer.shim.dns.server import DnsSettings
+from enforcer.shim.dns.answer import DnsSettings
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS
 
 

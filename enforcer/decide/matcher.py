@@ -28,8 +28,6 @@ from typing import NamedTuple
 
 from enforcer.models import Action
 
-NO_MATCH_ACTION = None
-
 
 class Verdict(NamedTuple):
     """What the matcher decided for a name, and why (the entry that decided it)."""

@@ -28,7 +28,8 @@ import structlog
 
 from enforcer.catalog import load_catalog
 from enforcer.decide.matcher import Matcher
-from enforcer.shim.dns.server import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
+from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
+from enforcer.shim.dns.server import DnsServerHandle, run_dns
 from enforcer.shim.indicator_cache import IndicatorCache
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy

@@ -225,7 +225,7 @@ def test_a_corrupt_shim_cache_keeps_enforcing_what_is_readable_until_resynced(
     from enforcer.decide.matcher import Matcher
     from enforcer.models import Action, Indicator
     from enforcer.shim.agent import CACHE_FILE, Agent, AgentSettings
-    from enforcer.shim.dns.server import DnsSettings
+    from enforcer.shim.dns.answer import DnsSettings
     from enforcer.shim.indicator_cache import IndicatorCache
     from tests.api.helpers import apply_indicators
     from tests.shim.test_sync import ENROLL_SECRET, LiveServer

@@ -25,7 +25,8 @@ import pytest
 
 from enforcer.decide.matcher import Matcher
 from enforcer.models import NetworkEvent
-from enforcer.shim.dns.server import DnsFrontEnd, DnsServerHandle, DnsSettings, run_dns
+from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
+from enforcer.shim.dns.server import DnsServerHandle, run_dns
 
 UPSTREAM_TTL = 3600
 BIG_NAME = "big.example.test."

@@ -24,7 +24,7 @@ import typer
 from enforcer.cli.shim import check_groups, parse_hostport
 from enforcer.models import Action, Indicator
 from enforcer.shim.agent import CACHE_FILE, Agent, AgentFailed, AgentSettings, run_agent
-from enforcer.shim.dns.server import DnsSettings
+from enforcer.shim.dns.answer import DnsSettings
 from enforcer.shim.report.reporter import Reporter
 from enforcer.shim.report.spool import Spool
 

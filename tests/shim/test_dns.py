@@ -19,9 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enforcer.decide.matcher import MatchEntry, Matcher
-from enforcer.models import Action, EventAction, NetworkEvent
+from enforcer.models import ALL_DEVICES, Action, EventAction, Indicator, NetworkEvent
 from enforcer.shim.dns import wire as dnswire
-from enforcer.shim.dns.server import DnsFrontEnd, DnsSettings, _Answer, apply_delta
+from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
+from enforcer.shim.dns.cache import CachedAnswer
+from enforcer.shim.sync import DeviceIndicators, Update
 
 from .conftest import BIG_NAME, ShimServer
 
@@ -184,13 +186,15 @@ def test_matcher_updates_while_serving_apply_to_the_next_query(start_shim):
     assert ask(server, "late.example.test").rcode() == dns.rcode.NXDOMAIN
 
 
-def test_apply_delta_in_steps(start_shim):
+def test_a_sync_delta_applied_in_steps_reaches_the_live_server(start_shim):
     matcher = Matcher()
     server = start_shim(matcher)
-    adds = [MatchEntry(f"d{i}.delta.test", Action.BLOCK) for i in range(5000)]
-    server.call(apply_delta(matcher, adds, step=0.0005))
+    held = DeviceIndicators(groups=(), step=0.0005)
+    adds = [Indicator(f"d{i}.delta.test", Action.BLOCK) for i in range(5000)]
+    server.call(held.apply(Update(1, False, adds, []), matcher))
     assert ask(server, "x.d4999.delta.test").rcode() == dns.rcode.NXDOMAIN
-    server.call(apply_delta(matcher, remove=[e.domain for e in adds]))
+    removes = [(ALL_DEVICES, ind.value) for ind in adds]
+    server.call(held.apply(Update(2, False, [], removes), matcher))
     assert len(matcher) == 0
 
 
@@ -380,7 +384,7 @@ def _upstream_answer(ttl: int, edns: bool) -> tuple[dns.message.Message, bytes]:
 @pytest.mark.parametrize("upstream_edns", [True, False])
 def test_cached_answer_ages_its_ttls_and_fits_the_clients_edns(upstream_edns):
     _, wire = _upstream_answer(100, upstream_edns)
-    entry = _Answer(wire, now=1000.0, max_ttl=60)
+    entry = CachedAnswer(wire, now=1000.0, max_ttl=60)
     assert entry.cacheable and entry.expires == 1100.0
     for client_edns in (True, False):
         query = dns.message.make_query(
@@ -401,8 +405,8 @@ def test_cached_answer_ages_its_ttls_and_fits_the_clients_edns(upstream_edns):
 
 def test_zero_ttl_and_servfail_answers_are_not_cached():
     _, wire = _upstream_answer(0, False)
-    assert not _Answer(wire, now=5.0, max_ttl=60).cacheable
+    assert not CachedAnswer(wire, now=5.0, max_ttl=60).cacheable
     query = dns.message.make_query("x.test", "A")
     failed = dns.message.make_response(query)
     failed.set_rcode(dns.rcode.SERVFAIL)
-    assert not _Answer(failed.to_wire(), now=5.0, max_ttl=60).cacheable
+    assert not CachedAnswer(failed.to_wire(), now=5.0, max_ttl=60).cacheable
