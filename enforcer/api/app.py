@@ -106,7 +106,13 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
     problems.install(app)
     for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
-    install_console(app)  # the web console: same process, same port (enforcer/console)
+    install_console(  # the web console: same process, same port (enforcer/console)
+        app,
+        policy_dir=settings.policy_dir,
+        engine=engine,
+        admin_token=admin_token,
+        login_limiter=ctx.enroll_limiter,
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -1,50 +1,67 @@
 """The web console: Cloud Discovery pages, machine investigation and governance, server-rendered.
 
-`install(app)` adds it to the API's FastAPI application, so `enforcer serve` serves both from one
-process and one port. The console signs in with the admin token (see `session`), never caches
-data in the browser, and changes policy only through a console-managed policy file (see
-`governance`).
+`install(app, ...)` adds it to a FastAPI application (the one `enforcer serve` also serves the API
+from: one process, one port); the console needs the store, the policy directory and the admin
+token, never the API's modules. It signs in with the admin token (`session`), never caches data in
+the browser, and changes policy only through a console-managed policy file (`governance`).
+
+Modules: `pages` (the reading pages, one module each), `actions` (the forms), `governance` (the
+console's policy file, staging and plan preview), `web` (what every route shares: state, sign-in,
+rendering), `session` (cookie and CSRF), `tables` (sorting, paging, CSV), `chart` (SVG bars),
+`report_cache` (range-wide results kept for a minute), `rollup_reads` (batched reads for the
+machines and users tables).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 
+from enforcer.console import actions, pages
+from enforcer.console.pages.cached import warm
 from enforcer.console.session import CsrfError, LoginRequiredError, SessionSigner
-from enforcer.console.web import HERE, PREFIX, ConsoleState, make_templates, no_store
+from enforcer.console.web import HERE, PREFIX, ConsoleState, Limiter, make_templates, no_store
 
 
-def install(app: FastAPI) -> None:
-    """Serve the console under /console on `app` (built by `enforcer.api.create_app`)."""
-    # Imported here, not at the top: the routes use the API's modules, and the API's factory
-    # installs the console, so a top-level import would be circular.
-    from enforcer.console import actions, pages
-
-    app.state.console = ConsoleState(SessionSigner(app.state.ctx.admin_token), make_templates())
+def install(
+    app: FastAPI, *, policy_dir: Path, engine: Engine, admin_token: bytes, login_limiter: Limiter
+) -> None:
+    """Serve the console under /console on `app`: the policy set in `policy_dir`, the store behind
+    `engine`, signed in with `admin_token` at most as often as `login_limiter` allows."""
+    console = ConsoleState(
+        policy_dir=policy_dir,
+        engine=engine,
+        admin_token=admin_token,
+        login_limiter=login_limiter,
+        signer=SessionSigner(admin_token),
+        templates=make_templates(),
+    )
+    app.state.console = console
     app.include_router(actions.router)
     app.include_router(pages.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(CsrfError, _csrf_refused)
     app.add_api_route("/", _home, include_in_schema=False)
-    _warm_at_start_up(app, pages.warm)
+    _run_at_start_up(app, lambda: warm(console))
 
 
-def _warm_at_start_up(app: FastAPI, warm: Callable[[FastAPI], None]) -> None:
-    """Run `warm(app)` when the server starts, inside the API's own lifespan."""
+def _run_at_start_up(app: FastAPI, start: Callable[[], None]) -> None:
+    """Run `start()` when the server starts, inside the application's own lifespan."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
         async with inner(running) as value:
-            warm(running)
+            start()
             yield value
 
     app.router.lifespan_context = lifespan

@@ -1,5 +1,7 @@
-"""The console's forms: sign in and out, governance (tag, custom app, plan, apply), alerts and
-manual indicators. Every POST needs the session's CSRF token and answers with a redirect.
+"""The console's forms: sign in and out, governance (tag, custom app, apply, downloads of the
+console's policy file and patch), acknowledging alerts, adding and removing manual indicators.
+Every POST needs the session's CSRF token and answers with a redirect (or, when it refuses, the
+page to fix the form on).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import ValidationError
 from enforcer.api.routers.indicators import IndicatorCreate
 from enforcer.catalog import App
 from enforcer.console import governance as gov
+from enforcer.console.pages.governance_review import governance_page
 from enforcer.console.session import (
     clear_cookie,
     new_session,
@@ -21,12 +24,11 @@ from enforcer.console.session import (
     set_cookie,
     token_matches,
 )
-from enforcer.console.web import PREFIX, CheckedForm, SignedIn, api, render, state
-from enforcer.errors import PolicyError, PolicySetError, StalePlanError
+from enforcer.console.web import PREFIX, CheckedForm, SignedIn, missing, render, state
+from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.models import Action, Tag
 from enforcer.pipeline.run import apply
-from enforcer.plan.render import render_text
-from enforcer.store.discovery import acknowledge_alert
+from enforcer.store.alerts import acknowledge_alert
 from enforcer.store.indicators import (
     DuplicateIndicatorError,
     UnknownIndicatorError,
@@ -87,8 +89,9 @@ async def login(request: Request) -> Response:
         return refused
     client = request.client.host if request.client else "?"
     token = form.get("token")
-    limited = api(request).enroll_limiter.take(f"console-login:{client}") > 0
-    if limited or not isinstance(token, str) or not token_matches(token, api(request).admin_token):
+    console = state(request)
+    limited = console.login_limiter.take(f"console-login:{client}") > 0
+    if limited or not isinstance(token, str) or not token_matches(token, console.admin_token):
         message = "Too many attempts; wait a minute." if limited else "That is not the admin token."
         return render(
             request, "login.html", session, status=429 if limited else 401,
@@ -109,95 +112,44 @@ def logout(_form: CheckedForm) -> Response:
 # --- governance ----------------------------------------------------------------------------
 
 
-def _governance(
-    request: Request,
-    session: Any,
-    *,
-    status: int = 200,
-    app_id: str = "",
-    rejected: list[PolicyError] | None = None,
-    notice: str = "",
-) -> Response:
-    """The governance page: console.yaml, the plan preview with its impact, Apply."""
-    ctx = api(request)
-    policy_dir = ctx.settings.policy_dir
-    errors: list[PolicyError] = []
-    plan = None
-    try:
-        plan = gov.preview(ctx.engine, policy_dir)
-    except PolicySetError as exc:
-        errors = list(exc.errors)
-    snippet = ""
-    if app_id:
-        snippet = gov.snippet(gov.change_for(policy_dir, app_id), app_id)
-    catalog = state(request).catalog(policy_dir)
-    return render(
-        request,
-        "governance.html",
-        session,
-        status=status,
-        section="governance",
-        app_id=app_id,
-        app=catalog.apps.get(app_id),
-        console_yaml=gov.current(policy_dir),
-        plan=plan,
-        plan_text=render_text(plan) if plan else "",
-        fingerprint=gov.fingerprint(plan) if plan else "",
-        impact=sorted(plan.impact.items()) if plan else [],
-        errors=errors,
-        rejected=rejected or [],
-        snippet=snippet,
-        notice=notice,
-        applied=request.query_params.get("applied", ""),
-    )
-
-
-@router.get("/governance")
-def governance(request: Request, session: SignedIn) -> Response:
-    return _governance(request, session, app_id=request.query_params.get("app", ""))
-
-
 @router.post("/apps/{app_id}/tag")
 def tag_app(request: Request, app_id: str, session: SignedIn, form: CheckedForm) -> Response:
     tag = form.get("tag")
-    if (
-        tag not in {*(t.value for t in Tag), ""}
-        or app_id not in state(request).catalog(api(request).settings.policy_dir).apps
-    ):
-        return render(request, "missing.html", session, status=404, what=f"app {app_id!r}")
-    policy_dir = api(request).settings.policy_dir
+    if tag not in {*(t.value for t in Tag), ""} or app_id not in state(request).catalog().apps:
+        return missing(request, session, f"app {app_id!r}")
+    policy_dir = state(request).policy_dir
     edit = gov.set_tag(policy_dir, app_id, str(tag), actor=ACTOR, now=dt.datetime.now(dt.UTC))
     problems = gov.check(policy_dir)
     if problems:
         # The console's file must never leave the policy set broken: take the change back.
         edit.undo()
-        return _governance(request, session, status=409, app_id=app_id, rejected=problems)
+        return governance_page(request, session, status=409, app_id=app_id, rejected=problems)
     return _see(f"{PREFIX}/governance?app={app_id}")
 
 
 @router.post("/governance/apply")
 def apply_plan(request: Request, session: SignedIn, form: CheckedForm) -> Response:
-    ctx = api(request)
+    console = state(request)
     try:
-        plan = gov.preview(ctx.engine, ctx.settings.policy_dir)
+        plan = gov.preview(console.engine, console.policy_dir)
     except PolicySetError:
-        return _governance(
+        return governance_page(
             request, session, status=409, notice="The policy set has errors; nothing was applied."
         )
     if form.get("fingerprint") != gov.fingerprint(plan):
-        return _governance(
+        return governance_page(
             request, session, status=409,
             notice="The plan changed since you reviewed it (a policy file or the store changed). "
             "Nothing was applied: review the new plan below.",
         )  # fmt: skip
     # The policy is the truth: publish the staged console.yaml first, then apply its plan (a
     # running daemon reconciling the same files reaches the same store, whoever is first).
-    gov.publish(ctx.settings.policy_dir)
+    gov.publish(console.policy_dir)
     try:
-        revision = apply(ctx.engine, plan, actor=ACTOR)
-        state(request).reports.clear()  # the discovered apps' tags changed
+        revision = apply(console.engine, plan, actor=ACTOR)
+        console.reports.clear()  # the discovered apps' tags changed
     except StalePlanError:
-        return _governance(
+        return governance_page(
             request, session, status=409, notice="The store changed meanwhile; nothing was applied."
         )
     return _see(f"{PREFIX}/governance?applied={revision}")
@@ -205,15 +157,13 @@ def apply_plan(request: Request, session: SignedIn, form: CheckedForm) -> Respon
 
 @router.get("/governance/console.yaml")
 def download_console_yaml(request: Request, _session: SignedIn) -> Response:
-    return _download(
-        gov.current(api(request).settings.policy_dir), gov.CONSOLE_FILE, "application/yaml"
-    )
+    return _download(gov.current(state(request).policy_dir), gov.CONSOLE_FILE, "application/yaml")
 
 
 @router.get("/governance/patch")
 def download_patch(request: Request, _session: SignedIn) -> Response:
     app_id = request.query_params.get("app", "")
-    edit = gov.change_for(api(request).settings.policy_dir, app_id)
+    edit = gov.change_for(state(request).policy_dir, app_id)
     return _download(edit.patch(), f"enforcer-{app_id or 'console'}.patch", "text/x-diff")
 
 
@@ -247,14 +197,14 @@ def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Respon
             title="The custom app was not created",
             message=message,
         )
-    policy_dir = api(request).settings.policy_dir
+    policy_dir = state(request).policy_dir
     edit = gov.add_custom_app(
         policy_dir, app_id=app.id, name=app.name, category=app.category, domains=list(app.domains)
     )
     problems = gov.check(policy_dir)
     if problems:
         edit.undo()
-        return _governance(request, session, status=409, rejected=problems)
+        return governance_page(request, session, status=409, rejected=problems)
     return _see(f"{PREFIX}/governance?app={app.id}")
 
 
@@ -263,15 +213,8 @@ def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Respon
 
 @router.post("/alerts/{alert_id}/ack")
 def ack_alert(request: Request, alert_id: int, _form: CheckedForm) -> Response:
-    acknowledge_alert(api(request).engine, alert_id, actor=ACTOR)
+    acknowledge_alert(state(request).engine, alert_id, actor=ACTOR)
     return _see(f"{PREFIX}/alerts")
-
-
-INDICATOR_ERRORS = {
-    "invalid": "The indicator was not added: check the domain, action, scope and expiry.",
-    "duplicate": "A manual indicator for that domain and scope exists already.",
-    "missing": "That manual indicator does not exist any more.",
-}
 
 
 @router.post("/indicators")
@@ -288,7 +231,7 @@ def add_indicator(request: Request, form: CheckedForm) -> Response:
             generateAlert=form.get("generate_alert") == "on",
             rbacGroupNames=[scope] if scope else [],
         )
-        add_manual(api(request).engine, body.to_indicator(), actor=ACTOR)
+        add_manual(state(request).engine, body.to_indicator(), actor=ACTOR)
     except (ValidationError, ValueError):
         return _see(f"{PREFIX}/indicators?error=invalid")
     except DuplicateIndicatorError:
@@ -299,7 +242,7 @@ def add_indicator(request: Request, form: CheckedForm) -> Response:
 @router.post("/indicators/{indicator_id}/delete")
 def remove_indicator(request: Request, indicator_id: int, _form: CheckedForm) -> Response:
     try:
-        delete_manual(api(request).engine, indicator_id, actor=ACTOR)
+        delete_manual(state(request).engine, indicator_id, actor=ACTOR)
     except UnknownIndicatorError:
         return _see(f"{PREFIX}/indicators?error=missing")
     return _see(f"{PREFIX}/indicators?source=manual")

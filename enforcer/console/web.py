@@ -1,4 +1,5 @@
-"""What every console route shares: its state on the app, sign-in and CSRF checks, rendering.
+"""What every console route shares: its state on the app, sign-in and CSRF checks, rendering,
+and the formatting filters of its templates.
 
 Pages are rendered on the server (Jinja2) so that reading works without JavaScript; forms post
 back and redirect (post/redirect/get), so a reload never repeats an action.
@@ -10,17 +11,18 @@ import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
 from starlette.datastructures import FormData
 
 from enforcer.catalog import Catalog, load_catalog
-from enforcer.console.cache import ReportCache
 from enforcer.console.governance import effective_dir, staged_digest
+from enforcer.console.report_cache import ReportCache
 from enforcer.console.session import (
     CsrfError,
     LoginRequiredError,
@@ -32,19 +34,29 @@ from enforcer.errors import PolicySetError
 from enforcer.pipeline.run import load_state
 from enforcer.policy.loader import directory_digest
 
-if TYPE_CHECKING:  # the API installs the console: importing it here would be circular
-    from enforcer.api.deps import ApiContext
-
 HERE = Path(__file__).parent
 PREFIX = "/console"
 RANGES = (1, 7, 30, 90)
 """Time ranges offered, in days."""
 
 
+class Limiter(Protocol):
+    """A rate limit per key (the server's in-memory token buckets)."""
+
+    def take(self, key: str) -> float:
+        """Spend one attempt for `key`: 0.0 if allowed, else the seconds to wait."""
+        ...
+
+
 @dataclass
 class ConsoleState:
-    """Built once per app: the session signer, the templates and a cache of the policy's catalog."""
+    """Built once per app: what the console serves (policy directory, store), how it signs in
+    (admin token, session signer, sign-in rate limit), its templates and its caches."""
 
+    policy_dir: Path
+    engine: Engine
+    admin_token: bytes
+    login_limiter: Limiter
     signer: SessionSigner
     templates: Jinja2Templates
     reports: ReportCache = field(default_factory=ReportCache)
@@ -57,20 +69,20 @@ class ConsoleState:
         """Digest of the policy files the cached catalog was built from (a cache key part)."""
         return self._catalog_key
 
-    def catalog(self, policy_dir: Path) -> Catalog:
+    def catalog(self) -> Catalog:
         """The bundled catalog plus the policy set's custom apps (cached per policy digest).
 
         A policy set with errors still gets a console: its custom apps are left out until fixed.
         """
         try:
-            key = directory_digest(policy_dir) + staged_digest(policy_dir)
+            key = directory_digest(self.policy_dir) + staged_digest(self.policy_dir)
         except OSError:
             key = "unreadable"
         with self._lock:
             if self._catalog is not None and key == self._catalog_key:
                 return self._catalog
         try:
-            with effective_dir(policy_dir) as directory:  # staged custom apps included
+            with effective_dir(self.policy_dir) as directory:  # staged custom apps included
                 catalog = load_state(directory, catalog=load_catalog()).catalog
         except (PolicySetError, OSError):
             catalog = load_catalog()
@@ -135,12 +147,6 @@ def state(request: Request) -> ConsoleState:
     return found
 
 
-def api(request: Request) -> ApiContext:
-    """The API server's context (settings, engine)."""
-    ctx: ApiContext = request.app.state.ctx
-    return ctx
-
-
 def require_login(request: Request) -> Session:
     """The signed-in session; otherwise the request is sent to the login page."""
     session = read_session(request, state(request).signer)
@@ -199,6 +205,11 @@ def render(
     response = console.templates.TemplateResponse(request, template, context, status_code=status)
     no_store(response)
     return response
+
+
+def missing(request: Request, session: Session, what: str) -> HTMLResponse:
+    """The 404 page of something the console does not know (an app, a machine, a user)."""
+    return render(request, "missing.html", session, status=404, what=what)
 
 
 def no_store(response: Response) -> Response:

@@ -22,7 +22,8 @@ from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.pipeline.run import apply, load_desired, make_plan
-from enforcer.store.discovery import insert_alerts, merge_rollup
+from enforcer.store.alerts import insert_alerts
+from enforcer.store.rollups import merge_rollup
 from tests.api.conftest import running
 
 ROOT = Path(__file__).resolve().parents[2]

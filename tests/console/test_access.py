@@ -26,7 +26,8 @@ def _fill(path: str) -> str:
 
 def _console_routes() -> list[tuple[str, str]]:
     routes = []
-    for route in [*pages.router.routes, *actions.router.routes]:
+    page_routes = [route for page in pages.PAGES for route in page.router.routes]
+    for route in [*page_routes, *actions.router.routes]:
         for method in sorted(route.methods):  # type: ignore[attr-defined]
             if route.path != "/console/login":  # type: ignore[attr-defined]
                 routes.append((method, _fill(route.path)))  # type: ignore[attr-defined]

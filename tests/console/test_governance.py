@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from enforcer.console import governance as gov
-from enforcer.console.cache import ReportCache
 from enforcer.console.chart import Series, bar_chart
+from enforcer.console.report_cache import ReportCache
 from tests.console.conftest import Console
 from tests.console.test_access import csrf_of, session_cookie, sign_in
 

@@ -1,0 +1,54 @@
+"""Users (``/console/users``): every user seen in the range, with the number of devices and apps
+counted for the rows shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from enforcer.console import rollup_reads
+from enforcer.console import tables as t
+from enforcer.console.pages.cached import connect
+from enforcer.console.pages.links import user_link
+from enforcer.console.pages.listing import (
+    LAST_SEEN_COLUMN,
+    TRAFFIC_COLUMNS,
+    Listing,
+)
+from enforcer.console.web import PREFIX, SignedIn
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+USER_COLUMNS = (
+    t.Column("user", "User", link=user_link()),
+    t.Column("devices", "Devices", "number", sortable=False),
+    t.Column("apps", "Apps", "number", sortable=False),
+    *TRAFFIC_COLUMNS,
+    LAST_SEEN_COLUMN,
+)
+
+
+@router.get("/users")
+def users(request: Request, session: SignedIn) -> Response:
+    return USERS.page(request, session)
+
+
+def _device_and_app_counts(
+    request: Request, rows: list[dict[str, Any]], first: int, last: int
+) -> None:
+    with connect(request) as conn:
+        counts = rollup_reads.user_counts(conn, [r["ordinal"] for r in rows], first, last)
+    for r in rows:
+        r["devices"], r["apps"] = counts[r["ordinal"]]
+
+
+USERS = Listing(
+    section="users",
+    key="user",
+    report="users",
+    totals=rollup_reads.user_totals,
+    columns=USER_COLUMNS,
+    annotate=_device_and_app_counts,
+)
