@@ -91,6 +91,9 @@ class Listing:
 
     section: str
     """The URL, template and CSV name: machines or users."""
+    heading: str
+    search_label: str
+    """What the search box searches."""
     key: str
     """The column holding the name searched and linked."""
     report: str
@@ -110,6 +113,7 @@ class Listing:
         return range_table(
             request, session, section=self.section, columns=self.columns, rows=rows,
             csv_name=self.section, days=days, first=first, last=last, annotate=self.annotate,
+            heading=self.heading, search_label=self.search_label,
         )  # fmt: skip
 
 

@@ -59,6 +59,8 @@ def _risk_and_last_user(
 
 MACHINES = Listing(
     section="machines",
+    heading="Machines",
+    search_label="Device name",
     key="device",
     report="devices",
     totals=rollup_reads.device_totals,

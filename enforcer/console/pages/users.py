@@ -46,6 +46,8 @@ def _device_and_app_counts(
 
 USERS = Listing(
     section="users",
+    heading="Users",
+    search_label="User name",
     key="user",
     report="users",
     totals=rollup_reads.user_totals,
