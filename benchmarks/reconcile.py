@@ -31,8 +31,8 @@ from _store import fresh_store
 
 from enforcer.catalog import App, Catalog, RiskAttributes
 from enforcer.decide.expand import expand
+from enforcer.gcpause import paused_gc
 from enforcer.pipeline.run import apply, make_plan
-from enforcer.plan.model import paused_gc
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
 

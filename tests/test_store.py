@@ -13,7 +13,8 @@ from enforcer.decide.expand import expand
 from enforcer.errors import StalePlanError
 from enforcer.models import MANUAL, Action, Indicator
 from enforcer.pipeline.run import apply, make_plan
-from enforcer.plan.model import ChangeAction, Plan
+from enforcer.plan.model import ChangeAction
+from enforcer.plan.planfile import plan_from_dict, plan_to_dict
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
 from enforcer.store import indicators as store
@@ -103,7 +104,7 @@ def test_saved_plan_round_trips(tmp_path: Path, catalog: Catalog, engine: Engine
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", POLICY)
     plan = make_plan(engine, desired(pol, catalog))
-    loaded = Plan.from_dict(plan.to_dict())
+    loaded = plan_from_dict(plan_to_dict(plan))
     assert loaded.changes == plan.changes and loaded.bucket_digests == plan.bucket_digests
     apply(engine, loaded)
     assert not make_plan(engine, desired(pol, catalog)).has_changes

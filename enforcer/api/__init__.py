@@ -1,6 +1,10 @@
 """The HTTP API: device enrolment, indicator sync, event upload and the admin Indicators API.
 
-`create_app(settings, engine)` builds the application; `enforcer serve` runs it under uvicorn.
+Modules: `app` (the application factory `create_app`), `deps` (the context and who is calling),
+`routers/` (one module per route group), `sync_answers` (snapshots and deltas for ``/sync``),
+`watcher` (the long-poll revision watcher), `problems` (errors as problem details), `limits`
+(request-body size) and `ratelimit` (per-address token buckets). `enforcer.webapp` adds the
+web console to what `create_app` returns; `enforcer serve` runs that under uvicorn.
 """
 
 from enforcer.api.app import ServerConfigError, check_server_settings, create_app

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.problems import fail
 from enforcer.api.ratelimit import RateLimiter
-from enforcer.api.syncset import SharedAnswers, SharedSnapshots
+from enforcer.api.sync_answers import SharedAnswers, SharedSnapshots
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.store.devices import (

@@ -1,4 +1,5 @@
-"""An in-memory token bucket per client address (enrolment is the only unauthenticated write).
+"""An in-memory token bucket per client address, for the unauthenticated writes: device
+enrolment and console sign-in (one bucket serves both, so one address gets one budget).
 
 In memory on purpose: it protects one server process from a guessing loop; several processes
 each allow the rate, which is still far below what guessing a 16+ character secret needs.

@@ -13,7 +13,6 @@ import typer
 from enforcer.cli._common import store
 from enforcer.decide.matcher import normalize
 from enforcer.models import Action, Indicator, Severity
-from enforcer.plan.model import indicator_to_dict
 from enforcer.store.indicators import (
     StoredIndicator,
     add_manual,
@@ -22,6 +21,7 @@ from enforcer.store.indicators import (
     iter_indicators,
     list_indicators,
 )
+from enforcer.wire.indicators import to_defender
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -33,7 +33,7 @@ class ExportFormat(StrEnum):
 
 def _as_dict(s: StoredIndicator) -> dict[str, object]:
     data: dict[str, object] = {"id": s.id, "source": s.source}
-    data.update(indicator_to_dict(s.indicator))
+    data.update(to_defender(s.indicator))
     data["createdBy"] = s.created_by
     data["creationTimeDateTimeUtc"] = s.created_at.isoformat()
     data["lastUpdateTime"] = s.updated_at.isoformat()

@@ -20,6 +20,7 @@ from enforcer.models import ALL_DEVICES
 from enforcer.pipeline.run import apply as apply_plan
 from enforcer.pipeline.run import load_desired, make_plan
 from enforcer.plan.model import Plan
+from enforcer.plan.planfile import read_plan_file, write_plan_file
 from enforcer.plan.render import RENDERERS, render_text
 from enforcer.store.indicators import covering
 
@@ -70,7 +71,7 @@ def plan(
     else:
         typer.echo(RENDERERS[chosen.value](the_plan))
     if out is not None:
-        out.write_text(the_plan.to_json())
+        write_plan_file(out, the_plan)
         if chosen is Format.text:
             typer.echo(f"\nSaved the plan to {out}. Apply exactly it with: enforcer apply {out}")
     if detailed_exitcode:
@@ -89,7 +90,7 @@ def _render_error_and_exit() -> None:
 
 def _read_plan_file(path: Path) -> Plan:
     try:
-        return Plan.from_dict(json.loads(path.read_text()))
+        return read_plan_file(path)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"{path}: {exc}", param_hint="PLANFILE") from exc
 

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from enforcer.api.routers.indicators import IndicatorCreate
 from enforcer.catalog import App
 from enforcer.console import governance as gov
 from enforcer.console.pages.governance_review import governance_page
@@ -35,6 +34,7 @@ from enforcer.store.indicators import (
     add_manual,
     delete_manual,
 )
+from enforcer.web.manual import IndicatorCreate
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 ACTOR = "console"

@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 from enforcer.errors import PolicyError, PolicySetError
 from enforcer.pipeline.run import load_desired, load_state, make_plan
 from enforcer.plan.model import Plan
+from enforcer.plan.planfile import plan_to_dict
 
 CONSOLE_FILE = "console.yaml"
 STAGING_DIR = ".console"
@@ -261,7 +262,7 @@ def preview(engine: Engine, policy_dir: Path) -> Plan:
 
 def fingerprint(plan: Plan) -> str:
     """Identifies a plan's content (not when it was made): Apply must match the previewed plan."""
-    data: dict[str, Any] = plan.to_dict()
+    data: dict[str, Any] = plan_to_dict(plan)
     data.pop("created_at", None)
     data.pop("impact", None)
     return hashlib.sha256(repr(sorted(data.items())).encode()).hexdigest()[:32]

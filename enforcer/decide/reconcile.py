@@ -13,20 +13,16 @@ from operator import attrgetter
 
 from enforcer.decide.expand import DesiredState
 from enforcer.models import Indicator
-from enforcer.plan.model import (
-    ActualState,
+from enforcer.plan.digest import (
     BucketDigest,
-    Change,
-    ChangeAction,
-    ConflictNote,
     DesiredDigest,
     Key,
-    Plan,
     bucket_of,
     digest_indicators,
     dirty_buckets,
     keys_in_buckets,
 )
+from enforcer.plan.model import ActualState, Change, ChangeAction, ConflictNote, Plan
 
 
 def reconcile(

@@ -16,7 +16,9 @@ from enforcer.catalog import Catalog, load_catalog
 from enforcer.decide.expand import DesiredState, expand
 from enforcer.decide.reconcile import reconcile
 from enforcer.discovery.reports import impact
-from enforcer.plan.model import Plan, digest_indicators, paused_gc
+from enforcer.gcpause import paused_gc
+from enforcer.plan.digest import digest_indicators
+from enforcer.plan.model import Plan
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import load_policy_files
 from enforcer.store.indicators import apply_plan, read_actual

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
 from enforcer.plan.model import Change, ChangeAction, ConflictNote, Plan
+from enforcer.plan.planfile import plan_to_dict
 
 
 def _scope(scope: str) -> str:
@@ -120,7 +121,7 @@ def _painter(color: bool) -> Callable[[str, str], str]:
 
 
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2)
+    return json.dumps(plan_to_dict(plan), indent=2)
 
 
 def render_markdown(plan: Plan) -> str:

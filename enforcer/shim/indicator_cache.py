@@ -34,6 +34,20 @@ CREATE TABLE IF NOT EXISTS indicators (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_SELECT = "SELECT scope, value, action, app_id, severity, title FROM indicators"
+
+
+def _indicator(row: tuple[str, str, str, str, str, str]) -> Indicator:
+    scope, value, action, app_id, severity, title = row
+    return Indicator(
+        value=value,
+        action=Action(action),
+        severity=Severity(severity),
+        scope=scope,
+        title=title,
+        app_id=app_id,
+    )
+
 
 class IndicatorCache:
     """Indicators by (scope, value) and the revision they are at."""
@@ -67,37 +81,16 @@ class IndicatorCache:
 
     def indicators(self) -> Iterator[Indicator]:
         """Every cached indicator (streamed, not loaded as a list)."""
-        rows = self._db.execute(
-            "SELECT scope, value, action, app_id, severity, title FROM indicators"
-        )
-        for scope, value, action, app_id, severity, title in rows:
-            yield Indicator(
-                value=value,
-                action=Action(action),
-                severity=Severity(severity),
-                scope=scope,
-                title=title,
-                app_id=app_id,
-            )
+        return map(_indicator, self._db.execute(_SELECT))
 
     def salvage(self) -> Iterator[Indicator]:
         """The indicators still readable from a damaged file: rows up to the first unreadable
         page, skipping rows whose values no longer parse. For the agent, which keeps enforcing
         them while it re-syncs from scratch (see `Agent.start`)."""
         try:
-            rows = self._db.execute(
-                "SELECT scope, value, action, app_id, severity, title FROM indicators"
-            )
-            for scope, value, action, app_id, severity, title in rows:
+            for row in self._db.execute(_SELECT):
                 try:
-                    yield Indicator(
-                        value=value,
-                        action=Action(action),
-                        severity=Severity(severity),
-                        scope=scope,
-                        title=title,
-                        app_id=app_id,
-                    )
+                    yield _indicator(row)
                 except (ValueError, TypeError):
                     continue
         except sqlite3.DatabaseError:

@@ -40,12 +40,13 @@ from typing import Any, NamedTuple
 import httpx
 import structlog
 
-from enforcer.decide.matcher import MatchEntry, Matcher, normalize
+from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.decide.scope import effective_indicators, in_scope
-from enforcer.models import ALL_DEVICES, Action, Indicator, Severity
+from enforcer.models import Action, Indicator, normalize
 from enforcer.shim.indicator_cache import IndicatorCache
 from enforcer.shim.report import identity
 from enforcer.shim.report.identity import DeviceIdentity
+from enforcer.wire.indicators import from_sync_entry, sync_remove_key
 
 log = structlog.get_logger(__name__)
 
@@ -189,24 +190,11 @@ class Update(NamedTuple):
 
 
 def parse_update(body: dict[str, Any]) -> Update:
-    """Turn a ``GET /sync`` body into an `Update`; a malformed one raises ServerError."""
+    """Turn a ``GET /sync`` body (a `SyncBody`) into an `Update`; a malformed one raises
+    ServerError."""
     try:
-        upserts = [
-            Indicator(
-                value=str(item["indicatorValue"]),
-                action=Action(item["action"]),
-                severity=Severity.parse(item.get("severity") or "Medium"),
-                scope=item.get("scope") or ALL_DEVICES,
-                title=item.get("title") or "",
-                app_id=item.get("application") or "",
-                generate_alert=bool(item.get("generateAlert", False)),
-            )
-            for item in body.get("upserts", ())
-        ]
-        removes = [
-            (item.get("scope") or ALL_DEVICES, str(item["indicatorValue"]))
-            for item in body.get("removes", ())
-        ]
+        upserts = [from_sync_entry(item) for item in body.get("upserts", ())]
+        removes = [sync_remove_key(item) for item in body.get("removes", ())]
         return Update(int(body["revision"]), bool(body.get("snapshot")), upserts, removes)
     except (KeyError, TypeError, ValueError) as exc:
         raise ServerError(f"malformed sync answer: {exc!r}") from exc

@@ -16,17 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 from enforcer.errors import PermanentError, StalePlanError
 from enforcer.models import MANUAL, POLICY, Action, Indicator, Severity
-from enforcer.plan.model import (
-    ActualState,
-    BucketDigest,
-    Change,
-    ChangeAction,
-    Plan,
-    bucket_of,
-    digest_indicators,
-    dirty_buckets,
-    paused_gc,
-)
+from enforcer.gcpause import paused_gc
+from enforcer.plan.digest import BucketDigest, bucket_of, digest_indicators, dirty_buckets
+from enforcer.plan.model import ActualState, Change, ChangeAction, Plan
 from enforcer.store.tables.indicators import (
     AppRow,
     AppTagRow,

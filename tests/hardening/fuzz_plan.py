@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/hardening/fuzz_plan.py -max_total_time=600
 
-What `enforcer apply PLANFILE` does with a file: json.loads, then Plan.from_dict. Only
+What `enforcer apply PLANFILE` does with a file: json.loads, then plan_from_dict. Only
 ValueError (json's errors are ValueErrors too) may come out. Random bytes are rarely JSON, so
 the run starts from a corpus holding a real saved plan (written to a temporary directory when
 no corpus directory is given) and libFuzzer mutates that.
@@ -19,15 +19,15 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from enforcer.plan.model import Plan
+    from enforcer.plan.planfile import plan_from_dict
 
-from tests.hardening.test_fuzz_plan import SEED  # after: it imports enforcer.plan.model too
+from tests.hardening.test_fuzz_plan import SEED  # after: it imports enforcer.plan too
 
 
 def one_input(data: bytes) -> None:
     # RecursionError: json's own limit on nesting depth, which the CLI would show as an error.
     with contextlib.suppress(ValueError, RecursionError):
-        Plan.from_dict(json.loads(data))
+        plan_from_dict(json.loads(data))
 
 
 if __name__ == "__main__":

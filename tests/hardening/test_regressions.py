@@ -12,9 +12,10 @@ from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.errors import PolicySetError
-from enforcer.plan.model import PLAN_FORMAT, Plan
+from enforcer.plan.planfile import PLAN_FORMAT, plan_from_dict
 from enforcer.policy.loader import load_policy_files
-from enforcer.store.discovery import MAX_COUNTER, device_usage, merge_rollup
+from enforcer.store.queries import device_usage
+from enforcer.store.rollups import MAX_COUNTER, merge_rollup
 from tests.api.conftest import bearer, enroll_body
 from tests.conftest import PG_URL
 from tests.hardening.apiserver import serve_store
@@ -43,7 +44,7 @@ def test_a_malformed_plan_file_is_a_value_error(data: object) -> None:
     """Found by test_fuzz_plan: a JSON list (AttributeError) or Infinity (OverflowError) escaped
     the loader, and `enforcer apply PLANFILE` showed a traceback instead of what is wrong."""
     with pytest.raises(ValueError, match="malformed plan file"):
-        Plan.from_dict(data)  # type: ignore[arg-type]
+        plan_from_dict(data)  # type: ignore[arg-type]
 
 
 EVENT = {

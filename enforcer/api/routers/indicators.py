@@ -10,90 +10,52 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
-from enforcer.catalog.model import normalize_domain
-from enforcer.models import MANUAL, POLICY, Action, Indicator, Severity
-from enforcer.plan.model import indicator_to_dict
-from enforcer.store.indicators import (
-    DuplicateIndicatorError,
+from enforcer.models import MANUAL, POLICY, Action
+from enforcer.store.lookup import (
     StoredIndicator,
     UnknownIndicatorError,
-    add_manual,
     count_indicators,
-    delete_manual,
     get_indicator,
     list_indicators,
 )
+from enforcer.store.manual import DuplicateIndicatorError, add_manual, delete_manual
+from enforcer.web.manual import IndicatorCreate
+from enforcer.wire.indicators import DefenderIndicator, to_defender
+from enforcer.wire.limits import APP_ID_MAX, DOMAIN_MAX
 
 router = APIRouter(prefix="/api/v1/indicators", tags=["indicators"])
 
 ALL_DEVICES_FILTER = "@all"
 """The `scope` filter value selecting indicators for all devices (no group name starts with @)."""
 
-GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
+class IndicatorOut(DefenderIndicator):
+    """An indicator as the API shows it: Defender's fields plus id, source and times."""
 
-class IndicatorCreate(BaseModel):
-    """A manual indicator to create (Defender Indicators API field names)."""
-
-    indicatorValue: str = Field(max_length=253)
-    indicatorType: Literal["DomainName"] = "DomainName"
-    action: Action
-    severity: Severity = Severity.MEDIUM
-    title: str = Field(default="Manual indicator", max_length=256)
-    description: str = Field(default="", max_length=2048)
-    expirationTime: dt.datetime | None = None
-    generateAlert: bool = False
-    rbacGroupNames: list[GroupName] = Field(default_factory=list, max_length=1)
-    application: str | None = Field(default=None, max_length=128)
-
-    @field_validator("indicatorValue")
-    @classmethod
-    def _domain(cls, value: str) -> str:
-        return normalize_domain(value)
-
-    @field_validator("expirationTime")
-    @classmethod
-    def _future(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        if value <= dt.datetime.now(dt.UTC):
-            raise ValueError("expirationTime is in the past")
-        return value
-
-    def to_indicator(self) -> Indicator:
-        """The store's record."""
-        return Indicator(
-            value=self.indicatorValue,
-            action=self.action,
-            severity=self.severity,
-            scope=self.rbacGroupNames[0] if self.rbacGroupNames else "",
-            title=self.title,
-            description=self.description,
-            app_id=self.application or "",
-            generate_alert=self.generateAlert,
-            expiration=self.expirationTime,
-        )
+    id: int
+    source: Literal["manual", "policy"]
+    createdBy: str
+    creationTimeDateTimeUtc: str
+    lastUpdateTime: str
 
 
 class IndicatorList(BaseModel):
     """One page of indicators and the total that match the filters."""
 
-    value: list[dict[str, Any]]
+    value: list[IndicatorOut]
     count: int
 
 
 def indicator_json(stored: StoredIndicator) -> dict[str, Any]:
-    """An indicator as the API shows it: Defender's fields plus id, source and times."""
+    """`stored` as an `IndicatorOut` JSON object."""
     return {
         "id": stored.id,
-        **indicator_to_dict(stored.indicator),
+        **to_defender(stored.indicator),
         "source": stored.source,
         "createdBy": stored.created_by,
         "creationTimeDateTimeUtc": _utc(stored.created_at),
@@ -115,8 +77,8 @@ def list_(
     skip: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
     source: Annotated[Literal["", "manual", "policy"], Query()] = "",
     action: Annotated[Action | Literal[""], Query()] = "",
-    app: Annotated[str, Query(max_length=128)] = "",
-    contains: Annotated[str, Query(max_length=253)] = "",
+    app: Annotated[str, Query(max_length=APP_ID_MAX)] = "",
+    contains: Annotated[str, Query(max_length=DOMAIN_MAX)] = "",
     scope: Annotated[
         str, Query(max_length=64, description="A device group, or @all for all-devices ones.")
     ] = "",
@@ -135,7 +97,7 @@ def list_(
     return IndicatorList(value=[indicator_json(s) for s in page], count=total)
 
 
-@router.get("/{indicator_id}", summary="One indicator")
+@router.get("/{indicator_id}", response_model=IndicatorOut, summary="One indicator")
 def get(
     indicator_id: Annotated[int, Path(ge=0, le=MAX_INT64)], _admin: Admin, ctx: Ctx
 ) -> dict[str, Any]:
@@ -147,7 +109,7 @@ def get(
         raise fail(404, str(exc)) from None
 
 
-@router.post("", status_code=201, summary="Create a manual indicator")
+@router.post("", status_code=201, response_model=IndicatorOut, summary="Create a manual indicator")
 async def create(body: IndicatorCreate, admin: Admin, ctx: Ctx) -> dict[str, Any]:
     """Create a manual indicator (never touched by reconciliation); 409 if one exists already."""
 

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx, CurrentDevice
-from enforcer.api.syncset import (
+from enforcer.api.sync_answers import (
     SyncAnswer,
     answer,
     delta_json,
@@ -25,6 +25,7 @@ from enforcer.api.syncset import (
     scopes_of,
     snapshot_chunks,
 )
+from enforcer.wire.indicators import SyncBody
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -51,7 +52,7 @@ _EXAMPLE = {
     summary="A device's indicators: snapshot or delta since a revision",
     response_model=None,
     responses={
-        200: {"content": {"application/json": {"example": _EXAMPLE}}},
+        200: {"model": SyncBody, "content": {"application/json": {"example": _EXAMPLE}}},
         304: {"description": "Nothing changed (If-None-Match matched, or a long-poll timed out)"},
     },
 )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from enforcer.models import NetworkEvent
 from enforcer.shim.report.identity import DeviceIdentity
 from enforcer.shim.report.spool import Batch, Spool
 from enforcer.shim.sync import Backoff, EnrolmentError, ServerSession, retry_after
+from enforcer.wire.events import event_json
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -47,23 +47,7 @@ MAX_BUFFERED = 100_000
 
 def event_body(event: NetworkEvent, device: DeviceIdentity) -> dict[str, Any]:
     """The wire form of one event (``POST /api/v1/events``), with the device's context."""
-    when = event.time if event.time.tzinfo else event.time.replace(tzinfo=dt.UTC)
-    # Cut to the server's field limits: one over-long field must not get a whole batch refused.
-    return {
-        "time": when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-        "hostname": device.hostname[:255],
-        "user": (event.user or device.user)[:256],
-        "localIp": device.local_ip,
-        "domain": event.domain[:253],
-        "destIp": event.dest_ip,
-        "destPort": event.dest_port,
-        "bytesUp": event.bytes_up,
-        "bytesDown": event.bytes_down,
-        "action": str(event.action),
-        "indicator": event.indicator[:253],
-        "application": event.app_id[:128],
-        "source": event.source,
-    }
+    return event_json(event, hostname=device.hostname, user=device.user, local_ip=device.local_ip)
 
 
 class Reporter:

@@ -1,4 +1,6 @@
-"""What a device receives: its indicator set as a snapshot, or the delta since a revision.
+"""The answers to ``GET /api/v1/sync``: a device's indicator set as a snapshot, or the delta
+since a revision, as `enforcer.wire.indicators.SyncBody` JSON; and the caches that let a herd of
+woken devices share one store read (`SharedAnswers`, `SharedSnapshots`).
 
 A device in groups G gets the indicators scoped to all devices ("") and to each group in G. The
 store may hold a policy and a manual indicator for the same (scope, value); a device gets one
@@ -12,31 +14,31 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.models import Action
-from enforcer.store.indicators import IND, changes_since, current_revision, log_floor
-
-SNAPSHOT_CHUNK = 2_000
-_LOOKUP_CHUNK = 500
-_COLUMNS = (
-    IND.c.value,
-    IND.c.scope,
-    IND.c.action,
-    IND.c.severity,
-    IND.c.app_id,
-    IND.c.generate_alert,
-    IND.c.title,
+from enforcer.store.feed import (
+    changes_since,
+    count_in_scopes,
+    current_revision,
+    log_floor,
+    sync_row_batches,
+    sync_rows_of,
+)
+from enforcer.wire.indicators import (
+    SNAPSHOT_TAIL,
+    delta_body,
+    snapshot_head,
+    sync_entry_json,
+    sync_remove_json,
 )
 
-Entry = dict[str, Any]
-
+SNAPSHOT_CHUNK = 2_000
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -59,12 +61,12 @@ def etag(revision: int, groups: Iterable[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SyncAnswer:
-    """What to send: a snapshot (streamed later) or a delta (built here)."""
+    """What to send: a snapshot (streamed later) or a delta (built here, its entries as JSON)."""
 
     revision: int
     snapshot: bool
-    upserts: tuple[Entry, ...] = ()
-    removes: tuple[Entry, ...] = ()
+    upserts: tuple[str, ...] = ()
+    removes: tuple[str, ...] = ()
 
 
 def answer(
@@ -85,7 +87,7 @@ def answer(
         current = _current(conn, keys, scopes)
     upserts = tuple(current[key] for key in sorted(keys) if key in current)
     removes = tuple(
-        {"indicatorValue": value, "scope": scope}
+        sync_remove_json(scope, value)
         for scope, value in sorted(keys)
         if (scope, value) not in current
     )
@@ -94,44 +96,22 @@ def answer(
 
 def _current(
     conn: Connection, keys: set[tuple[str, str]], scopes: Sequence[str]
-) -> dict[tuple[str, str], Entry]:
-    values = sorted({value for _scope, value in keys})
-    chosen: dict[tuple[str, str], tuple[int, Entry]] = {}
-    for start in range(0, len(values), _LOOKUP_CHUNK):
-        chunk = values[start : start + _LOOKUP_CHUNK]
-        query = select(*_COLUMNS).where(IND.c.value.in_(chunk), IND.c.scope.in_(list(scopes)))
-        for row in conn.execute(query):
-            key = (row.scope, row.value)
-            if key not in keys:
-                continue
-            strength = _STRENGTH[row.action]
-            held = chosen.get(key)
-            if held is None or strength > held[0]:
-                chosen[key] = (strength, _entry(row))
+) -> dict[tuple[str, str], str]:
+    chosen: dict[tuple[str, str], tuple[int, str]] = {}
+    for row in sync_rows_of(conn, values={value for _scope, value in keys}, scopes=scopes):
+        key = (row.scope, row.value)
+        if key not in keys:
+            continue
+        strength = _STRENGTH[row.action]
+        held = chosen.get(key)
+        if held is None or strength > held[0]:
+            chosen[key] = (strength, sync_entry_json(*row))
     return {key: entry for key, (_strength, entry) in chosen.items()}
-
-
-def _entry(row: Any) -> Entry:
-    return {
-        "indicatorValue": row.value,
-        "action": row.action,
-        "severity": row.severity,
-        "scope": row.scope,
-        "application": row.app_id,
-        "generateAlert": bool(row.generate_alert),
-        "title": row.title,
-    }
 
 
 def delta_json(result: SyncAnswer) -> bytes:
     """The JSON body of a delta."""
-    body = {
-        "revision": result.revision,
-        "snapshot": False,
-        "upserts": list(result.upserts),
-        "removes": list(result.removes),
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return delta_body(result.revision, result.upserts, result.removes)
 
 
 def snapshot_chunks(
@@ -143,26 +123,18 @@ def snapshot_chunks(
     from several sources are adjacent and merged without holding the set in memory. Rows newer
     than `revision` may appear; the next delta from `revision` sends them again, harmlessly.
     This loop runs once per row of a million-row set: rows are unpacked as tuples and entries
-    formatted directly (the same JSON `json.dumps` would write, without building dicts).
+    formatted directly by `sync_entry_json`.
     """
-    yield b'{"revision":%d,"snapshot":true,"upserts":[' % revision
-    query = (
-        select(*_COLUMNS)
-        .where(IND.c.scope.in_(list(scopes)))
-        .order_by(IND.c.value, IND.c.scope, IND.c.source)
-    )
+    yield snapshot_head(revision)
     strength_of = _STRENGTH
-    entry_json = _entry_json
+    entry_json = sync_entry_json
     separator = ""
     buffer: list[str] = []
     held_key: tuple[str, str] | None = None
     held_strength = 0
     held = ""
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=SNAPSHOT_CHUNK).execute(
-            query
-        )
-        for rows in result.partitions():
+        for rows in sync_row_batches(conn, scopes=scopes, size=SNAPSHOT_CHUNK):
             for value, scope, action, severity, app_id, alert, title in rows:
                 strength = strength_of[action]
                 if held_key is not None and held_key[0] == scope and held_key[1] == value:
@@ -180,22 +152,10 @@ def snapshot_chunks(
                 buffer.clear()
     if held_key is not None:
         yield (separator + held).encode()
-    yield b'],"removes":[]}'
+    yield SNAPSHOT_TAIL
 
 
 _STRENGTH = {action.value: action.strength for action in Action}
-_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
-
-
-def _entry_json(
-    value: str, scope: str, action: str, severity: str, app_id: str, alert: bool, title: str
-) -> str:
-    q = _quote
-    return (
-        f'{{"indicatorValue":{q(value)},"action":{q(action)},"severity":{q(severity)},'
-        f'"scope":{q(scope)},"application":{q(app_id)},'
-        f'"generateAlert":{"true" if alert else "false"},"title":{q(title)}}}'
-    )
 
 
 class Shared(Generic[K, V]):
@@ -248,9 +208,7 @@ SHARED_SNAPSHOT_ENTRIES = 20_000
 def small_snapshot(engine: Engine, revision: int, scopes: Sequence[str]) -> bytes | None:
     """The whole snapshot body when it is small, else None (then each device streams its own)."""
     with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count()).select_from(IND).where(IND.c.scope.in_(list(scopes)))
-        ).scalar_one()
+        count = count_in_scopes(conn, scopes=scopes)
     if count > SHARED_SNAPSHOT_ENTRIES:
         return None
     return b"".join(snapshot_chunks(engine, revision, scopes))

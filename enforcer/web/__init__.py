@@ -1,0 +1,5 @@
+"""What the API and the console share, below both so that neither imports the other.
+
+Today: `manual` (the request that creates a manual indicator, from the API's JSON or the
+console's form). `enforcer.webapp` builds the one application that serves both.
+"""
