@@ -1,7 +1,8 @@
 """The API server's application factory: routers, error rendering, limits, the revision watcher.
 
-`create_app(settings, engine)` is the one entry point; `enforcer serve` and `enforcer daemon
---serve` run what it returns under uvicorn, and tests run it the same way.
+`create_app(settings, engine)` builds the API alone; `enforcer.webapp.create_web_app` adds the
+web console to it, and that is what `enforcer serve` and `enforcer daemon --serve` run under
+uvicorn.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from enforcer.api.routers import (
 )
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
-from enforcer.console import install as install_console
 from enforcer.errors import PermanentError
 from enforcer.store.migrate import code_head
 
@@ -106,13 +106,6 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
     problems.install(app)
     for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
-    install_console(  # the web console: same process, same port (enforcer/console)
-        app,
-        policy_dir=settings.policy_dir,
-        engine=engine,
-        admin_token=admin_token,
-        login_limiter=ctx.enroll_limiter,
-    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     return app

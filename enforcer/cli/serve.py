@@ -16,10 +16,11 @@ import uvicorn
 from sqlalchemy import Engine
 
 from enforcer import logs
-from enforcer.api import check_server_settings, create_app
+from enforcer.api import check_server_settings
 from enforcer.cli._common import settings
 from enforcer.config import Settings
 from enforcer.store.db import open_store
+from enforcer.webapp import create_web_app
 
 log = structlog.get_logger("enforcer.serve")
 
@@ -52,8 +53,8 @@ def with_address(cfg: Settings, host: str | None, port: int | None) -> Settings:
 
 
 def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
-    """A uvicorn server for the API on a migrated store (not started)."""
-    app = create_app(cfg, engine)
+    """A uvicorn server for the API and the console on a migrated store (not started)."""
+    app = create_web_app(cfg, engine)
     config = uvicorn.Config(
         app,
         host=cfg.server_host,

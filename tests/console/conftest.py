@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from enforcer.api import ApiLimits, create_app
+from enforcer.api import ApiLimits
 from enforcer.catalog import load_catalog
 from enforcer.config import Settings
 from enforcer.discovery.aggregate import Aggregator
@@ -24,6 +24,7 @@ from enforcer.discovery.records import Record
 from enforcer.pipeline.run import apply, load_desired, make_plan
 from enforcer.store.alerts import insert_alerts
 from enforcer.store.rollups import merge_rollup
+from enforcer.webapp import create_web_app
 from tests.api.conftest import running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,5 +106,5 @@ def console(engine: Engine, tmp_path: Path) -> Iterator[Console]:
     settings = Settings(
         admin_token=SecretStr(ADMIN), enroll_secret=SecretStr(SECRET), policy_dir=policy_dir
     )
-    with running(create_app(settings, engine, ApiLimits(poll_interval=0.1))) as url:
+    with running(create_web_app(settings, engine, ApiLimits(poll_interval=0.1))) as url:
         yield Console(url, engine, policy_dir)
