@@ -43,7 +43,7 @@ from sqlalchemy import Engine
 from enforcer.models import Action, Indicator
 from enforcer.store.devices import enroll_device
 from enforcer.store.events import count_events
-from enforcer.store.indicators import add_manual
+from enforcer.store.manual import add_manual
 
 ADMIN = "soak-admin-token-0123456789abcdef"
 SECRET = "soak-enrol-secret-0123456789abcdef"

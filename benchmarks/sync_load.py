@@ -33,7 +33,7 @@ from _store import fresh_store
 
 from enforcer.models import Action, Indicator
 from enforcer.store.devices import enroll_device
-from enforcer.store.indicators import add_manual
+from enforcer.store.manual import add_manual
 
 ADMIN = "bench-admin-token-0123456789abcdef"
 SECRET = "bench-enrol-secret-0123456789abcdef"

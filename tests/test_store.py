@@ -17,7 +17,11 @@ from enforcer.plan.model import ChangeAction
 from enforcer.plan.planfile import plan_from_dict, plan_to_dict
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
-from enforcer.store import indicators as store
+from enforcer.store.expiry import expire
+from enforcer.store.feed import changes_since, current_revision, log_floor
+from enforcer.store.indicators import apply_plan, read_app_tags
+from enforcer.store.lookup import count_indicators, covering, list_indicators
+from enforcer.store.manual import add_manual, delete_manual
 from enforcer.store.tables.indicators import ChangeLogRow, IndicatorRow
 from tests.conftest import write_policy
 
@@ -39,7 +43,7 @@ def rows(engine: Engine) -> dict[tuple[str, str, str], str]:
     with engine.connect() as conn:
         return {
             (r.indicator.scope, r.indicator.value, r.source): r.indicator.action.value
-            for r in store.list_indicators(conn, limit=10_000)
+            for r in list_indicators(conn, limit=10_000)
         }
 
 
@@ -56,7 +60,7 @@ def test_plan_apply_then_second_plan_is_empty(
     assert not again.has_changes and again.summary() == "Plan: 0 to add, 0 to change, 0 to destroy."
     assert apply(engine, again) == 1  # no new revision for a no-op
     with engine.connect() as conn:
-        assert store.read_app_tags(conn)[0][0] == "chatbot"
+        assert read_app_tags(conn)[0][0] == "chatbot"
 
 
 def test_policy_change_updates_and_deletes(
@@ -83,7 +87,7 @@ def test_policy_change_updates_and_deletes(
     assert apply(engine, plan) == 2
     assert not make_plan(engine, desired(pol, catalog)).has_changes
     with engine.connect() as conn:
-        log = store.changes_since(conn, 1, [""])
+        log = changes_since(conn, 1, [""])
     assert {(r["op"], r["value"], r["action"]) for r in log} == {
         ("upsert", "pastey.example", "Block"),
         ("remove", "chatbot.example", "Audit"),
@@ -116,10 +120,10 @@ def test_manual_indicators_are_never_touched(
     pol = tmp_path / "policies"
     write_policy(pol, "a.yaml", POLICY)
     manual = Indicator(value="megashare.example", action=Action.ALLOWED, title="exception by hand")
-    new_id, revision = store.add_manual(engine, manual, actor="test")
+    new_id, revision = add_manual(engine, manual, actor="test")
     assert revision == 1
     other = Indicator(value="evil.example", action=Action.BLOCK)
-    store.add_manual(engine, other, actor="test")
+    add_manual(engine, other, actor="test")
     apply(engine, make_plan(engine, desired(pol, catalog)))
     write_policy(pol, "a.yaml", "apps: []\n")
     plan = make_plan(engine, desired(pol, catalog))
@@ -129,7 +133,7 @@ def test_manual_indicators_are_never_touched(
         ("", "megashare.example", MANUAL): "Allowed",
         ("", "evil.example", MANUAL): "Block",
     }
-    store.delete_manual(engine, new_id, actor="test")
+    delete_manual(engine, new_id, actor="test")
     assert list(rows(engine)) == [("", "evil.example", MANUAL)]
 
 
@@ -163,12 +167,12 @@ def test_apply_is_atomic_when_it_fails_midway(
                 raise RuntimeError(f"crash after {at}")
 
         with pytest.raises(RuntimeError):
-            store.apply_plan(engine, plan, fail=boom)
+            apply_plan(engine, plan, fail=boom)
         assert rows(engine) == before, step
         with engine.connect() as conn:
-            assert store.current_revision(conn) == 1
+            assert current_revision(conn) == 1
             assert conn.execute(select(func.count()).select_from(ChangeLogRow)).scalar() == 0
-            assert store.log_floor(conn) == 1  # the first load is a snapshot, not a delta
+            assert log_floor(conn) == 1  # the first load is a snapshot, not a delta
     apply(engine, plan)
     assert not make_plan(engine, desired(pol, catalog)).has_changes
 
@@ -189,14 +193,14 @@ def test_expiry_removes_expired_indicators_and_keeps_digests_right(
         """,
     )
     apply(engine, make_plan(engine, desired(pol, catalog)))
-    store.add_manual(
+    add_manual(
         engine,
         Indicator(
             value="short.example", action=Action.BLOCK, expiration=NOW + dt.timedelta(hours=1)
         ),
         actor="t",
     )
-    count, revision = store.expire(engine, NOW + dt.timedelta(days=2))
+    count, revision = expire(engine, NOW + dt.timedelta(days=2))
     assert count == 2 and revision == 3
     assert rows(engine) == {}
     # After the exception expired the policy wants nothing, and the store agrees.
@@ -208,11 +212,11 @@ def test_list_filters_and_covering(tmp_path: Path, catalog: Catalog, engine: Eng
     write_policy(pol, "a.yaml", POLICY)
     apply(engine, make_plan(engine, desired(pol, catalog)))
     with engine.connect() as conn:
-        assert store.count_indicators(conn, action=Action.BLOCK) == 2
-        assert [s.indicator.value for s in store.list_indicators(conn, app_id="pastey")] == [
+        assert count_indicators(conn, action=Action.BLOCK) == 2
+        assert [s.indicator.value for s in list_indicators(conn, app_id="pastey")] == [
             "pastey.example"
         ]
-        assert [s.indicator.value for s in store.covering(conn, "a.b.megashare.example")] == [
+        assert [s.indicator.value for s in covering(conn, "a.b.megashare.example")] == [
             "megashare.example"
         ]
         assert conn.execute(select(func.count()).select_from(IndicatorRow)).scalar() == 4

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.pipeline.metrics import SYNC_WAITING
-from enforcer.store.indicators import current_revision
+from enforcer.store.feed import current_revision
 
 log = structlog.get_logger("enforcer.api")
 

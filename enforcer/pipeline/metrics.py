@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from enforcer.store.indicators import current_revision
-from enforcer.store.tables.indicators import IndicatorRow
+from enforcer.store.feed import current_revision
+from enforcer.store.lookup import indicator_counts
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -59,7 +59,6 @@ class StoreCollector(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        table = IndicatorRow.__table__  # type: ignore[attr-defined]
         indicators = GaugeMetricFamily(
             "enforcer_indicators",
             "Indicators in the store by action and source.",
@@ -68,11 +67,7 @@ class StoreCollector(Collector):
         revision = GaugeMetricFamily("enforcer_store_revision", "The store's revision.")
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(table.c.action, table.c.source, func.count()).group_by(
-                        table.c.action, table.c.source
-                    )
-                ).all()
+                rows = indicator_counts(conn)
                 revision.add_metric([], current_revision(conn))
         except SQLAlchemyError:
             return

@@ -11,7 +11,7 @@ from enforcer.catalog import load_catalog
 from enforcer.discovery.continuous import process_events
 from enforcer.models import Action, Indicator, Severity
 from enforcer.store.events import EventRecord, store_batch
-from enforcer.store.indicators import add_manual
+from enforcer.store.manual import add_manual
 from tests.api.conftest import Api, bearer
 
 LOGS = Path(__file__).resolve().parents[2] / "examples" / "logs"

@@ -7,7 +7,7 @@ import datetime as dt
 from prometheus_client.parser import text_string_to_metric_families
 
 from enforcer.models import Action, Indicator
-from enforcer.store.indicators import add_manual
+from enforcer.store.manual import add_manual
 from tests.api.conftest import Api, bearer
 
 

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import update
 
 from enforcer.models import Action, Indicator
-from enforcer.store.indicators import add_manual, delete_manual
+from enforcer.store.manual import add_manual, delete_manual
 from enforcer.store.tables.indicators import StoreMetaRow
 from tests.api.conftest import Api, bearer
 from tests.api.helpers import apply_indicators, block

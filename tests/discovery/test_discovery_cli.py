@@ -18,7 +18,7 @@ from enforcer.discovery.continuous import process_events
 from enforcer.models import Action, Indicator, Severity
 from enforcer.store.alerts import list_alerts
 from enforcer.store.events import EventRecord, store_batch
-from enforcer.store.indicators import add_manual
+from enforcer.store.manual import add_manual
 
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / "examples" / "logs"

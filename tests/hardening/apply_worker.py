@@ -16,7 +16,7 @@ from pathlib import Path
 
 from enforcer.pipeline.run import apply, load_desired, make_plan
 from enforcer.store.db import make_engine
-from enforcer.store.indicators import current_revision
+from enforcer.store.feed import current_revision
 
 # benchmarks/ is a directory of scripts (they import their helpers as top-level modules).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

@@ -25,7 +25,8 @@ from sqlalchemy import Engine, create_engine, text
 from enforcer.catalog import load_catalog
 from enforcer.pipeline.run import load_desired, make_plan
 from enforcer.store.db import make_engine
-from enforcer.store.indicators import count_indicators, current_revision
+from enforcer.store.feed import current_revision
+from enforcer.store.lookup import count_indicators
 from tests.conftest import PG_URL
 from tests.hardening.apiserver import BACKENDS, store_url
 

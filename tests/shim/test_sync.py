@@ -205,13 +205,13 @@ class LiveServer:
             self._server = None
 
     def add(self, indicator: Indicator) -> int:
-        from enforcer.store.indicators import add_manual
+        from enforcer.store.manual import add_manual
 
         new_id, _ = add_manual(self.engine, indicator, actor="test")
         return new_id
 
     def delete(self, indicator_id: int) -> None:
-        from enforcer.store.indicators import delete_manual
+        from enforcer.store.manual import delete_manual
 
         delete_manual(self.engine, indicator_id, actor="test")
 
