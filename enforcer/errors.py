@@ -20,10 +20,6 @@ class PermanentError(EnforcerError):
 class TemporaryError(EnforcerError):
     """A retry later may succeed."""
 
-    def __init__(self, message: str, *, delay: float = 5.0) -> None:
-        super().__init__(message)
-        self.delay = delay
-
 
 @dataclass(frozen=True, slots=True)
 class Location:

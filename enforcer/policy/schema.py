@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from enforcer.catalog import App
 from enforcer.models import Tag
+from enforcer.wire.limits import GroupName
 
 PolicyAction = Literal["block", "warn", "audit", "alert"]
 SeverityWord = Literal["informational", "low", "medium", "high"]
-GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 AppId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 

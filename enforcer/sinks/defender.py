@@ -307,8 +307,7 @@ class DefenderClient:
                 ):
                     raise TemporaryError(
                         f"sink defender: throttled (429) on {method} {_path(url)}; "
-                        f"retry after {wait:.0f} s",
-                        delay=wait,
+                        f"retry after {wait:.0f} s"
                     )
                 attempt += 1
                 self._sleep(wait)

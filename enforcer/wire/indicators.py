@@ -164,15 +164,21 @@ def from_sync_entry(item: Mapping[str, Any]) -> Indicator:
 
     Raises KeyError, TypeError or ValueError on a malformed entry.
     """
+    severity = item.get("severity") or Severity.MEDIUM
     return Indicator(
         value=str(item["indicatorValue"]),
-        action=Action(item["action"]),
-        severity=Severity.parse(item.get("severity") or Severity.MEDIUM),
+        action=_ACTIONS[item["action"]],
+        # The exact spelling first: a dict lookup, where `Severity.parse` walks the members.
+        severity=_SEVERITIES.get(severity) or Severity.parse(severity),
         scope=item.get("scope") or ALL_DEVICES,
         title=item.get("title") or "",
         app_id=item.get("application") or "",
         generate_alert=bool(item.get("generateAlert", False)),
     )
+
+
+_ACTIONS = {action.value: action for action in Action}
+_SEVERITIES = {severity.value: severity for severity in Severity}
 
 
 def sync_remove_key(item: Mapping[str, Any]) -> tuple[str, str]:

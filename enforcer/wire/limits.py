@@ -23,6 +23,8 @@ APP_ID_MAX = 128
 """A catalog app id; also device ids and actor names."""
 DEVICE_ID_MAX = 128
 """A device id chosen by the device."""
+OS_MAX = 128
+"""A device's OS name and version."""
 IP_MAX = 64
 """An IPv4 or IPv6 address in text (with a zone id)."""
 BATCH_ID_MAX = 64

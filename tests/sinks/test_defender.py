@@ -110,9 +110,9 @@ def test_429_waits_for_retry_after_then_goes_on(tenant: Tenant, cfg: Settings) -
 def test_a_retry_after_beyond_the_bound_fails_as_temporary(tenant: Tenant, cfg: Settings) -> None:
     tenant.throttle = {1: "600"}
     started = time.monotonic()
-    with pytest.raises(TemporaryError, match="429") as caught:
+    with pytest.raises(TemporaryError, match="429.*retry after 600 s"):
         defender.plan([ind("a.example")], 1, cfg)
-    assert caught.value.delay == 600 and time.monotonic() - started < 5
+    assert time.monotonic() - started < 5
 
 
 def test_an_expired_token_is_refreshed_once(tenant: Tenant, cfg: Settings) -> None:

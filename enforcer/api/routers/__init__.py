@@ -1,1 +1,1 @@
-"""One router per resource: health, enrolment, sync, events, indicators, devices."""
+"""One router per resource: health, enroll, sync, events, indicators, devices, discovery, metrics."""

@@ -15,12 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from enforcer.api.deps import Ctx
 from enforcer.api.problems import fail
 from enforcer.store.devices import enroll_device
+from enforcer.wire.limits import DEVICE_ID_MAX, HOSTNAME_MAX, IP_MAX, OS_MAX, USER_MAX, GroupName
 
 log = structlog.get_logger("enforcer.api")
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
-DeviceId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DeviceId = Annotated[
+    str, Field(min_length=1, max_length=DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9._-]+$")
+]
 
 
 class _Camel(BaseModel):
@@ -34,10 +36,10 @@ class EnrollRequest(_Camel):
 
     enroll_secret: str = Field(max_length=1024)
     device_id: DeviceId
-    hostname: str = Field(default="", max_length=255)
-    os: str = Field(default="", max_length=128)
-    user: str = Field(default="", max_length=256)
-    local_ips: list[Annotated[str, Field(max_length=64)]] = Field(
+    hostname: str = Field(default="", max_length=HOSTNAME_MAX)
+    os: str = Field(default="", max_length=OS_MAX)
+    user: str = Field(default="", max_length=USER_MAX)
+    local_ips: list[Annotated[str, Field(max_length=IP_MAX)]] = Field(
         default_factory=list, max_length=32
     )
     groups: list[GroupName] = Field(default_factory=list, max_length=32)
