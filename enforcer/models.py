@@ -161,3 +161,17 @@ class NetworkEvent:
     bytes_down: int = 0
     user: str = ""
     client_ip: str = ""
+
+
+def normalize(name: str) -> str:
+    """A domain name in the one form every layer compares: lower-case, without one trailing dot,
+    an internationalised name in its ASCII (punycode) form.
+
+    Raises ValueError for a name that cannot be a DNS name (empty labels, bad IDN).
+    """
+    name = name.strip().rstrip(".").lower()
+    if not name.isascii():
+        name = name.encode("idna").decode("ascii")
+    if not name or ".." in name or name.startswith("."):
+        raise ValueError(f"not a domain name: {name!r}")
+    return name

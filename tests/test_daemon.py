@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -14,8 +15,10 @@ import structlog.testing
 from sqlalchemy import Engine
 
 from enforcer.config import Settings
+from enforcer.models import Action, Indicator
 from enforcer.pipeline.daemon import Daemon
-from enforcer.store import indicators as store
+from enforcer.store.lookup import list_indicators
+from enforcer.store.manual import add_manual
 from tests.conftest import write_policy
 
 GOOD = "apps:\n  - {app: pastebin, tag: unsanctioned}\n"
@@ -23,7 +26,7 @@ GOOD = "apps:\n  - {app: pastebin, tag: unsanctioned}\n"
 
 def values(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        return {s.indicator.value for s in store.list_indicators(conn, limit=1000)}
+        return {s.indicator.value for s in list_indicators(conn, limit=1000)}
 
 
 def make_daemon(tmp_path: Path, db_url: str, engine: Engine) -> Daemon:
@@ -38,9 +41,7 @@ def test_applies_only_when_something_changed(tmp_path: Path, db_url: str, engine
     assert first.outcome == "applied" and first.revision == 1 and values(engine) == {"pastebin.com"}
     assert daemon.reconcile_tick().outcome == "unchanged"
     # A manual indicator moves the revision: the daemon re-plans, finds nothing to do.
-    from enforcer.models import Action, Indicator
-
-    store.add_manual(engine, Indicator(value="x.example", action=Action.BLOCK), actor="t")
+    add_manual(engine, Indicator(value="x.example", action=Action.BLOCK), actor="t")
     assert daemon.reconcile_tick().outcome == "no_changes"
     daemon.lock.release()
 
@@ -174,4 +175,38 @@ def test_the_daemon_runs_the_configured_sinks_after_an_apply(
                              capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
     assert preview.returncode == 0, preview.stderr
     assert "hosts" in preview.stdout
+    daemon.lock.release()
+
+
+def test_sinks_follow_the_store_revision_not_policy_changes(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
+    """A manual indicator, an expiry or a sink that failed once reach the sink on the next tick."""
+    write_policy(tmp_path / "policies", "a.yaml", GOOD)
+    hosts = tmp_path / "blocked.hosts"
+    hosts.write_text("127.0.0.1 localhost\n")  # not Enforcer's file: the hosts sink refuses it
+    settings = Settings(database_url=db_url, policy_dir=tmp_path / "policies", watch_policies=False,
+                        sinks=["hosts"], hosts_path=hosts)  # fmt: skip
+    daemon = Daemon(settings, engine)
+    assert daemon.reconcile_tick().outcome == "applied"
+    assert hosts.read_text() == "127.0.0.1 localhost\n"
+
+    hosts.unlink()  # the operator fixes the target: the next tick retries, no policy change needed
+    assert daemon.reconcile_tick().outcome == "unchanged"
+    assert "0.0.0.0 pastebin.com" in hosts.read_text()
+    with structlog.testing.capture_logs() as logged:
+        assert daemon.reconcile_tick().outcome == "unchanged"
+    assert not [e for e in logged if e["event"].startswith("sink_")]  # up to date: not run again
+
+    now = dt.datetime.now(dt.UTC)
+    manual = Indicator(
+        value="x.example", action=Action.BLOCK, expiration=now + dt.timedelta(hours=1)
+    )
+    add_manual(engine, manual, actor="t")
+    assert daemon.reconcile_tick().outcome == "no_changes"
+    assert "0.0.0.0 x.example" in hosts.read_text()
+
+    assert daemon.expire_tick(now + dt.timedelta(hours=2)) == 1
+    daemon.reconcile_tick()
+    assert "x.example" not in hosts.read_text() and "0.0.0.0 pastebin.com" in hosts.read_text()
     daemon.lock.release()

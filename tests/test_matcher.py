@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enforcer.decide.matcher import NOT_GOVERNED, MatchEntry, Matcher, Verdict, normalize
-from enforcer.models import Action
+from enforcer.decide.matcher import NOT_GOVERNED, MatchEntry, Matcher, Verdict
+from enforcer.models import Action, normalize
 
 
 def test_entry_matches_itself_and_every_name_below():

@@ -1,12 +1,14 @@
 """The app catalog: the cloud apps Enforcer knows, the domains that serve them and their risk.
 
-The bundled catalog (``data/*.yaml``, one file per category) is read with `load_catalog()`;
-organisations add their own apps with `Catalog.with_custom`. See docs/catalog.md.
+`model` holds the `App` record and the `CATEGORIES`; `risk` the `RiskAttributes` of an app and
+the 0-10 score computed from them; `loader` reads the bundled catalog (``data/*.yaml``, one file
+per category) with `load_catalog()` into a `Catalog`, to which organisations add their own apps
+with `Catalog.with_custom`. See docs/catalog.md.
 """
 
 from enforcer.catalog.loader import Catalog, CatalogError, UnknownAppError, load_apps, load_catalog
-from enforcer.catalog.model import CATEGORIES, App, RiskAttributes
-from enforcer.catalog.risk import explain_risk, risk_score
+from enforcer.catalog.model import CATEGORIES, App
+from enforcer.catalog.risk import RiskAttributes, explain_risk, risk_score
 
 __all__ = [
     "CATEGORIES",

@@ -1,4 +1,5 @@
-"""The catalog's records: a cloud `App`, its `RiskAttributes` and the fixed set of `CATEGORIES`.
+"""The catalog's records: a cloud `App` and the fixed set of `CATEGORIES` (the app's
+`RiskAttributes` are in `enforcer.catalog.risk`, with the score computed from them).
 
 These are plain validated data (pydantic, frozen). Validation normalizes what people write by
 hand in YAML, so that every consumer can compare values directly: a domain is lower-case, has no
@@ -12,7 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from enforcer.decide.matcher import normalize
+from enforcer.catalog.risk import RiskAttributes, risk_score
+from enforcer.models import normalize
 
 CATEGORIES: tuple[str, ...] = (
     "cloud-infrastructure",
@@ -42,7 +44,6 @@ CATEGORIES: tuple[str, ...] = (
 
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 def normalize_domain(value: str) -> str:
@@ -76,48 +77,6 @@ def _unique_domains(domains: tuple[str, ...]) -> tuple[str, ...]:
 Domain = Annotated[str, AfterValidator(normalize_domain)]
 
 
-class RiskAttributes(BaseModel):
-    """Public facts about an app's vendor and service, from which its risk score is computed.
-
-    Every field is optional: None means "not known", which the score counts as partly risky (see
-    `enforcer.catalog.risk`). Facts come from the vendor's own site and trust pages, and from
-    breach reporting in the press.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    founded: int | None = Field(default=None, ge=1800, le=2100)
-    """Year the service (or, for a suite, its vendor) was founded."""
-    hq_country: str | None = None
-    """ISO 3166-1 alpha-2 code of the country of the vendor's headquarters."""
-    encryption_at_rest: bool | None = None
-    """Customer data is encrypted at rest by the service."""
-    mfa: bool | None = None
-    """Accounts can be protected with multi-factor authentication."""
-    sso: bool | None = None
-    """Organisations can sign their users in with enterprise SSO (SAML or OpenID Connect)."""
-    soc2: bool | None = None
-    """The vendor holds a current SOC 2 (Type II) report for the service."""
-    iso27001: bool | None = None
-    """The vendor holds a current ISO/IEC 27001 certificate for the service."""
-    gdpr: bool | None = None
-    """The vendor publishes a GDPR commitment (a data processing agreement for customers)."""
-    recent_breach: bool | None = None
-    """A breach of the service was publicly reported within the last three years."""
-    anonymous_use: bool | None = None
-    """The service can be used without an account, so use leaves no identity with the vendor."""
-
-    @field_validator("hq_country")
-    @classmethod
-    def _country_code(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().upper()
-        if not _COUNTRY.match(code):
-            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
-        return code
-
-
 class App(BaseModel):
     """One cloud app: who makes it, what kind it is, which domains serve it and how risky it is.
 
@@ -149,7 +108,4 @@ class App(BaseModel):
     @property
     def score(self) -> float:
         """Risk score from 0 (lowest) to 10 (highest), one decimal; see `risk_score`."""
-        # Imported here because the risk module imports this one for RiskAttributes.
-        from enforcer.catalog.risk import risk_score
-
         return risk_score(self.risk)

@@ -1,4 +1,5 @@
-"""The risk score of a cloud app: 0 (lowest risk) to 10 (highest), computed from public facts.
+"""A cloud app's risk: the public facts about it (`RiskAttributes`) and the score computed from
+them, 0 (lowest risk) to 10 (highest).
 
 The score is a sum of weighted factors, one per attribute of `RiskAttributes`. A factor adds
 its full weight when the fact is risky, nothing when it is reassuring, and half its weight when
@@ -29,13 +30,11 @@ points, so that every score can be explained; its points add up to the score.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
-from enforcer.catalog.model import RiskAttributes
-
-if TYPE_CHECKING:
-    from enforcer.catalog.model import App
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 REFERENCE_YEAR = 2026
 """The year the bundled facts were last reviewed; "young vendor" is measured from it."""
@@ -53,6 +52,58 @@ ADEQUATE_COUNTRIES = EEA_COUNTRIES | frozenset(
 )
 """EEA countries plus those with an EU adequacy decision (the US through the EU-US Data Privacy
 Framework), to which personal data may flow without extra safeguards."""
+
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class RiskAttributes(BaseModel):
+    """Public facts about an app's vendor and service, from which its risk score is computed.
+
+    Every field is optional: None means "not known", which the score counts as partly risky (see
+    `enforcer.catalog.risk`). Facts come from the vendor's own site and trust pages, and from
+    breach reporting in the press.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    founded: int | None = Field(default=None, ge=1800, le=2100)
+    """Year the service (or, for a suite, its vendor) was founded."""
+    hq_country: str | None = None
+    """ISO 3166-1 alpha-2 code of the country of the vendor's headquarters."""
+    encryption_at_rest: bool | None = None
+    """Customer data is encrypted at rest by the service."""
+    mfa: bool | None = None
+    """Accounts can be protected with multi-factor authentication."""
+    sso: bool | None = None
+    """Organisations can sign their users in with enterprise SSO (SAML or OpenID Connect)."""
+    soc2: bool | None = None
+    """The vendor holds a current SOC 2 (Type II) report for the service."""
+    iso27001: bool | None = None
+    """The vendor holds a current ISO/IEC 27001 certificate for the service."""
+    gdpr: bool | None = None
+    """The vendor publishes a GDPR commitment (a data processing agreement for customers)."""
+    recent_breach: bool | None = None
+    """A breach of the service was publicly reported within the last three years."""
+    anonymous_use: bool | None = None
+    """The service can be used without an account, so use leaves no identity with the vendor."""
+
+    @field_validator("hq_country")
+    @classmethod
+    def _country_code(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if not _COUNTRY.match(code):
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        return code
+
+
+class Rated(Protocol):
+    """Anything with risk attributes: a catalog `App`."""
+
+    @property
+    def risk(self) -> RiskAttributes: ...
 
 
 class RiskFactor(NamedTuple):
@@ -144,11 +195,11 @@ FACTORS: tuple[Callable[[RiskAttributes], RiskFactor], ...] = (
 """Every factor of the score, in the order `explain_risk` reports them."""
 
 
-def _attributes(subject: App | RiskAttributes) -> RiskAttributes:
+def _attributes(subject: Rated | RiskAttributes) -> RiskAttributes:
     return subject if isinstance(subject, RiskAttributes) else subject.risk
 
 
-def risk_factors(subject: App | RiskAttributes) -> list[RiskFactor]:
+def risk_factors(subject: Rated | RiskAttributes) -> list[RiskFactor]:
     """Every factor's contribution to the score of an app (or of bare attributes)."""
     attrs = _attributes(subject)
     return [factor(attrs) for factor in FACTORS]
@@ -161,7 +212,7 @@ def _round(total: float) -> float:
     return (hundredths + 5) // 10 / 10
 
 
-def risk_score(subject: App | RiskAttributes) -> float:
+def risk_score(subject: Rated | RiskAttributes) -> float:
     """Risk score from 0.0 (lowest risk) to 10.0 (highest), one decimal; see module docstring."""
     return _round(sum(factor.points for factor in risk_factors(subject)))
 
@@ -171,7 +222,7 @@ def _points(points: float) -> str:
     return text[:-1] if text.endswith("0") else text
 
 
-def explain_risk(subject: App | RiskAttributes) -> list[str]:
+def explain_risk(subject: Rated | RiskAttributes) -> list[str]:
     """The reasons behind a score, one per factor that added points: ``"no MFA support: +1.5"``."""
     return [
         f"{factor.reason}: +{_points(factor.points)}"

@@ -1,4 +1,9 @@
-"""The `enforcer` command. One module per command group; errors are rendered here, once."""
+"""The `enforcer` command: the root Typer app, one module per command group, errors rendered once.
+
+Every command module imports only Typer and small modules at import time and imports what a
+command needs when it runs: `--version`, `--help` and shell completion build the whole command
+tree, and must not pay for the web stack, the store or the catalog (benchmarks/cli.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import sys
 import typer
 
 from enforcer import __version__
-from enforcer.catalog import CatalogError, UnknownAppError
 from enforcer.cli import (
     catalog,
     daemon,
@@ -67,7 +71,7 @@ def main() -> None:
             typer.echo(f"error: {err}", err=True)
         typer.echo(f"{len(exc.errors)} error(s): the policy set was refused as a whole.", err=True)
         sys.exit(1)
-    except (EnforcerError, CatalogError, UnknownAppError) as exc:
+    except EnforcerError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except typer.Exit as exc:
@@ -75,7 +79,14 @@ def main() -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
-    except Exception as exc:  # click's usage errors carry their own rendering
+    except Exception as exc:
+        # Imported here: only a failing command pays for the catalog's import.
+        from enforcer.catalog import CatalogError, UnknownAppError
+
+        if isinstance(exc, (CatalogError, UnknownAppError)):
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        # click's usage errors carry their own rendering
         show = getattr(exc, "show", None)
         if callable(show):
             show()

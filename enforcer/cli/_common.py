@@ -1,14 +1,16 @@
-"""What every command needs: settings, the store, the policy directory."""
+"""What every command needs: settings, the store, the policy directory (each imported on use)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
 
-from enforcer.config import Settings, get_settings
-from enforcer.store.db import open_store
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from enforcer.config import Settings
 
 POLICIES_OPTION = typer.Option(
     None, "--policies", help="Policy directory (default: ENFORCER_POLICY_DIR or ./policies)."
@@ -16,13 +18,19 @@ POLICIES_OPTION = typer.Option(
 
 
 def settings() -> Settings:
+    """The settings, read from the environment and the settings file now."""
+    from enforcer.config import get_settings
+
     return get_settings()
 
 
 def policy_dir(option: Path | None) -> Path:
+    """The `--policies` option, or the configured policy directory."""
     return option if option is not None else settings().policy_dir
 
 
 def store() -> Engine:
     """The migrated store named by ENFORCER_DATABASE_URL."""
+    from enforcer.store.db import open_store
+
     return open_store(settings().database_url)

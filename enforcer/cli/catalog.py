@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from enforcer.catalog import App, Catalog, explain_risk, load_catalog
 from enforcer.cli._common import POLICIES_OPTION, policy_dir
 from enforcer.errors import PolicySetError
-from enforcer.policy.loader import load_policy_files
+
+if TYPE_CHECKING:
+    from enforcer.catalog import App, Catalog
 
 app = typer.Typer(no_args_is_help=True)
 
 
 def _catalog(policies: Path | None) -> Catalog:
+    """The bundled catalog plus the custom apps of the policy set, if it loads."""
+    from enforcer.catalog import load_catalog
+    from enforcer.policy.loader import load_policy_files
+
     bundled = load_catalog()
     directory = policy_dir(policies)
     if not directory.is_dir():
@@ -87,6 +92,8 @@ def show(
     policies: Path | None = POLICIES_OPTION,
 ) -> None:
     """Everything about one app: domains, risk attributes and how its score is made."""
+    from enforcer.catalog import explain_risk
+
     item = _catalog(policies).get(app_id)
     if as_json:
         typer.echo(json.dumps(_as_dict(item), indent=2))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer import logs
-from enforcer.api import check_server_settings
 from enforcer.cli._common import POLICIES_OPTION, settings
 from enforcer.cli.serve import HOST_OPTION, PORT_OPTION, serve_in_background, with_address
-from enforcer.pipeline.daemon import Daemon
-from enforcer.store.db import open_store
+
+if TYPE_CHECKING:
+    from enforcer.pipeline.daemon import Daemon
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +35,10 @@ def daemon(
     ),
 ) -> None:
     """Reconcile the store with the policy directory, continuously (logs JSON lines)."""
+    from enforcer import logs
+    from enforcer.pipeline.daemon import Daemon
+    from enforcer.store.db import open_store
+
     cfg = settings()
     updates: dict[str, object] = {}
     if policies is not None:
@@ -43,6 +47,8 @@ def daemon(
         updates["reconcile_interval"] = interval
     cfg = with_address(cfg.model_copy(update=updates), host, port)
     if serve:
+        from enforcer.api import check_server_settings
+
         check_server_settings(cfg)
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     worker = Daemon(cfg, open_store(cfg.database_url))

@@ -7,21 +7,14 @@ import datetime as dt
 import json
 import sys
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 
 from enforcer.cli._common import store
-from enforcer.decide.matcher import normalize
-from enforcer.models import Action, Indicator, Severity
-from enforcer.store.indicators import (
-    StoredIndicator,
-    add_manual,
-    count_indicators,
-    delete_manual,
-    iter_indicators,
-    list_indicators,
-)
-from enforcer.wire.indicators import to_defender
+
+if TYPE_CHECKING:
+    from enforcer.store.lookup import StoredIndicator
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -32,6 +25,8 @@ class ExportFormat(StrEnum):
 
 
 def _as_dict(s: StoredIndicator) -> dict[str, object]:
+    from enforcer.wire.indicators import to_defender
+
     data: dict[str, object] = {"id": s.id, "source": s.source}
     data.update(to_defender(s.indicator))
     data["createdBy"] = s.created_by
@@ -50,6 +45,8 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List indicators (paged; see `export` for all of them)."""
+    from enforcer.store.lookup import count_indicators, list_indicators
+
     with store().connect() as conn:
         rows = list_indicators(
             conn, source=source, app_id=app_id, contains=contains, limit=limit, offset=offset
@@ -70,6 +67,8 @@ def list_cmd(
 @app.command("export")
 def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format")) -> None:
     """Write every indicator to stdout as JSON lines or CSV (Defender field names)."""
+    from enforcer.store.lookup import iter_indicators
+
     engine = store()
     with engine.connect() as conn:
         rows = iter_indicators(conn)
@@ -99,6 +98,9 @@ def add(
     generate_alert: bool = typer.Option(False, "--alert/--no-alert"),
 ) -> None:
     """Add a manual indicator (reconciliation never touches manual indicators)."""
+    from enforcer.models import Action, Indicator, Severity, normalize
+    from enforcer.store.manual import add_manual
+
     try:
         ind = Indicator(
             value=normalize(value),
@@ -123,5 +125,7 @@ def add(
 @app.command("delete")
 def delete(indicator_id: int = typer.Argument(..., help="Id of a manual indicator.")) -> None:
     """Delete a manual indicator."""
+    from enforcer.store.manual import delete_manual
+
     revision = delete_manual(store(), indicator_id, actor="cli")
     typer.echo(f"Deleted indicator {indicator_id}; the store is at revision {revision}.")

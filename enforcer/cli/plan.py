@@ -6,23 +6,16 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from enforcer.catalog import load_catalog
 from enforcer.cli._common import POLICIES_OPTION, policy_dir, settings, store
-from enforcer.decide.expand import ancestors
-from enforcer.decide.matcher import Matcher, normalize
-from enforcer.decide.scope import effective_indicators, match_entries
 from enforcer.errors import EnforcerError, PolicySetError
-from enforcer.models import ALL_DEVICES
-from enforcer.pipeline.run import apply as apply_plan
-from enforcer.pipeline.run import load_desired, make_plan
-from enforcer.plan.model import Plan
-from enforcer.plan.planfile import read_plan_file, write_plan_file
-from enforcer.plan.render import RENDERERS, render_text
-from enforcer.store.indicators import covering
+from enforcer.models import ALL_DEVICES, normalize
+
+if TYPE_CHECKING:
+    from enforcer.plan.model import Plan
 
 
 class Format(StrEnum):
@@ -54,6 +47,9 @@ def plan(
     ),
 ) -> None:
     """Show what applying the policy set would change in the store (a dry run)."""
+    from enforcer.pipeline.run import load_desired, make_plan
+    from enforcer.plan.render import RENDERERS, render_text
+
     if sink is not None:
         from enforcer.cli.sinks import sink_plan_text
 
@@ -71,6 +67,8 @@ def plan(
     else:
         typer.echo(RENDERERS[chosen.value](the_plan))
     if out is not None:
+        from enforcer.plan.planfile import write_plan_file
+
         write_plan_file(out, the_plan)
         if chosen is Format.text:
             typer.echo(f"\nSaved the plan to {out}. Apply exactly it with: enforcer apply {out}")
@@ -89,6 +87,8 @@ def _render_error_and_exit() -> None:
 
 
 def _read_plan_file(path: Path) -> Plan:
+    from enforcer.plan.planfile import read_plan_file
+
     try:
         return read_plan_file(path)
     except (OSError, ValueError) as exc:
@@ -101,6 +101,10 @@ def apply(
     yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
 ) -> None:
     """Apply the policy set (or a saved plan) to the store, in one transaction."""
+    from enforcer.pipeline.run import apply as apply_plan
+    from enforcer.pipeline.run import load_desired, make_plan
+    from enforcer.plan.render import render_text
+
     engine = store()
     the_plan = (
         _read_plan_file(planfile)
@@ -127,6 +131,11 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
 ) -> None:
     """Say whether a domain is blocked, by which indicator, app, policy file and line."""
+    from enforcer.catalog import load_catalog
+    from enforcer.decide.matcher import Matcher
+    from enforcer.decide.scope import effective_indicators, match_entries
+    from enforcer.store.lookup import covering
+
     try:
         name = normalize(domain)
     except (ValueError, UnicodeError) as exc:
@@ -176,6 +185,9 @@ def explain(
 
 def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any] | None:
     """What the policy files (as they are now) say about the name, if they load."""
+    from enforcer.decide.expand import ancestors
+    from enforcer.pipeline.run import load_desired
+
     try:
         desired = load_desired(directory)
     except EnforcerError as exc:

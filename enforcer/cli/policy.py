@@ -8,8 +8,6 @@ from pathlib import Path
 import typer
 
 from enforcer.cli._common import POLICIES_OPTION, policy_dir
-from enforcer.pipeline.run import load_desired
-from enforcer.policy.schema import json_schema
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -17,6 +15,8 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("validate")
 def validate(policies: Path | None = POLICIES_OPTION) -> None:
     """Check every policy file against the schema and the catalog; print every error (exit 1)."""
+    from enforcer.pipeline.run import load_desired
+
     directory = policy_dir(policies)
     desired = load_desired(directory)
     typer.echo(
@@ -28,4 +28,6 @@ def validate(policies: Path | None = POLICIES_OPTION) -> None:
 @app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of a policy file (for editors: yaml-language-server $schema)."""
+    from enforcer.policy.schema import json_schema
+
     typer.echo(json.dumps(json_schema(), indent=2))

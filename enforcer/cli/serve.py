@@ -9,20 +9,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import structlog
 import typer
-import uvicorn
-from sqlalchemy import Engine
 
-from enforcer import logs
-from enforcer.api import check_server_settings
 from enforcer.cli._common import settings
-from enforcer.config import Settings
-from enforcer.store.db import open_store
-from enforcer.webapp import create_web_app
 
-log = structlog.get_logger("enforcer.serve")
+if TYPE_CHECKING:
+    import uvicorn
+    from sqlalchemy import Engine
+
+    from enforcer.config import Settings
 
 HOST_OPTION = typer.Option(None, "--host", help="Listen address (default: ENFORCER_SERVER_HOST).")
 PORT_OPTION = typer.Option(None, "--port", help="Listen port (default: ENFORCER_SERVER_PORT).")
@@ -34,12 +31,16 @@ def register(app: typer.Typer) -> None:
 
 def serve(host: str | None = HOST_OPTION, port: int | None = PORT_OPTION) -> None:
     """Run the API server: device enrolment and sync, event upload, the admin Indicators API."""
+    from enforcer import logs
+    from enforcer.api import check_server_settings
+    from enforcer.store.db import open_store
+
     cfg = with_address(settings(), host, port)
     check_server_settings(cfg)
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     server = make_server(cfg, open_store(cfg.database_url))
     server.run()
-    log.info("server_stopped")
+    logs.get_logger("enforcer.serve").info("server_stopped")
 
 
 def with_address(cfg: Settings, host: str | None, port: int | None) -> Settings:
@@ -54,6 +55,11 @@ def with_address(cfg: Settings, host: str | None, port: int | None) -> Settings:
 
 def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
     """A uvicorn server for the API and the console on a migrated store (not started)."""
+    import uvicorn
+
+    from enforcer.logs import get_logger
+    from enforcer.webapp import create_web_app
+
     app = create_web_app(cfg, engine)
     config = uvicorn.Config(
         app,
@@ -65,7 +71,7 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         server_header=False,
         timeout_graceful_shutdown=5,
     )
-    log.info(
+    get_logger("enforcer.serve").info(
         "server_starting",
         host=cfg.server_host,
         port=cfg.server_port,
@@ -77,6 +83,8 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
 @contextmanager
 def serve_in_background(cfg: Settings, engine: Engine) -> Iterator[uvicorn.Server]:
     """Run the API server in a thread for the duration of the block, then stop it."""
+    from enforcer.api import check_server_settings
+
     check_server_settings(cfg)
     server = make_server(cfg, engine)
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)

@@ -6,15 +6,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy import Engine
 
 from enforcer.cli._common import settings, store
-from enforcer.config import Settings
-from enforcer.plan.model import ChangeAction
-from enforcer.sinks import SINKS, SinkPlan, SinkResult, get_sink, plan_sink, read_desired
+from enforcer.sinks import SINKS, SinkPlan, SinkResult, get_sink
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from enforcer.config import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,6 +25,8 @@ NAME_ARGUMENT = typer.Argument(..., help=f"Sink name: {', '.join(SINKS)}.")
 
 def render_sink_plan(plan: SinkPlan, limit: int | None = None) -> str:
     """Terraform-style text of a sink plan: one line per change, then the summary line."""
+    from enforcer.plan.model import ChangeAction
+
     out = [
         f"Sink {plan.sink} -> {plan.target} at revision {plan.revision} ({plan.entries:,} entries)"
     ]
@@ -52,6 +56,8 @@ def render_sink_plan(plan: SinkPlan, limit: int | None = None) -> str:
 def sink_plan_text(name: str, settings: Settings, engine: Engine, limit: int | None = None) -> str:
     """What applying sink `name` would change, as text (raises `SinkError` for a bad name or
     configuration; the Defender sink reads the tenant)."""
+    from enforcer.pipeline.run import plan_sink
+
     return render_sink_plan(plan_sink(name, settings, engine), limit)
 
 
@@ -116,6 +122,8 @@ def plan_cmd(
     ),
 ) -> None:
     """Show what `enforcer sinks apply NAME` would change in the sink's target (a dry run)."""
+    from enforcer.pipeline.run import plan_sink
+
     the_plan = plan_sink(name, settings(), store())
     if as_json:
         typer.echo(json.dumps(_plan_dict(the_plan), indent=1))
@@ -132,10 +140,12 @@ def apply_cmd(
     limit: int | None = typer.Option(50, "--limit", min=0, help="Show at most N changes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Bring the sink's target in line with the store now (the daemon does it after each apply)."""
+    """Bring the sink's target in line with the store now (the daemon does it at each new revision)."""
+    from enforcer.pipeline.run import read_sink_input
+
     config = settings()
     sink = get_sink(name)
-    desired, revision = read_desired(store())
+    desired, revision = read_sink_input(store())
     the_plan = sink.plan(desired, revision, config)
     if not as_json:
         typer.echo(render_sink_plan(the_plan, limit))

@@ -18,9 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from enforcer.catalog import App
-from enforcer.decide.matcher import normalize
 from enforcer.errors import Location
-from enforcer.models import ALL_DEVICES, Action, Indicator, Severity, Tag
+from enforcer.models import ALL_DEVICES, Action, Indicator, Severity, Tag, normalize
 from enforcer.plan.model import AppState
 from enforcer.policy.evaluate import Decision, SanctionState
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from enforcer.models import Action
+from enforcer.models import Action, normalize
 
 
 class Verdict(NamedTuple):
@@ -63,19 +63,6 @@ class MatchEntry(NamedTuple):
     domain: str
     action: Action
     app_id: str = ""
-
-
-def normalize(name: str) -> str:
-    """Lower-case, strip one trailing dot and convert an internationalised name to punycode.
-
-    Raises ValueError for a name that cannot be a DNS name (empty labels, bad IDN).
-    """
-    name = name.strip().rstrip(".").lower()
-    if not name.isascii():
-        name = name.encode("idna").decode("ascii")
-    if not name or ".." in name or name.startswith("."):
-        raise ValueError(f"not a domain name: {name!r}")
-    return name
 
 
 class Matcher:

@@ -12,8 +12,8 @@ import ipaddress
 from publicsuffixlist import PublicSuffixList
 
 from enforcer.catalog import Catalog
-from enforcer.decide.matcher import MatchEntry, Matcher, normalize
-from enforcer.models import Action
+from enforcer.decide.matcher import MatchEntry, Matcher
+from enforcer.models import Action, normalize
 
 _PSL: PublicSuffixList | None = None
 

@@ -1,8 +1,10 @@
-"""`enforcer daemon`: APScheduler wiring. Which job runs when; the work itself is `enforcer.pipeline.run`.
+"""`enforcer daemon`: APScheduler wiring. Which job runs when; the policy work is `enforcer.pipeline.run`.
 
 Jobs: ``reconcile`` (every `reconcile_interval` seconds, and at once when a policy file changes),
-``expire`` (every `expire_interval` seconds). Only the leader (see `enforcer.store.lock`) applies.
-A policy set with errors is logged once and skipped: the last good state stays in force.
+then the sinks whose target is behind the store's revision; ``expire`` (every `expire_interval`
+seconds: expired indicators, old raw events); ``discovery`` (every `discovery_interval` seconds:
+device events into rollups). Only the leader (see `enforcer.store.lock`) works. A policy set with
+errors is logged once and skipped: the last good state stays in force.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from enforcer.catalog import load_catalog
 from enforcer.config import Settings
-from enforcer.decide.expand import expand
 from enforcer.discovery.continuous import process_events
-from enforcer.errors import PolicySetError, StalePlanError
+from enforcer.errors import PolicySetError
 from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
-from enforcer.pipeline.run import apply, load_state, make_plan
+from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
 from enforcer.policy.loader import directory_digest
-from enforcer.sinks import run_sinks
-from enforcer.store.discovery import prune_events
-from enforcer.store.indicators import current_revision, expire
+from enforcer.sinks import SinkResult
+from enforcer.store.events import prune_events
+from enforcer.store.expiry import expire
+from enforcer.store.feed import current_revision
 from enforcer.store.lock import LeaderLock
 
 log = structlog.get_logger("enforcer.pipeline.daemon")
@@ -45,10 +47,13 @@ class TickResult:
     """standby, unchanged, policy_error, no_changes, applied, store_error."""
     revision: int = 0
     changes: int = 0
+    sinks: tuple[SinkResult, ...] = ()
+    """The sinks this tick ran: those whose target was behind the store's revision."""
 
 
 class Daemon:
-    """The reconcile loop's state between ticks: the last good policy digest and revision."""
+    """The reconcile loop's state between ticks: the last good policy digest and revision, and
+    the revision each sink last applied."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
@@ -57,17 +62,21 @@ class Daemon:
         self._last: tuple[str, int] | None = None
         self._next_expiry: dt.datetime | None = None
         self._failed_digest: str | None = None
+        self._sink_revisions: dict[str, int] = {}
         self._tick_lock = threading.Lock()
         self.stop_event = threading.Event()
 
     # --- jobs ---------------------------------------------------------------------------
 
     def reconcile_tick(self, now: dt.datetime | None = None) -> TickResult:
-        """Reload the policy set and apply it if anything changed. Never raises."""
+        """Reload the policy set and apply it if anything changed, then bring every sink up to
+        the store's revision. Never raises."""
         with self._tick_lock:
             started = time.monotonic()
             try:
                 result = self._reconcile(now or dt.datetime.now(dt.UTC))
+                if result.outcome != "standby" and self.settings.sinks:
+                    result.sinks = self._update_sinks()
             except SQLAlchemyError as exc:
                 log.error("store_unavailable", error=str(exc).splitlines()[0])
                 self.lock.release()
@@ -106,25 +115,14 @@ class Daemon:
                 self._failed_digest = digest
             return TickResult("policy_error", revision)
         self._failed_digest = None
-        desired = expand(state)
-        for attempt in range(2):
-            plan = make_plan(self.engine, desired)
-            try:
-                revision = apply(self.engine, plan, actor="daemon")
-                break
-            except StalePlanError:
-                if attempt:
-                    raise
+        plan, revision = plan_and_apply(self.engine, expand_state(state), actor="daemon")
         self._last = (digest, revision)
-        self._next_expiry = _next_expiry(state, now)
+        self._next_expiry = state.next_expiry()
         if not plan.has_changes:
             return TickResult("no_changes", revision)
         counts = {a.name.lower(): n for a, n in plan.counts.items()}
         for action, count in counts.items():
             PLAN_CHANGES.labels(action).set(count)
-        if self.settings.sinks:
-            # Sinks never raise: a failing one is logged and keeps its last good state.
-            run_sinks(self.settings, self.engine)
         log.info(
             "plan_applied",
             revision=revision,
@@ -134,6 +132,26 @@ class Daemon:
             apps=sorted({c.app_id for c in plan.changes if c.app_id})[:50],
         )
         return TickResult("applied", revision, len(plan.changes))
+
+    def _update_sinks(self) -> tuple[SinkResult, ...]:
+        """Run each configured sink whose last good run was at another revision than the store's.
+
+        Whatever moved the revision (a policy apply, a manual indicator, an expiry) reaches the
+        sinks on the next tick, and a sink that failed is retried on every tick until it succeeds.
+        A run that completed with entries the target refused counts as done: the same input
+        would be refused again (the refusals are in its result and its log line).
+        """
+        with self.engine.connect() as conn:
+            revision = current_revision(conn)
+        behind = [n for n in self.settings.sinks if self._sink_revisions.get(n) != revision]
+        if not behind:
+            return ()
+        # Sinks never raise: a failing one is logged and keeps its target's last good state.
+        results = run_sinks(self.settings, self.engine, behind)
+        for result in results:
+            if not result.error:
+                self._sink_revisions[result.sink] = result.revision
+        return tuple(results)
 
     def expire_tick(self, now: dt.datetime | None = None) -> int:
         """Delete indicators whose expirationTime has passed (leader only). Never raises."""
@@ -242,10 +260,3 @@ class Daemon:
                 scheduler.modify_job("reconcile", next_run_time=dt.datetime.now(dt.UTC))
         except (OSError, RuntimeError) as exc:
             log.warning("policy_watch_stopped", error=str(exc))
-
-
-def _next_expiry(state: Any, now: dt.datetime) -> dt.datetime | None:
-    """The next time an exception or allow entry of the policy set expires."""
-    times = [e.item.expires for e in state.policy.exceptions if e.item.expires > now]
-    times += [a.item.expires for a in state.policy.allow if a.item.expires and a.item.expires > now]
-    return min(times) if times else None

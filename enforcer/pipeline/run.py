@@ -1,7 +1,8 @@
-"""The pipeline, start to end: policy files -> desired state -> plan against the store -> apply.
+"""The pipeline, start to end: policy files -> desired state -> plan against the store -> apply,
+and the store -> sinks step after it.
 
-Thin glue between the pure core (`compile_policy`, `expand`, `reconcile`) and the store; the CLI,
-the daemon and the API all call these functions and nothing deeper.
+Thin glue between the pure core (`compile_policy`, `expand`, `reconcile`), the store and the
+sinks; the CLI, the daemon, the API and the console call these functions and nothing deeper.
 """
 
 from __future__ import annotations
@@ -13,15 +14,24 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog, load_catalog
+from enforcer.config import Settings
 from enforcer.decide.expand import DesiredState, expand
 from enforcer.decide.reconcile import reconcile
 from enforcer.discovery.reports import impact
+from enforcer.errors import EnforcerError, StalePlanError, TemporaryError
 from enforcer.gcpause import paused_gc
+from enforcer.logs import get_logger
+from enforcer.models import ALL_DEVICES, Indicator
 from enforcer.plan.digest import digest_indicators
 from enforcer.plan.model import Plan
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import load_policy_files
+from enforcer.sinks import SinkPlan, SinkResult, get_sink
+from enforcer.store.feed import current_revision
 from enforcer.store.indicators import apply_plan, read_actual
+from enforcer.store.lookup import iter_indicators
+
+log = get_logger(__name__)
 
 
 def load_state(
@@ -36,7 +46,12 @@ def load_desired(
     policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
 ) -> DesiredState:
     """The desired indicator set of a policy directory."""
-    state = load_state(policy_dir, now=now, catalog=catalog)
+    return expand_state(load_state(policy_dir, now=now, catalog=catalog))
+
+
+def expand_state(state: SanctionState) -> DesiredState:
+    """The desired indicator set of a checked sanction state."""
+    # Expansion builds up to millions of acyclic objects: keep the cyclic GC out of it.
     with paused_gc():
         return expand(state)
 
@@ -67,3 +82,80 @@ def make_plan(engine: Engine, desired: DesiredState, *, impact_preview: bool = T
 def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:
     """Apply a plan atomically; returns the store's revision afterwards."""
     return apply_plan(engine, plan, actor=actor)
+
+
+def plan_and_apply(engine: Engine, desired: DesiredState, *, actor: str) -> tuple[Plan, int]:
+    """Plan `desired` against the store and apply it; returns the plan and the new revision.
+
+    A plan is refused when the store moved after it was made (a manual indicator added
+    meanwhile); it is made again once, then a second `StalePlanError` propagates. No impact
+    preview: nobody reads it when nobody is asked to confirm.
+    """
+    plan = make_plan(engine, desired, impact_preview=False)
+    try:
+        return plan, apply(engine, plan, actor=actor)
+    except StalePlanError:
+        plan = make_plan(engine, desired, impact_preview=False)
+    return plan, apply(engine, plan, actor=actor)
+
+
+def read_sink_input(engine: Engine) -> tuple[list[Indicator], int]:
+    """The store's device-wide indicators (policy and manual) and its revision, read together."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for the rows and the revision they belong to.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        revision = current_revision(conn)
+        indicators = [
+            stored.indicator
+            for stored in iter_indicators(conn)
+            if stored.indicator.scope == ALL_DEVICES
+        ]
+    return indicators, revision
+
+
+def plan_sink(name: str, settings: Settings, engine: Engine) -> SinkPlan:
+    """Plan one sink against the store as it is now."""
+    sink = get_sink(name)
+    desired, revision = read_sink_input(engine)
+    return sink.plan(desired, revision, settings)
+
+
+def run_sinks(
+    settings: Settings, engine: Engine, names: list[str] | None = None
+) -> list[SinkResult]:
+    """Plan and apply each sink of `names` (default: ``settings.sinks``). Never raises for a sink.
+
+    A sink that fails keeps its target's last good state and reports the error in its result
+    (``result.error``), logged once; the other sinks still run.
+    """
+    names = list(settings.sinks if names is None else names)
+    if not names:
+        return []
+    desired, revision = read_sink_input(engine)
+    results = []
+    for name in names:
+        try:
+            sink = get_sink(name)
+            plan = sink.plan(desired, revision, settings)
+            result = sink.apply(plan, settings)
+        except Exception as exc:  # one broken sink must not stop the others
+            temporary = isinstance(exc, TemporaryError)
+            text = str(exc) if isinstance(exc, EnforcerError) else f"{type(exc).__name__}: {exc}"
+            log.error("sink_failed", sink=name, revision=revision, error=text, temporary=temporary)
+            results.append(SinkResult(sink=name, target="", revision=revision, error=text))
+            continue
+        log.info(
+            "sink_applied",
+            sink=name,
+            target=result.target,
+            revision=revision,
+            created=result.created,
+            updated=result.updated,
+            deleted=result.deleted,
+            written=result.written,
+            failed=len(result.failed),
+            error=result.error or None,
+        )
+        results.append(result)
+    return results

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from enforcer.catalog import CATEGORIES, App, Catalog, CatalogError
-from enforcer.decide.matcher import normalize
 from enforcer.errors import Location, PolicyError, PolicySetError
-from enforcer.models import ALL_DEVICES, Action, Severity, Tag
+from enforcer.models import ALL_DEVICES, Action, Severity, Tag, normalize
 from enforcer.policy.loader import Located, PolicySet
 from enforcer.policy.schema import AppEntry, Rule, TagDefaults
 
@@ -53,8 +52,15 @@ class SanctionState:
     policy: PolicySet
     now: dt.datetime
 
-    def for_app(self, app_id: str) -> list[Decision]:
-        return [d for (a, _), d in sorted(self.decisions.items()) if a == app_id]
+    def next_expiry(self) -> dt.datetime | None:
+        """When the next exception or allow entry expires after `now` (the state changes then)."""
+        times = [e.item.expires for e in self.policy.exceptions if e.item.expires > self.now]
+        times += [
+            a.item.expires
+            for a in self.policy.allow
+            if a.item.expires and a.item.expires > self.now
+        ]
+        return min(times) if times else None
 
 
 def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> SanctionState:

@@ -60,10 +60,6 @@ class PolicySet:
     conflicts: tuple[Located[ConflictResolution], ...] = ()
     custom_apps: tuple[Located[App], ...] = ()
 
-    @property
-    def group_names(self) -> frozenset[str]:
-        return frozenset(g.item.name for g in self.device_groups)
-
 
 def policy_files(directory: Path) -> list[Path]:
     """The policy files of a directory tree, in a stable order; hidden directories are skipped."""

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from enforcer.config import Settings
 from enforcer.errors import PermanentError
 from enforcer.models import ALL_DEVICES, Action, Indicator
 from enforcer.plan.model import ChangeAction
+
+if TYPE_CHECKING:
+    from enforcer.config import Settings
 
 
 class SinkError(PermanentError):

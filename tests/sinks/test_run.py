@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from enforcer.cli.sinks import sink_plan_text
 from enforcer.models import Action, Indicator, Severity
-from enforcer.sinks import run_sinks
-from enforcer.store.indicators import add_manual
+from enforcer.pipeline.run import run_sinks
+from enforcer.store.manual import add_manual
 
 from .helpers import settings
 
