@@ -9,20 +9,25 @@ flush early when a file has more than `max_keys`, so memory stays bounded.
 
 from __future__ import annotations
 
-import gc
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import BadLine, Record
+from enforcer.gcpause import paused_gc
 from enforcer.rollup import AppDay, DeviceDay, Rollup, Usage, UserDay
 
 FineKey = tuple[str, str, str, str]
 """(attribution, device, user, address) within an hour; see `Aggregator._who`."""
 
 _DOMAIN = "\x00"
+"""An unrecognised domain's attribution is this prefix + the domain (no app id starts with it)."""
+
+FIRST_APP_ID = "\x01"
+"""Attributions at or after this are catalog app ids; "" (no host) and `_DOMAIN` + domain sort
+before it. `who >= FIRST_APP_ID` is how the hot loops tell an app from a domain: one string
+comparison, against a local bound to this constant."""
 
 Acc = list[float]
 """[transactions, bytes_up, bytes_down, blocked, first_seen, last_seen]."""
@@ -62,8 +67,7 @@ class Aggregator:
         """day -> (attribution, device, user, address) -> counters."""
         self.hours: dict[int, dict[str, list[int]]] = {}
         """hour -> app id -> [transactions, bytes_up, bytes_down, blocked], for catalog apps
-        only: their attribution is the app id, which sorts at or after "\\x01" where "" and
-        the NUL-prefixed domains sort before it (one string comparison in the hot loops)."""
+        only (`FIRST_APP_ID` tells them apart)."""
         self.keys = 0
         """Entries in `days` and `hours`, what `max_keys` bounds."""
         self._hosts: dict[str, str] = {}
@@ -95,18 +99,19 @@ class Aggregator:
         hourly app totals need the hour, and they live in a small dict per hour keyed by the
         attribution alone. Logs come in time order, so the hour and day dicts are looked up
         again only when the hour changes. The cyclic garbage collector is paused meanwhile
-        (`_no_gc`): nothing here makes cycles, and its passes over the growing accumulator
+        (`paused_gc`): nothing here makes cycles, and its passes over the growing accumulator
         cost a fifth of the time.
         """
         hosts = self._hosts
         record_type = Record
+        first_app = FIRST_APP_ID
         max_keys = self.max_keys
         count = 0
         keys = self.keys
         lo = hi = 0.0
         fine: dict[FineKey, Acc] = {}
         hourly: dict[str, list[int]] = {}
-        with _no_gc():
+        with paused_gc():
             for r in records:
                 if type(r) is not record_type:
                     if on_bad is not None:
@@ -136,7 +141,7 @@ class Aggregator:
                         acc[4] = t
                     elif t > acc[5]:
                         acc[5] = t
-                if who >= "\x01":  # a catalog app (not "" nor NUL + domain): hourly totals
+                if who >= first_app:  # a catalog app: hourly totals
                     total = hourly.get(who)
                     if total is None:
                         hourly[who] = [1, up, down, blocked]
@@ -183,7 +188,7 @@ class Aggregator:
         split = self._split
         without_host = attributed = unrecognised = 0
         out = Rollup()
-        with _no_gc():
+        with paused_gc():
             for day, fine in self.days.items():
                 apps: dict[str, Row] = {}
                 devices: dict[str, Row] = {}
@@ -232,15 +237,3 @@ class Aggregator:
         self.attributed += attributed
         self.unrecognised += unrecognised
         return out
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector (if it runs) for a block that makes no cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -12,14 +12,14 @@ to the format's own parser, so bad-line reasons and every edge case stay defined
 `tests/discovery/test_fast.py` checks that both routes give the same rollups and bad lines.
 
 The counter update is repeated from `Aggregator.add_all` on purpose: a function call per line
-would give back a good part of the gain (GUIDE section 6).
+would give back a good part of the gain (these loops are the ingest's hot path).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from enforcer.discovery.aggregate import Aggregator, _no_gc
+from enforcer.discovery.aggregate import FIRST_APP_ID, Aggregator
 from enforcer.discovery.formats import squid, zeek
 from enforcer.discovery.formats._util import (
     CACHE_SIZE,
@@ -32,6 +32,7 @@ from enforcer.discovery.formats._util import (
     url_miss,
 )
 from enforcer.discovery.records import BadLine, Record
+from enforcer.gcpause import paused_gc
 
 OnBad = Callable[[BadLine], None]
 OnFull = Callable[[], None]
@@ -68,7 +69,8 @@ def squid_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: On
     lo = hi = 0.0
     fine: dict[tuple[str, str, str, str], list[float]] = {}
     hourly: dict[str, list[int]] = {}
-    with _no_gc():
+    first_app = FIRST_APP_ID
+    with paused_gc():
         for line in lines:
             line_no += 1
             f = line.split()
@@ -121,7 +123,7 @@ def squid_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: On
                     acc[4] = t
                 elif t > acc[5]:
                     acc[5] = t
-            if who >= "\x01":  # a catalog app (not "" nor NUL + domain): hourly totals
+            if who >= first_app:  # a catalog app: hourly totals
                 total = hourly.get(who)
                 if total is None:
                     hourly[who] = [1, 0, down, blocked]
@@ -151,7 +153,8 @@ def zeek_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: OnF
     lo = hi = 0.0
     fine: dict[tuple[str, str, str, str], list[float]] = {}
     hourly: dict[str, list[int]] = {}
-    with _no_gc():
+    first_app = FIRST_APP_ID
+    with paused_gc():
         for line in lines:
             line_no += 1
             if whole:  # split it all, then count the fields: one pass over the line, not two
@@ -218,7 +221,7 @@ def zeek_into(agg: Aggregator, lines: Iterable[str], on_bad: OnBad, on_full: OnF
                     acc[4] = t
                 elif t > acc[5]:
                     acc[5] = t
-            if who >= "\x01":  # a catalog app (not "" nor NUL + domain): hourly totals
+            if who >= first_app:  # a catalog app: hourly totals
                 total = hourly.get(who)
                 if total is None:
                     hourly[who] = [1, sent, got, 0]

@@ -1,6 +1,7 @@
 """Log formats: one module per format, each with ``parse(lines) -> Iterator[Record | BadLine]``.
 
-Adding a format means adding its module and one line to `FORMATS` (GUIDE section 3). The mapped
+Adding a format means adding its module and one line to `FORMATS` (the CLI, the API and the
+tests all list formats from it). The mapped
 formats (``csv``, ``jsonl``) take the ``--map`` mapping as a second argument; `parser_for` binds it
 so that every caller sees the same one-argument parser.
 """

@@ -12,7 +12,7 @@ the ``rfc931`` column (ident or proxy-auth user, "-" when none); the host comes 
 ``peerhost``. A result code starting with ``TCP_DENIED`` is "blocked", anything else "allowed".
 Extra columns after the tenth (``log_mime_hdrs``) are ignored.
 
-This is a hot path (GUIDE section 6): one `str.split` per line, URL parsing cached by authority,
+This is a hot path (it runs once per line of a million-line upload): one `str.split` per line, URL parsing cached by authority,
 no regex, no datetime objects, records built with `tuple.__new__` (a third of `Record(...)`'s cost).
 Uploads go through the fused loop of `enforcer.discovery.fused`, which hands this parser every line
 it does not take itself; a change of meaning here must be made there too (`tests/discovery/test_fast.py`

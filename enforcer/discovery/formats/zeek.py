@@ -18,7 +18,7 @@ no host name, ``orig_bytes`` (up) and ``resp_bytes`` (down); dns: ``query``. All
 ``id.orig_h`` (the device), ``id.resp_h`` and ``id.resp_p`` (the destination). Zeek only observes,
 so `action` is "".
 
-TSV is a hot path (GUIDE section 6): column indexes are computed once per header (`Layout`) and
+TSV is a hot path (it runs once per line of a million-line upload): column indexes are computed once per header (`Layout`) and
 one `itemgetter` call pulls the eight columns of a line; no per-line dict, no datetime. Uploads
 go through the fused loop of `enforcer.discovery.fused`, which reads data lines itself with the same
 `Layout` and hands everything else to `irregular` and `data_line` here.
