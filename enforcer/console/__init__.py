@@ -8,8 +8,7 @@ the browser, and changes policy only through a console-managed policy file (`gov
 Modules: `pages` (the reading pages, one module each), `actions` (the forms), `governance` (the
 console's policy file, staging and plan preview), `web` (what every route shares: state, sign-in,
 rendering), `session` (cookie and CSRF), `tables` (sorting, paging, CSV), `chart` (SVG bars),
-`report_cache` (range-wide results kept for a minute), `rollup_reads` (batched reads for the
-machines and users tables).
+`report_cache` (range-wide results kept for a minute).
 """
 
 from __future__ import annotations

@@ -28,12 +28,8 @@ from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.models import Action, Tag
 from enforcer.pipeline.run import apply
 from enforcer.store.alerts import acknowledge_alert
-from enforcer.store.indicators import (
-    DuplicateIndicatorError,
-    UnknownIndicatorError,
-    add_manual,
-    delete_manual,
-)
+from enforcer.store.lookup import UnknownIndicatorError
+from enforcer.store.manual import DuplicateIndicatorError, add_manual, delete_manual
 from enforcer.web.manual import IndicatorCreate
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -17,7 +17,6 @@ from fastapi import Request
 from sqlalchemy import Connection, Engine
 
 from enforcer.catalog import Catalog
-from enforcer.console import rollup_reads
 from enforcer.console.web import ConsoleState, state
 from enforcer.discovery import reports
 from enforcer.discovery.reports import day_range
@@ -61,9 +60,9 @@ def warm(console: ConsoleState) -> None:
     def run() -> None:
         jobs: list[tuple[Hashable, Callable[[Connection, int, int], Any]]] = [
             _apps_report(console),
-            ("devices", rollup_reads.device_totals),
-            ("users-count", rollup_reads.distinct_users),
-            ("users", rollup_reads.user_totals),
+            ("devices", reports.device_totals),
+            ("users-count", reports.distinct_users),
+            ("users", reports.user_totals),
         ]
         for name, read in jobs:
             try:

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from enforcer.console import rollup_reads
 from enforcer.console.chart import Series, bar_chart
 from enforcer.console.pages.cached import apps_rows, cached, connect
 from enforcer.console.web import PREFIX, SignedIn, days_param, render
+from enforcer.discovery import reports
 from enforcer.discovery.reports import day_range
 from enforcer.store.alerts import list_alerts
 from enforcer.store.queries import app_hours
@@ -25,8 +25,8 @@ def dashboard(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
     apps = apps_rows(request, first, last)
-    devices = cached(request, "devices", first, last, rollup_reads.device_totals)
-    users = cached(request, "users-count", first, last, rollup_reads.distinct_users)
+    devices = cached(request, "devices", first, last, reports.device_totals)
+    users = cached(request, "users-count", first, last, reports.distinct_users)
     with connect(request) as conn:
         blocked, warned, labels = _attempts(conn, first, last)
     by_category: dict[str, int] = {}

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from enforcer.console import rollup_reads
 from enforcer.console import tables as t
 from enforcer.console.pages.cached import cached, catalog
 from enforcer.console.pages.links import machine_link, user_link
@@ -19,7 +18,7 @@ from enforcer.console.pages.listing import (
     Listing,
 )
 from enforcer.console.web import PREFIX, SignedIn
-from enforcer.store.indicators import read_app_tags
+from enforcer.discovery import reports
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -45,11 +44,9 @@ def _risk_and_last_user(
     known = catalog(request)
 
     def read(conn: Connection, first: int, last: int) -> dict[int, tuple[str, str]]:
-        unsanctioned = {
-            a for a, scope, tag, _ in read_app_tags(conn) if not scope and tag == "unsanctioned"
-        }
-        risks = rollup_reads.device_risks(conn, known, ordinals, last, unsanctioned)
-        users = rollup_reads.last_users(conn, ordinals, first, last)
+        unsanctioned = reports.unsanctioned_apps(conn)
+        risks = reports.device_risks(conn, known, ordinals, last, unsanctioned)
+        users = reports.last_users(conn, ordinals, first, last)
         return {o: (risks[o].level.value, users.get(o, "")) for o in ordinals}
 
     found = cached(request, ("machines", ordinals), first, last, read)
@@ -63,7 +60,7 @@ MACHINES = Listing(
     search_label="Device name",
     key="device",
     report="devices",
-    totals=rollup_reads.device_totals,
+    totals=reports.device_totals,
     columns=MACHINE_COLUMNS,
     annotate=_risk_and_last_user,
 )

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from enforcer.console import rollup_reads
 from enforcer.console import tables as t
 from enforcer.console.pages.cached import connect
 from enforcer.console.pages.links import user_link
@@ -18,6 +17,7 @@ from enforcer.console.pages.listing import (
     Listing,
 )
 from enforcer.console.web import PREFIX, SignedIn
+from enforcer.discovery import reports
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -39,7 +39,7 @@ def _device_and_app_counts(
     request: Request, rows: list[dict[str, Any]], first: int, last: int
 ) -> None:
     with connect(request) as conn:
-        counts = rollup_reads.user_counts(conn, [r["ordinal"] for r in rows], first, last)
+        counts = reports.user_counts(conn, [r["ordinal"] for r in rows], first, last)
     for r in rows:
         r["devices"], r["apps"] = counts[r["ordinal"]]
 
@@ -50,7 +50,7 @@ USERS = Listing(
     search_label="User name",
     key="user",
     report="users",
-    totals=rollup_reads.user_totals,
+    totals=reports.user_totals,
     columns=USER_COLUMNS,
     annotate=_device_and_app_counts,
 )
