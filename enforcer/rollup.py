@@ -21,14 +21,6 @@ class Usage:
     first_seen: float = float("inf")
     last_seen: float = 0.0
 
-    def add(self, other: Usage) -> None:
-        self.transactions += other.transactions
-        self.bytes_up += other.bytes_up
-        self.bytes_down += other.bytes_down
-        self.blocked += other.blocked
-        self.first_seen = min(self.first_seen, other.first_seen)
-        self.last_seen = max(self.last_seen, other.last_seen)
-
 
 @dataclass
 class AppDay:

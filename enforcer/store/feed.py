@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from enforcer.plan.model import Change, ChangeAction
 from enforcer.store.bulk import chunks, insert_tuples
-from enforcer.store.tables.indicators import IND, LOG, META, REV, RevisionRow, utcnow
+from enforcer.store.tables.indicators import IND, LOG, META, REV, utcnow
 
 
 def current_revision(conn: Connection) -> int:
@@ -115,12 +115,6 @@ def changes_since(
     if limit is not None:
         query = query.limit(limit)
     return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def revisions(conn: Connection, limit: int = 20) -> list[RevisionRow]:
-    """The newest revisions, newest first."""
-    rows = conn.execute(select(REV).order_by(REV.c.id.desc()).limit(limit))
-    return [RevisionRow.model_validate(dict(r._mapping)) for r in rows]
 
 
 # --- what devices receive: the current entries of some keys, or of a whole scope set ---------
