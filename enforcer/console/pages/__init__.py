@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from enforcer.console.pages import (
-    alerts,
+    alert_list,
     app_detail,
     apps,
     dashboard,
@@ -33,7 +33,7 @@ PAGES = (
     users,
     user_detail,
     domains,
-    alerts,
+    alert_list,
     indicator_list,
     governance_review,
 )
