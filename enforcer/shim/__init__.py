@@ -1,6 +1,8 @@
 """The endpoint shim: enforces the indicator set on a device through its DNS and proxy front ends.
 
-Each front end turns packets or requests into `enforcer.decide.matcher.Matcher` calls and back:
-`enforcer.shim.dns.server` is the DNS sinkhole, `enforcer.shim.proxy.tls` reads the server name a TLS client
-asks for.
+`agent` wires one asyncio loop: the DNS front end (`dns`), the HTTP/CONNECT proxy (`proxy`), both
+reading one `enforcer.decide.matcher.Matcher` and mapping its verdicts to events the same way
+(`verdict`); the sync client (`sync`, with its on-disk `indicator_cache`) that keeps the matcher
+current; the event reporter (`report`); Linux traffic interception (`intercept`); and the
+Prometheus `metrics` of a running shim.
 """

@@ -9,6 +9,8 @@ The DNS and proxy front ends ask the same `Matcher` and must agree on what its a
 * `stricter` orders outcomes (allowed < audited < bypassed < warned < blocked), for a
   connection that carries two names (a CONNECT host and a TLS server name) and takes the most
   restrictive.
+* `Ruling` is the proxy's outcome for one connection: the action and the name and verdict that
+  decided it.
 * `EventRecorder` builds the `NetworkEvent` of one DNS answer or proxied connection and gives it
   to the front end's ``on_event`` callback, which must never stop traffic by raising.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import NamedTuple
 
 import structlog
 
@@ -57,6 +60,19 @@ def stricter(a: EventAction, b: EventAction) -> bool:
     return _RANK[a] > _RANK[b]
 
 
+class Ruling(NamedTuple):
+    """The outcome for a proxied connection and the name and verdict that decided it."""
+
+    action: EventAction
+    name: str
+    verdict: Verdict
+
+    @property
+    def denied(self) -> bool:
+        """The connection is refused (blocked, or warned until the user continues)."""
+        return self.action in DENIED
+
+
 class EventRecorder:
     """Builds a front end's events and hands them to its sink; a failing sink is logged only."""
 
@@ -76,6 +92,7 @@ class EventRecorder:
         *,
         when: dt.datetime | None = None,
         client_ip: str = "",
+        client_port: int = 0,
         dest_ip: str = "",
         dest_port: int = 0,
         bytes_up: int = 0,
@@ -95,6 +112,7 @@ class EventRecorder:
             bytes_down=bytes_down,
             user=self.user,
             client_ip=client_ip,
+            client_port=client_port,
         )
         try:
             self.sink(event)

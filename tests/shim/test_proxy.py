@@ -36,15 +36,8 @@ from enforcer.models import Action, EventAction, NetworkEvent
 from enforcer.shim.proxy import notify as notify_module
 from enforcer.shim.proxy import pages
 from enforcer.shim.proxy.bypass import BypassStore
-from enforcer.shim.proxy.frontend import (
-    BadRequest,
-    ProxyFrontEnd,
-    ProxyLimits,
-    parse_absolute,
-    parse_authority,
-    parse_head,
-    start_proxy,
-)
+from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits, start_proxy
+from enforcer.shim.proxy.http1 import BadRequest, parse_absolute, parse_authority, parse_head
 from enforcer.shim.proxy.notify import command
 from tests.shim.test_tls import client_hello
 

@@ -10,9 +10,15 @@ its extensions and returns the first ``host_name`` entry of the ``server_name`` 
 ClientHello, or it is larger than `MAX_CLIENT_HELLO`) and its subclass `NeedMoreData` (the bytes
 are a valid prefix: read more and call again). With Encrypted Client Hello only the outer,
 public name is visible; that is the name the network sees, and the one that is checked.
+
+`read_first_bytes` reads a client's first bytes off a stream, up to a whole ClientHello when they
+start one, and `ACCESS_DENIED` is the TLS alert that refuses a connection whose name is denied.
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
 
 RECORD_HANDSHAKE = 0x16
 """First byte of a TLS handshake record: what a ClientHello starts with."""
@@ -24,6 +30,10 @@ _MAX_RECORD = 1 << 14
 MAX_CLIENT_HELLO = 1 << 16
 """Largest ClientHello message (bytes, without record headers) the reader accepts."""
 _HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_CHUNK = 64 * 1024
+ACCESS_DENIED = b"\x15\x03\x01\x00\x02\x02\x31"
+"""TLS alert record: level fatal (2), description access_denied (49). A browser shows a clear
+error for it instead of a generic connection reset."""
 
 
 class ParseError(ValueError):
@@ -161,3 +171,38 @@ def _parse_server_name(ext: _Cursor) -> str | None:
             raise ParseError("server name is not a host name")
         host = raw.decode("ascii").lower()
     return host
+
+
+class FirstBytes(NamedTuple):
+    """What a client sent first, and the server name read from it if it is TLS."""
+
+    data: bytes
+    tls: bool = False
+    server_name: str | None = None
+    error: str = ""
+    """Why the bytes, which start like TLS, are not a readable ClientHello."""
+
+
+async def read_first_bytes(
+    reader: asyncio.StreamReader, first_timeout: float, hello_timeout: float
+) -> FirstBytes:
+    """A client's first bytes (a whole ClientHello if they start one; b"" at EOF).
+
+    The wait for the first bytes is bounded by `first_timeout` (raises TimeoutError), the wait
+    for the rest of a ClientHello by `hello_timeout` from the first bytes on.
+    """
+    async with asyncio.timeout(first_timeout) as deadline:
+        data = await reader.read(_CHUNK)
+        if not looks_like_tls(data):
+            return FirstBytes(data)
+        deadline.reschedule(asyncio.get_running_loop().time() + hello_timeout)
+        while True:
+            try:
+                return FirstBytes(data, tls=True, server_name=server_name(data))
+            except NeedMoreData as exc:
+                more = await reader.read(_CHUNK)
+                if not more or len(data) > MAX_CLIENT_HELLO + 1024:
+                    return FirstBytes(data, tls=True, error=str(exc))
+                data += more
+            except ParseError as exc:
+                return FirstBytes(data, tls=True, error=str(exc))
