@@ -75,10 +75,10 @@ class Settings(BaseSettings):
     server_port: int = 8440
     """Port `enforcer serve` listens on."""
 
-    # --- sinks (enforcer sinks; run by the daemon after each apply) ---------------------------
+    # --- sinks (enforcer sinks; run by the daemon whenever the store's revision moves) ---------
 
     sinks: Annotated[list[str], NoDecode] = []
-    """Sinks the daemon runs after each apply, comma-separated: rpz, hosts, dnsmasq, defender."""
+    """Sinks the daemon keeps at the store's revision, comma-separated: rpz, hosts, dnsmasq, defender."""
 
     sink_warn_action: Literal["block", "skip"] = "skip"
     """What DNS sinks do with Warn indicators: a resolver cannot offer the warning's "continue"."""

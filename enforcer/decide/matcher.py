@@ -14,7 +14,7 @@ Semantics (documented in docs/matching.md and tested in tests/test_matcher.py):
 A lookup costs one dict probe per label of the queried name, whatever the number of entries.
 
 Memory: a device may hold a million entries, so an entry costs only its key (the domain string)
-and a dict slot. The value is the index of a `Rule` (action, app) shared by every entry with
+and a dict slot. The value is the index of a `MatchRule` (action, app) shared by every entry with
 the same action and app, and the `Verdict` (which names the matched domain) is built only when
 a lookup hits. The index is a small int on purpose: a dict of strings and ints holds nothing
 the garbage collector must visit, whereas a dict of a million tuples made every full
@@ -50,7 +50,7 @@ _new_tuple = tuple.__new__
 """Builds a `Verdict` without the Python-level ``NamedTuple.__new__`` (a hit's one allocation)."""
 
 
-class Rule(NamedTuple):
+class MatchRule(NamedTuple):
     """What an entry says (its action and app), shared by all entries that say the same."""
 
     action: Action
@@ -72,8 +72,8 @@ class Matcher:
 
     def __init__(self, entries: Iterable[MatchEntry] = ()) -> None:
         self._entries: dict[str, int] = {}
-        """Domain -> index of its `Rule` in ``_rules``."""
-        self._rules: list[Rule] = []
+        """Domain -> index of its `MatchRule` in ``_rules``."""
+        self._rules: list[MatchRule] = []
         self._rule_ids: dict[tuple[Action, str], int] = {}
         for entry in entries:
             self.add(entry)
@@ -109,7 +109,7 @@ class Matcher:
         rule_id = self._rule_ids.get(key)
         if rule_id is None:
             rule_id = self._rule_ids[key] = len(self._rules)
-            self._rules.append(Rule(action, app_id))
+            self._rules.append(MatchRule(action, app_id))
         return rule_id
 
     def remove(self, domain: str) -> None:

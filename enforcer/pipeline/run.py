@@ -2,7 +2,8 @@
 and the store -> sinks step after it.
 
 Thin glue between the pure core (`compile_policy`, `expand`, `reconcile`), the store and the
-sinks; the CLI, the daemon, the API and the console call these functions and nothing deeper.
+sinks: the CLI, the daemon and the console call these for the policy -> store -> sinks path
+instead of joining the core and the store themselves.
 """
 
 from __future__ import annotations
