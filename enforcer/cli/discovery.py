@@ -1,33 +1,26 @@
-"""`enforcer discovery ...`: upload logs, collect syslog, and the Cloud Discovery reports."""
+"""`enforcer discovery ...`: upload logs, collect syslog, and the Cloud Discovery reports.
+
+Only Typer and the format names are imported here; each command imports the catalog, the store
+and the discovery modules it uses when it runs (`enforcer --help` must not pay for them).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import re
-import signal
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from sqlalchemy import Connection
 
-from enforcer import logs
-from enforcer.catalog import load_catalog
 from enforcer.cli._common import store
-from enforcer.discovery import reports
-from enforcer.discovery.aggregate import Aggregator
-from enforcer.discovery.attribute import Attributor
-from enforcer.discovery.continuous import process_events
-from enforcer.discovery.formats import FORMATS, parser_for
-from enforcer.discovery.ingest import ingest_files
-from enforcer.discovery.records import BadLine, FormatError, Record
-from enforcer.store.alerts import acknowledge_alert, list_alerts
-from enforcer.store.rollups import merge_rollup
+from enforcer.discovery.formats import FORMATS
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
@@ -60,6 +53,8 @@ def _emit(
     as_json: bool,
     columns: list[str] | None = None,
 ) -> None:
+    from enforcer.discovery import reports
+
     if as_json or fmt is Output.json:
         typer.echo(reports.to_json(rows))
         return
@@ -89,6 +84,8 @@ def _cell(value: Any) -> str:
 
 def _report(since: str, build: Callable[[Connection, int, int], T]) -> T:
     """Run a report over the last `since`; a missing machine or user is an error, exit 1."""
+    from enforcer.discovery import reports
+
     first, last = reports.day_range(_days(since))
     with store().connect() as conn:
         try:
@@ -110,6 +107,10 @@ def upload(
     as_json: bool = JSON,
 ) -> None:
     """Parse firewall / proxy logs into a snapshot report (streaming; bad lines are reported)."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery.ingest import ingest_files
+    from enforcer.discovery.records import FormatError
+
     if fmt not in FORMATS:
         raise typer.BadParameter(
             f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
@@ -145,7 +146,18 @@ def collect(
     flush_seconds: float = typer.Option(5.0, "--flush-seconds", min=0.1),
 ) -> None:
     """Listen for syslog (RFC 3164/5424, UDP and TCP) carrying log lines and roll them up."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from enforcer import logs
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery.aggregate import Aggregator
+    from enforcer.discovery.attribute import Attributor
+    from enforcer.discovery.formats import parser_for
+    from enforcer.discovery.records import BadLine, Record
     from enforcer.discovery.syslog import start_collector
+    from enforcer.store.rollups import merge_rollup
 
     logs.configure("json", "info")
     log = logs.get_logger("enforcer.collect")
@@ -193,6 +205,9 @@ def collect(
 @app.command("process")
 def process() -> None:
     """Roll up the network events devices have reported (the daemon does this on a schedule)."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery.continuous import process_events
+
     total = 0
     while True:
         done = process_events(store(), load_catalog())
@@ -205,6 +220,9 @@ def process() -> None:
 @app.command("apps")
 def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Discovered apps: category, risk, tag, transactions, traffic, users, devices, first/last seen."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery import reports
+
     rows = _report(since, lambda c, f, la: reports.apps_report(c, load_catalog(), f, la))
     _emit(
         rows,
@@ -229,6 +247,8 @@ def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> 
 @app.command("domains")
 def domains_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Unrecognised domains (no catalog app), ranked by traffic: candidates for custom apps."""
+    from enforcer.discovery import reports
+
     _emit(_report(since, reports.domains_report), fmt, as_json)
 
 
@@ -240,6 +260,9 @@ def machines_cmd(
     limit: int = typer.Option(100, "--limit", min=1),
 ) -> None:
     """Machines by traffic, with their risk level and last user."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery import reports
+
     rows = _report(
         since, lambda c, f, la: reports.machines_report(c, load_catalog(), f, la, limit=limit)
     )
@@ -254,6 +277,9 @@ def machine_cmd(
     as_json: bool = JSON,
 ) -> None:
     """One machine: overview, risk explained, discovered apps, user history, IP address history."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery import reports
+
     data = _report(since, lambda c, f, la: reports.machine_report(c, load_catalog(), device, f, la))
     if as_json or fmt is not Output.table:
         _emit(data if fmt is not Output.csv else data["apps"], fmt, as_json)
@@ -273,6 +299,8 @@ def machine_cmd(
 @app.command("users")
 def users_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Users by traffic, with how many devices and apps each used."""
+    from enforcer.discovery import reports
+
     _emit(_report(since, reports.users_report), fmt, as_json)
 
 
@@ -284,6 +312,8 @@ def user_cmd(
     as_json: bool = JSON,
 ) -> None:
     """One user: the devices they used (follow with `enforcer discovery machine ID`) and their apps."""
+    from enforcer.discovery import reports
+
     _emit(_report(since, lambda c, f, la: reports.user_report(c, name, f, la)), fmt, as_json)
 
 
@@ -296,6 +326,8 @@ def alerts_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Alerts raised by hits on indicators with generateAlert."""
+    from enforcer.store.alerts import list_alerts
+
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=_days(since))
     with store().connect() as conn:
         rows = list_alerts(conn, since=start, status=status, severity=severity, limit=1000)
@@ -310,6 +342,8 @@ def alerts_cmd(
 @app.command("ack")
 def ack_cmd(alert_id: int = typer.Argument(..., metavar="ALERT_ID")) -> None:
     """Acknowledge an alert."""
+    from enforcer.store.alerts import acknowledge_alert
+
     if not acknowledge_alert(store(), alert_id, actor="cli"):
         typer.echo(f"error: no alert with id {alert_id}", err=True)
         raise typer.Exit(1)

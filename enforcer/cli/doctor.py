@@ -1,4 +1,8 @@
-"""`enforcer doctor`: check the installation and say what to fix, one line per check."""
+"""`enforcer doctor`: check the installation and say what to fix, one line per check.
+
+The settings, the store and the policy loader are imported when the command runs, not with the
+command tree.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,14 @@ import datetime as dt
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 
-from enforcer.config import Settings
 from enforcer.errors import PolicySetError
-from enforcer.pipeline.run import load_desired
-from enforcer.store.db import make_engine, server_now
-from enforcer.store.migrate import code_head, current_revision
+
+if TYPE_CHECKING:
+    from enforcer.config import Settings
 
 Result = tuple[bool | None, str]
 """(ok, message): ok None is a warning."""
@@ -25,6 +28,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> tuple[Settings | None, Result]:
+    from pydantic import ValidationError
+
+    from enforcer.config import Settings
+
     try:
         return Settings(), (True, "settings load (ENFORCER_* environment / settings file)")
     except ValidationError as exc:
@@ -50,6 +57,9 @@ def _secrets(settings: Settings) -> Result:
 
 
 def _store(settings: Settings) -> Result:
+    from enforcer.store.db import make_engine
+    from enforcer.store.migrate import code_head, current_revision
+
     engine = make_engine(settings.database_url, pool=False)
     shown = engine.url.render_as_string(hide_password=True)
     try:
@@ -71,6 +81,8 @@ def _store(settings: Settings) -> Result:
 
 
 def _clock(settings: Settings) -> Result:
+    from enforcer.store.db import make_engine, server_now
+
     if not settings.database_url.startswith("postgresql"):
         return True, "clock: the store is local (SQLite), no skew possible"
     engine = make_engine(settings.database_url, pool=False)
@@ -90,6 +102,8 @@ def _clock(settings: Settings) -> Result:
 
 
 def _policies(directory: Path) -> Result:
+    from enforcer.pipeline.run import load_desired
+
     try:
         desired = load_desired(directory)
     except PolicySetError as exc:
