@@ -161,6 +161,12 @@ class NetworkEvent:
     bytes_down: int = 0
     user: str = ""
     client_ip: str = ""
+    client_port: int = 0
+    """Source port of the client's socket: with `client_ip`, how its process is found."""
+    pid: int = 0
+    """The process that made the connection or query (0: not known, e.g. not intercepted)."""
+    process_name: str = ""
+    process_path: str = ""
 
 
 def normalize(name: str) -> str:

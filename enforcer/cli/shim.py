@@ -12,15 +12,22 @@ import structlog
 import typer
 
 from enforcer import logs
+from enforcer.cli import intercept as intercept_cli
 from enforcer.cli._common import settings
 from enforcer.shim.agent import AgentFailed, AgentSettings, run_agent
 from enforcer.shim.dns.answer import DnsSettings
+from enforcer.shim.intercept.nft import NftError
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``shim`` command to the root app."""
-    app.command("shim")(shim)
+    """Add the ``shim`` command (and its ``intercept`` subcommands) to the root app."""
+    group = typer.Typer(invoke_without_command=True)
+    group.callback()(shim)
+    group.add_typer(
+        intercept_cli.app, name="intercept", help="Manage the interception table (Linux)."
+    )
+    app.add_typer(group, name="shim")
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -55,15 +62,18 @@ def check_groups(groups: list[str]) -> tuple[str, ...]:
 
 
 def shim(
-    server: str = typer.Option(..., "--server", help="Server base URL, e.g. http://host:8440."),
-    enroll_secret: str = typer.Option(
-        ...,
+    ctx: typer.Context,
+    server: str | None = typer.Option(
+        None, "--server", help="Server base URL, e.g. http://host:8440."
+    ),
+    enroll_secret: str | None = typer.Option(
+        None,
         "--enroll-secret",
         envvar="ENFORCER_ENROLL_SECRET",
         help="Enrolment secret (or ENFORCER_ENROLL_SECRET); used once to get a device token.",
     ),
-    state_dir: Path = typer.Option(
-        ..., "--state-dir", help="Device id, token, indicator cache and event spool live here."
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="Device id, token, indicator cache and event spool live here."
     ),
     dns_listen: str = typer.Option("127.0.0.1:53", "--dns-listen", help="DNS HOST:PORT."),
     proxy_listen: str = typer.Option("127.0.0.1:3128", "--proxy-listen", help="Proxy HOST:PORT."),
@@ -87,8 +97,49 @@ def shim(
     metrics_listen: str | None = typer.Option(
         None, "--metrics-listen", help="HOST:PORT for this shim's Prometheus metrics (loopback)."
     ),
+    intercept: bool = typer.Option(
+        False,
+        "--intercept",
+        help="Divert every process's DNS and web traffic to the shim (Linux nftables, root).",
+    ),
+    intercept_ports: str = typer.Option(
+        "80,443", "--intercept-ports", help="TCP ports diverted to the transparent listener."
+    ),
+    allow_quic: bool = typer.Option(
+        False, "--allow-quic", help="With --intercept: let QUIC (UDP 443) through."
+    ),
+    allow_dot: bool = typer.Option(
+        False, "--allow-dot", help="With --intercept: let DNS over TLS/QUIC (port 853) through."
+    ),
+    fail_mode: str = typer.Option(
+        "open",
+        "--fail-mode",
+        help="With --intercept, after the shim is killed: open (intercept off removes the "
+        "table) or closed (the table stays and diverted traffic fails).",
+    ),
 ) -> None:
     """Enforce the server's indicators on this device and report its network events."""
+    if ctx.invoked_subcommand is not None:
+        return
+    for value, option in (
+        (server, "--server"),
+        (enroll_secret, "--enroll-secret"),
+        (state_dir, "--state-dir"),
+    ):
+        if value is None:
+            raise typer.BadParameter("missing", param_hint=option)
+    assert server is not None and enroll_secret is not None and state_dir is not None
+    if intercept and no_proxy:
+        raise typer.BadParameter(
+            "--intercept decides web traffic with the proxy's rules", param_hint="--no-proxy"
+        )
+    intercepting = (
+        intercept_cli.intercept_settings(
+            ports=intercept_ports, allow_quic=allow_quic, allow_dot=allow_dot, fail_mode=fail_mode
+        )
+        if intercept
+        else None
+    )
     cfg = settings()
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     dns_host, dns_port = parse_hostport(dns_listen)
@@ -112,6 +163,7 @@ def shim(
         groups=check_groups(group),
         sync_wait=sync_wait,
         spool_max_events=spool_max_events,
+        intercept=intercepting,
     )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
@@ -119,7 +171,7 @@ def shim(
     except AgentFailed as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    except OSError as exc:  # a port in use, a state directory that cannot be written
+    except (OSError, NftError) as exc:  # a port in use, an unwritable state directory, no nft
         structlog.get_logger("enforcer.shim").error("shim.cannot_start", error=str(exc))
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -31,6 +31,7 @@ from enforcer.decide.matcher import Matcher
 from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
 from enforcer.shim.dns.server import DnsServerHandle, run_dns
 from enforcer.shim.indicator_cache import IndicatorCache
+from enforcer.shim.intercept.service import Interception, InterceptSettings, intercepting
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
 from enforcer.shim.proxy.notify import Notifier
@@ -70,6 +71,8 @@ class AgentSettings:
     spool_max_events: int = DEFAULT_MAX_EVENTS
     notifier: Notifier | None = None
     """Desktop notifier for the proxy (None: the platform's)."""
+    intercept: InterceptSettings | None = None
+    """Divert every process's DNS and web traffic to the shim (Linux, nftables); None: off."""
 
 
 class Agent:
@@ -90,6 +93,7 @@ class Agent:
         self._session: ServerSession | None = None
         self._cache: IndicatorCache | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.interception: Interception | None = None
         self.failed = asyncio.Event()
         """Set when the sync or reporter loop died of an unexpected error."""
 
@@ -132,10 +136,16 @@ class Agent:
         spool = _open_or_reset(
             lambda path: Spool(path, max_events=cfg.spool_max_events), state / SPOOL_FILE
         )
-        session = self._session = ServerSession(cfg.server, cfg.enroll_secret, device, state)
+        marks = intercepting(cfg.intercept, cfg.server)
+        session = self._session = ServerSession(
+            cfg.server, cfg.enroll_secret, device, state, client=marks.client
+        )
         reporter = self.reporter = Reporter(spool, device, session)
         dns = self.dns = DnsFrontEnd(
-            self.matcher, cfg.dns, on_event=reporter.on_event, ready=loaded
+            self.matcher,
+            marks.dns(cfg.dns),
+            on_event=marks.dns_events(reporter.on_event),
+            ready=loaded,
         )
         self.sync = SyncClient(
             session, self.matcher, held, cache, wait=cfg.sync_wait, on_ready=self._ready
@@ -150,9 +160,13 @@ class Agent:
                 notifier=cfg.notifier,
                 user=device.user or None,
                 app_names=_app_names(),
+                connect=marks.connect,
             )
             self._proxy_server = await start_proxy(self.proxy, cfg.proxy_host, cfg.proxy_port)
             self.proxy_address = (self.proxy.pages_host, self.proxy.pages_port)
+            self.interception = marks.interception(dns, self.proxy)
+        if self.interception is not None:
+            await self.interception.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.sync.run(), name="sync"),
@@ -178,6 +192,8 @@ class Agent:
 
     async def stop(self) -> None:
         """Close listeners, stop the tasks, flush the event spool and close the files."""
+        if self.interception is not None:
+            await self.interception.stop()
         if self._proxy_server is not None:
             self._proxy_server.close()
         if self._dns_handle is not None:

@@ -37,6 +37,9 @@ class EventRecord(NamedTuple):
     indicator: str
     app_id: str
     source: str
+    pid: int = 0
+    process_name: str = ""
+    process_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)

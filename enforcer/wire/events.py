@@ -23,6 +23,8 @@ from enforcer.wire.limits import (
     HOSTNAME_MAX,
     IP_MAX,
     MAX_BYTES,
+    PROCESS_NAME_MAX,
+    PROCESS_PATH_MAX,
     USER_MAX,
 )
 
@@ -51,6 +53,10 @@ class WireEvent(_Camel):
     indicator: str = Field(default="", max_length=DOMAIN_MAX)
     application: str = Field(default="", max_length=APP_ID_MAX)
     source: Literal["dns", "proxy"]
+    pid: int = Field(default=0, ge=0, le=2**31 - 1)
+    """The process that made the connection or query (0: not known)."""
+    process_name: str = Field(default="", max_length=PROCESS_NAME_MAX)
+    process_path: str = Field(default="", max_length=PROCESS_PATH_MAX)
 
     @field_validator("time")
     @classmethod
@@ -98,4 +104,7 @@ def event_json(event: NetworkEvent, *, hostname: str, user: str, local_ip: str) 
         "indicator": event.indicator[:DOMAIN_MAX],
         "application": event.app_id[:APP_ID_MAX],
         "source": event.source,
+        "pid": event.pid,
+        "processName": event.process_name[:PROCESS_NAME_MAX],
+        "processPath": event.process_path[:PROCESS_PATH_MAX],
     }

@@ -29,6 +29,10 @@ IP_MAX = 64
 """An IPv4 or IPv6 address in text (with a zone id)."""
 BATCH_ID_MAX = 64
 """An event batch id chosen by the device."""
+PROCESS_NAME_MAX = 255
+"""A process's executable name (Linux cuts ``comm`` to 15 bytes; other systems do not)."""
+PROCESS_PATH_MAX = 1024
+"""A process's executable path."""
 GROUP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A device group name: 1 to 64 characters, never starting with ``@`` (the API's filter marker)."""
 GroupName = Annotated[str, Field(pattern=GROUP_NAME_PATTERN)]

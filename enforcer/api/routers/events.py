@@ -34,6 +34,9 @@ def _record(event: WireEvent) -> EventRecord:
         indicator=event.indicator,
         app_id=event.application,
         source=event.source,
+        pid=event.pid,
+        process_name=event.process_name,
+        process_path=event.process_path,
     )
 
 

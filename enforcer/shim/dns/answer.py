@@ -97,6 +97,8 @@ class DnsSettings:
     """Seconds to wait for one upstream before trying the next."""
     cache_size: int = 100_000
     """Most answers kept; the oldest is dropped first."""
+    socket_mark: int = 0
+    """``SO_MARK`` of the upstream sockets (0: none); interception exempts marked traffic."""
 
 
 class Miss(NamedTuple):
@@ -142,7 +144,9 @@ class DnsFrontEnd:
         self._responses = dnswire.Responses(self.settings.blocked_ttl, self.settings.sinkhole)
         self._gate_closed = self.settings.fail_closed
         self._cache = AnswerCache(self.settings.cache_size)
-        self._upstreams = Upstreams(self.settings.upstreams, self.settings.upstream_timeout)
+        self._upstreams = Upstreams(
+            self.settings.upstreams, self.settings.upstream_timeout, self.settings.socket_mark
+        )
         self._questions: dict[bytes, dnswire.ParsedQuery] = {}
         self._inflight: dict[CacheKey, list[tuple[Miss, Reply]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -196,12 +200,19 @@ class DnsFrontEnd:
                         EventAction.BLOCKED,
                         verdict,
                         client_ip=_client_ip(peer),
+                        client_port=_client_port(peer),
                         dest_ip=self.settings.sinkhole or "",
                     )
                 suffix = len(name) - len(verdict.indicator)
                 return self._responses.blocked(data, qend, qtype, suffix, edns)
             if events is not None:
-                events.record(name, event_action(verdict), verdict, client_ip=_client_ip(peer))
+                events.record(
+                    name,
+                    event_action(verdict),
+                    verdict,
+                    client_ip=_client_ip(peer),
+                    client_port=_client_port(peer),
+                )
                 evented = True
         key = (name, qkey)
         entry = self._cache.get(key)
@@ -271,6 +282,7 @@ class DnsFrontEnd:
                         EventAction.ALLOWED,
                         self.matcher.verdict_normalized(miss.name),
                         client_ip=_client_ip(miss.peer),
+                        client_port=_client_port(miss.peer),
                         dest_ip=entry.address,
                     )
             with contextlib.suppress(OSError):
@@ -285,3 +297,8 @@ class DnsFrontEnd:
 
 def _client_ip(peer: Any) -> str:
     return peer[0] if isinstance(peer, tuple) and peer else ""
+
+
+def _client_port(peer: Any) -> int:
+    """The query's source port: with its address, how interception finds the process."""
+    return peer[1] if isinstance(peer, tuple) and len(peer) > 1 else 0

@@ -13,15 +13,20 @@ import secrets
 import socket
 
 from enforcer.shim.dns.wire import EDNS_DO, MIN_OPT
+from enforcer.shim.intercept.mark import open_marked_connection, set_mark
 
 
 class Upstreams:
     """Resolvers to forward to, (address, port) pairs, tried in order from the preferred one."""
 
-    def __init__(self, resolvers: tuple[tuple[str, int], ...], timeout: float) -> None:
+    def __init__(
+        self, resolvers: tuple[tuple[str, int], ...], timeout: float, mark: int = 0
+    ) -> None:
         self.resolvers = resolvers
         self.timeout = timeout
         """Seconds to wait for one resolver before trying the next."""
+        self.mark = mark
+        """``SO_MARK`` of the sockets that ask (0: none): interception lets them through."""
         self._preferred = 0
 
     async def ask(self, question: bytes, edns: int) -> bytes | None:
@@ -39,9 +44,9 @@ class Upstreams:
         for index in [*range(first, len(resolvers)), *range(first)]:
             host, port = resolvers[index]
             try:
-                wire = await _udp_exchange(host, port, query, self.timeout)
+                wire = await _udp_exchange(host, port, query, self.timeout, self.mark)
                 if wire[2] & 0x02:
-                    wire = await _tcp_exchange(host, port, query, self.timeout)
+                    wire = await _tcp_exchange(host, port, query, self.timeout, self.mark)
             except (OSError, TimeoutError, asyncio.IncompleteReadError):
                 continue
             if _answers(wire, query):
@@ -67,10 +72,11 @@ def family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-async def _udp_exchange(host: str, port: int, query: bytes, timeout: float) -> bytes:
+async def _udp_exchange(host: str, port: int, query: bytes, timeout: float, mark: int) -> bytes:
     """Send one query from a fresh socket (a random source port) and wait for its answer."""
     loop = asyncio.get_running_loop()
     with socket.socket(family(host), socket.SOCK_DGRAM) as sock:
+        set_mark(sock, mark)
         sock.setblocking(False)
         sock.connect((host, port))
         await loop.sock_sendall(sock, query)
@@ -81,10 +87,10 @@ async def _udp_exchange(host: str, port: int, query: bytes, timeout: float) -> b
                     return wire
 
 
-async def _tcp_exchange(host: str, port: int, query: bytes, timeout: float) -> bytes:
+async def _tcp_exchange(host: str, port: int, query: bytes, timeout: float, mark: int) -> bytes:
     """One query over TCP (after a truncated UDP answer)."""
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await open_marked_connection(host, port, mark)
         try:
             writer.write(len(query).to_bytes(2, "big") + query)
             length = int.from_bytes(await reader.readexactly(2), "big")

@@ -77,6 +77,9 @@ class NetworkEventRow(SQLModel, table=True):
     indicator: str = Field(default="", max_length=253)
     app_id: str = Field(default="", max_length=128)
     source: str = Field(max_length=16)
+    pid: int = 0
+    process_name: str = Field(default="", max_length=255)
+    process_path: str = Field(default="", max_length=1024)
 
 
 # Core handles of the tables, for the store's statements (event batches hold thousands of rows).

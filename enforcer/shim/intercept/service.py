@@ -1,0 +1,224 @@
+"""Interception as the agent runs it: the loopback listeners the table diverts to, then the table.
+
+`Interception.start` opens, on 127.0.0.1 and ::1, a DNS listener (serving the agent's DNS front
+end) and a transparent listener, and only then installs the nftables table, so no diverted
+packet ever meets a closed port while the shim starts. `stop` removes the table first (traffic
+flows directly again at once), then closes the listeners. A host without IPv6 loopback gets
+IPv4 listeners only; the table then refuses IPv6 DNS and web traffic instead of letting it
+pass unseen.
+
+The listener ports default to privileged ones (below 1024): after a SIGKILL in fail-closed mode
+the table keeps diverting to them, and an unprivileged local process must not be able to bind
+them and receive every other process's DNS queries and connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+
+from enforcer.models import NetworkEvent
+from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
+from enforcer.shim.dns.server import DnsServerHandle, run_dns
+from enforcer.shim.intercept import nft
+from enforcer.shim.intercept.mark import MARK, open_marked_connection
+from enforcer.shim.intercept.transparent import (
+    AddressNames,
+    TransparentFrontEnd,
+    start_transparent,
+)
+from enforcer.shim.proxy.frontend import Connector, ProxyFrontEnd
+from enforcer.shim.report.process import ProcessFinder, attribute
+
+log = structlog.get_logger(__name__)
+
+LOOPBACKS = ("127.0.0.1", "::1")
+EventSink = Callable[[NetworkEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class InterceptSettings:
+    """What ``enforcer shim --intercept`` diverts, refuses and listens on."""
+
+    ports: tuple[int, ...] = (80, 443)
+    """TCP destination ports diverted to the transparent listener."""
+    allow_quic: bool = False
+    """Let UDP 443 through (default: refused, so browsers fall back to TCP)."""
+    allow_dot: bool = False
+    """Let TCP/UDP 853 (DNS over TLS/QUIC) through (default: refused)."""
+    fail_mode: str = nft.FAIL_OPEN
+    """What a table left by a killed shim does: "open" (``intercept off`` removes it) or
+    "closed" (it stays, and diverted traffic fails until the shim is back)."""
+    dns_port: int = 970
+    """Port of the diverted-DNS listeners on the loopback addresses (0: a free one)."""
+    listen_port: int = 971
+    """Port of the transparent listeners on the loopback addresses (0: a free one)."""
+    mark: int = MARK
+
+
+class Interception:
+    """The table and its listeners; `start` and `stop` them once."""
+
+    def __init__(
+        self, settings: InterceptSettings, dns: DnsFrontEnd, transparent: TransparentFrontEnd
+    ) -> None:
+        self.settings = settings
+        self.dns = dns
+        self.transparent = transparent
+        self.ruleset: nft.Ruleset | None = None
+        self._dns: list[DnsServerHandle] = []
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self) -> None:
+        """Open the listeners, then install the table; `NftError` or `OSError` if impossible."""
+        cfg = self.settings
+        dns_ports: dict[str, int] = {}
+        tcp_ports: dict[str, int] = {}
+        for host in LOOPBACKS:
+            try:
+                handle = await run_dns(self.dns, host, cfg.dns_port)
+                self._dns.append(handle)
+                server = await start_transparent(self.transparent, host, cfg.listen_port)
+                self._servers.append(server)
+            except OSError as exc:
+                if host == LOOPBACKS[0]:
+                    await self._close()
+                    raise
+                log.warning("intercept.no_ipv6_loopback", error=str(exc))
+                break
+            dns_ports[host] = handle.address[1]
+            tcp_ports[host] = server.sockets[0].getsockname()[1]
+        self.transparent.own_ports = frozenset({*dns_ports.values(), *tcp_ports.values()})
+        self.ruleset = nft.Ruleset(
+            dns_port_v4=dns_ports["127.0.0.1"],
+            dns_port_v6=dns_ports.get("::1", 0),
+            tcp_port_v4=tcp_ports["127.0.0.1"],
+            tcp_port_v6=tcp_ports.get("::1", 0),
+            ports=cfg.ports,
+            allow_quic=cfg.allow_quic,
+            allow_dot=cfg.allow_dot,
+            fail_mode=cfg.fail_mode,
+            mark=cfg.mark,
+        )
+        try:
+            await asyncio.to_thread(nft.install, self.ruleset)
+        except BaseException:
+            await self._close()
+            raise
+        log.info(
+            "intercept.installed",
+            table=f"{nft.FAMILY} {nft.TABLE}",
+            dns_ports=dns_ports,
+            listen_ports=tcp_ports,
+            ports=list(cfg.ports),
+            allow_quic=cfg.allow_quic,
+            allow_dot=cfg.allow_dot,
+            fail_mode=cfg.fail_mode,
+        )
+
+    async def stop(self) -> None:
+        """Remove the table, then close the listeners."""
+        if self.ruleset is not None:
+            try:
+                removed = await asyncio.to_thread(nft.remove)
+                log.info("intercept.removed", removed=removed)
+            except nft.NftError as exc:
+                log.error("intercept.remove_failed", error=str(exc))
+            self.ruleset = None
+        await self._close()
+
+    async def _close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for handle in self._dns:
+            handle.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await server.wait_closed()
+        self._servers = []
+        self._dns = []
+
+
+class DnsEvents:
+    """The DNS front end's event sink while intercepting.
+
+    Remembers each answered address for the transparent listener (`AddressNames`) and names
+    the process and user behind each query, found from the query's source port while the
+    client still waits for its answer.
+    """
+
+    __slots__ = ("finder", "names", "sink")
+
+    def __init__(self, names: AddressNames, finder: ProcessFinder, sink: EventSink) -> None:
+        self.names = names
+        self.finder = finder
+        self.sink = sink
+
+    def __call__(self, event: NetworkEvent) -> None:
+        self.names.record(event)
+        if event.client_port:
+            try:
+                owner = self.finder.lookup(
+                    "udp", event.client_ip, event.client_port
+                ) or self.finder.lookup("tcp", event.client_ip, event.client_port)
+            except (OSError, ValueError):
+                owner = None
+            if owner is not None:
+                event = attribute(event, owner)
+        self.sink(event)
+
+
+class Wiring:
+    """What the agent builds differently when it intercepts; with no settings, nothing.
+
+    The shim's own sockets (its server session, DNS upstream queries, proxied connections)
+    carry the mark; the DNS front end's events feed the transparent listener's address map
+    and name their process; the `Interception` serves diverted traffic with the agent's DNS
+    and proxy front ends.
+    """
+
+    def __init__(self, settings: InterceptSettings | None, server: str) -> None:
+        self.settings = settings
+        self.names = AddressNames()
+        self.finder = ProcessFinder()
+        mark = settings.mark if settings is not None else 0
+        self.mark = mark
+        self.client: httpx.AsyncClient | None = None
+        self.connect: Connector | None = None
+        if mark:
+            transport = httpx.AsyncHTTPTransport(
+                socket_options=[(socket.SOL_SOCKET, socket.SO_MARK, mark)]
+            )
+            self.client = httpx.AsyncClient(base_url=server.rstrip("/"), transport=transport)
+            self.connect = functools.partial(open_marked_connection, mark=mark)
+
+    def dns(self, settings: DnsSettings) -> DnsSettings:
+        """The DNS front end's settings, its upstream sockets marked."""
+        return dataclasses.replace(settings, socket_mark=self.mark) if self.mark else settings
+
+    def dns_events(self, sink: EventSink) -> EventSink:
+        """The DNS front end's event sink."""
+        return DnsEvents(self.names, self.finder, sink) if self.settings is not None else sink
+
+    def interception(self, dns: DnsFrontEnd, proxy: ProxyFrontEnd) -> Interception | None:
+        """The table and listeners to start, serving with these front ends."""
+        if self.settings is None:
+            return None
+        transparent = TransparentFrontEnd(
+            proxy, names=self.names, finder=self.finder, mark=self.mark
+        )
+        return Interception(self.settings, dns, transparent)
+
+
+def intercepting(settings: InterceptSettings | None, server: str) -> Wiring:
+    """The agent's wiring for `settings` (None: not intercepting)."""
+    return Wiring(settings, server)

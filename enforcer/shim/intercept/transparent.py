@@ -1,0 +1,302 @@
+"""The transparent listener: TCP connections diverted by nftables, decided like proxied ones.
+
+A process that ignores every proxy setting still connects to port 80 or 443 somewhere; the
+``divert`` chain sends that connection here instead. For each one:
+
+1. the original destination comes from connection tracking (`origdst`), and the process and OS
+   user that opened it from the client socket (`enforcer.shim.report.process`);
+2. the client's first bytes give the name: the TLS ClientHello's server name (SNI) or the plain
+   HTTP request's Host header. A connection that carries neither (a bare IP, a protocol other
+   than TLS or HTTP) is decided by the name the shim's DNS front end last answered with that
+   address (`AddressNames`); without one it is relayed and recorded under its address;
+3. the name is decided by the proxy front end's rules (`ProxyFrontEnd.decide`), for the OS user
+   of the process, so a warning's "Continue" is that user's bypass and no one else's. Denied:
+   plain HTTP gets the proxy's block or warning page, TLS a TLS ``access_denied`` alert and a
+   desktop notification, anything else a closed connection;
+4. allowed: the bytes already read and the rest of the connection are relayed byte for byte to
+   the original destination, from a socket carrying the shim's mark so it is not diverted again.
+
+Every connection is one `NetworkEvent` (source "proxy") with the process and user, given at
+denial or at the end of the relay with its byte counts.
+
+Limits, on purpose: the first request (or ClientHello) decides the whole connection, like a
+CONNECT tunnel: HTTP keep-alive requests and HTTP/2 coalescing that follow ride on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import NamedTuple
+
+from enforcer.decide.matcher import NOT_GOVERNED
+from enforcer.models import Action, EventAction, NetworkEvent
+from enforcer.shim.intercept.mark import open_marked_connection
+from enforcer.shim.intercept.origdst import original_destination
+from enforcer.shim.proxy import tls, warn
+from enforcer.shim.proxy.frontend import ProxyFrontEnd
+from enforcer.shim.proxy.http1 import BadRequest, Target, parse_authority, parse_head
+from enforcer.shim.proxy.relay import Relay, close_client, peer_ip
+from enforcer.shim.proxy.warn import INBAND_CONTINUE
+from enforcer.shim.report.process import ProcessFinder, ProcessInfo, attribute
+from enforcer.shim.verdict import Ruling
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
+_HEAD_END = b"\r\n\r\n"
+_NAMES = 65_536
+"""Addresses remembered with the name they were answered for."""
+_HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC")
+
+
+class AddressNames:
+    """The name the DNS front end last answered with each address (bounded, oldest dropped).
+
+    Fed from the DNS front end's events (`record`), read by the transparent listener for
+    connections that carry no name of their own.
+    """
+
+    def __init__(self, size: int = _NAMES) -> None:
+        self.size = size
+        self._names: OrderedDict[str, str] = OrderedDict()
+
+    def record(self, event: NetworkEvent) -> None:
+        """Remember the address of a DNS answer the shim gave (other events are ignored)."""
+        if event.source == "dns" and event.dest_ip and event.action is not EventAction.BLOCKED:
+            names = self._names
+            names[event.dest_ip] = event.domain
+            names.move_to_end(event.dest_ip)
+            if len(names) > self.size:
+                names.popitem(last=False)
+
+    def get(self, address: str) -> str | None:
+        """The name answered last with `address`, if the shim answered it."""
+        return self._names.get(address)
+
+
+class _First(NamedTuple):
+    """What the client sent first and the name found in it."""
+
+    data: bytes
+    name: str | None = None
+    kind: str = ""
+    """"tls", "http" or "" (neither)."""
+    error: str = ""
+    """Why bytes that start like TLS or HTTP cannot be read."""
+    path: str = "/"
+    method: str = ""
+
+
+async def _read_first(reader: asyncio.StreamReader, max_head: int) -> _First:
+    """The client's first bytes, up to a whole ClientHello or HTTP request head."""
+    data = await reader.read(_CHUNK)
+    if tls.looks_like_tls(data):
+        while True:
+            try:
+                return _First(data, tls.server_name(data), "tls")
+            except tls.NeedMoreData as exc:
+                more = await reader.read(_CHUNK)
+                if not more or len(data) > tls.MAX_CLIENT_HELLO + 1024:
+                    return _First(data, None, "tls", str(exc))
+                data += more
+            except tls.ParseError as exc:
+                return _First(data, None, "tls", str(exc))
+    if data[:4] in _HTTP_METHODS:
+        while _HEAD_END not in data:
+            more = await reader.read(_CHUNK)
+            if not more or len(data) > max_head:
+                return _First(data, None, "http", "incomplete request head")
+            data += more
+        try:
+            head = parse_head(data[: data.index(_HEAD_END) + 4])
+            host = head.header("host")
+            name = parse_authority(host, 80).host if host else None
+        except BadRequest as exc:
+            return _First(data, None, "http", exc.detail)
+        path = head.target if head.target.startswith("/") else "/"
+        return _First(data, name, "http", path=path, method=head.method)
+    return _First(data)
+
+
+class TransparentFrontEnd:
+    """Serves diverted connections with the decisions, pages and events of `proxy`."""
+
+    def __init__(
+        self,
+        proxy: ProxyFrontEnd,
+        *,
+        names: AddressNames | None = None,
+        finder: ProcessFinder | None = None,
+        mark: int = 0,
+        own_ports: frozenset[int] = frozenset(),
+    ) -> None:
+        self.proxy = proxy
+        self.names = names or AddressNames()
+        self.finder = finder
+        self.mark = mark
+        self.own_ports = own_ports
+        """Ports of the shim's own listeners: a connection diverted to one of them would loop."""
+
+    def owner(self, writer: asyncio.StreamWriter) -> ProcessInfo | None:
+        """The process and user behind a client connection, if they can be found."""
+        peer = writer.get_extra_info("peername")
+        if self.finder is None or not isinstance(peer, tuple):
+            return None
+        try:
+            return self.finder.lookup("tcp", peer[0], peer[1])
+        except (OSError, ValueError):
+            return None
+
+    def _view(self, owner: ProcessInfo | None) -> ProxyFrontEnd:
+        """The proxy front end as seen for one connection: its user, its event attribution."""
+        if owner is None:
+            return self.proxy
+        events = self.proxy.events
+        sink = _Attribute(events.sink, owner) if events is not None else None
+        return self.proxy.for_user(owner.user, sink)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one diverted connection (the `asyncio.start_server` callback); never raises."""
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, BadRequest):
+            pass
+        except Exception:
+            log.exception("diverted connection failed")
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            return
+        finally:
+            await close_client(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            dest_ip, dest_port = original_destination(sock)
+        except OSError:
+            return  # not diverted: someone connected to the listener itself
+        if dest_port in self.own_ports and _is_loopback(dest_ip):
+            return
+        owner = self.owner(writer)
+        view = self._view(owner)
+        client_ip = peer_ip(writer)
+        limits = view.limits
+        async with asyncio.timeout(limits.head_timeout):
+            first = await _read_first(reader, limits.max_head_bytes)
+        when = view.clock()
+        decision = self._decide(view, first, dest_ip)
+        if (
+            first.kind == "http"
+            and first.path == INBAND_CONTINUE
+            and first.method == "POST"
+            and decision.verdict.action is Action.WARN
+        ):
+            await self._continue(view, first, reader, writer)
+            return
+        if decision.denied:
+            self._deny(view, decision, first, dest_port, writer)
+            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
+            await writer.drain()
+            return
+        try:
+            async with asyncio.timeout(limits.connect_timeout):
+                up_reader, up_writer = await open_marked_connection(
+                    dest_ip, dest_port, self.mark, limit=limits.max_head_bytes
+                )
+        except (OSError, TimeoutError):
+            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
+            return
+        relay = Relay(reader, writer, up_reader, up_writer, limits.idle_timeout)
+        try:
+            await relay.carry(first.data)
+        finally:
+            relay.close()
+            view.record(
+                decision,
+                when,
+                client_ip,
+                port=dest_port,
+                dest_ip=dest_ip,
+                up=relay.up.n,
+                down=relay.down.n,
+            )
+
+    def _decide(self, view: ProxyFrontEnd, first: _First, dest_ip: str) -> Ruling:
+        if first.error:
+            # What a real server would refuse too: refusing leaves no parser gap to slip
+            # a blocked name through.
+            return Ruling(EventAction.BLOCKED, first.name or dest_ip, NOT_GOVERNED)
+        name = first.name or self.names.get(dest_ip)
+        if name is None:
+            return Ruling(EventAction.ALLOWED, dest_ip, NOT_GOVERNED)
+        return view.decide([name])
+
+    def _deny(
+        self,
+        view: ProxyFrontEnd,
+        decision: Ruling,
+        first: _First,
+        port: int,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        if first.kind == "http" and not first.error:
+            writer.write(warn.denied_page(view, decision, Target(decision.name, port, first.path)))
+            return
+        if first.kind == "tls":
+            writer.write(tls.ACCESS_DENIED)
+        warn.notify_denied(view, decision)
+
+    async def _continue(
+        self,
+        view: ProxyFrontEnd,
+        first: _First,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """The warning page's in-band "Continue" form, posted to the warned site itself."""
+        head_end = first.data.index(_HEAD_END) + 4
+        head = parse_head(first.data[:head_end])
+        body = first.data[head_end:]
+        feed = asyncio.StreamReader()
+        feed.feed_data(body)
+        length = int(head.header("content-length") or 0)
+        if len(body) < length:
+            feed.feed_data(await reader.readexactly(length - len(body)))
+        feed.feed_eof()
+        form = await warn.read_form(view, head, feed)
+        writer.write(warn.continue_response(view, form, writer))
+        await writer.drain()
+
+
+class _Attribute:
+    """An event sink that adds the process and user of one connection to its events."""
+
+    __slots__ = ("_owner", "_sink")
+
+    def __init__(self, sink: Callable[[NetworkEvent], None], owner: ProcessInfo) -> None:
+        self._sink = sink
+        self._owner = owner
+
+    def __call__(self, event: NetworkEvent) -> None:
+        self._sink(attribute(event, self._owner))
+
+
+def _is_loopback(address: str) -> bool:
+    return address.startswith("127.") or address == "::1"
+
+
+async def start_transparent(frontend: TransparentFrontEnd, host: str, port: int) -> asyncio.Server:
+    """Listen for diverted connections on (host, port); port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return await asyncio.start_server(
+        frontend.handle,
+        host,
+        port,
+        family=family,
+        limit=frontend.proxy.limits.max_head_bytes,
+        backlog=1024,
+    )
