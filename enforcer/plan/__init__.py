@@ -1,1 +1,3 @@
-"""Plans as data: the `Plan`/`Change` model, its digests, the saved plan file, and renderers."""
+"""Plans as data: `model` (Plan, Change, what reconcile read), `digest` (per-bucket digests that
+let a no-op plan skip the store), `planfile` (the saved plan file) and `render` (text, JSON,
+Markdown)."""
