@@ -31,7 +31,7 @@ from enforcer.decide.matcher import Matcher
 from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
 from enforcer.shim.dns.server import DnsServerHandle, run_dns
 from enforcer.shim.indicator_cache import IndicatorCache
-from enforcer.shim.intercept.service import Interception, InterceptSettings, intercepting
+from enforcer.shim.intercept.service import Interception, InterceptSettings, Wiring
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
 from enforcer.shim.proxy.notify import Notifier
@@ -136,7 +136,7 @@ class Agent:
         spool = _open_or_reset(
             lambda path: Spool(path, max_events=cfg.spool_max_events), state / SPOOL_FILE
         )
-        marks = intercepting(cfg.intercept, cfg.server)
+        marks = Wiring(cfg.intercept, cfg.server)
         session = self._session = ServerSession(
             cfg.server, cfg.enroll_secret, device, state, client=marks.client
         )

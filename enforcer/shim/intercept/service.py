@@ -218,7 +218,3 @@ class Wiring:
         )
         return Interception(self.settings, dns, transparent)
 
-
-def intercepting(settings: InterceptSettings | None, server: str) -> Wiring:
-    """The agent's wiring for `settings` (None: not intercepting)."""
-    return Wiring(settings, server)
