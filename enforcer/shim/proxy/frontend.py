@@ -47,20 +47,17 @@ from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.http1 import (
     BadRequest,
+    Exchange,
     RequestHead,
     Target,
-    copy_body,
-    encode_head,
     error_response,
-    forward_headers,
     parse_absolute,
     parse_authority,
     parse_head,
     read_head,
-    split_head,
 )
 from enforcer.shim.proxy.notify import Notifier, notify
-from enforcer.shim.proxy.relay import Meter, Relay, close_client, peer_ip, send_quietly
+from enforcer.shim.proxy.relay import Relay, close_client, peer_ip, send_quietly
 from enforcer.shim.verdict import EventRecorder, EventSink, Ruling, event_action, stricter
 
 log = logging.getLogger(__name__)
@@ -286,7 +283,7 @@ class ProxyFrontEnd:
                 local = replace(head, target=target.path)
                 await warn.serve_local(self, local, reader, writer, target)
             else:
-                await self._forward(head, target, reader, writer, client_ip)
+                await self._forward(data, head, target, reader, writer, client_ip)
 
     def _host_header(self, head: RequestHead) -> Target | None:
         value = head.header("host")
@@ -311,6 +308,7 @@ class ProxyFrontEnd:
 
     async def _forward(
         self,
+        data: bytes,
         head: RequestHead,
         target: Target,
         reader: asyncio.StreamReader,
@@ -341,21 +339,12 @@ class ProxyFrontEnd:
             self.record(ruling, when, client_ip, port=target.port)
             raise
         dest_ip = peer_ip(up_writer)
-        up, down = Meter(), Meter()
-        request = encode_head(
-            f"{head.method} {target.path} {head.version}",
-            [
-                ("Host", target.http_authority),
-                *forward_headers(head.headers, drop=("host",)),
-                ("Connection", "close"),
-            ],
-        )
-        up_writer.write(request)
-        up.n = len(request)
+        exchange = Exchange(data, self.limits.max_head_bytes, self.limits.max_headers)
+        up_writer.write(exchange.request_head(target))
 
         async def send_body() -> None:
             try:
-                await copy_body(reader, up_writer, head.headers, up, until_eof=False)
+                await exchange.send_body(reader, up_writer)
             except BaseException:
                 up_writer.transport.abort()  # wakes the response side instead of waiting
                 raise
@@ -365,9 +354,9 @@ class ProxyFrontEnd:
         sender = asyncio.create_task(send_body())
         try:
             async with asyncio.timeout(self.limits.idle_timeout):
-                await self._relay_response(head, up_reader, writer, down)
+                await exchange.relay_response(up_reader, writer)
         except (BadRequest, TimeoutError) as exc:
-            if down.n:
+            if exchange.down.n:
                 return  # part of the response is out: an error status would corrupt it
             if isinstance(exc, TimeoutError):
                 raise BadRequest(504, "the origin did not answer in time") from None
@@ -378,37 +367,14 @@ class ProxyFrontEnd:
                 await sender
             up_writer.close()
             self.record(
-                ruling, when, client_ip, port=target.port, dest_ip=dest_ip, up=up.n, down=down.n
+                ruling,
+                when,
+                client_ip,
+                port=target.port,
+                dest_ip=dest_ip,
+                up=exchange.up.n,
+                down=exchange.down.n,
             )
-
-    async def _relay_response(
-        self,
-        head: RequestHead,
-        src: asyncio.StreamReader,
-        dst: asyncio.StreamWriter,
-        meter: Meter,
-    ) -> None:
-        """Relay the origin's response heads and body, counting the bytes sent to the client."""
-        while True:
-            try:
-                data = await read_head(src)
-                if data is None:
-                    raise BadRequest(502, "the origin closed the connection without answering")
-                start, headers = split_head(data, self.limits.max_headers)
-                status = int(start.split(" ", 2)[1])
-            except (BadRequest, ValueError, IndexError):
-                raise BadRequest(502, "malformed response from the origin") from None
-            if 100 <= status < 200 and status != 101:
-                dst.write(data)  # interim response (100 Continue): no body, more to come
-                meter.n += len(data)
-                continue
-            out = encode_head(start, [*forward_headers(headers), ("Connection", "close")])
-            dst.write(out)
-            meter.n += len(out)
-            if head.method != "HEAD" and status not in (204, 304):
-                await copy_body(src, dst, headers, meter, until_eof=True)
-            await dst.drain()
-            return
 
     # -- CONNECT
 
