@@ -134,6 +134,9 @@ def test_event_body_carries_the_device_context() -> None:
         "indicator": "mega.nz",
         "application": "mega",
         "source": "dns",
+        "pid": 0,
+        "processName": "",
+        "processPath": "",
     }
 
 
