@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
 
 from enforcer.models import EventAction, NetworkEvent
+from enforcer.wire.base import CamelModel
 from enforcer.wire.limits import (
     APP_ID_MAX,
     BATCH_ID_MAX,
@@ -29,15 +29,7 @@ from enforcer.wire.limits import (
 )
 
 
-class _Camel(BaseModel):
-    """Fields in snake_case here, camelCase on the wire (both accepted on input)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
-    )
-
-
-class WireEvent(_Camel):
+class WireEvent(CamelModel):
     """One DNS answer or proxied connection, as a shim reports it."""
 
     time: dt.datetime
@@ -70,7 +62,7 @@ class WireEvent(_Camel):
             raise ValueError("time is out of range once converted to UTC") from None
 
 
-class EventBatch(_Camel):
+class EventBatch(CamelModel):
     """A batch of events; `batchId` is chosen by the device and makes a retry harmless."""
 
     batch_id: str = Field(min_length=1, max_length=BATCH_ID_MAX)
@@ -78,7 +70,7 @@ class EventBatch(_Camel):
     device_id: Annotated[str | None, Field(max_length=DEVICE_ID_MAX)] = None
 
 
-class EventsAccepted(_Camel):
+class EventsAccepted(CamelModel):
     """The answer to an upload: which batch, whether it was a repeat, how many events it holds."""
 
     accepted: list[str]

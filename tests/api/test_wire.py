@@ -17,6 +17,7 @@ from enforcer.models import Action, EventAction, Indicator, NetworkEvent, Severi
 from enforcer.shim.report.identity import DeviceIdentity
 from enforcer.shim.report.reporter import event_body
 from enforcer.shim.sync import parse_update
+from enforcer.wire.enrolment import EnrollRequest
 from enforcer.wire.events import WireEvent, event_json
 from enforcer.wire.indicators import (
     DefenderIndicator,
@@ -27,7 +28,7 @@ from enforcer.wire.indicators import (
     to_defender,
 )
 from enforcer.wire.limits import APP_ID_MAX, DOMAIN_MAX, HOSTNAME_MAX
-from tests.api.conftest import Api, bearer, settings
+from tests.api.conftest import SECRET, Api, bearer, settings
 from tests.api.helpers import apply_indicators
 
 DEFENDER_FIELDS = {
@@ -131,3 +132,14 @@ def test_what_the_shim_uploads_the_server_accepts(api: Api) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"accepted": ["b-1"], "duplicate": False, "count": 1}
+
+
+def test_what_the_shim_enrols_with_the_server_accepts(api: Api) -> None:
+    device = DeviceIdentity(
+        "laptop-2", "laptop-2.corp", "Linux 6.8", "bob", ("10.0.0.6",), ("eng",)
+    )
+    body = device.enrol_body(SECRET)
+    request = EnrollRequest.model_validate(body)
+    assert request.model_dump(by_alias=True) == body
+    response = api.client.post("/api/v1/enroll", json=body)
+    assert response.status_code == 201 and response.json()["groups"] == ["eng"]

@@ -4,53 +4,18 @@ from __future__ import annotations
 
 import hmac
 import math
-from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx
 from enforcer.api.problems import fail
 from enforcer.store.devices import enroll_device
-from enforcer.wire.limits import DEVICE_ID_MAX, HOSTNAME_MAX, IP_MAX, OS_MAX, USER_MAX, GroupName
+from enforcer.wire.enrolment import EnrollRequest, EnrollResponse
 
 log = structlog.get_logger("enforcer.api")
 router = APIRouter(prefix="/api/v1", tags=["devices"])
-
-DeviceId = Annotated[
-    str, Field(min_length=1, max_length=DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9._-]+$")
-]
-
-
-class _Camel(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
-    )
-
-
-class EnrollRequest(_Camel):
-    """What a device says about itself when it enrols."""
-
-    enroll_secret: str = Field(max_length=1024)
-    device_id: DeviceId
-    hostname: str = Field(default="", max_length=HOSTNAME_MAX)
-    os: str = Field(default="", max_length=OS_MAX)
-    user: str = Field(default="", max_length=USER_MAX)
-    local_ips: list[Annotated[str, Field(max_length=IP_MAX)]] = Field(
-        default_factory=list, max_length=32
-    )
-    groups: list[GroupName] = Field(default_factory=list, max_length=32)
-
-
-class EnrollResponse(_Camel):
-    """The device's token: shown once, stored by the server only as a hash."""
-
-    device_id: str
-    device_token: str
-    groups: list[str]
 
 
 @router.post(
