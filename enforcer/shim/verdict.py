@@ -18,15 +18,14 @@ The DNS and proxy front ends ask the same `Matcher` and must agree on what its a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import NamedTuple
-
-import structlog
 
 from enforcer.decide.matcher import Verdict
 from enforcer.models import Action, EventAction, NetworkEvent
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 EventSink = Callable[[NetworkEvent], None]
 """Receives each event, on the event loop: it must not block."""
@@ -117,4 +116,4 @@ class EventRecorder:
         try:
             self.sink(event)
         except Exception:  # a broken event sink must not stop name resolution or a connection
-            log.exception("shim.on_event_failed", source=self.source)
+            log.exception("%s event sink failed", self.source)
