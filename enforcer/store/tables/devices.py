@@ -12,6 +12,16 @@ from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from enforcer.store.tables.indicators import BigId, utcnow
+from enforcer.wire.limits import (
+    APP_ID_MAX,
+    BATCH_ID_MAX,
+    DEVICE_ID_MAX,
+    DOMAIN_MAX,
+    HOSTNAME_MAX,
+    IP_MAX,
+    OS_MAX,
+    USER_MAX,
+)
 
 
 class DeviceRow(SQLModel, table=True):
@@ -20,10 +30,10 @@ class DeviceRow(SQLModel, table=True):
     __tablename__ = "device"
     __table_args__ = (Index("ix_device_token_hash", "token_hash", unique=True),)
 
-    device_id: str = Field(primary_key=True, max_length=128)
-    hostname: str = Field(default="", max_length=255)
-    os: str = Field(default="", max_length=128)
-    user: str = Field(default="", max_length=256)
+    device_id: str = Field(primary_key=True, max_length=DEVICE_ID_MAX)
+    hostname: str = Field(default="", max_length=HOSTNAME_MAX)
+    os: str = Field(default="", max_length=OS_MAX)
+    user: str = Field(default="", max_length=USER_MAX)
     local_ips: str = Field(default="[]", max_length=2048)
     """JSON list of the addresses the device reported at enrolment."""
     groups: str = Field(default="[]", max_length=4096)
@@ -44,8 +54,8 @@ class EventBatchRow(SQLModel, table=True):
     id: int | None = Field(
         default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
     )
-    device_id: str = Field(max_length=128)
-    batch_id: str = Field(max_length=64)
+    device_id: str = Field(max_length=DEVICE_ID_MAX)
+    batch_id: str = Field(max_length=BATCH_ID_MAX)
     received_at: dt.datetime = Field(default_factory=utcnow)
     count: int
 
@@ -63,19 +73,19 @@ class NetworkEventRow(SQLModel, table=True):
     id: int | None = Field(
         default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
     )
-    device_id: str = Field(max_length=128)
+    device_id: str = Field(max_length=DEVICE_ID_MAX)
     time: dt.datetime
-    hostname: str = Field(default="", max_length=255)
-    user: str = Field(default="", max_length=256)
-    local_ip: str = Field(default="", max_length=64)
-    domain: str = Field(default="", max_length=253)
-    dest_ip: str = Field(default="", max_length=64)
+    hostname: str = Field(default="", max_length=HOSTNAME_MAX)
+    user: str = Field(default="", max_length=USER_MAX)
+    local_ip: str = Field(default="", max_length=IP_MAX)
+    domain: str = Field(default="", max_length=DOMAIN_MAX)
+    dest_ip: str = Field(default="", max_length=IP_MAX)
     dest_port: int = 0
     bytes_up: int = Field(default=0, sa_type=BigInteger)
     bytes_down: int = Field(default=0, sa_type=BigInteger)
     action: str = Field(max_length=16)
-    indicator: str = Field(default="", max_length=253)
-    app_id: str = Field(default="", max_length=128)
+    indicator: str = Field(default="", max_length=DOMAIN_MAX)
+    app_id: str = Field(default="", max_length=APP_ID_MAX)
     source: str = Field(max_length=16)
     pid: int = 0
     process_name: str = Field(default="", max_length=255)

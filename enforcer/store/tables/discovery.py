@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, UniqueCons
 from sqlmodel import Field, SQLModel
 
 from enforcer.store.tables.indicators import BigId, utcnow
+from enforcer.wire.limits import APP_ID_MAX, DEVICE_ID_MAX, DOMAIN_MAX, USER_MAX
 
 
 class DiscoveryEntityRow(SQLModel, table=True):
@@ -38,8 +39,8 @@ class AppDailyRow(SQLModel, table=True):
 
     day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     """Days since 1970-01-01 (UTC)."""
-    app_id: str = Field(primary_key=True, max_length=128)
-    domain: str = Field(primary_key=True, max_length=253)
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
+    domain: str = Field(primary_key=True, max_length=DOMAIN_MAX)
     """Registrable domain of unrecognised traffic; empty for a catalog app."""
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -80,7 +81,7 @@ class DeviceAppDailyRow(SQLModel, table=True):
 
     device: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    app_id: str = Field(primary_key=True, max_length=128)
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -113,7 +114,7 @@ class AppHourlyRow(SQLModel, table=True):
 
     hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     """Hours since 1970-01-01 00:00 UTC."""
-    app_id: str = Field(primary_key=True, max_length=128)
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -130,11 +131,11 @@ class AlertRow(SQLModel, table=True):
         default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
     )
     time: dt.datetime
-    device_id: str = Field(max_length=128)
-    user: str = Field(default="", max_length=256)
-    domain: str = Field(max_length=253)
-    indicator: str = Field(default="", max_length=253)
-    app_id: str = Field(default="", max_length=128)
+    device_id: str = Field(max_length=DEVICE_ID_MAX)
+    user: str = Field(default="", max_length=USER_MAX)
+    domain: str = Field(max_length=DOMAIN_MAX)
+    indicator: str = Field(default="", max_length=DOMAIN_MAX)
+    app_id: str = Field(default="", max_length=APP_ID_MAX)
     action: str = Field(max_length=16)
     severity: str = Field(max_length=16)
     status: str = Field(default="open", max_length=16)

@@ -10,6 +10,8 @@ import datetime as dt
 from sqlalchemy import BigInteger, Column, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from enforcer.wire.limits import APP_ID_MAX, DESCRIPTION_MAX, DOMAIN_MAX, TITLE_MAX
+
 
 def utcnow() -> dt.datetime:
     """Aware UTC now."""
@@ -23,14 +25,14 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 class IndicatorBase(SQLModel):
     """Fields of an indicator (Defender Indicators API shape, one device-group scope per row)."""
 
-    value: str = Field(max_length=253)
+    value: str = Field(max_length=DOMAIN_MAX)
     type: str = Field(default="DomainName", max_length=32)
     action: str = Field(max_length=16)
     severity: str = Field(default="Medium", max_length=16)
     scope: str = Field(default="", max_length=64)
-    title: str = Field(default="", max_length=256)
-    description: str = Field(default="", max_length=2048)
-    app_id: str = Field(default="", max_length=128)
+    title: str = Field(default="", max_length=TITLE_MAX)
+    description: str = Field(default="", max_length=DESCRIPTION_MAX)
+    app_id: str = Field(default="", max_length=APP_ID_MAX)
     generate_alert: bool = False
     expiration_time: dt.datetime | None = None
 
@@ -92,10 +94,10 @@ class ChangeLogRow(SQLModel, table=True):
     """``upsert`` (create or update: the row holds the new state) or ``remove``."""
     source: str = Field(max_length=16)
     scope: str = Field(max_length=64)
-    value: str = Field(max_length=253)
+    value: str = Field(max_length=DOMAIN_MAX)
     action: str = Field(default="", max_length=16)
     severity: str = Field(default="", max_length=16)
-    app_id: str = Field(default="", max_length=128)
+    app_id: str = Field(default="", max_length=APP_ID_MAX)
     generate_alert: bool = False
 
 
@@ -125,7 +127,7 @@ class AppTagRow(SQLModel, table=True):
 
     __tablename__ = "app_tag"
 
-    app_id: str = Field(primary_key=True, max_length=128)
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
     scope: str = Field(primary_key=True, max_length=64)
     tag: str = Field(max_length=16)
     origin: str = Field(default="", max_length=512)
