@@ -88,7 +88,10 @@ def table(
     """Sort and page `rows` as the query string asks."""
     key, descending = sort_params(request, columns, default_sort)
     ordered = order(request, columns, rows, default_sort)
-    return paged(request, columns, ordered, sort=key, descending=descending, csv_name=csv_name)
+    pages = max(1, -(-len(ordered) // PAGE_SIZE))
+    page = min(page_number(request), pages)
+    shown = ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    return Table(columns, shown, len(ordered), page, pages, key, descending, csv_name)
 
 
 def order(
@@ -99,26 +102,6 @@ def order(
     present = [r for r in rows if r.get(key) not in (None, "")]
     empty = [r for r in rows if r.get(key) in (None, "")]
     return sorted(present, key=_sort_key(key), reverse=descending) + empty
-
-
-def paged(
-    request: Request,
-    columns: Sequence[Column],
-    ordered: Sequence[dict[str, Any]],
-    *,
-    sort: str,
-    descending: bool,
-    csv_name: str,
-    total: int | None = None,
-    page_rows: Sequence[dict[str, Any]] | None = None,
-) -> Table:
-    """A page of already ordered rows (or the given `page_rows` of `total` rows)."""
-    count = len(ordered) if total is None else total
-    pages = max(1, -(-count // PAGE_SIZE))
-    page = min(page_number(request), pages)
-    if page_rows is None:
-        page_rows = ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    return Table(columns, page_rows, count, page, pages, sort, descending, csv_name)
 
 
 def wants_csv(request: Request) -> bool:
