@@ -9,7 +9,9 @@ into the shim. Setting a mark needs CAP_NET_ADMIN, which interception needs anyw
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
+from typing import Any
 
 MARK = 0x2A
 """The mark of the shim's own sockets (42)."""
@@ -26,10 +28,16 @@ async def open_marked_connection(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """`asyncio.open_connection` from a socket carrying `mark` (resolving `host` if needed)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    targets: list[tuple[socket.AddressFamily, Any]]
+    try:  # an address (a diverted connection's destination) needs no resolver thread
+        version = ipaddress.ip_address(host).version
+        targets = [(socket.AF_INET6 if version == 6 else socket.AF_INET, (host, port))]
+    except ValueError:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        targets = [(info[0], info[4]) for info in infos]
     error: OSError | None = None
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             set_mark(sock, mark)
             sock.setblocking(False)

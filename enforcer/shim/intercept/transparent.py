@@ -141,13 +141,15 @@ class TransparentFrontEnd:
         self.own_ports = own_ports
         """Ports of the shim's own listeners: a connection diverted to one of them would loop."""
 
-    def owner(self, writer: asyncio.StreamWriter) -> ProcessInfo | None:
+    def owner(
+        self, writer: asyncio.StreamWriter, destination: tuple[str, int]
+    ) -> ProcessInfo | None:
         """The process and user behind a client connection, if they can be found."""
         peer = writer.get_extra_info("peername")
         if self.finder is None or not isinstance(peer, tuple):
             return None
         try:
-            return self.finder.lookup("tcp", peer[0], peer[1])
+            return self.finder.lookup("tcp", peer[0], peer[1], destination)
         except (OSError, ValueError):
             return None
 
@@ -181,7 +183,7 @@ class TransparentFrontEnd:
             return  # not diverted: someone connected to the listener itself
         if dest_port in self.own_ports and _is_loopback(dest_ip):
             return
-        owner = self.owner(writer)
+        owner = self.owner(writer, (dest_ip, dest_port))
         view = self._view(owner)
         client_ip = peer_ip(writer)
         limits = view.limits

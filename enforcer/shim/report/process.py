@@ -3,8 +3,12 @@
 Given the client end of a connection or DNS query (protocol, local address and port, as the
 shim sees them in the peer address of a diverted connection), two steps find the owner:
 
-1. the socket: ``/proc/net/{tcp,udp}{,6}`` list every socket of the network namespace with its
-   local address, the uid that created it and its inode;
+1. the socket: its inode and the uid that created it. A TCP connection whose other end is
+   known (a diverted connection's original destination) is looked up by its four addresses
+   with netlink ``sock_diag``, a hash lookup in the kernel; otherwise ``/proc/net/{tcp,udp}{,6}``
+   list every socket of the network namespace with its local address. Reading
+   ``/proc/net/tcp`` walks the kernel's whole TCP hash table (milliseconds even in an empty
+   namespace), ``/proc/net/udp`` is cheap;
 2. the process: a socket inode appears as the link ``socket:[INODE]`` in ``/proc/PID/fd/`` of
    every process holding it. Scanning every process's descriptors costs milliseconds, so the
    processes that owned a socket lately are tried first (a browser opens many connections), then
@@ -22,6 +26,8 @@ import dataclasses
 import ipaddress
 import os
 import pwd
+import socket
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -63,10 +69,18 @@ class ProcessFinder:
         self._owners: OrderedDict[int, int] = OrderedDict()
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._users: dict[int, str] = {}
+        self._diag = _SockDiag()
 
-    def lookup(self, proto: str, host: str, port: int) -> ProcessInfo | None:
-        """The owner of the `proto` ("tcp" or "udp") socket bound to (host, port), or None."""
-        found = self.socket(proto, host, port)
+    def lookup(
+        self, proto: str, host: str, port: int, remote: tuple[str, int] | None = None
+    ) -> ProcessInfo | None:
+        """The owner of the `proto` ("tcp" or "udp") socket bound to (host, port), connected to
+        `remote` when it is given, or None."""
+        found = None
+        if proto == "tcp" and remote is not None:
+            found = self._diag.tcp(host, port, *remote)
+        if found is None:
+            found = self.socket(proto, host, port)
         if found is None:
             return None
         inode, uid = found
@@ -171,6 +185,69 @@ class ProcessFinder:
                     if uid == 0 or entry.stat().st_uid == uid:
                         pids.append(int(entry.name))
         return pids
+
+
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLMSG_ERROR = 2
+_NLM_F_REQUEST = 1
+_NO_COOKIE = 0xFFFFFFFF
+_ALL_STATES = 0xFFFFFFFF
+_HEADER = struct.Struct("=IHHII")
+"""nlmsghdr: length, type, flags, sequence, port id."""
+_REQUEST = struct.Struct("=BBBBI")
+"""inet_diag_req_v2 before its socket id: family, protocol, extensions, pad, states."""
+_UID_INODE = struct.Struct("=II")
+_UID_AT = _HEADER.size + 4 + 48 + 12
+"""Offset of inet_diag_msg's uid: after the header, 4 bytes, the 48-byte socket id and
+expires, rqueue and wqueue."""
+
+
+class _SockDiag:
+    """Exact TCP socket lookups over netlink ``sock_diag`` (one socket, opened on first use)."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._broken = False
+        self._seq = 0
+
+    def tcp(self, src: str, sport: int, dst: str, dport: int) -> tuple[int, int] | None:
+        """(inode, uid) of the TCP socket src:sport -> dst:dport, or None (also when netlink
+        is not available, so the caller falls back to ``/proc/net``)."""
+        if self._broken:
+            return None
+        try:
+            local, remote = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+            if local.version != remote.version:
+                return None
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
+                self._sock.settimeout(1.0)
+            family = socket.AF_INET6 if local.version == 6 else socket.AF_INET
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            sockid = (
+                struct.pack("!HH", sport, dport)
+                + local.packed.ljust(16, b"\0")
+                + remote.packed.ljust(16, b"\0")
+                + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+            )
+            body = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, _ALL_STATES) + sockid
+            header = _HEADER.pack(
+                _HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, self._seq, 0
+            )
+            self._sock.send(header + body)
+            while True:
+                reply = self._sock.recv(8192)
+                _, kind, _, seq, _ = _HEADER.unpack_from(reply)
+                if seq == self._seq:
+                    break
+        except (OSError, ValueError, struct.error):
+            self._broken = self._sock is None  # netlink refused here: use /proc/net from now on
+            return None
+        if kind == _NLMSG_ERROR or len(reply) < _UID_AT + _UID_INODE.size:
+            return None
+        uid, inode = _UID_INODE.unpack_from(reply, _UID_AT)
+        return (inode, uid) if inode else None
 
 
 def attribute(event: NetworkEvent, owner: ProcessInfo) -> NetworkEvent:
