@@ -152,8 +152,10 @@ class DnsEvents:
     """The DNS front end's event sink while intercepting.
 
     Remembers each answered address for the transparent listener (`AddressNames`) and names
-    the process and user behind each query, found from the query's source port while the
-    client still waits for its answer.
+    the process and user behind each UDP query, found from the query's source port while the
+    client still waits for its answer. Queries over TCP (rare: after a truncated answer) are
+    not attributed: their socket is found only by reading ``/proc/net/tcp``, which costs
+    milliseconds on the event loop.
     """
 
     __slots__ = ("finder", "names", "sink")
@@ -167,9 +169,7 @@ class DnsEvents:
         self.names.record(event)
         if event.client_port:
             try:
-                owner = self.finder.lookup(
-                    "udp", event.client_ip, event.client_port
-                ) or self.finder.lookup("tcp", event.client_ip, event.client_port)
+                owner = self.finder.lookup("udp", event.client_ip, event.client_port)
             except (OSError, ValueError):
                 owner = None
             if owner is not None:
@@ -217,4 +217,3 @@ class Wiring:
             proxy, names=self.names, finder=self.finder, mark=self.mark
         )
         return Interception(self.settings, dns, transparent)
-
