@@ -6,6 +6,7 @@ import re
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from enforcer.console import actions, pages
 from tests.console.conftest import ADMIN, Console
@@ -25,12 +26,12 @@ def _fill(path: str) -> str:
 
 
 def _console_routes() -> list[tuple[str, str]]:
-    routes = []
-    page_routes = [route for page in pages.PAGES for route in page.router.routes]
-    for route in [*page_routes, *actions.router.routes]:
-        for method in sorted(route.methods):  # type: ignore[attr-defined]
-            if route.path != "/console/login":  # type: ignore[attr-defined]
-                routes.append((method, _fill(route.path)))  # type: ignore[attr-defined]
+    routes: list[tuple[str, str]] = []
+    for router in [*(page.router for page in pages.PAGES), actions.router]:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            if route.path != "/console/login":
+                routes.extend((m, _fill(route.path)) for m in sorted(route.methods or ()))
     return routes
 
 
