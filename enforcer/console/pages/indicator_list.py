@@ -13,7 +13,7 @@ from enforcer.console.pages.cached import connect
 from enforcer.console.pages.links import app_link
 from enforcer.console.web import PREFIX, SignedIn, render
 from enforcer.models import Action
-from enforcer.store.lookup import count_indicators, list_indicators
+from enforcer.store.lookup import StoredIndicator, count_indicators, list_indicators
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -79,7 +79,7 @@ def indicators(request: Request, session: SignedIn) -> Response:
     )
 
 
-def _indicator_row(stored: Any) -> dict[str, Any]:
+def _indicator_row(stored: StoredIndicator) -> dict[str, Any]:
     ind = stored.indicator
     return {
         "id": stored.id,
