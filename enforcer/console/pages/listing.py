@@ -1,6 +1,6 @@
 """What the discovery table pages share: a range-wide table answered as HTML or CSV (apps,
 machines, users, domains), the list of the machines or users seen in the range (`Listing`), and
-the report of one of them (404 when unknown)."""
+the lookup of one machine's or user's report (None when unknown: the page answers 404)."""
 
 from __future__ import annotations
 
