@@ -37,7 +37,7 @@ from enforcer.models import Action, EventAction, NetworkEvent
 from enforcer.shim.intercept.mark import open_marked_connection
 from enforcer.shim.intercept.origdst import original_destination
 from enforcer.shim.proxy import tls, warn
-from enforcer.shim.proxy.frontend import ProxyFrontEnd
+from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits
 from enforcer.shim.proxy.http1 import BadRequest, Target, parse_authority, parse_head
 from enforcer.shim.proxy.relay import Relay, close_client, peer_ip
 from enforcer.shim.proxy.warn import INBAND_CONTINUE
@@ -91,26 +91,21 @@ class _First(NamedTuple):
     method: str = ""
 
 
-async def _read_first(reader: asyncio.StreamReader, max_head: int) -> _First:
-    """The client's first bytes, up to a whole ClientHello or HTTP request head."""
-    data = await reader.read(_CHUNK)
-    if tls.looks_like_tls(data):
-        while True:
-            try:
-                return _First(data, tls.server_name(data), "tls")
-            except tls.NeedMoreData as exc:
-                more = await reader.read(_CHUNK)
-                if not more or len(data) > tls.MAX_CLIENT_HELLO + 1024:
-                    return _First(data, None, "tls", str(exc))
-                data += more
-            except tls.ParseError as exc:
-                return _First(data, None, "tls", str(exc))
+async def _read_first(reader: asyncio.StreamReader, limits: ProxyLimits) -> _First:
+    """The client's first bytes, up to a whole ClientHello or HTTP request head; each within
+    the head timeout."""
+    timeout = limits.head_timeout
+    first = await tls.read_first_bytes(reader, timeout, timeout)
+    data = first.data
+    if first.tls:
+        return _First(data, first.server_name, "tls", first.error)
     if data[:4] in _HTTP_METHODS:
-        while _HEAD_END not in data:
-            more = await reader.read(_CHUNK)
-            if not more or len(data) > max_head:
-                return _First(data, None, "http", "incomplete request head")
-            data += more
+        async with asyncio.timeout(timeout):
+            while _HEAD_END not in data:
+                more = await reader.read(_CHUNK)
+                if not more or len(data) > limits.max_head_bytes:
+                    return _First(data, None, "http", "incomplete request head")
+                data += more
         try:
             head = parse_head(data[: data.index(_HEAD_END) + 4])
             host = head.header("host")
@@ -187,8 +182,7 @@ class TransparentFrontEnd:
         view = self._view(owner)
         client_ip = peer_ip(writer)
         limits = view.limits
-        async with asyncio.timeout(limits.head_timeout):
-            first = await _read_first(reader, limits.max_head_bytes)
+        first = await _read_first(reader, limits)
         when = view.clock()
         decision = self._decide(view, first, dest_ip)
         if (
