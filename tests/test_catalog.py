@@ -190,6 +190,22 @@ def test_bundled_catalog_is_cached() -> None:
     assert load_catalog() is load_catalog()
 
 
+def test_the_bundled_files_parse_is_kept_for_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enforcer.catalog import loader
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh = list(loader._load_dir(DATA_DIR, parse_cache=True))
+    [cache] = (tmp_path / "enforcer").glob("catalog-*.json")
+    with monkeypatch.context() as patched:
+        patched.setattr(loader, "_parse", lambda *_: pytest.fail("parsed again"))
+        assert list(loader._load_dir(DATA_DIR, parse_cache=True)) == fresh
+    cache.write_text('[{"not": "a list of apps"}]')  # damaged: ignored, parsed and written again
+    assert list(loader._load_dir(DATA_DIR, parse_cache=True)) == fresh
+    assert cache.read_text().startswith("[[")
+
+
 # --- the risk score -------------------------------------------------------------------------
 
 

@@ -7,18 +7,28 @@ file raises `CatalogError` naming the file, the line and the field, for example:
     enforcer/catalog/data/file-sharing.yaml:12: [3].category: 'filesharing' is not one of ...
 
 Files are parsed with ruamel.yaml's fast safe loader; only when a file turns out to be invalid is
-it parsed again with the round-trip loader, which knows the line of every node.
+it parsed again with the round-trip loader, which knows the line of every node. Parsing the
+bundled files still takes a good part of a short command's run (`enforcer explain`), so what
+they parse to is kept as JSON in the user's cache directory, under a digest of their text: the
+next process reads the JSON instead and validates the apps as always. A cache that cannot be
+read or written is simply not used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import ruamel.yaml
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -250,6 +260,17 @@ def _validate(entry: Any, index: int, text: str, name: str, custom: bool) -> App
         raise CatalogError(message, file=name, line=line, field=field) from exc
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"cannot read: {exc.strerror}", file=_display(path)) from exc
+
+
+def _apps(document: list[Any], text: str, name: str, custom: bool) -> list[App]:
+    return [_validate(entry, i, text, name, custom) for i, entry in enumerate(document)]
+
+
 def load_apps(path: Path, *, custom: bool = False) -> list[App]:
     """Read one YAML file holding a list of apps.
 
@@ -257,12 +278,8 @@ def load_apps(path: Path, *, custom: bool = False) -> list[App]:
     Raises `CatalogError` with file, line and field on any error.
     """
     name = _display(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"cannot read: {exc.strerror}", file=name) from exc
-    document = _parse(text, name)
-    return [_validate(entry, i, text, name, custom) for i, entry in enumerate(document)]
+    text = _read(path)
+    return _apps(_parse(text, name), text, name, custom)
 
 
 def _line_of_app(path: Path, app_id: str) -> int | None:
@@ -286,21 +303,78 @@ def load_catalog(data_dir: Path | None = None) -> Catalog:
 
 @lru_cache(maxsize=1)
 def _bundled() -> Catalog:
-    return _load_dir(DATA_DIR)
+    return _load_dir(DATA_DIR, parse_cache=True)
 
 
-def _load_dir(data_dir: Path) -> Catalog:
+def _load_dir(data_dir: Path, *, parse_cache: bool = False) -> Catalog:
     if not data_dir.is_dir():
         raise CatalogError("catalog data directory not found", file=str(data_dir))
+    paths = sorted(data_dir.glob("*.yaml"))
+    texts = [_read(path) for path in paths]
+    cache = _parse_cache_file(paths, texts) if parse_cache else None
+    documents = _read_parse_cache(cache, len(paths))
+    parsed = documents is None
+    if documents is None:
+        documents = [_parse(text, _display(path)) for path, text in zip(paths, texts, strict=True)]
     first_seen: dict[str, Path] = {}
     apps: list[App] = []
-    for path in sorted(data_dir.glob("*.yaml")):
-        for app in load_apps(path):
+    for path, text, document in zip(paths, texts, documents, strict=True):
+        for app in _apps(document, text, _display(path), custom=False):
             if app.id in first_seen:
                 raise _duplicate(app.id, first_seen[app.id], path)
             first_seen[app.id] = path
             apps.append(app)
+    if parsed and cache is not None:
+        _write_parse_cache(cache, documents)
     return Catalog(apps)
+
+
+def _parse_cache_file(paths: list[Path], texts: list[str]) -> Path:
+    """Where the parse of these files is cached: named by a digest of their names and text."""
+    import platformdirs
+
+    digest = hashlib.sha256(ruamel.yaml.__version__.encode())
+    for path, text in zip(paths, texts, strict=True):
+        digest.update(f"\0{path.name}\0{len(text)}\0".encode())
+        digest.update(text.encode())
+    directory = Path(platformdirs.user_cache_dir("enforcer", appauthor=False))
+    return directory / f"catalog-{digest.hexdigest()[:32]}.json"
+
+
+def _read_parse_cache(cache: Path | None, files: int) -> list[list[Any]] | None:
+    if cache is None:
+        return None
+    try:
+        documents = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(documents, list) or len(documents) != files:
+        return None
+    if not all(isinstance(document, list) for document in documents):
+        return None
+    return documents
+
+
+def _write_parse_cache(cache: Path, documents: list[list[Any]]) -> None:
+    """Keep the parse for the next process, if JSON holds it exactly (YAML also has dates)."""
+    try:
+        text = json.dumps(documents, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return
+    if json.loads(text) != documents:
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".catalog-", dir=cache.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, cache)  # readers see the old file or the whole new one
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _duplicate(app_id: str, first: Path, second: Path) -> CatalogError:

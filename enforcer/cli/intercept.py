@@ -7,10 +7,12 @@ so the same unit line serves both fail modes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from enforcer.shim.intercept import nft
-from enforcer.shim.intercept.service import InterceptSettings
+if TYPE_CHECKING:
+    from enforcer.shim.intercept.service import InterceptSettings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -22,6 +24,8 @@ def off(
     ),
 ) -> None:
     """Remove the shim's nftables table (inet enforcer), unless it is fail-closed."""
+    from enforcer.shim.intercept import nft
+
     try:
         removed = nft.remove(keep_fail_closed=not force)
         left = not removed and nft.installed() is not None
@@ -53,6 +57,9 @@ def intercept_settings(
     *, ports: str, allow_quic: bool, allow_dot: bool, fail_mode: str
 ) -> InterceptSettings:
     """The agent's interception settings from the command line's options."""
+    from enforcer.shim.intercept import nft
+    from enforcer.shim.intercept.service import InterceptSettings
+
     if fail_mode not in nft.FAIL_MODES:
         raise typer.BadParameter(f"{fail_mode!r}: open or closed", param_hint="--fail-mode")
     return InterceptSettings(

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import structlog
 import typer
 
-from enforcer import logs
 from enforcer.cli import intercept as intercept_cli
 from enforcer.cli._common import settings
-from enforcer.shim.agent import AgentFailed, AgentSettings, run_agent
-from enforcer.shim.dns.answer import DnsSettings
-from enforcer.shim.intercept.nft import NftError
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS
+
+if TYPE_CHECKING:
+    from enforcer.shim.agent import AgentSettings
 
 
 def register(app: typer.Typer) -> None:
@@ -121,6 +118,13 @@ def shim(
     """Enforce the server's indicators on this device and report its network events."""
     if ctx.invoked_subcommand is not None:
         return
+    import asyncio
+
+    from enforcer import logs
+    from enforcer.shim.agent import AgentFailed, AgentSettings
+    from enforcer.shim.dns.answer import DnsSettings
+    from enforcer.shim.intercept.nft import NftError
+
     for value, option in (
         (server, "--server"),
         (enroll_secret, "--enroll-secret"),
@@ -172,12 +176,17 @@ def shim(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     except (OSError, NftError) as exc:  # a port in use, an unwritable state directory, no nft
-        structlog.get_logger("enforcer.shim").error("shim.cannot_start", error=str(exc))
+        logs.get_logger("enforcer.shim").error("shim.cannot_start", error=str(exc))
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
 
 async def _main(agent_settings: AgentSettings, metrics_listen: str | None) -> None:
+    import asyncio
+    import signal
+
+    from enforcer.shim.agent import run_agent
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

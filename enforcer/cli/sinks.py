@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from enforcer.cli._common import settings, store
-from enforcer.sinks import SINKS, SinkPlan, SinkResult, get_sink
+from enforcer.sinks import SINKS
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from enforcer.config import Settings
+    from enforcer.sinks.base import SinkPlan, SinkResult
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -142,6 +143,7 @@ def apply_cmd(
 ) -> None:
     """Bring the sink's target in line with the store now (the daemon does it at each new revision)."""
     from enforcer.pipeline.run import read_sink_input
+    from enforcer.sinks.base import SinkResult, get_sink
 
     config = settings()
     sink = get_sink(name)

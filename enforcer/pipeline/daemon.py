@@ -30,7 +30,7 @@ from enforcer.errors import PolicySetError
 from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
 from enforcer.policy.loader import directory_digest
-from enforcer.sinks import SinkResult
+from enforcer.sinks.base import SinkResult
 from enforcer.store.events import prune_events
 from enforcer.store.expiry import expire
 from enforcer.store.feed import current_revision

@@ -18,21 +18,17 @@ from enforcer.catalog import Catalog, load_catalog
 from enforcer.config import Settings
 from enforcer.decide.expand import DesiredState, expand
 from enforcer.decide.reconcile import reconcile
-from enforcer.discovery.reports import impact
 from enforcer.errors import EnforcerError, StalePlanError, TemporaryError
 from enforcer.gcpause import paused_gc
-from enforcer.logs import get_logger
 from enforcer.models import ALL_DEVICES, Indicator
 from enforcer.plan.digest import digest_indicators
 from enforcer.plan.model import Plan
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import load_policy_files
-from enforcer.sinks import SinkPlan, SinkResult, get_sink
+from enforcer.sinks.base import SinkPlan, SinkResult, get_sink
 from enforcer.store.feed import current_revision
 from enforcer.store.indicators import apply_plan, read_actual
 from enforcer.store.lookup import iter_indicators
-
-log = get_logger(__name__)
 
 
 def load_state(
@@ -71,6 +67,10 @@ def make_plan(engine: Engine, desired: DesiredState, *, impact_preview: bool = T
         plan = reconcile(desired, actual, digest)
         apps = plan.starts_enforcing() if impact_preview else []
         if apps:
+            # Imported here: the discovery tables are a noticeable part of the start-up of the
+            # commands that only load the policy (`explain`, `policy validate`).
+            from enforcer.discovery.reports import impact
+
             with engine.connect() as conn:
                 found = impact(conn, apps)
             plan = dataclasses.replace(
@@ -130,6 +130,11 @@ def run_sinks(
     A sink that fails keeps its target's last good state and reports the error in its result
     (``result.error``), logged once; the other sinks still run.
     """
+    # Imported here: the policy commands (`explain`, `policy validate`) load this module and
+    # never log; structlog is a noticeable part of their start-up.
+    from enforcer.logs import get_logger
+
+    log = get_logger(__name__)
     names = list(settings.sinks if names is None else names)
     if not names:
         return []

@@ -2,7 +2,8 @@
 
 A sink pushes the store's indicators to an enforcement point Enforcer does not run itself (a
 resolver's response policy zone, a hosts file, dnsmasq, a Defender for Endpoint tenant). Every sink
-module has the same two functions, so that adding one is one file and one registry line:
+module has the same two functions, so that adding one is one file and one name in `SINKS`
+(`get_sink` finds a sink's module by its name):
 
 * ``plan(desired, revision, settings) -> SinkPlan``: what would change, as data (reading the
   target where it must: the existing file, the tenant's indicators);
@@ -13,13 +14,15 @@ Like the store's `Plan`, a `SinkPlan` is rendered by the caller; its reasons exp
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from enforcer.errors import PermanentError
 from enforcer.models import ALL_DEVICES, Action, Indicator
 from enforcer.plan.model import ChangeAction
+from enforcer.sinks import SINKS
 
 if TYPE_CHECKING:
     from enforcer.config import Settings
@@ -107,6 +110,13 @@ class Sink(Protocol):
     def plan(self, desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan: ...
 
     def apply(self, plan: SinkPlan, settings: Settings) -> SinkResult: ...
+
+
+def get_sink(name: str) -> Sink:
+    """The sink module called `name` (imported now), or a `SinkError` listing the known ones."""
+    if name not in SINKS:
+        raise SinkError(f"unknown sink {name!r}; known sinks: {', '.join(SINKS)}")
+    return cast(Sink, importlib.import_module(f"enforcer.sinks.{name}"))
 
 
 def device_wide(desired: Iterable[Indicator]) -> dict[str, Indicator]:

@@ -10,7 +10,8 @@ import pytest
 from enforcer.config import Settings
 from enforcer.errors import TemporaryError
 from enforcer.models import Action, Indicator, Severity
-from enforcer.sinks import SinkError, SinkResult, defender
+from enforcer.sinks import defender
+from enforcer.sinks.base import SinkError, SinkResult
 
 from .defender_fake import CLIENT_ID, CLIENT_SECRET, FakeDefender, Tenant
 from .helpers import ind, settings
@@ -110,7 +111,7 @@ def test_429_waits_for_retry_after_then_goes_on(tenant: Tenant, cfg: Settings) -
 def test_a_retry_after_beyond_the_bound_fails_as_temporary(tenant: Tenant, cfg: Settings) -> None:
     tenant.throttle = {1: "600"}
     started = time.monotonic()
-    with pytest.raises(TemporaryError, match="429.*retry after 600 s"):
+    with pytest.raises(TemporaryError, match=r"429.*retry after 600 s"):
         defender.plan([ind("a.example")], 1, cfg)
     assert time.monotonic() - started < 5
 

@@ -11,8 +11,9 @@ import pytest
 
 from enforcer.models import Action
 from enforcer.plan.model import ChangeAction
-from enforcer.sinks import SinkError, hosts, rpz
+from enforcer.sinks import hosts, rpz
 from enforcer.sinks._files import write_atomically
+from enforcer.sinks.base import SinkError
 
 from .helpers import ind, settings
 
