@@ -62,7 +62,18 @@ def test_blocked_names_are_denied_on_every_web_path(shim: Shim) -> None:
     assert code != 0 and status == "000"  # TLS refused with an access_denied alert
     code, status, _ = space.curl("https://blocked.example/", "-6")
     assert code != 0 and status == "000"
+    # Through an HTTP proxy elsewhere (here the origin's port 80 stands for one): the request
+    # line's target decides, whatever the Host header says.
+    for url in ("https://blocked.example/", "http://blocked.example/"):
+        via_proxy = space.run(
+            "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_connect}",
+            "--max-time", "5", "-x", f"http://{WEB4}:80", "-H", "Host: allowed.example",
+            "--proxy-header", "Host: allowed.example", url,
+            nobody=True,
+        )  # fmt: skip
+        assert b"403" in via_proxy.stdout.split(), url
     assert not [hit for hit in space.hits("http") if "blocked" in str(hit["host"])]
+    assert len(space.hits("http")) == 0
 
 
 def test_allowed_traffic_reaches_the_origin_byte_for_byte(shim: Shim) -> None:

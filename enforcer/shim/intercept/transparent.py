@@ -38,7 +38,13 @@ from enforcer.shim.intercept.mark import open_marked_connection
 from enforcer.shim.intercept.origdst import original_destination
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits
-from enforcer.shim.proxy.http1 import BadRequest, Target, parse_authority, parse_head
+from enforcer.shim.proxy.http1 import (
+    BadRequest,
+    Target,
+    parse_absolute,
+    parse_authority,
+    parse_head,
+)
 from enforcer.shim.proxy.relay import Relay, close_client, peer_ip
 from enforcer.shim.proxy.warn import INBAND_CONTINUE
 from enforcer.shim.report.process import ProcessFinder, ProcessInfo, attribute
@@ -79,10 +85,10 @@ class AddressNames:
 
 
 class _First(NamedTuple):
-    """What the client sent first and the name found in it."""
+    """What the client sent first and the names found in it."""
 
     data: bytes
-    name: str | None = None
+    names: tuple[str, ...] = ()
     kind: str = ""
     """"tls", "http" or "" (neither)."""
     error: str = ""
@@ -98,22 +104,30 @@ async def _read_first(reader: asyncio.StreamReader, limits: ProxyLimits) -> _Fir
     first = await tls.read_first_bytes(reader, timeout, timeout)
     data = first.data
     if first.tls:
-        return _First(data, first.server_name, "tls", first.error)
+        sni = (first.server_name,) if first.server_name else ()
+        return _First(data, sni, "tls", first.error)
     if data[:4] in _HTTP_METHODS:
         async with asyncio.timeout(timeout):
             while _HEAD_END not in data:
                 more = await reader.read(_CHUNK)
                 if not more or len(data) > limits.max_head_bytes:
-                    return _First(data, None, "http", "incomplete request head")
+                    return _First(data, (), "http", "incomplete request head")
                 data += more
         try:
             head = parse_head(data[: data.index(_HEAD_END) + 4])
             host = head.header("host")
-            name = parse_authority(host, 80).host if host else None
+            names = [parse_authority(host, 80).host] if host else []
+            # A request to a proxy elsewhere (CONNECT, or an absolute URL) names its real
+            # target in the request line: decided on that too, or any open proxy on port 80
+            # would carry a blocked app past the check.
+            if head.method == "CONNECT":
+                names.append(parse_authority(head.target).host)
+            elif not head.target.startswith("/") and head.target != "*":
+                names.append(parse_absolute(head.target).host)
         except BadRequest as exc:
-            return _First(data, None, "http", exc.detail)
+            return _First(data, (), "http", exc.detail)
         path = head.target if head.target.startswith("/") else "/"
-        return _First(data, name, "http", path=path, method=head.method)
+        return _First(data, tuple(names), "http", path=path, method=head.method)
     return _First(data)
 
 
@@ -225,8 +239,10 @@ class TransparentFrontEnd:
         if first.error:
             # What a real server would refuse too: refusing leaves no parser gap to slip
             # a blocked name through.
-            return Ruling(EventAction.BLOCKED, first.name or dest_ip, NOT_GOVERNED)
-        name = first.name or self.names.get(dest_ip)
+            return Ruling(EventAction.BLOCKED, dest_ip, NOT_GOVERNED)
+        if first.names:
+            return view.decide(first.names)
+        name = self.names.get(dest_ip)
         if name is None:
             return Ruling(EventAction.ALLOWED, dest_ip, NOT_GOVERNED)
         return view.decide([name])
