@@ -4,5 +4,5 @@
 reading one `enforcer.decide.matcher.Matcher` and mapping its verdicts to events the same way
 (`verdict`); the sync client (`sync`, with its on-disk `indicator_cache`) that keeps the matcher
 current; the event reporter (`report`); Linux traffic interception (`intercept`); and the
-Prometheus `metrics` of a running shim.
+Prometheus metrics of a running shim (`prometheus`).
 """

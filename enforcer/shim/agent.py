@@ -270,7 +270,7 @@ def _serve_metrics(agent: Agent, listen: str) -> None:
     """Prometheus metrics of this shim on their own (loopback) HTTP port."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from enforcer.shim.metrics import ShimCollector
+    from enforcer.shim.prometheus import ShimCollector
 
     host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=False)
