@@ -333,13 +333,13 @@ class ProxyFrontEnd:
             writer.write(warn.denied_page(self, ruling, target))
             await writer.drain()
             return
+        exchange = Exchange(data, self.limits.max_head_bytes, self.limits.max_headers)
         try:
             up_reader, up_writer = await self._open(target)
         except BadRequest:
             self.record(ruling, when, client_ip, port=target.port)
             raise
         dest_ip = peer_ip(up_writer)
-        exchange = Exchange(data, self.limits.max_head_bytes, self.limits.max_headers)
         up_writer.write(exchange.request_head(target))
 
         async def send_body() -> None:
