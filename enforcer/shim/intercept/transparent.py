@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _HEAD_END = b"\r\n\r\n"
+_STREAM_LIMIT = 1 << 20
+"""Bytes a relayed stream buffers before it stops reading: a large window keeps the relay's
+wake-ups few on bulk transfers (a request head is bounded separately, by the proxy limits)."""
 _NAMES = 65_536
 """Addresses remembered with the name they were answered for."""
 _HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC")
@@ -215,7 +218,7 @@ class TransparentFrontEnd:
         try:
             async with asyncio.timeout(limits.connect_timeout):
                 up_reader, up_writer = await open_marked_connection(
-                    dest_ip, dest_port, self.mark, limit=limits.max_head_bytes
+                    dest_ip, dest_port, self.mark, limit=_STREAM_LIMIT
                 )
         except (OSError, TimeoutError):
             view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
@@ -309,6 +312,6 @@ async def start_transparent(frontend: TransparentFrontEnd, host: str, port: int)
         host,
         port,
         family=family,
-        limit=frontend.proxy.limits.max_head_bytes,
+        limit=_STREAM_LIMIT,
         backlog=1024,
     )
