@@ -42,6 +42,7 @@ import structlog
 
 from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.decide.scope import effective_indicators, in_scope
+from enforcer.gcpause import paused_gc
 from enforcer.models import Action, Indicator, normalize
 from enforcer.shim.indicator_cache import IndicatorCache
 from enforcer.shim.report import identity
@@ -189,6 +190,12 @@ class Update(NamedTuple):
     """(scope, value) pairs."""
 
 
+def _parse_paused(response: httpx.Response) -> Update:
+    """Parse a sync answer with the collector paused (the GIL would stall the DNS loop too)."""
+    with paused_gc():
+        return parse_update(response.json())
+
+
 def parse_update(body: dict[str, Any]) -> Update:
     """Turn a ``GET /sync`` body (a `SyncBody`) into an `Update`; a malformed one raises
     ServerError."""
@@ -302,12 +309,6 @@ class DeviceIndicators:
         Two passes, both paced: the table first (the matcher still holds the old, consistent
         set), then one remove+add per touched domain.
         """
-        # Comparing a snapshot with the table reads a million entries: done in a thread, while
-        # nothing else changes the table (the sync client is its only writer and waits here).
-        delta = await asyncio.to_thread(self.as_delta, update) if update.snapshot else update
-        touched: dict[str, None] = {}
-        await _paced(delta.removes, lambda key: _touch(touched, self._drop(*key)), self.step)
-        await _paced(delta.upserts, lambda ind: _touch(touched, self._put(ind)), self.step)
 
         def swap(domain: str) -> None:
             entry = self.effective(domain)
@@ -315,7 +316,17 @@ class DeviceIndicators:
             if entry is not None:
                 matcher.add(entry)
 
-        await _paced(touched, swap, self.step)
+        # A big update leaves hundreds of thousands of new tracked objects: a full collection
+        # set off in the middle would stall every DNS answer for tens of milliseconds, and
+        # nothing here builds cycles.
+        with paused_gc():
+            # Comparing a snapshot with the table reads a million entries: done in a thread,
+            # while nothing else changes the table (the sync client is its only writer).
+            delta = await asyncio.to_thread(self.as_delta, update) if update.snapshot else update
+            touched: dict[str, None] = {}
+            await _paced(delta.removes, lambda key: _touch(touched, self._drop(*key)), self.step)
+            await _paced(delta.upserts, lambda ind: _touch(touched, self._put(ind)), self.step)
+            await _paced(touched, swap, self.step)
         return len(touched)
 
 
@@ -410,7 +421,7 @@ class SyncClient:
         if response.status_code != 200:
             raise ServerError(f"sync answered {response.status_code}: {response.text[:200]}")
         # A snapshot can be a hundred megabytes of JSON: parsed off the event loop.
-        update = await asyncio.to_thread(lambda: parse_update(response.json()))
+        update = await asyncio.to_thread(_parse_paused, response)
         first = self.revision is None
         if not first and not update.snapshot and update.revision == self.revision:
             return False
