@@ -5,10 +5,12 @@ A process that ignores every proxy setting still connects to port 80 or 443 some
 
 1. the original destination comes from connection tracking (`origdst`), and the process and OS
    user that opened it from the client socket (`enforcer.shim.report.process`);
-2. the client's first bytes give the name: the TLS ClientHello's server name (SNI) or the plain
-   HTTP request's Host header. A connection that carries neither (a bare IP, a protocol other
-   than TLS or HTTP) is decided by the name the shim's DNS front end last answered with that
-   address (`AddressNames`); without one it is relayed and recorded under its address;
+2. the client's first bytes give the names: the TLS ClientHello's server name (SNI), or the
+   plain HTTP request's Host header and, for a request meant for a proxy (CONNECT, an absolute
+   URL), its target. A connection that carries none (a bare IP, a protocol other than TLS or
+   HTTP) is decided by the name the shim's DNS front end last answered with that address
+   (`AddressNames`); without one it is relayed and recorded under its address. First bytes
+   that start like TLS or HTTP but cannot be read are denied;
 3. the name is decided by the proxy front end's rules (`ProxyFrontEnd.decide`), for the OS user
    of the process, so a warning's "Continue" is that user's bypass and no one else's. Denied:
    plain HTTP gets the proxy's block or warning page, TLS a TLS ``access_denied`` alert and a
