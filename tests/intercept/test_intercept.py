@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from .conftest import RESOLVER, WEB4, Shim
+from .conftest import RESOLVER, WEB4, Netns, Shim
 
 QUIC_AND_DOT = f"""
 import socket
@@ -188,3 +189,16 @@ def test_the_table_is_only_in_the_namespace(shim: Shim) -> None:
     )
     assert here.returncode != 0
     assert RESOLVER in shim.netns.run("ip", "addr").stdout.decode()
+
+
+def test_a_host_without_nft_is_told_what_is_missing(origin: Netns, tmp_path: Path) -> None:
+    result = origin.run(
+        "env", "PATH=/usr/bin:/bin", sys.executable, "-m", "enforcer", "shim",
+        "--server", "http://127.0.0.1:9", "--enroll-secret", "s" * 32,
+        "--state-dir", str(tmp_path / "state"), "--upstream", RESOLVER, "--intercept",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert b"needs the nft command" in result.stderr and b"nftables" in result.stderr
+    assert origin.table() is None
+    # The shim did not stay half-started: nothing listens on the diverted DNS port.
+    assert origin.run("ss", "-lnu").stdout.count(b":970 ") == 0
