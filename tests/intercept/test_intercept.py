@@ -136,6 +136,19 @@ def test_a_connection_without_a_name_is_named_by_the_shims_dns_answers(shim: Shi
     assert event["processName"] == "python3"
 
 
+def test_a_connection_without_a_name_to_a_warned_names_address_is_warned(shim: Shim) -> None:
+    space = shim.netns
+    assert space.dig("warn.example") == ("NOERROR", [WEB4])  # warn is answered, and noted
+    raw = (
+        f"import socket; s = socket.create_connection(('{WEB4}', 443), timeout=5); "
+        "s.sendall(b'\\x00\\x01 not tls'); print(s.recv(100))"
+    )
+    result = space.run("/usr/bin/python3", "-c", raw, nobody=True)
+    assert result.stdout.strip() in (b"b''", b"")  # closed (or reset) without an answer
+    event = shim.wait_event(lambda e: e["source"] == "proxy" and e["destPort"] == 443)
+    assert (event["domain"], event["action"], event["user"]) == ("warn.example", "warned", "nobody")
+
+
 def test_the_warning_bypass_belongs_to_the_user_who_chose_it(shim: Shim) -> None:
     space = shim.netns
     _, status, page = space.curl("http://warn.example/")

@@ -139,6 +139,9 @@ class DnsFrontEnd:
         """The live matcher: may be updated in place or replaced while serving."""
         self.settings = settings or DnsSettings()
         self.events = EventRecorder(SOURCE, on_event) if on_event is not None else None
+        self.on_answer: Callable[[str, str], None] | None = None
+        """Called with (name, first address) of each upstream answer that has one, once per
+        miss: interception maps addresses back to the names they were answered for."""
         self.ready = ready
         """An indicator set is loaded; with ``fail_closed`` every query is refused until then."""
         self._responses = dnswire.Responses(self.settings.blocked_ttl, self.settings.sinkhole)
@@ -268,6 +271,8 @@ class DnsFrontEnd:
             self._upstream_errors += 1
         else:
             self._cache.put(first.key, entry)
+            if self.on_answer is not None and entry.address:
+                self.on_answer(first.name, entry.address)
         for miss, reply in waiters:
             if entry is None:
                 response = self._responses.servfail(miss.data, miss.qend, miss.edns)

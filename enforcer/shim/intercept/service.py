@@ -151,22 +151,19 @@ class Interception:
 class DnsEvents:
     """The DNS front end's event sink while intercepting.
 
-    Remembers each answered address for the transparent listener (`AddressNames`) and names
-    the process and user behind each UDP query, found from the query's source port while the
-    client still waits for its answer. Queries over TCP (rare: after a truncated answer) are
+    Names the process and user behind each UDP query, found from the query's source port while
+    the client still waits for its answer. Queries over TCP (rare: after a truncated answer) are
     not attributed: their socket is found only by reading ``/proc/net/tcp``, which costs
     milliseconds on the event loop.
     """
 
-    __slots__ = ("finder", "names", "sink")
+    __slots__ = ("finder", "sink")
 
-    def __init__(self, names: AddressNames, finder: ProcessFinder, sink: EventSink) -> None:
-        self.names = names
+    def __init__(self, finder: ProcessFinder, sink: EventSink) -> None:
         self.finder = finder
         self.sink = sink
 
     def __call__(self, event: NetworkEvent) -> None:
-        self.names.record(event)
         if event.client_port:
             try:
                 owner = self.finder.lookup("udp", event.client_ip, event.client_port)
@@ -181,9 +178,9 @@ class Wiring:
     """What the agent builds differently when it intercepts; with no settings, nothing.
 
     The shim's own sockets (its server session, DNS upstream queries, proxied connections)
-    carry the mark; the DNS front end's events feed the transparent listener's address map
-    and name their process; the `Interception` serves diverted traffic with the agent's DNS
-    and proxy front ends.
+    carry the mark; the DNS front end's events name their process and its upstream answers feed
+    the transparent listener's address map; the `Interception` serves diverted traffic with the
+    agent's DNS and proxy front ends.
     """
 
     def __init__(self, settings: InterceptSettings | None, server: str) -> None:
@@ -207,12 +204,13 @@ class Wiring:
 
     def dns_events(self, sink: EventSink) -> EventSink:
         """The DNS front end's event sink."""
-        return DnsEvents(self.names, self.finder, sink) if self.settings is not None else sink
+        return DnsEvents(self.finder, sink) if self.settings is not None else sink
 
     def interception(self, dns: DnsFrontEnd, proxy: ProxyFrontEnd) -> Interception | None:
         """The table and listeners to start, serving with these front ends."""
         if self.settings is None:
             return None
+        dns.on_answer = self.names.learn
         transparent = TransparentFrontEnd(
             proxy, names=self.names, finder=self.finder, mark=self.mark
         )

@@ -67,22 +67,21 @@ _HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", 
 class AddressNames:
     """The name the DNS front end last answered with each address (bounded, oldest dropped).
 
-    Fed from the DNS front end's events (`record`), read by the transparent listener for
-    connections that carry no name of their own.
+    Fed with the DNS front end's upstream answers (`learn`, its ``on_answer``), read by the
+    transparent listener for connections that carry no name of their own.
     """
 
     def __init__(self, size: int = _NAMES) -> None:
         self.size = size
         self._names: OrderedDict[str, str] = OrderedDict()
 
-    def record(self, event: NetworkEvent) -> None:
-        """Remember the address of a DNS answer the shim gave (other events are ignored)."""
-        if event.source == "dns" and event.dest_ip and event.action is not EventAction.BLOCKED:
-            names = self._names
-            names[event.dest_ip] = event.domain
-            names.move_to_end(event.dest_ip)
-            if len(names) > self.size:
-                names.popitem(last=False)
+    def learn(self, name: str, address: str) -> None:
+        """Remember that the shim answered `name` with `address`."""
+        names = self._names
+        names[address] = name
+        names.move_to_end(address)
+        if len(names) > self.size:
+            names.popitem(last=False)
 
     def get(self, address: str) -> str | None:
         """The name answered last with `address`, if the shim answered it."""
