@@ -177,6 +177,17 @@ def test_sigterm_removes_the_table_and_traffic_flows_again(shim: Shim) -> None:
     assert space.curl("https://blocked.example/")[:2] == (0, "200")
 
 
+def test_a_removed_table_is_put_back(shim: Shim) -> None:
+    space = shim.netns
+    assert space.run("nft", "delete", "table", "inet", "enforcer").returncode == 0
+    shim.wait_for(lambda: "intercept.reinstalled" in shim.log(), within=15)
+    assert space.table() is not None
+    assert space.dig("blocked.example") == ("NXDOMAIN", [])
+    assert space.run("nft", "flush", "table", "inet", "enforcer").returncode == 0
+    shim.wait_for(lambda: shim.log().count("intercept.reinstalled") == 2, within=15)
+    assert space.curl("https://blocked.example/")[0] != 0
+
+
 @pytest.mark.parametrize("mode", ["open", "closed"])
 def test_after_a_kill_the_fail_mode_decides(start_shim: Callable[..., Shim], mode: str) -> None:
     shim = start_shim("--fail-mode", mode)

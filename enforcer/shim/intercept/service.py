@@ -62,6 +62,8 @@ class InterceptSettings:
     listen_port: int = 971
     """Port of the transparent listeners on the loopback addresses (0: a free one)."""
     mark: int = MARK
+    check_interval: float = 5.0
+    """Seconds between checks that the table is still whole (it is put back if not)."""
 
 
 class Interception:
@@ -76,6 +78,7 @@ class Interception:
         self.ruleset: nft.Ruleset | None = None
         self._dns: list[DnsServerHandle] = []
         self._servers: list[asyncio.Server] = []
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the listeners, then install the table; `NftError` or `OSError` if impossible."""
@@ -123,9 +126,36 @@ class Interception:
             allow_dot=cfg.allow_dot,
             fail_mode=cfg.fail_mode,
         )
+        self._watch = asyncio.get_running_loop().create_task(self._keep(self.ruleset))
+
+    async def _keep(self, ruleset: nft.Ruleset) -> None:
+        """Put the table back whenever it was removed or emptied, and say so.
+
+        Only root can touch it; this turns a casual ``nft flush ruleset`` (or another firewall
+        manager reloading its own rules) into a logged gap of a few seconds instead of the end
+        of enforcement.
+        """
+        expected = ruleset.render().count("redirect to :")
+        while True:
+            await asyncio.sleep(self.settings.check_interval)
+            try:
+                listing = await asyncio.to_thread(nft.installed)
+                if listing is None or listing.count("redirect to :") != expected:
+                    log.error("intercept.table_tampered", detail="the table was removed or changed")
+                    # On the loop, not in a thread: `stop` cancels this task before removing
+                    # the table, and a thread still installing then could outlive the removal.
+                    nft.install(ruleset)
+                    log.warning("intercept.reinstalled")
+            except nft.NftError as exc:
+                log.error("intercept.check_failed", error=str(exc))
 
     async def stop(self) -> None:
-        """Remove the table, then close the listeners."""
+        """Stop watching the table, remove it, then close the listeners."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self.ruleset is not None:
             try:
                 removed = await asyncio.to_thread(nft.remove)
