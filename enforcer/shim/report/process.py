@@ -177,13 +177,16 @@ class ProcessFinder:
         return hit
 
     def _pids_of(self, uid: int) -> list[int]:
-        """Process ids whose /proc entry belongs to `uid` (any, for root's sockets)."""
+        """Process ids whose /proc entry belongs to `uid` (any, for root's sockets), newest
+        first: a process not seen before usually makes its first connection soon after it
+        started, so the scan of every root process rarely runs to the end."""
         pids = []
         for entry in os.scandir(self.proc):
             if entry.name.isdigit():
                 with contextlib.suppress(OSError):
                     if uid == 0 or entry.stat().st_uid == uid:
                         pids.append(int(entry.name))
+        pids.sort(reverse=True)
         return pids
 
 
