@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
 from enforcer.store.db import make_engine
-from enforcer.store.migrate import code_head, current_revision, is_current, upgrade
+from enforcer.store.migrate import HEAD, _config, code_head, current_revision, is_current, upgrade
 from enforcer.store.tables import devices, discovery, indicators
 
 TABLE_MODULES = (devices, discovery, indicators)
@@ -22,6 +22,12 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
+
+
+def test_head_is_the_newest_migration_of_the_migrations_directory() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(_config()).get_current_head() == HEAD
 
 
 def test_a_migrated_store_is_at_the_code_head_and_upgrade_is_idempotent(engine: Engine) -> None:
