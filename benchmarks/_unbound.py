@@ -4,7 +4,7 @@
   MIT) plus deterministic synthetic subdomains of them up to ``count``.
 * `start_unbound(...)`: Debian's Unbound on 127.0.0.1, one thread, with the domains as a
   response policy zone (``name CNAME .`` and ``*.name CNAME .``: NXDOMAIN for the name and its
-  subdomains), configured as GUIDE section 11 says.
+  subdomains).
 * `FakeUpstream`: a small authoritative server on 127.0.0.1 that answers every A query with
   192.0.2.1, TTL 3600; the upstream of both peers for the "allowed, cached" case.
 """
