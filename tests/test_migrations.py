@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
 from enforcer.store.db import make_engine
@@ -22,6 +22,18 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
+
+
+def test_the_expiry_index_is_partial_on_both_back_ends(engine: Engine) -> None:
+    # The model leaves the predicate out (see IndicatorRow); the migration must still create it.
+    query = {
+        "sqlite": "SELECT sql FROM sqlite_master WHERE name = 'ix_indicator_expiration'",
+        "postgresql": "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_indicator_expiration'"
+        " AND schemaname = current_schema()",
+    }[engine.dialect.name]
+    with engine.connect() as conn:
+        definition = conn.execute(text(query)).scalar_one()
+    assert "expiration_time IS NOT NULL" in definition
 
 
 def test_head_is_the_newest_migration_of_the_migrations_directory() -> None:
