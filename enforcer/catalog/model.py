@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from enforcer.catalog.risk import RiskAttributes, risk_score
 from enforcer.models import normalize
+from enforcer.wire.limits import DOMAIN_MAX
 
 CATEGORIES: tuple[str, ...] = (
     "cloud-infrastructure",
@@ -60,7 +61,7 @@ def normalize_domain(value: str) -> str:
     labels = domain.split(".")
     if len(labels) < 2:
         raise ValueError(f"{value!r} is not a valid domain name: it needs at least one dot")
-    if len(domain) > 253 or not all(_LABEL.match(label) for label in labels):
+    if len(domain) > DOMAIN_MAX or not all(_LABEL.match(label) for label in labels):
         raise ValueError(f"{value!r} is not a valid domain name")
     return domain
 

@@ -14,6 +14,7 @@ from publicsuffixlist import PublicSuffixList
 from enforcer.catalog import Catalog
 from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.models import Action, normalize
+from enforcer.wire.limits import DOMAIN_MAX
 
 _PSL: PublicSuffixList | None = None
 
@@ -51,7 +52,7 @@ class Attributor:
         try:
             name = normalize(host)
         except (ValueError, UnicodeError):
-            return ("", host[:253])
+            return ("", host[:DOMAIN_MAX])
         verdict = self._matcher.verdict_normalized(name)
         if verdict.app_id:
             return (verdict.app_id, "")

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import h11
 
 from enforcer.shim.proxy.relay import CHUNK, Meter
+from enforcer.wire.limits import DOMAIN_MAX
 
 HEAD_END = b"\r\n\r\n"
 _TOKEN_CHARS = frozenset(
@@ -167,7 +168,7 @@ def parse_host(text: str) -> str:
         except ValueError:
             raise BadRequest(400, "bad IPv6 literal") from None
     host = text.lower().rstrip(".")
-    if not host or len(host) > 253 or not _HOST_CHARS.issuperset(host) or ".." in host:
+    if not host or len(host) > DOMAIN_MAX or not _HOST_CHARS.issuperset(host) or ".." in host:
         raise BadRequest(400, "bad host name")
     return host
 

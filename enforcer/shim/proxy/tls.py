@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 from typing import NamedTuple
 
+from enforcer.wire.limits import DOMAIN_MAX
+
 RECORD_HANDSHAKE = 0x16
 """First byte of a TLS handshake record: what a ClientHello starts with."""
 _HANDSHAKE_CLIENT_HELLO = 1
@@ -167,7 +169,7 @@ def _parse_server_name(ext: _Cursor) -> str | None:
         if name_type != _NAME_TYPE_HOST or host is not None:
             continue
         raw = entry.buf[entry.pos : entry.end]
-        if not raw or len(raw) > 253 or not _HOST_CHARS.issuperset(raw):
+        if not raw or len(raw) > DOMAIN_MAX or not _HOST_CHARS.issuperset(raw):
             raise ParseError("server name is not a host name")
         host = raw.decode("ascii").lower()
     return host
