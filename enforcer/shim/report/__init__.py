@@ -1,2 +1,3 @@
-"""What the shim reports: network events spooled on disk, delivered once, with the device
-identity (`identity`), and the process and OS user behind an intercepted socket (`process`)."""
+"""What the shim reports: network events spooled on disk (`spool`), delivered once (`reporter`),
+with the device identity (`identity`), and the process and OS user behind an intercepted
+socket (`process`)."""
