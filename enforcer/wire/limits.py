@@ -24,7 +24,9 @@ APP_ID_MAX = 128
 DEVICE_ID_MAX = 128
 """A device id chosen by the device."""
 OS_MAX = 128
-"""A device's OS name and version."""
+"""A device's OS name; its version has the same limit."""
+AGENT_VERSION_MAX = 64
+"""The shim's version string (``enforcer.__version__``)."""
 IP_MAX = 64
 """An IPv4 or IPv6 address in text (with a zone id)."""
 BATCH_ID_MAX = 64

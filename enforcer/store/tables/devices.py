@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from enforcer.store.tables.indicators import BigId, utcnow
 from enforcer.wire.limits import (
+    AGENT_VERSION_MAX,
     APP_ID_MAX,
     BATCH_ID_MAX,
     DEVICE_ID_MAX,
@@ -28,19 +29,30 @@ class DeviceRow(SQLModel, table=True):
     """An enrolled endpoint. Only the SHA-256 of its bearer token is kept."""
 
     __tablename__ = "device"
-    __table_args__ = (Index("ix_device_token_hash", "token_hash", unique=True),)
+    __table_args__ = (
+        Index("ix_device_token_hash", "token_hash", unique=True),
+        Index("ix_device_hostname", "hostname"),
+    )
 
     device_id: str = Field(primary_key=True, max_length=DEVICE_ID_MAX)
     hostname: str = Field(default="", max_length=HOSTNAME_MAX)
     os: str = Field(default="", max_length=OS_MAX)
+    os_version: str = Field(default="", max_length=OS_MAX)
+    agent_version: str = Field(default="", max_length=AGENT_VERSION_MAX)
     user: str = Field(default="", max_length=USER_MAX)
     local_ips: str = Field(default="[]", max_length=2048)
-    """JSON list of the addresses the device reported at enrolment."""
+    """JSON list of the addresses the device last reported (at enrolment or since)."""
     groups: str = Field(default="[]", max_length=4096)
     """JSON list of the device groups whose indicators the device receives."""
     token_hash: str = Field(max_length=64)
     enrolled_at: dt.datetime = Field(default_factory=utcnow)
     last_seen: dt.datetime = Field(default_factory=utcnow)
+    applied_revision: int | None = None
+    """The revision the device last said it holds (its sync cursor); None before its first sync."""
+    applied_at: dt.datetime | None = None
+    """When the device first reported `applied_revision`: its creation to this is time to enforce."""
+    identity_updated_at: dt.datetime | None = None
+    """When the device last reported a change of its hostname, OS, agent or addresses."""
 
 
 class EventBatchRow(SQLModel, table=True):
@@ -68,6 +80,7 @@ class NetworkEventRow(SQLModel, table=True):
         Index("ix_network_event_time", "time"),
         Index("ix_network_event_device_time", "device_id", "time"),
         Index("ix_network_event_domain", "domain"),
+        Index("ix_network_event_app_time", "app_id", "time"),
     )
 
     id: int | None = Field(
