@@ -65,7 +65,14 @@ def store_batch(
             if events:
                 conn.execute(
                     insert(EVENT),
-                    [{"device_id": device_id, **event._asdict()} for event in events],
+                    [
+                        {
+                            "device_id": device_id,
+                            "domain_rev": reversed_domain(event.domain),
+                            **event._asdict(),
+                        }
+                        for event in events
+                    ],
                 )
     except IntegrityError:
         with engine.connect() as conn:
@@ -74,6 +81,11 @@ def store_batch(
             raise
         return BatchResult(batch_id, True, count)
     return BatchResult(batch_id, False, len(events))
+
+
+def reversed_domain(domain: str) -> str:
+    """`domain` with its labels in reverse order (``www.dropbox.com`` -> ``com.dropbox.www``)."""
+    return ".".join(reversed(domain.split("."))) if domain else ""
 
 
 def _batch_count(conn: Connection, device_id: str, batch_id: str) -> int | None:
@@ -150,6 +162,7 @@ __all__ = [
     "list_events",
     "prune_events",
     "read_cursor",
+    "reversed_domain",
     "store_batch",
     "write_cursor",
 ]

@@ -81,6 +81,9 @@ class NetworkEventRow(SQLModel, table=True):
         Index("ix_network_event_device_time", "device_id", "time"),
         Index("ix_network_event_domain", "domain"),
         Index("ix_network_event_app_time", "app_id", "time"),
+        Index("ix_network_event_domain_rev_time", "domain_rev", "time"),
+        Index("ix_network_event_user_time", "user", "time"),
+        Index("ix_network_event_process_time", "process_name", "time"),
     )
 
     id: int | None = Field(
@@ -92,6 +95,9 @@ class NetworkEventRow(SQLModel, table=True):
     user: str = Field(default="", max_length=USER_MAX)
     local_ip: str = Field(default="", max_length=IP_MAX)
     domain: str = Field(default="", max_length=DOMAIN_MAX)
+    domain_rev: str = Field(default="", max_length=DOMAIN_MAX)
+    """`domain` with its labels reversed (``com.dropbox.www``): a name and its subdomains are
+    one range of the index, so a search for dropbox.com finds www.dropbox.com through it."""
     dest_ip: str = Field(default="", max_length=IP_MAX)
     dest_port: int = 0
     bytes_up: int = Field(default=0, sa_type=BigInteger)
