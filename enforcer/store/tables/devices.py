@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from enforcer.store.tables.indicators import BigId, utcnow
@@ -23,6 +23,11 @@ from enforcer.wire.limits import (
     OS_MAX,
     USER_MAX,
 )
+
+BYTE_ORDER_DOMAIN = String(DOMAIN_MAX).with_variant(String(DOMAIN_MAX, collation="C"), "postgresql")
+"""A name compared byte by byte on both back ends (SQLite's default; PostgreSQL's "C"): under
+a language collation such as en_US, punctuation is ignored at first, so the names that start
+with ``com.dropbox.`` are not one range of the index."""
 
 
 class DeviceRow(SQLModel, table=True):
@@ -95,7 +100,7 @@ class NetworkEventRow(SQLModel, table=True):
     user: str = Field(default="", max_length=USER_MAX)
     local_ip: str = Field(default="", max_length=IP_MAX)
     domain: str = Field(default="", max_length=DOMAIN_MAX)
-    domain_rev: str = Field(default="", max_length=DOMAIN_MAX)
+    domain_rev: str = Field(default="", sa_type=BYTE_ORDER_DOMAIN)
     """`domain` with its labels reversed (``com.dropbox.www``): a name and its subdomains are
     one range of the index, so a search for dropbox.com finds www.dropbox.com through it."""
     dest_ip: str = Field(default="", max_length=IP_MAX)

@@ -22,7 +22,16 @@ def _reversed(domain: str) -> str:
 def upgrade() -> None:
     with op.batch_alter_table("network_event") as table:
         table.add_column(
-            sa.Column("domain_rev", sa.String(length=253), nullable=False, server_default="")
+            sa.Column(
+                "domain_rev",
+                # Byte order on PostgreSQL too, whatever the database's collation: a name and
+                # its subdomains must be one range of the index.
+                sa.String(length=253).with_variant(
+                    sa.String(length=253, collation="C"), "postgresql"
+                ),
+                nullable=False,
+                server_default="",
+            )
         )
     # One UPDATE per distinct name (through the domain index), not per row: names repeat.
     conn = op.get_bind()
