@@ -18,16 +18,24 @@ A process that ignores every proxy setting still connects to port 80 or 443 some
 4. allowed: the bytes already read and the rest of the connection are relayed byte for byte to
    the original destination, from a socket carrying the shim's mark so it is not diverted again.
 
-Every connection is one `NetworkEvent` (source "proxy") with the process and user, given at
-denial or at the end of the relay with its byte counts.
+Plain HTTP is followed request by request (framed by the proxy's `Exchange`): each request
+on a kept-alive connection is decided on its own names and gets its own event, since the next
+request to a shared address can name another host. A request that leaves HTTP (CONNECT to a
+proxy elsewhere, an ``Upgrade`` such as WebSocket) turns the connection into a tunnel after
+its decision. With a parent proxy (``--parent-proxy``), allowed connections go through it:
+tunnels as ``CONNECT name:port``, plain HTTP as absolute-form requests.
 
-Limits, on purpose: the first request (or ClientHello) decides the whole connection, like a
-CONNECT tunnel: HTTP keep-alive requests and HTTP/2 coalescing that follow ride on it.
+Every connection (every plain-HTTP request) is one `NetworkEvent` (source "proxy") with the
+process and user, given at denial or at the end of the relay with its byte counts.
+
+Limits, on purpose: a ClientHello decides its whole TLS connection, like a CONNECT tunnel:
+HTTP/2 coalescing that follows rides on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import socket
 from collections import OrderedDict
@@ -42,12 +50,15 @@ from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits
 from enforcer.shim.proxy.http1 import (
     BadRequest,
+    Exchange,
     Target,
+    error_response,
     parse_absolute,
     parse_authority,
     parse_head,
+    read_next_head,
 )
-from enforcer.shim.proxy.relay import Relay, close_client, peer_ip
+from enforcer.shim.proxy.relay import Relay, close_client, peer_ip, send_quietly
 from enforcer.shim.proxy.warn import INBAND_CONTINUE
 from enforcer.shim.report.process import ProcessFinder, ProcessInfo, attribute
 from enforcer.shim.verdict import Ruling
@@ -99,6 +110,8 @@ class _First(NamedTuple):
     """Why bytes that start like TLS or HTTP cannot be read."""
     path: str = "/"
     method: str = ""
+    tunnel: bool = False
+    """An HTTP request after which the connection is no longer HTTP (CONNECT, Upgrade)."""
 
 
 async def _read_first(reader: asyncio.StreamReader, limits: ProxyLimits) -> _First:
@@ -117,22 +130,28 @@ async def _read_first(reader: asyncio.StreamReader, limits: ProxyLimits) -> _Fir
                 if not more or len(data) > limits.max_head_bytes:
                     return _First(data, (), "http", "incomplete request head")
                 data += more
-        try:
-            head = parse_head(data[: data.index(_HEAD_END) + 4])
-            host = head.header("host")
-            names = [parse_authority(host, 80).host] if host else []
-            # A request to a proxy elsewhere (CONNECT, or an absolute URL) names its real
-            # target in the request line: decided on that too, or any open proxy on port 80
-            # would carry a blocked app past the check.
-            if head.method == "CONNECT":
-                names.append(parse_authority(head.target).host)
-            elif not head.target.startswith("/") and head.target != "*":
-                names.append(parse_absolute(head.target).host)
-        except BadRequest as exc:
-            return _First(data, (), "http", exc.detail)
-        path = head.target if head.target.startswith("/") else "/"
-        return _First(data, tuple(names), "http", path=path, method=head.method)
+        return _http_first(data)
     return _First(data)
+
+
+def _http_first(data: bytes) -> _First:
+    """The names and kind of an HTTP request whose whole head is in `data`."""
+    try:
+        head = parse_head(data[: data.index(_HEAD_END) + 4])
+        host = head.header("host")
+        names = [parse_authority(host, 80).host] if host else []
+        # A request to a proxy elsewhere (CONNECT, or an absolute URL) names its real
+        # target in the request line: decided on that too, or any open proxy on port 80
+        # would carry a blocked app past the check.
+        if head.method == "CONNECT":
+            names.append(parse_authority(head.target).host)
+        elif not head.target.startswith("/") and head.target != "*":
+            names.append(parse_absolute(head.target).host)
+    except BadRequest as exc:
+        return _First(data, (), "http", exc.detail)
+    path = head.target if head.target.startswith("/") else "/"
+    tunnel = head.method == "CONNECT" or head.header("upgrade") is not None
+    return _First(data, tuple(names), "http", path=path, method=head.method, tunnel=tunnel)
 
 
 class TransparentFrontEnd:
@@ -201,30 +220,35 @@ class TransparentFrontEnd:
         client_ip = peer_ip(writer)
         limits = view.limits
         first = await _read_first(reader, limits)
-        when = view.clock()
-        decision = self._decide(view, first, dest_ip)
-        if (
-            first.kind == "http"
-            and first.path == INBAND_CONTINUE
-            and first.method == "POST"
-            and decision.verdict.action is Action.WARN
-        ):
-            await self._continue(view, first, reader, writer)
+        while True:
+            when = view.clock()
+            decision = self._decide(view, first, dest_ip)
+            if (
+                first.kind == "http"
+                and first.path == INBAND_CONTINUE
+                and first.method == "POST"
+                and decision.verdict.action is Action.WARN
+            ):
+                await self._continue(view, first, reader, writer)
+                return
+            if decision.denied:
+                self._deny(view, decision, first, dest_port, writer)
+                view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
+                await writer.drain()
+                return
+            if first.kind != "http" or first.tunnel:
+                break
+            following = await self._request(
+                view, first, decision, when, (dest_ip, dest_port), reader, writer
+            )
+            if following is None:
+                return
+            first = _http_first(following)
+        dest = (dest_ip, dest_port)
+        up = await self._open(view, decision, dest, client_ip, when)
+        if up is None:
             return
-        if decision.denied:
-            self._deny(view, decision, first, dest_port, writer)
-            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
-            await writer.drain()
-            return
-        try:
-            async with asyncio.timeout(limits.connect_timeout):
-                up_reader, up_writer = await open_marked_connection(
-                    dest_ip, dest_port, self.mark, limit=_STREAM_LIMIT
-                )
-        except (OSError, TimeoutError):
-            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
-            return
-        relay = Relay(reader, writer, up_reader, up_writer, limits.idle_timeout)
+        relay = Relay(reader, writer, *up, limits.idle_timeout)
         try:
             await relay.carry(first.data)
         finally:
@@ -238,6 +262,88 @@ class TransparentFrontEnd:
                 up=relay.up.n,
                 down=relay.down.n,
             )
+
+    async def _open(
+        self,
+        view: ProxyFrontEnd,
+        decision: Ruling,
+        dest: tuple[str, int],
+        client_ip: str,
+        when: dt.datetime,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The connection an allowed tunnel goes on (None, recorded, if there is none)."""
+        dest_ip, dest_port = dest
+        try:
+            if view.parent is not None:
+                return await view.open_tunnel(Target(decision.name, dest_port))
+            async with asyncio.timeout(view.limits.connect_timeout):
+                return await open_marked_connection(
+                    dest_ip, dest_port, self.mark, limit=_STREAM_LIMIT
+                )
+        except (OSError, TimeoutError, BadRequest):
+            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
+            return None
+
+    async def _request(
+        self,
+        view: ProxyFrontEnd,
+        first: _First,
+        decision: Ruling,
+        when: dt.datetime,
+        dest: tuple[str, int],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bytes | None:
+        """Relay one allowed plain-HTTP request; the next request's head (and what follows
+        it), or None when the connection ends."""
+        dest_ip, dest_port = dest
+        limits = view.limits
+        parent = view.parent
+        try:
+            exchange = Exchange(
+                first.data, limits.max_head_bytes, limits.max_headers, via_parent=bool(parent)
+            )
+            if parent is None:
+                request = exchange.request_head(None)
+
+                async def direct() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                    try:
+                        async with asyncio.timeout(limits.connect_timeout):
+                            return await open_marked_connection(
+                                dest_ip, dest_port, self.mark, limit=_STREAM_LIMIT
+                            )
+                    except (OSError, TimeoutError) as exc:
+                        raise BadRequest(502, f"cannot connect to {dest_ip}: {exc}") from None
+
+                opener = direct
+            else:
+                target = Target(decision.name, dest_port, first.path)
+                request = exchange.request_head(target, absolute=True, extra=parent.headers())
+
+                async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+                    return await view.open_http(target)
+
+            leftover = await view.relay_request(
+                exchange,
+                request,
+                opener,
+                reader,
+                writer,
+                decision,
+                when,
+                peer_ip(writer),
+                port=dest_port,
+                dest_ip=dest_ip,
+            )
+            if leftover is None:
+                return None
+            return await read_next_head(
+                reader, leftover, limits.max_head_bytes, limits.keepalive_timeout,
+                limits.head_timeout,
+            )  # fmt: skip
+        except BadRequest as exc:
+            await send_quietly(writer, error_response(exc.status, exc.detail))
+            return None
 
     def _decide(self, view: ProxyFrontEnd, first: _First, dest_ip: str) -> Ruling:
         if first.error:

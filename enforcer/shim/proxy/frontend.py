@@ -13,19 +13,27 @@ a desktop notification. For `warn` indicators the notification points to the pro
 page, served by this same server over plain HTTP on loopback; its "Continue" button records a
 per-user bypass, and the retried connection passes.
 
-Every proxied connection becomes one `NetworkEvent` given to ``on_event``: at denial, or at the end
-of the connection with its byte counts (``bytes_up``: bytes sent to the origin, ``bytes_down``:
-bytes sent back to the client). Its ``time`` is when the connection was decided.
+A plain-HTTP client connection stays open for the client's next request (HTTP/1.1
+keep-alive), and every request on it is decided on its own names, with its own event: deciding
+only the first would let a second request name any host served from the same address. A denied
+request gets its page and ends the connection. Each allowed request goes to its origin on a
+connection of its own (``Connection: close`` upstream), which keeps body framing simple and
+correct; plain HTTP is rare next to CONNECT.
+
+Every CONNECT tunnel and every plain-HTTP request becomes one `NetworkEvent` given to
+``on_event``: at denial, or at its end with its byte counts (``bytes_up``: bytes sent to the
+origin, ``bytes_down``: bytes sent back to the client). Its ``time`` is when it was decided.
+
+With a `ParentProxy`, allowed traffic goes on through it (`open_tunnel`, `open_http`).
 
 The pieces live next door: `enforcer.shim.proxy.http1` (framing), `enforcer.shim.proxy.relay`
 (moving bytes), `enforcer.shim.proxy.tls` (SNI), `enforcer.shim.proxy.warn` (pages, notifications,
-bypasses), `enforcer.shim.verdict` (verdict to outcome, events). A transparent listener reuses
-them with `ProxyFrontEnd.for_user`, `decide`, `rule_on_first_bytes`, `record` and `Relay`.
+bypasses), `enforcer.shim.proxy.parent` (the parent proxy), `enforcer.shim.verdict` (verdict to
+outcome, events). A transparent listener reuses them with `ProxyFrontEnd.for_user`, `decide`,
+`rule_on_first_bytes`, `record`, `relay_request`, `open_tunnel` and `Relay`.
 
-Simplifications, on purpose: each client connection carries one plain-HTTP request (the proxy
-answers ``Connection: close``), which keeps body framing simple and correct; plain HTTP is rare
-next to CONNECT. ``https://`` absolute-form requests (TLS to the origin done by the proxy) are
-refused with 501: clients use CONNECT for HTTPS.
+``https://`` absolute-form requests (TLS to the origin done by the proxy) are refused with 501:
+clients use CONNECT for HTTPS.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from enforcer.models import Action, EventAction
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.http1 import (
+    HEAD_END,
     BadRequest,
     Exchange,
     RequestHead,
@@ -55,8 +64,10 @@ from enforcer.shim.proxy.http1 import (
     parse_authority,
     parse_head,
     read_head,
+    read_next_head,
 )
 from enforcer.shim.proxy.notify import Notifier, notify
+from enforcer.shim.proxy.parent import ParentProxy, ParentRefused
 from enforcer.shim.proxy.relay import Relay, close_client, peer_ip, send_quietly
 from enforcer.shim.verdict import EventRecorder, EventSink, Ruling, event_action, stricter
 
@@ -85,6 +96,8 @@ class ProxyLimits:
     """Seconds to open the upstream TCP connection."""
     idle_timeout: float = 600.0
     """Seconds without a byte in either direction after which a relay is closed."""
+    keepalive_timeout: float = 30.0
+    """Seconds a plain-HTTP client connection may wait between two requests."""
     max_form_bytes: int = 8 * 1024
     """Largest body of a POST to the proxy's own pages."""
     notify_interval: float = 30.0
@@ -105,7 +118,8 @@ class ProxyFrontEnd:
     place or assign a new one at any time. `connect` opens upstream connections (tests pin names
     to local servers with it). `notifier` shows desktop notifications (default: `notify`).
     `app_names` maps app ids to display names for pages and notifications (default: the ids).
-    `on_event` runs on the event loop, once per connection: it must not block.
+    `on_event` runs on the event loop, once per connection (once per request on plain HTTP):
+    it must not block. `parent`: a proxy that allowed traffic is relayed through.
     """
 
     def __init__(
@@ -120,8 +134,11 @@ class ProxyFrontEnd:
         connect: Connector | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
         app_names: Mapping[str, str] | None = None,
+        parent: ParentProxy | None = None,
     ) -> None:
         self.matcher = matcher
+        self.parent = parent
+        """Allowed traffic goes on through this proxy (None: straight to the origin)."""
         self.bypasses = bypasses
         self.notifier = notifier if notifier is not None else notify
         self.user = user if user is not None else getpass.getuser()
@@ -265,25 +282,40 @@ class ProxyFrontEnd:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_ip: str
     ) -> None:
+        limits = self.limits
         try:
-            async with asyncio.timeout(self.limits.head_timeout):
+            async with asyncio.timeout(limits.head_timeout):
                 data = await read_head(reader)
         except TimeoutError:
             raise BadRequest(408, "request head not received in time") from None
-        if data is None:
-            return
-        head = parse_head(data, self.limits.max_headers)
-        if head.method == "CONNECT":
-            await self._tunnel(head, reader, writer, client_ip)
-        elif head.target.startswith("/"):
-            await warn.serve_local(self, head, reader, writer, self._host_header(head))
-        else:
+        # A kept-alive connection carries one request after another, each decided on its own
+        # names: deciding only the first would let the next ones reach any host behind the
+        # same address.
+        while data is not None:
+            end = data.index(HEAD_END) + len(HEAD_END)
+            head = parse_head(data[:end], limits.max_headers)
+            body = data[end:]
+            if head.method == "CONNECT":
+                if body:  # a tunnel's first bytes must wait for its answer
+                    raise BadRequest(400, "bytes sent before the answer to a CONNECT")
+                await self._tunnel(head, reader, writer, client_ip)
+                return
+            if head.target.startswith("/"):
+                host = self._host_header(head)
+                await warn.serve_local(self, head, reader, writer, host, body)
+                return
             target = parse_absolute(head.target)
             if self.is_self(target):
                 local = replace(head, target=target.path)
-                await warn.serve_local(self, local, reader, writer, target)
-            else:
-                await self._forward(data, head, target, reader, writer, client_ip)
+                await warn.serve_local(self, local, reader, writer, target, body)
+                return
+            leftover = await self._forward(data, head, target, reader, writer, client_ip)
+            if leftover is None:
+                return
+            data = await read_next_head(
+                reader, leftover, limits.max_head_bytes, limits.keepalive_timeout,
+                limits.head_timeout,
+            )  # fmt: skip
 
     def _host_header(self, head: RequestHead) -> Target | None:
         value = head.header("host")
@@ -293,16 +325,39 @@ class ProxyFrontEnd:
             return None
         return parse_authority(value, 80)
 
-    async def _open(self, target: Target) -> StreamPair:
+    async def open_tunnel(self, target: Target, connect: Connector | None = None) -> StreamPair:
+        """A connection that carries bytes to `target`: straight, or a CONNECT tunnel through
+        the parent proxy. `connect` opens TCP connections (default: the front end's own)."""
+        if self.parent is not None:
+            parent = self.parent
+            return await self._open(
+                f"the parent proxy {parent.authority}",
+                lambda: parent.tunnel(connect or self.connect, target),
+            )
+        opener = connect or self.connect
+        return await self._open(target.authority, lambda: opener(target.host, target.port))
+
+    async def open_http(self, target: Target) -> StreamPair:
+        """The connection a plain-HTTP request for `target` is sent on: the origin's, or the
+        parent proxy's (the request then names its target in absolute form)."""
+        if self.parent is not None:
+            parent = self.parent
+            return await self._open(
+                f"the parent proxy {parent.authority}", lambda: self.connect(*parent.address)
+            )
+        return await self._open(target.authority, lambda: self.connect(target.host, target.port))
+
+    async def _open(self, what: str, opener: Callable[[], Awaitable[StreamPair]]) -> StreamPair:
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
-                return await self.connect(target.host, target.port)
+                return await opener()
+        except ParentRefused as exc:
+            log.warning("%s", exc.detail)
+            raise
         except TimeoutError:
-            raise BadRequest(504, f"connecting to {target.authority} timed out") from None
+            raise BadRequest(504, f"connecting to {what} timed out") from None
         except OSError as exc:
-            raise BadRequest(
-                502, f"cannot connect to {target.authority}: {exc.strerror or exc}"
-            ) from None
+            raise BadRequest(502, f"cannot connect to {what}: {exc.strerror or exc}") from None
 
     # -- plain HTTP
 
@@ -314,7 +369,9 @@ class ProxyFrontEnd:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         client_ip: str,
-    ) -> None:
+    ) -> bytes | None:
+        """Decide one plain-HTTP request and relay it if allowed; the bytes of the next request
+        when the connection carries on (see `relay_request`)."""
         host_header = self._host_header(head)
         names = [target.host]
         if host_header is not None and host_header.host != target.host:
@@ -324,23 +381,60 @@ class ProxyFrontEnd:
         if ruling.verdict.action is Action.WARN and target.path == warn.INBAND_CONTINUE:
             if head.method != "POST":
                 raise BadRequest(405, "method not allowed")
-            form = await warn.read_form(self, head, reader)
+            form = await warn.read_form(self, head, reader, data[data.index(HEAD_END) + 4 :])
             writer.write(warn.continue_response(self, form, writer))
             await writer.drain()
-            return
+            return None
         if ruling.denied:
             self.record(ruling, when, client_ip, port=target.port)
             writer.write(warn.denied_page(self, ruling, target))
             await writer.drain()
-            return
-        exchange = Exchange(data, self.limits.max_head_bytes, self.limits.max_headers)
+            return None
+        via_parent = self.parent is not None
+        exchange = Exchange(
+            data, self.limits.max_head_bytes, self.limits.max_headers, via_parent=via_parent
+        )
+        extra = self.parent.headers() if self.parent is not None else ()
+        request = exchange.request_head(target, absolute=via_parent, extra=extra)
+        return await self.relay_request(
+            exchange,
+            request,
+            lambda: self.open_http(target),
+            reader,
+            writer,
+            ruling,
+            when,
+            client_ip,
+            port=target.port,
+        )
+
+    async def relay_request(
+        self,
+        exchange: Exchange,
+        request: bytes,
+        open_upstream: Callable[[], Awaitable[StreamPair]],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ruling: Ruling,
+        when: dt.datetime,
+        client_ip: str,
+        *,
+        port: int,
+        dest_ip: str = "",
+    ) -> bytes | None:
+        """Relay one allowed plain-HTTP request (`request`: its head for the origin) and the
+        response on a connection from `open_upstream`, and record its event.
+
+        Returns the bytes already read of the client's next request when the connection
+        carries on, None when it ends. `BadRequest` when nothing was answered yet.
+        """
         try:
-            up_reader, up_writer = await self._open(target)
+            up_reader, up_writer = await open_upstream()
         except BadRequest:
-            self.record(ruling, when, client_ip, port=target.port)
+            self.record(ruling, when, client_ip, port=port, dest_ip=dest_ip)
             raise
-        dest_ip = peer_ip(up_writer)
-        up_writer.write(exchange.request_head(target))
+        dest_ip = dest_ip or peer_ip(up_writer)
+        up_writer.write(request)
 
         async def send_body() -> None:
             try:
@@ -357,7 +451,7 @@ class ProxyFrontEnd:
                 await exchange.relay_response(up_reader, writer)
         except (BadRequest, TimeoutError) as exc:
             if exchange.down.n:
-                return  # part of the response is out: an error status would corrupt it
+                return None  # part of the response is out: an error status would corrupt it
             if isinstance(exc, TimeoutError):
                 raise BadRequest(504, "the origin did not answer in time") from None
             raise
@@ -370,11 +464,12 @@ class ProxyFrontEnd:
                 ruling,
                 when,
                 client_ip,
-                port=target.port,
+                port=port,
                 dest_ip=dest_ip,
                 up=exchange.up.n,
                 down=exchange.down.n,
             )
+        return exchange.leftover if exchange.keep_alive else None
 
     # -- CONNECT
 
@@ -398,7 +493,7 @@ class ProxyFrontEnd:
         # can report, and server-speaks-first protocols work. No client byte is forwarded
         # before the SNI check below.
         try:
-            up_reader, up_writer = await self._open(target)
+            up_reader, up_writer = await self.open_tunnel(target)
         except BadRequest:
             self.record(ruling, when, client_ip, port=target.port)
             raise
@@ -445,12 +540,14 @@ async def start_proxy(
     bound = server.sockets[0].getsockname()
     frontend.listening_on(str(bound[0]), int(bound[1]))
     log.info(
-        "proxy listening on %s for user %s: %d indicators, bypasses for %s (%s), limits %s",
+        "proxy listening on %s for user %s: %d indicators, bypasses for %s (%s), parent %s, "
+        "limits %s",
         frontend.pages_url,
         frontend.user,
         len(frontend.matcher),
         frontend.bypasses.ttl,
         frontend.bypasses.path or "in memory",
+        frontend.parent.authority if frontend.parent else "none",
         frontend.limits,
     )
     return server

@@ -11,9 +11,11 @@
   line ends, folded lines, control characters, Content-Length with Transfer-Encoding).
 * `Exchange` relays one plain-HTTP request and its response with h11 on both sides: bodies
   (Content-Length, chunked, to EOF), interim responses, HEAD/204/304 are framed by h11 rather
-  than by hand.
+  than by hand, and h11 says whether the client connection can carry another request
+  (`Exchange.keep_alive`, the bytes already read of it in `Exchange.leftover`).
+  `read_next_head` reads the next request head of a kept-alive client connection.
 * `response` and `error_response` build the proxy's own complete answers
-  (``Connection: close``: one request per client connection).
+  (``Connection: close``: a denial or an error ends the client connection).
 
 The parsers raise only `BadRequest` on bad input (a hypothesis test checks them).
 """
@@ -230,38 +232,89 @@ async def read_head(reader: asyncio.StreamReader) -> bytes | None:
         raise BadRequest(431, "request head too large") from None
 
 
-def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Headers without the hop-by-hop ones (RFC 9110 7.6.1), those named in Connection included."""
+async def read_next_head(
+    reader: asyncio.StreamReader, buffered: bytes, limits_bytes: int, idle: float, timeout: float
+) -> bytes | None:
+    """The next request of a kept-alive connection: its head and any bytes read after it.
+
+    `buffered` holds what was already read past the previous request. The client has `idle`
+    seconds to start the request, then `timeout` for the rest of its head. None: the client
+    closed (or stayed silent) between two requests, which ends the connection normally.
+    """
+    data = buffered
+    try:
+        if not data.strip(b"\r\n"):
+            async with asyncio.timeout(idle):
+                data += await reader.read(CHUNK)
+            if not data.strip(b"\r\n"):
+                return None
+        async with asyncio.timeout(timeout):
+            while HEAD_END not in data:
+                if len(data) > limits_bytes:
+                    raise BadRequest(431, "request head too large")
+                more = await reader.read(CHUNK)
+                if not more:
+                    raise BadRequest(400, "connection closed inside the request head")
+                data += more
+    except TimeoutError:
+        if data.strip(b"\r\n"):
+            raise BadRequest(408, "request head not received in time") from None
+        return None
+    if data.index(HEAD_END) > limits_bytes:
+        raise BadRequest(431, "request head too large")
+    return data
+
+
+def _connection_named(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    """The field names a Connection header lists (besides the framing ones)."""
     named = {
         token.strip().lower()
         for key, value in headers
         if key.lower() == b"connection"
         for token in value.split(b",")
     }
-    named -= {b"content-length", b"transfer-encoding"}
+    return named - {b"content-length", b"transfer-encoding"}
+
+
+def _without_connection_fields(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Headers without those that manage this one connection (which the proxy manages now)."""
+    drop = _connection_named(headers) | {b"connection", b"keep-alive", b"proxy-connection"}
+    return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Headers without the hop-by-hop ones (RFC 9110 7.6.1), those named in Connection included."""
+    named = _connection_named(headers)
     return [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() not in named]
 
 
 class Exchange:
     """One plain-HTTP request relayed to its origin, framed by h11 on both sides.
 
-    The client's request head (already accepted by `parse_head`) is read again by an h11 server
-    connection, whose events carry its body; the request goes to the origin through an h11
-    client connection (request-target in origin form, the proxy's own HTTP/1.1, hop-by-hop
-    fields dropped, ``Connection: close``), and the origin's interim and final responses come
-    back the same way. So every body is re-framed from what h11 read, never copied blind, and a
-    response is read by the rules of the request that asked for it (HEAD, 204, 304, to EOF).
-    ``up`` counts the bytes sent to the origin, ``down`` those sent to the client.
+    The client's request head (already accepted by `parse_head`, possibly followed by bytes of
+    its body or of the next request) is read again by an h11 server connection, whose events
+    carry its body; the request goes to the origin through an h11 client connection (the
+    proxy's own HTTP/1.1, hop-by-hop fields dropped, ``Connection: close``: one origin
+    connection per request), and the origin's interim and final responses come back the same
+    way. So every body is re-framed from what h11 read, never copied blind, and a response is
+    read by the rules of the request that asked for it (HEAD, 204, 304, to EOF). ``up`` counts
+    the bytes sent to the origin, ``down`` those sent to the client.
+
+    `via_parent`: the origin connection goes to a parent proxy, whose 407 (it wants
+    credentials this proxy does not have) becomes a 502 rather than a prompt for this proxy's.
     """
 
-    def __init__(self, head: bytes, max_head_bytes: int, max_headers: int) -> None:
+    def __init__(
+        self, data: bytes, max_head_bytes: int, max_headers: int, *, via_parent: bool = False
+    ) -> None:
         self.client = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
         self.origin = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_bytes)
         self.max_headers = max_headers
         self.max_head_bytes = max_head_bytes
+        self.via_parent = via_parent
         self.up = Meter()
         self.down = Meter()
-        self.client.receive_data(head.lstrip(b"\r\n"))
+        self.client.receive_data(data.lstrip(b"\r\n"))
         try:
             request = self.client.next_event()
         except h11.RemoteProtocolError as exc:
@@ -270,16 +323,45 @@ class Exchange:
             raise BadRequest(400, "incomplete request head")
         self._request = request
 
-    def request_head(self, target: Target) -> bytes:
-        """The request head for the origin (the body follows with `send_body`)."""
-        headers = [
-            (b"Host", target.http_authority.encode("latin-1")),
-            *(h for h in _end_to_end(self._request.headers.raw_items()) if h[0].lower() != b"host"),
-            (b"Connection", b"close"),
-        ]
-        request = h11.Request(
-            method=self._request.method, target=target.path.encode("latin-1"), headers=headers
-        )
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the client connection can carry another request (both sides are done and
+        neither asked to close)."""
+        return self.client.our_state is h11.DONE and self.client.their_state is h11.DONE
+
+    @property
+    def leftover(self) -> bytes:
+        """Bytes the client sent after this request (the start of its next one)."""
+        return self.client.trailing_data[0]
+
+    def request_head(
+        self,
+        target: Target | None,
+        *,
+        absolute: bool = False,
+        extra: Iterable[tuple[bytes, bytes]] = (),
+    ) -> bytes:
+        """The request head for the origin (the body follows with `send_body`).
+
+        With a `target`, the request goes to it (its Host header and path; in absolute form
+        for a parent proxy when `absolute`); without one, the request-target and Host header
+        stay as the client sent them (a diverted connection, which has no proxy to address).
+        `extra`: fields to add (the parent's ``Proxy-Authorization``).
+        """
+        fields = self._request.headers.raw_items()
+        if target is None:
+            line_target = self._request.target
+            headers = [*_without_connection_fields(fields)]
+        else:
+            path = target.path.encode("latin-1")
+            authority = target.http_authority.encode("latin-1")
+            line_target = b"http://" + authority + path if absolute else path
+            headers = [
+                (b"Host", authority),
+                *(h for h in _end_to_end(fields) if h[0].lower() != b"host"),
+            ]
+        headers += [*extra, (b"Connection", b"close")]
+        request = h11.Request(method=self._request.method, target=line_target, headers=headers)
         return self._to_origin(request)
 
     def _to_origin(self, event: h11.Event) -> bytes:
@@ -338,7 +420,15 @@ class Exchange:
                     dst.write(self._to_client(event))
             elif isinstance(event, h11.Response):
                 answered = True
-                headers = [*_end_to_end(event.headers.raw_items()), (b"Connection", b"close")]
+                if self.via_parent and event.status_code == 407:
+                    raise BadRequest(
+                        502, "the parent proxy asks for credentials (407): check its URL"
+                    )
+                headers = _end_to_end(event.headers.raw_items())
+                if self.client.their_state is not h11.DONE:
+                    # Answered before the request's body was all read: the rest of it cannot
+                    # be told from a next request, so this is the connection's last answer.
+                    headers.append((b"Connection", b"close"))
                 response = h11.Response(
                     status_code=event.status_code, headers=headers, reason=event.reason
                 )

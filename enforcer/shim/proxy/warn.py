@@ -113,8 +113,10 @@ async def serve_local(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     host: Target | None,
+    body: bytes = b"",
 ) -> None:
-    """Answer a request for the proxy's own pages (``head.target`` is a path)."""
+    """Answer a request for the proxy's own pages (``head.target`` is a path); `body`: bytes
+    read after the head."""
     # Checking Host defeats DNS rebinding: a web page whose name resolves to 127.0.0.1
     # would otherwise be same-origin with these pages and could read a token.
     if host is None or not proxy.is_self(host):
@@ -123,7 +125,7 @@ async def serve_local(
     if path == "/warn" and head.method in ("GET", "HEAD"):
         answer = _warn_response(proxy, parse_qs(query))
     elif path == "/continue" and head.method == "POST":
-        form = await read_form(proxy, head, reader)
+        form = await read_form(proxy, head, reader, body)
         answer = continue_response(proxy, form, writer)
     elif path in ("/warn", "/continue"):
         raise BadRequest(405, "method not allowed")
@@ -136,18 +138,21 @@ async def serve_local(
 
 
 async def read_form(
-    proxy: ProxyFrontEnd, head: RequestHead, reader: asyncio.StreamReader
+    proxy: ProxyFrontEnd, head: RequestHead, reader: asyncio.StreamReader, already: bytes = b""
 ) -> dict[str, list[str]]:
-    """The urlencoded body of a POST to the proxy's pages (bounded in size and time)."""
+    """The urlencoded body of a POST to the proxy's pages (bounded in size and time); `already`:
+    bytes of it read with the head."""
     length_text = head.header("content-length")
     if length_text is None:
         raise BadRequest(400, "form without Content-Length")
     length = int(length_text)
     if length > proxy.limits.max_form_bytes:
         raise BadRequest(413, "form too large")
+    body = already[:length]
     try:
         async with asyncio.timeout(proxy.limits.head_timeout):
-            body = await reader.readexactly(length)
+            if len(body) < length:
+                body += await reader.readexactly(length - len(body))
     except TimeoutError:
         raise BadRequest(408, "form not received in time") from None
     return parse_qs(body.decode("latin-1"))
