@@ -117,6 +117,17 @@ def test_events_name_the_process_and_the_user(shim: Shim) -> None:
     assert (dns["user"], dns["processName"]) == ("nobody", "dig")
 
 
+def test_dns_over_tcp_names_the_process_and_the_user(shim: Shim) -> None:
+    space = shim.netns
+    assert space.dig("tcp.blocked.example", "+tcp") == ("NXDOMAIN", [])  # answered at once
+    assert space.dig("tcp-allowed.example", "+tcp") == ("NOERROR", [WEB4])  # forwarded first
+    for name in ("tcp.blocked.example", "tcp-allowed.example"):
+        event = shim.wait_event(lambda e, name=name: e["domain"] == name)  # type: ignore[misc]
+        assert event["source"] == "dns"
+        assert (event["user"], event["processName"]) == ("nobody", "dig"), event
+        assert str(event["processPath"]).endswith("/dig") and int(str(event["pid"])) > 0
+
+
 def test_a_connection_without_a_name_is_named_by_the_shims_dns_answers(shim: Shim) -> None:
     space = shim.netns
     raw = (

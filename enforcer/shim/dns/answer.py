@@ -144,6 +144,11 @@ class DnsFrontEnd:
         miss: interception maps addresses back to the names they were answered for."""
         self.ready = ready
         """An indicator set is loaded; with ``fail_closed`` every query is refused until then."""
+        self.tcp_clients: dict[tuple[str, int], tuple[str, int]] = {}
+        """Open TCP connections (kept by `enforcer.shim.dns.server`): each client's (address,
+        port) -> the (address, port) it connected to, the resolver it asked when interception
+        diverted it. A query's event names its client's address and port; this tells whether
+        that is a TCP socket, and its other end finds it exactly."""
         self._responses = dnswire.Responses(self.settings.blocked_ttl, self.settings.sinkhole)
         self._gate_closed = self.settings.fail_closed
         self._cache = AnswerCache(self.settings.cache_size)

@@ -3,7 +3,9 @@
 UDP datagrams are read straight from the socket, up to 64 per wake-up of the event loop (that
 amortises the loop's overhead under load), and answered with ``sendto``; a query that needs an
 upstream answer is answered later, when `DnsFrontEnd.forward` calls back. TCP connections carry
-length-prefixed queries (RFC 7766) until idle for 10 s. `run_dns` starts both and returns a
+length-prefixed queries (RFC 7766) until idle for 10 s; while one is open, the front end's
+``tcp_clients`` maps its client to the address it connected to (its socket's other end, which
+finds the client's process). `run_dns` starts both and returns a
 `DnsServerHandle`; `serve` runs them until cancelled (the ``enforcer shim`` command's DNS task).
 """
 
@@ -19,6 +21,7 @@ import structlog
 
 from enforcer.shim.dns import upstream
 from enforcer.shim.dns.answer import DnsFrontEnd
+from enforcer.shim.intercept.origdst import original_destination
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +88,9 @@ async def _serve_tcp_client(
 ) -> None:
     """Answer length-prefixed queries on one connection until it is idle or closed (RFC 7766)."""
     peer = writer.get_extra_info("peername")
+    client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+    if client is not None:
+        frontend.tcp_clients[client] = _connected_to(writer)
     connections.add(writer)
 
     def send(response: bytes) -> None:
@@ -107,8 +113,21 @@ async def _serve_tcp_client(
     except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
         pass
     finally:
+        if client is not None:
+            frontend.tcp_clients.pop(client, None)
         connections.discard(writer)
         writer.close()
+
+
+def _connected_to(writer: asyncio.StreamWriter) -> tuple[str, int]:
+    """The address a TCP client connected to: the resolver it asked, when interception diverted
+    the connection here, else this listener."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            return original_destination(sock)
+    name = writer.get_extra_info("sockname")
+    return (name[0], name[1]) if isinstance(name, tuple) else ("", 0)
 
 
 class DnsServerHandle:

@@ -181,22 +181,31 @@ class Interception:
 class DnsEvents:
     """The DNS front end's event sink while intercepting.
 
-    Names the process and user behind each UDP query, found from the query's source port while
-    the client still waits for its answer. Queries over TCP (rare: after a truncated answer) are
-    not attributed: their socket is found only by reading ``/proc/net/tcp``, which costs
-    milliseconds on the event loop.
+    Names the process and user behind each query, found from the query's source address and
+    port while the client still waits for its answer: a TCP query's socket exactly, by both its
+    ends (the front end's ``tcp_clients`` gives the resolver it connected to), a UDP query's
+    in ``/proc/net/udp``. A UDP query sent from the very address and port of an open TCP DNS
+    connection would be taken for that connection's: the kernel keeps the two apart, a query's
+    event does not.
     """
 
-    __slots__ = ("finder", "sink")
+    __slots__ = ("finder", "sink", "tcp_clients")
 
     def __init__(self, finder: ProcessFinder, sink: EventSink) -> None:
         self.finder = finder
         self.sink = sink
+        self.tcp_clients: dict[tuple[str, int], tuple[str, int]] = {}
+        """The DNS front end's open TCP connections (`DnsFrontEnd.tcp_clients`)."""
 
     def __call__(self, event: NetworkEvent) -> None:
         if event.client_port:
+            client = (event.client_ip, event.client_port)
+            remote = self.tcp_clients.get(client)
             try:
-                owner = self.finder.lookup("udp", event.client_ip, event.client_port)
+                if remote is None:
+                    owner = self.finder.lookup("udp", *client)
+                else:
+                    owner = self.finder.lookup("tcp", *client, remote)
             except (OSError, ValueError):
                 owner = None
             if owner is not None:
@@ -217,6 +226,7 @@ class Wiring:
         self.settings = settings
         self.names = AddressNames()
         self.finder = ProcessFinder()
+        self._dns_events: DnsEvents | None = None
         mark = settings.mark if settings is not None else 0
         self.mark = mark
         self.client: httpx.AsyncClient | None = None
@@ -234,13 +244,18 @@ class Wiring:
 
     def dns_events(self, sink: EventSink) -> EventSink:
         """The DNS front end's event sink."""
-        return DnsEvents(self.finder, sink) if self.settings is not None else sink
+        if self.settings is None:
+            return sink
+        self._dns_events = DnsEvents(self.finder, sink)
+        return self._dns_events
 
     def interception(self, dns: DnsFrontEnd, proxy: ProxyFrontEnd) -> Interception | None:
         """The table and listeners to start, serving with these front ends."""
         if self.settings is None:
             return None
         dns.on_answer = self.names.learn
+        if self._dns_events is not None:
+            self._dns_events.tcp_clients = dns.tcp_clients
         transparent = TransparentFrontEnd(
             proxy, names=self.names, finder=self.finder, mark=self.mark
         )
