@@ -15,6 +15,7 @@ from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS
 
 if TYPE_CHECKING:
     from enforcer.shim.agent import AgentSettings
+    from enforcer.shim.proxy.parent import ParentProxy
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +42,16 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
     if not host or not port.isdigit() or int(port) > 65535:
         raise typer.BadParameter(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+def parse_parent_proxy(url: str) -> ParentProxy:
+    """The ``--parent-proxy`` URL, or a usage error saying what is wrong with it."""
+    from enforcer.shim.proxy.parent import ParentProxy
+
+    try:
+        return ParentProxy.parse(url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--parent-proxy") from None
 
 
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -108,6 +119,13 @@ def shim(
     allow_dot: bool = typer.Option(
         False, "--allow-dot", help="With --intercept: let DNS over TLS/QUIC (port 853) through."
     ),
+    parent_proxy: str | None = typer.Option(
+        None,
+        "--parent-proxy",
+        envvar="ENFORCER_SHIM_PARENT_PROXY",
+        help="Relay allowed traffic through this proxy: http://[USER:PASSWORD@]HOST:PORT "
+        "(or ENFORCER_SHIM_PARENT_PROXY, which keeps a password out of the process list).",
+    ),
     fail_mode: str = typer.Option(
         "open",
         "--fail-mode",
@@ -144,6 +162,7 @@ def shim(
         if intercept
         else None
     )
+    parent = parse_parent_proxy(parent_proxy) if parent_proxy else None
     cfg = settings()
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     dns_host, dns_port = parse_hostport(dns_listen)
@@ -168,6 +187,7 @@ def shim(
         sync_wait=sync_wait,
         spool_max_events=spool_max_events,
         intercept=intercepting,
+        parent_proxy=parent,
     )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 import structlog
 
 from enforcer.catalog import load_catalog
@@ -35,6 +38,7 @@ from enforcer.shim.intercept.service import Interception, InterceptSettings, Wir
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
 from enforcer.shim.proxy.notify import Notifier
+from enforcer.shim.proxy.parent import ParentProxy
 from enforcer.shim.report.identity import DeviceIdentity, load_identity
 from enforcer.shim.report.reporter import Reporter
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS, Spool
@@ -73,6 +77,9 @@ class AgentSettings:
     """Desktop notifier for the proxy (None: the platform's)."""
     intercept: InterceptSettings | None = None
     """Divert every process's DNS and web traffic to the shim (Linux, nftables); None: off."""
+    parent_proxy: ParentProxy | None = None
+    """Relay allowed traffic, and talk to a server that is not on loopback, through this
+    proxy; None: directly."""
 
 
 class Agent:
@@ -132,13 +139,17 @@ class Agent:
             state_dir=str(state),
             cached_revision=cache.revision,
             indicators=len(self.matcher),
+            parent_proxy=cfg.parent_proxy.authority if cfg.parent_proxy else None,
         )
         spool = _open_or_reset(
             lambda path: Spool(path, max_events=cfg.spool_max_events), state / SPOOL_FILE
         )
         marks = Wiring(cfg.intercept, cfg.server)
+        client = marks.client
+        if cfg.parent_proxy is not None and not _on_loopback(cfg.server):
+            client = _client_via(cfg.server, cfg.parent_proxy, marks.mark)
         session = self._session = ServerSession(
-            cfg.server, cfg.enroll_secret, device, state, client=marks.client
+            cfg.server, cfg.enroll_secret, device, state, client=client
         )
         reporter = self.reporter = Reporter(spool, device, session)
         dns = self.dns = DnsFrontEnd(
@@ -161,6 +172,7 @@ class Agent:
                 user=device.user or None,
                 app_names=_app_names(),
                 connect=marks.connect,
+                parent=cfg.parent_proxy,
             )
             self._proxy_server = await start_proxy(self.proxy, cfg.proxy_host, cfg.proxy_port)
             self.proxy_address = (self.proxy.pages_host, self.proxy.pages_port)
@@ -214,6 +226,20 @@ class Agent:
             await self._session.aclose()
         if self._cache is not None:
             self._cache.close()
+
+
+def _on_loopback(url: str) -> bool:
+    """Whether a URL's host is this machine (a parent proxy could not reach it)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _client_via(server: str, parent: ParentProxy, mark: int) -> httpx.AsyncClient:
+    """The server session's HTTP client, going through the parent proxy (marked sockets when
+    intercepting, so the connection to the parent is not diverted back into the shim)."""
+    options = [(socket.SOL_SOCKET, socket.SO_MARK, mark)] if mark else None
+    transport = httpx.AsyncHTTPTransport(proxy=parent.url, socket_options=options)
+    return httpx.AsyncClient(base_url=server.rstrip("/"), transport=transport)
 
 
 def _app_names() -> dict[str, str]:
