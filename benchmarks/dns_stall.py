@@ -4,8 +4,11 @@ The shim's DNS server runs in a subprocess with ``--count`` blocked domains. Thi
 queries at a fixed rate (open loop, ``--rate`` per second, so a stall shows up in every query it
 delays, not in one) and records each answer's latency from the moment the query was due. After
 a few seconds at rest it signals the server (SIGUSR1) to apply a delta of ``--delta`` new
-blocked domains with the sync client's own code (`enforcer.shim.sync.DeviceIndicators.apply`),
-which works in steps of ``--step`` seconds and yields to the event loop between steps. Printed: p50/p99/max latency at rest and
+blocked domains with the sync client's own code: the JSON body the server sends, parsed by
+`enforcer.shim.sync.receive_update` and applied by `enforcer.shim.sync.DeviceIndicators.apply`,
+both in steps of ``--step`` seconds of work with a yield to the event loop between steps (the
+write to the on-disk cache is left out). ``--compare-json-loads`` adds a run that parses with
+`json.loads` in a worker thread, as the shim did before. Printed: p50/p99/max latency at rest and
 during the delta, applied in steps and, for contrast, in one step.
 
     .venv/bin/python benchmarks/dns_stall.py --count 1000000 --delta 100000
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import subprocess
@@ -29,23 +33,42 @@ import dns.message
 from _unbound import FakeUpstream, free_port, load_domains, wait_answering
 
 
-def serve(domains_file: Path, port: int, upstream_port: int, delta: int, step: float) -> None:
+def serve(
+    domains_file: Path, port: int, upstream_port: int, delta: int, step: float, parser: str
+) -> None:
     """The server: load the domains, serve, apply the delta on SIGUSR1 and print its duration."""
     from enforcer.decide.matcher import Matcher
-    from enforcer.models import Action, Indicator
+    from enforcer.models import Action
+    from enforcer.shim import sync
     from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
     from enforcer.shim.dns.server import run_dns
-    from enforcer.shim.sync import DeviceIndicators, Update
+    from enforcer.wire.indicators import delta_body, sync_entry_json
 
     matcher = Matcher()
     with domains_file.open() as lines:
         matcher.add_domains((line.rstrip("\n") for line in lines), Action.BLOCK, "benchmark")
-    additions = [Indicator(f"new{i}.delta{i % 100}.example", Action.BLOCK) for i in range(delta)]
-    held = DeviceIndicators(groups=(), step=step)
+    # The delta as the server sends it; the sync client's own parse (in a worker thread) and
+    # apply (paced on the loop). Only the write to the on-disk cache is left out.
+    body = delta_body(
+        1,
+        (
+            sync_entry_json(f"new{i}.delta{i % 100}.example", "", "Block", "Medium", "", False, "")
+            for i in range(delta)
+        ),
+        (),
+    )
+    held = sync.DeviceIndicators(groups=(), step=step)
+
+    async def receive(content: bytes) -> sync.Update:
+        if parser == "json":
+            # For contrast: json.loads in a worker thread, as the shim parsed before.
+            return await asyncio.to_thread(lambda: sync.parse_update(json.loads(content)))
+        return await sync.receive_update(content, step)
 
     async def apply() -> None:
         started = time.perf_counter()
-        await held.apply(Update(1, False, additions, []), matcher)
+        update = await receive(body)
+        await held.apply(update, matcher)
         print(f"delta {time.perf_counter() - started:.4f}", flush=True)
 
     async def main() -> None:
@@ -130,6 +153,7 @@ def scenario(
     upstream: FakeUpstream,
     args: argparse.Namespace,
     step: float,
+    parser: str,
 ) -> tuple[str, str, float]:
     port = free_port()
     server = subprocess.Popen(
@@ -146,6 +170,8 @@ def scenario(
             str(args.delta),
             "--step",
             str(step),
+            "--parser",
+            parser,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -180,12 +206,18 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=0.001)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--rest", type=float, default=3.0)
+    parser.add_argument(
+        "--compare-json-loads",
+        action="store_true",
+        help="also run the delta parsed by json.loads in one call (the shim's parser before)",
+    )
+    parser.add_argument("--parser", default="piecewise", help=argparse.SUPPRESS)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.upstream_port, args.delta, args.step)
+        serve(args.serve, args.port, args.upstream_port, args.delta, args.step, args.parser)
         return
 
     domains = load_domains(args.count)
@@ -202,11 +234,14 @@ def main() -> None:
                 f"indicators: {len(domains):,}; delta: {args.delta:,} added; "
                 f"probe rate: {args.rate}/s"
             )
-            for label, step in (
-                (f"in {args.step * 1000:g} ms steps", args.step),
-                ("one step", 3600.0),
-            ):
-                rest, during, took = scenario(domains_file, names, upstream, args, step)
+            runs = [
+                (f"in {args.step * 1000:g} ms steps", args.step, "piecewise"),
+                ("one step", 3600.0, "piecewise"),
+            ]
+            if args.compare_json_loads:
+                runs.insert(1, (f"json.loads, {args.step * 1000:g} ms steps", args.step, "json"))
+            for label, step, how in runs:
+                rest, during, took = scenario(domains_file, names, upstream, args, step, how)
                 print(f"{label}: delta applied in {took * 1000:.0f} ms")
                 print(f"  at rest:      {rest}")
                 print(f"  during delta: {during}")

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +45,7 @@ from enforcer.decide.scope import effective_indicators, in_scope
 from enforcer.gcpause import paused_gc
 from enforcer.models import Action, Indicator, normalize
 from enforcer.shim.indicator_cache import IndicatorCache
+from enforcer.shim.piecewise_json import iter_loads
 from enforcer.shim.report import identity
 from enforcer.shim.report.identity import DeviceIdentity
 from enforcer.wire.indicators import from_sync_entry, sync_remove_key
@@ -190,10 +191,50 @@ class Update(NamedTuple):
     """(scope, value) pairs."""
 
 
-def _parse_paused(response: httpx.Response) -> Update:
-    """Parse a sync answer with the collector paused (the GIL would stall the DNS loop too)."""
+async def receive_update(content: bytes, step: float = 0.001) -> Update:
+    """Parse a sync answer on the event loop, yielding to it every `step` seconds of work.
+
+    Neither `json.loads` (one C call that holds the GIL for the whole answer: 0.3 s for 100,000
+    indicators) nor a worker thread (every system call of the DNS loop then waits for the GIL)
+    lets DNS answers through meanwhile; see `enforcer.shim.piecewise_json`. An answer that is
+    not the API's (a maintenance page, a captive portal) raises ServerError.
+    """
     with paused_gc():
-        return parse_update(response.json())
+        try:
+            # JSON is UTF-8 (RFC 8259); `response.text` would first guess the body's charset.
+            body = await _drain(iter_loads(content.decode("utf-8")), step)
+        except ValueError as exc:
+            raise ServerError(f"sync answer is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ServerError("sync answer is not a JSON object")
+        try:
+            upserts: list[Indicator] = []
+            removes: list[tuple[str, str]] = []
+            await _paced(
+                body.get("upserts", ()), lambda item: upserts.append(from_sync_entry(item)), step
+            )
+            await _paced(
+                body.get("removes", ()), lambda item: removes.append(sync_remove_key(item)), step
+            )
+            return Update(int(body["revision"]), bool(body.get("snapshot")), upserts, removes)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ServerError(f"malformed sync answer: {exc!r}") from exc
+
+
+async def _drain(parser: Generator[None, None, Any], step: float) -> Any:
+    """Run `parser` to its end, yielding to the event loop every `step` seconds of work."""
+    clock = time.perf_counter
+    deadline = clock() + step
+    count = 0
+    while True:
+        try:
+            next(parser)
+        except StopIteration as done:
+            return done.value
+        count += 1
+        if count % 100 == 0 and clock() >= deadline:
+            await asyncio.sleep(0)
+            deadline = clock() + step
 
 
 def parse_update(body: dict[str, Any]) -> Update:
@@ -420,8 +461,8 @@ class SyncClient:
             return False
         if response.status_code != 200:
             raise ServerError(f"sync answered {response.status_code}: {response.text[:200]}")
-        # A snapshot can be a hundred megabytes of JSON: parsed off the event loop.
-        update = await asyncio.to_thread(_parse_paused, response)
+        # A snapshot can be a hundred megabytes of JSON: parsed in steps between DNS answers.
+        update = await receive_update(response.content, self.held.step)
         first = self.revision is None
         if not first and not update.snapshot and update.revision == self.revision:
             return False
