@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
     """Minimum level of log events: debug, info, warning, error."""
 
+    stale_after: float = Field(default=600.0, gt=0)
+    """Seconds a device may lack the server's newest revision before it is listed as stale."""
+
     # --- server (enforcer serve) -----------------------------------------------------------
 
     admin_token: SecretStr | None = None

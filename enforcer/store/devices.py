@@ -1,4 +1,5 @@
-"""Enrolled devices: enrolment (which rotates the token), token lookup, last-seen bookkeeping.
+"""Enrolled devices: enrolment (which rotates the token), token lookup, last-seen bookkeeping,
+the identity a device reports, the revision it applied, and where it stands (`DeviceStatus`).
 
 A device token is a bearer secret; the store keeps only its SHA-256, so a copy of the database
 does not let anyone act as a device. The hash is unsalted on purpose: tokens are 256 random bits
@@ -15,11 +16,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from enforcer.store.tables.devices import DEVICE
-from enforcer.store.tables.indicators import utcnow
+from enforcer.store.tables.indicators import REV, utcnow
 
 LAST_SEEN_INTERVAL = dt.timedelta(minutes=1)
 """`last_seen` is written at most this often per device: a poll every second must not be a write."""
@@ -37,6 +50,36 @@ class Device:
     groups: tuple[str, ...]
     enrolled_at: dt.datetime
     last_seen: dt.datetime
+    os_version: str = ""
+    agent_version: str = ""
+    applied_revision: int | None = None
+    """The revision the device last said it holds; None before its first sync."""
+    applied_at: dt.datetime | None = None
+    """When it first said so."""
+    identity_updated_at: dt.datetime | None = None
+    """When it last reported a change of its facts (hostname, OS, agent, user, addresses)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device and where it stands against the server's revisions."""
+
+    device: Device
+    revision_created_at: dt.datetime | None
+    """When the revision the device applied was created (None: unknown or never synced)."""
+    behind_since: dt.datetime | None
+    """Since when the device lacks a revision: the creation of the first one it does not hold
+    (its enrolment, if later and it never synced); None when it is up to date."""
+    stale: bool
+    """Behind for longer than the `stale_after` the list was read with."""
+
+    @property
+    def time_to_enforce(self) -> dt.timedelta | None:
+        """From the applied revision's creation to the device confirming it."""
+        applied = self.device.applied_at
+        if applied is None or self.revision_created_at is None:
+            return None
+        return max(dt.timedelta(0), applied - self.revision_created_at)
 
 
 def new_token() -> str:
@@ -58,6 +101,8 @@ def enroll_device(
     user: str,
     local_ips: Sequence[str],
     groups: Sequence[str],
+    os_version: str = "",
+    agent_version: str = "",
 ) -> tuple[Device, str]:
     """Create or re-enrol a device; returns it and its new token (the old token stops working)."""
     token = new_token()
@@ -65,8 +110,11 @@ def enroll_device(
     values: dict[str, Any] = {
         "hostname": hostname,
         "os": os,
+        "os_version": os_version,
+        "agent_version": agent_version,
         "user": user,
         "local_ips": json.dumps(list(local_ips)),
+        "identity_updated_at": now,
         "groups": json.dumps(sorted(set(groups))),
         "token_hash": hash_token(token),
         "enrolled_at": now,
@@ -104,15 +152,167 @@ def get_device(conn: Connection, device_id: str) -> Device | None:
     return _device(row) if row is not None else None
 
 
-def list_devices(conn: Connection, *, limit: int = 100, offset: int = 0) -> list[Device]:
-    """Enrolled devices in id order."""
-    query = select(DEVICE).order_by(DEVICE.c.device_id).limit(limit).offset(offset)
-    return [_device(r) for r in conn.execute(query)]
+def update_facts(
+    engine: Engine,
+    device_id: str,
+    *,
+    hostname: str,
+    os: str,
+    os_version: str,
+    agent_version: str,
+    user: str,
+    local_ips: Sequence[str],
+    now: dt.datetime | None = None,
+) -> bool:
+    """Record what a device reports about itself; returns whether anything changed.
+
+    An unchanged report writes nothing (a shim sends its facts at every start).
+    """
+    values: dict[str, Any] = {
+        "hostname": hostname,
+        "os": os,
+        "os_version": os_version,
+        "agent_version": agent_version,
+        "user": user,
+        "local_ips": json.dumps(list(local_ips)),
+    }
+    changed = or_(*(DEVICE.c[name] != value for name, value in values.items()))
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(DEVICE)
+            .where(DEVICE.c.device_id == device_id, changed)
+            .values(identity_updated_at=now or utcnow(), **values)
+        )
+    return bool(result.rowcount)
 
 
-def count_devices(conn: Connection) -> int:
-    """How many devices are enrolled."""
-    return int(conn.execute(select(func.count()).select_from(DEVICE)).scalar_one())
+def record_applied(
+    engine: Engine, device_id: str, revision: int, now: dt.datetime | None = None
+) -> bool:
+    """Record that a device holds `revision` (its sync cursor); a no-op when already recorded.
+
+    `applied_at` is the first time the device named this revision, so it marks when the
+    revision reached the device. The condition lives in the UPDATE: several server processes
+    record it once between them.
+    """
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(DEVICE)
+            .where(
+                DEVICE.c.device_id == device_id,
+                or_(DEVICE.c.applied_revision.is_(None), DEVICE.c.applied_revision != revision),
+            )
+            .values(applied_revision=revision, applied_at=now or utcnow())
+        )
+    return bool(result.rowcount)
+
+
+def _behind_since() -> Any:
+    """The creation time of the first revision the device does not hold (NULL: up to date)."""
+    return (
+        select(func.min(REV.c.created_at))
+        .where(REV.c.id > func.coalesce(DEVICE.c.applied_revision, 0))
+        .scalar_subquery()
+    )
+
+
+def _stale(cutoff: dt.datetime) -> ColumnElement[bool]:
+    """Behind since before `cutoff`; a device that never synced counts from its enrolment."""
+    return and_(
+        _behind_since() < cutoff,
+        or_(DEVICE.c.applied_revision.is_not(None), DEVICE.c.enrolled_at < cutoff),
+    )
+
+
+def _filters(
+    *, search: str | None, hostnames: Sequence[str] | None, stale_cutoff: dt.datetime | None
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if search:
+        pattern = f"%{search.lower()}%"
+        where.append(
+            or_(
+                func.lower(DEVICE.c.hostname).like(pattern),
+                func.lower(DEVICE.c.device_id).like(pattern),
+            )
+        )
+    if hostnames is not None:
+        where.append(DEVICE.c.hostname.in_(list(hostnames)) if hostnames else false())
+    if stale_cutoff is not None:
+        where.append(_stale(stale_cutoff))
+    return where
+
+
+def list_devices(
+    conn: Connection,
+    *,
+    stale_after: dt.timedelta,
+    now: dt.datetime | None = None,
+    search: str | None = None,
+    hostnames: Sequence[str] | None = None,
+    stale_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DeviceStatus]:
+    """Enrolled devices in hostname order, with where each stands against the revisions.
+
+    `search` matches part of the hostname or the device id (any case); `hostnames`, exact
+    hostnames; `stale_only` keeps the devices behind for longer than `stale_after`.
+    """
+    cutoff = (now or utcnow()) - stale_after
+    applied_created = (
+        select(REV.c.created_at).where(REV.c.id == DEVICE.c.applied_revision).scalar_subquery()
+    )
+    query = (
+        select(
+            DEVICE,
+            applied_created.label("revision_created_at"),
+            _behind_since().label("behind_since"),
+            case((_stale(cutoff), True), else_=False).label("stale"),
+        )
+        .where(
+            *_filters(
+                search=search, hostnames=hostnames, stale_cutoff=cutoff if stale_only else None
+            )
+        )
+        .order_by(DEVICE.c.hostname, DEVICE.c.device_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    out = []
+    for row in conn.execute(query):
+        device = _device(row)
+        behind = _maybe_aware(row.behind_since)
+        if behind is not None and device.applied_revision is None:
+            behind = max(behind, device.enrolled_at)
+        out.append(
+            DeviceStatus(
+                device=device,
+                revision_created_at=_maybe_aware(row.revision_created_at),
+                behind_since=behind,
+                stale=bool(row.stale),
+            )
+        )
+    return out
+
+
+def count_devices(
+    conn: Connection,
+    *,
+    stale_after: dt.timedelta | None = None,
+    now: dt.datetime | None = None,
+    search: str | None = None,
+    stale_only: bool = False,
+) -> int:
+    """How many devices are enrolled (that match `list_devices`'s filters)."""
+    cutoff = None
+    if stale_only:
+        if stale_after is None:
+            raise ValueError("stale_only needs stale_after")
+        cutoff = (now or utcnow()) - stale_after
+    query = select(func.count()).select_from(DEVICE)
+    query = query.where(*_filters(search=search, hostnames=None, stale_cutoff=cutoff))
+    return int(conn.execute(query).scalar_one())
 
 
 def touch_device(engine: Engine, device_id: str, now: dt.datetime | None = None) -> bool:
@@ -140,6 +340,11 @@ def _device(row: Any) -> Device:
         groups=tuple(json.loads(row.groups)),
         enrolled_at=_aware(row.enrolled_at),
         last_seen=_aware(row.last_seen),
+        os_version=row.os_version,
+        agent_version=row.agent_version,
+        applied_revision=row.applied_revision,
+        applied_at=_maybe_aware(row.applied_at),
+        identity_updated_at=_maybe_aware(row.identity_updated_at),
     )
 
 
@@ -147,9 +352,14 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
+def _maybe_aware(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else _aware(value)
+
+
 __all__ = [
     "LAST_SEEN_INTERVAL",
     "Device",
+    "DeviceStatus",
     "count_devices",
     "device_for_token",
     "enroll_device",
@@ -157,5 +367,7 @@ __all__ = [
     "hash_token",
     "list_devices",
     "new_token",
+    "record_applied",
     "touch_device",
+    "update_facts",
 ]

@@ -1,7 +1,10 @@
-"""Device enrolment on the wire: what a shim sends to ``POST /api/v1/enroll`` and gets back.
+"""Device enrolment and identity on the wire: what a shim says about itself, and gets back.
 
-The shim builds the request from its `DeviceIdentity` (`enrol_body`); the server validates it
-with `EnrollRequest`. tests/api/test_wire.py checks that the two agree.
+`DeviceFacts` is what a device reports about the host it runs on (hostname, OS, agent version,
+user, addresses): with its id, secret and groups at enrolment (``POST /api/v1/enroll``,
+`EnrollRequest`), and alone whenever one of them changes (``PUT /api/v1/devices/self``). The shim
+builds both bodies from its `DeviceIdentity` (`enrol_body`, `facts_body`); tests/api/test_wire.py
+checks that they validate here.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ from typing import Annotated
 from pydantic import Field
 
 from enforcer.wire.base import CamelModel
-from enforcer.wire.limits import DEVICE_ID_MAX, HOSTNAME_MAX, IP_MAX, OS_MAX, USER_MAX, GroupName
+from enforcer.wire.limits import (
+    AGENT_VERSION_MAX,
+    DEVICE_ID_MAX,
+    HOSTNAME_MAX,
+    IP_MAX,
+    OS_MAX,
+    USER_MAX,
+    GroupName,
+)
 
 DeviceId = Annotated[
     str, Field(min_length=1, max_length=DEVICE_ID_MAX, pattern=r"^[A-Za-z0-9._-]+$")
@@ -24,17 +35,28 @@ LIST_MAX = 32
 """Most local addresses, and most device groups, a device may report."""
 
 
-class EnrollRequest(CamelModel):
-    """What a device says about itself when it enrols."""
+class DeviceFacts(CamelModel):
+    """What a device reports about the host it runs on; sent again whenever any of it changes."""
 
-    enroll_secret: str = Field(max_length=SECRET_MAX)
-    device_id: DeviceId
     hostname: str = Field(default="", max_length=HOSTNAME_MAX)
     os: str = Field(default="", max_length=OS_MAX)
+    """The OS name, e.g. ``Debian GNU/Linux``, ``Windows``, ``macOS``."""
+    os_version: str = Field(default="", max_length=OS_MAX)
+    """The OS version, e.g. ``12 (bookworm), kernel 6.1.0-18-amd64``."""
+    agent_version: str = Field(default="", max_length=AGENT_VERSION_MAX)
+    """The shim's version (``enforcer.__version__``)."""
     user: str = Field(default="", max_length=USER_MAX)
     local_ips: list[Annotated[str, Field(max_length=IP_MAX)]] = Field(
         default_factory=list, max_length=LIST_MAX
     )
+    """The addresses of the host's interfaces (loopback and link-local ones left out)."""
+
+
+class EnrollRequest(DeviceFacts):
+    """What a device says about itself when it enrols: its facts, id, secret and groups."""
+
+    enroll_secret: str = Field(max_length=SECRET_MAX)
+    device_id: DeviceId
     groups: list[GroupName] = Field(default_factory=list, max_length=LIST_MAX)
 
 

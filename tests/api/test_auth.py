@@ -63,7 +63,9 @@ def test_admins_list_devices_without_tokens(api: Api) -> None:
     assert device["deviceId"] == "laptop-1" and device["groups"] == ["all-staff", "eng"]
     assert device["hostname"] == "laptop-1.corp.example" and device["localIps"] == ["10.0.0.5"]
     assert set(device) == {
-        "deviceId", "hostname", "os", "user", "localIps", "groups", "enrolledAt", "lastSeen",
+        "deviceId", "hostname", "os", "osVersion", "agentVersion", "user", "localIps", "groups",
+        "enrolledAt", "lastSeen", "identityUpdatedAt", "appliedRevision", "appliedAt",
+        "timeToEnforce", "behindSince", "stale",
     }  # fmt: skip
     assert token not in response.text
 

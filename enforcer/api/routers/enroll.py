@@ -39,6 +39,8 @@ async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollRespo
             device_id=body.device_id,
             hostname=body.hostname,
             os=body.os,
+            os_version=body.os_version,
+            agent_version=body.agent_version,
             user=body.user,
             local_ips=body.local_ips,
             groups=body.groups,

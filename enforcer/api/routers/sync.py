@@ -65,7 +65,14 @@ async def sync(
         float, Query(ge=0, le=60, description="Seconds to hold the request for a change.")
     ] = 0,
 ) -> Response:
-    """The indicators for the calling device's groups (and those for all devices)."""
+    """The indicators for the calling device's groups (and those for all devices).
+
+    ``since`` is the revision the device holds: it is recorded as the device's applied revision
+    (the first time it is named, with the time), which is how the server knows each device's
+    time to enforce and which devices are stale, at no cost to the device.
+    """
+    if since is not None:
+        await ctx.record_applied(device.device_id, since)
     scopes = scopes_of(device.groups)
     limit = ctx.limits.max_delta_changes
     waited = False
