@@ -8,7 +8,8 @@ Wiring only, in the order that makes a restart safe:
 3. the DNS front end (``ready`` when a set was loaded: with ``fail_closed`` it refuses queries
    until the first set arrives) and the proxy front end share that matcher, and report events
    to the `Reporter`;
-4. the sync client mutates the same matcher in place; the reporter spools and sends events.
+4. the sync client mutates the same matcher in place; the reporter spools and sends events;
+   the facts reporter tells the server when the host's hostname, OS or addresses change.
 
 `stop` closes the listeners first (no new events), then flushes the reporter to the spool.
 """
@@ -39,6 +40,8 @@ from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
 from enforcer.shim.proxy.notify import Notifier
 from enforcer.shim.proxy.parent import ParentProxy
+from enforcer.shim.report.facts import DEFAULT_INTERVAL as FACTS_INTERVAL
+from enforcer.shim.report.facts import FactsReporter
 from enforcer.shim.report.identity import DeviceIdentity, load_identity
 from enforcer.shim.report.reporter import Reporter
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS, Spool
@@ -77,6 +80,8 @@ class AgentSettings:
     """Desktop notifier for the proxy (None: the platform's)."""
     intercept: InterceptSettings | None = None
     """Divert every process's DNS and web traffic to the shim (Linux, nftables); None: off."""
+    facts_interval: float = FACTS_INTERVAL
+    """Seconds between two reads of the host's facts (a change is reported to the server)."""
     parent_proxy: ParentProxy | None = None
     """Relay allowed traffic, and talk to a server that is not on loopback, through this
     proxy; None: directly."""
@@ -93,6 +98,7 @@ class Agent:
         self.proxy: ProxyFrontEnd | None = None
         self.sync: SyncClient | None = None
         self.reporter: Reporter | None = None
+        self.facts: FactsReporter | None = None
         self.dns_address: tuple[str, int] | None = None
         self.proxy_address: tuple[str, int] | None = None
         self._dns_handle: DnsServerHandle | None = None
@@ -179,10 +185,14 @@ class Agent:
             self.interception = marks.interception(dns, self.proxy)
         if self.interception is not None:
             await self.interception.start()
+        self.facts = FactsReporter(
+            session, device, on_change=self._identity_changed, interval=cfg.facts_interval
+        )
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.sync.run(), name="sync"),
             loop.create_task(reporter.run(), name="reporter"),
+            loop.create_task(self.facts.run(), name="facts"),
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_done)
@@ -191,11 +201,19 @@ class Agent:
         if task.cancelled():
             return
         exc = task.exception()
-        # Both loops retry every expected failure; an exception here is a bug. A shim that
+        # The loops retry every expected failure; an exception here is a bug. A shim that
         # silently stopped syncing would enforce a stale set forever: stop, and let the
         # service manager restart it.
         log.error("shim.task_failed", task=task.get_name(), exc_info=exc)
         self.failed.set()
+
+    def _identity_changed(self, device: DeviceIdentity) -> None:
+        """The host's facts changed: later events and a re-enrolment carry the new ones."""
+        self.device = device
+        if self._session is not None:
+            self._session.device = device
+        if self.reporter is not None:
+            self.reporter.device = device
 
     def _ready(self) -> None:
         if self.dns is not None and not self.dns.ready:

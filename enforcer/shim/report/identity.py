@@ -1,10 +1,12 @@
 """Who the shim runs on: a persistent device id plus the host's facts, and the device token file.
 
 The server knows a device by the id it enrolled with, so the id must survive restarts and
-re-enrolments: it is a uuid4 written once to ``device-id`` in the state directory. Hostname, OS,
-user and local addresses are read at start (they describe the device *now*; a laptop's address
-changes) and travel with enrolment and with every network event, so an admin reading an event
-knows which machine and which person it came from without a join on the server.
+re-enrolments: it is a uuid4 written once to ``device-id`` in the state directory. The host's
+facts (hostname, OS name and version, agent version, user, interface addresses) are read at start
+and again every few seconds by `enforcer.shim.report.facts` (a laptop's address changes): they
+travel with enrolment, with ``PUT /api/v1/devices/self`` whenever they change, and with every
+network event, so an admin reading an event knows which machine and which person it came from
+without a join on the server.
 
 The device token is a credential: it is written with mode 0600, atomically (a crash never leaves
 half a token), and read back on start so a restarted shim does not enrol again.
@@ -13,6 +15,7 @@ half a token), and read back on start so a restarted shim does not enrol again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import ipaddress
 import os
@@ -23,6 +26,11 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from enforcer import __version__
+from enforcer.wire.enrolment import LIST_MAX
+from enforcer.wire.limits import AGENT_VERSION_MAX, HOSTNAME_MAX, OS_MAX, USER_MAX
 
 DEVICE_ID_FILE = "device-id"
 TOKEN_FILE = "device-token"
@@ -41,23 +49,37 @@ class DeviceIdentity:
     local_ips: tuple[str, ...] = ()
     groups: tuple[str, ...] = field(default=())
     """Device groups from the command line or config: which scoped indicators apply here."""
+    os_version: str = ""
+    agent_version: str = ""
 
     @property
     def local_ip(self) -> str:
         """The address events carry: the first non-loopback one, or empty."""
         return self.local_ips[0] if self.local_ips else ""
 
+    def facts_body(self) -> dict[str, object]:
+        """The host's facts as the wire's `DeviceFacts` (``PUT /api/v1/devices/self``)."""
+        return {
+            "hostname": self.hostname,
+            "os": self.os,
+            "osVersion": self.os_version,
+            "agentVersion": self.agent_version,
+            "user": self.user,
+            "localIps": list(self.local_ips),
+        }
+
     def enrol_body(self, secret: str) -> dict[str, object]:
-        """The ``POST /api/v1/enroll`` body."""
+        """The ``POST /api/v1/enroll`` body: the facts, the id, the secret and the groups."""
         return {
             "enrollSecret": secret,
             "deviceId": self.device_id,
-            "hostname": self.hostname,
-            "os": self.os,
-            "user": self.user,
-            "localIps": list(self.local_ips),
+            **self.facts_body(),
             "groups": list(self.groups),
         }
+
+    def with_facts(self, facts: dict[str, Any]) -> DeviceIdentity:
+        """This identity with the host's facts replaced (what `current_facts` read)."""
+        return dataclasses.replace(self, **facts)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -128,15 +150,26 @@ def current_user() -> str:
 
 
 def local_ips() -> tuple[str, ...]:
-    """The host's non-loopback IPv4 addresses, read from the interfaces (no packet is sent)."""
+    """The host's addresses, IPv4 first, read from the interfaces (no packet is sent).
+
+    Loopback and IPv6 link-local addresses are left out: they name no machine on the network.
+    """
     found: list[str] = []
     if sys.platform.startswith("linux"):
-        found = _linux_interface_ips()
+        found = _linux_interface_ips() + _linux_ipv6()
     if not found:
         with contextlib.suppress(OSError):
             found = socket.gethostbyname_ex(socket.gethostname())[2]
-    unique = dict.fromkeys(ip for ip in found if not ipaddress.ip_address(ip).is_loopback)
-    return tuple(unique)
+    unique = dict.fromkeys(ip for ip in found if _names_the_host(ip))
+    return tuple(unique)[:LIST_MAX]
+
+
+def _names_the_host(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_link_local)
 
 
 def _linux_interface_ips() -> list[str]:
@@ -154,13 +187,56 @@ def _linux_interface_ips() -> list[str]:
     return found
 
 
+def _linux_ipv6(path: str = "/proc/net/if_inet6") -> list[str]:
+    """IPv6 addresses from the kernel's table (one line per address: 32 hex digits first)."""
+    try:
+        with open(path, encoding="ascii") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        digits = line.split(" ", 1)[0]
+        if len(digits) == 32:
+            with contextlib.suppress(ValueError):
+                found.append(str(ipaddress.IPv6Address(bytes.fromhex(digits))))
+    return found
+
+
+def os_facts() -> tuple[str, str]:
+    """(OS name, OS version) of this host, e.g. ("Debian GNU/Linux", "12 (bookworm), kernel 6.1")."""
+    system = platform.system()
+    if system == "Linux":
+        release: dict[str, str] = {}
+        with contextlib.suppress(OSError):
+            release = platform.freedesktop_os_release()
+        version = release.get("VERSION") or release.get("VERSION_ID") or ""
+        kernel = f"kernel {os.uname().release}"
+        return release.get("NAME") or "Linux", f"{version}, {kernel}" if version else kernel
+    if system == "Darwin":
+        return "macOS", platform.mac_ver()[0]
+    return system, platform.version() if system == "Windows" else platform.release()
+
+
+def current_facts() -> dict[str, Any]:
+    """The host's facts now, cut to the wire's limits (`DeviceIdentity.with_facts` takes them)."""
+    os_name, os_version = os_facts()
+    return {
+        "hostname": socket.gethostname()[:HOSTNAME_MAX],
+        "os": os_name[:OS_MAX],
+        "os_version": os_version[:OS_MAX],
+        "agent_version": __version__[:AGENT_VERSION_MAX],
+        "user": current_user()[:USER_MAX],
+        "local_ips": local_ips(),
+    }
+
+
 def load_identity(state_dir: Path, groups: tuple[str, ...] = ()) -> DeviceIdentity:
     """This device's identity: the persistent id plus facts read now."""
     return DeviceIdentity(
         device_id=device_id(state_dir),
-        hostname=socket.gethostname(),
-        os=f"{platform.system()} {platform.release()}".strip(),
-        user=current_user(),
-        local_ips=local_ips(),
+        hostname="",
+        os="",
+        user="",
         groups=tuple(dict.fromkeys(groups)),
-    )
+    ).with_facts(current_facts())
