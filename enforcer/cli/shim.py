@@ -1,7 +1,9 @@
-"""`enforcer shim`: run the endpoint agent (DNS sinkhole, proxy, sync client, event reporter)."""
+"""`enforcer shim`: run the endpoint agent (DNS sinkhole, proxy, sync client, event reporter),
+and `enforcer shim configure`: point the host's own resolver at it, without interception."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -22,6 +24,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``shim`` command (and its ``intercept`` subcommands) to the root app."""
     group = typer.Typer(invoke_without_command=True)
     group.callback()(shim)
+    group.command("configure")(configure)
     group.add_typer(
         intercept_cli.app, name="intercept", help="Manage the interception table (Linux)."
     )
@@ -212,3 +215,71 @@ async def _main(agent_settings: AgentSettings, metrics_listen: str | None) -> No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await run_agent(agent_settings, stop, metrics_listen=metrics_listen)
+
+
+RESOLVED_DROP_IN = Path("/etc/systemd/resolved.conf.d/enforcer.conf")
+_MARK = "# Written by `enforcer shim configure --systemd-resolved`"
+
+
+def resolved_drop_in(host: str, port: int) -> str:
+    """A systemd-resolved drop-in sending every name (``Domains=~.``) to the shim's DNS."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (
+        f"{_MARK}: every DNS query of this host\n"
+        "# goes to the Enforcer shim. To undo: remove this file, restart systemd-resolved.\n"
+        "[Resolve]\n"
+        f"DNS={address}\n"
+        "Domains=~.\n"
+    )
+
+
+def configure(
+    systemd_resolved: bool = typer.Option(
+        False,
+        "--systemd-resolved",
+        help="Write the systemd-resolved drop-in that sends the host's DNS to the shim.",
+    ),
+    dns: str = typer.Option(
+        "127.0.0.1:53", "--dns", help="The shim's DNS address, IP[:PORT] (its --dns-listen)."
+    ),
+    output: Path = typer.Option(
+        RESOLVED_DROP_IN, "--output", help="Where to write the drop-in.", show_default=True
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite a file at --output that this command did not write."
+    ),
+) -> None:
+    """Point this host at the shim without interception (see docs/endpoints.md)."""
+    if not systemd_resolved:
+        raise typer.BadParameter("say what to configure", param_hint="--systemd-resolved")
+    host, port = parse_hostport(dns, 53)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{dns!r}: systemd-resolved takes an IP address, not a name", param_hint="--dns"
+        ) from None
+    if output.exists() and not force:
+        try:
+            ours = output.read_text(encoding="utf-8", errors="replace").startswith(_MARK)
+        except OSError as exc:
+            raise typer.BadParameter(f"{output}: {exc.strerror}", param_hint="--output") from None
+        if not ours:
+            typer.echo(
+                f"error: {output} exists and was not written by enforcer; "
+                "move it away or pass --force to replace it",
+                err=True,
+            )
+            raise typer.Exit(1)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(resolved_drop_in(host, port), encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Wrote {output}: systemd-resolved will ask {dns} for every name.")
+    typer.echo("Next: systemctl restart systemd-resolved   (check with: resolvectl status)")
+    typer.echo(
+        "The shim's own --upstream must be a real resolver, not 127.0.0.53 (that is "
+        "systemd-resolved itself, which now asks the shim: a loop)."
+    )

@@ -6,8 +6,8 @@
   page without decrypting), at most one per app and outcome every ``notify_interval`` seconds,
   pointing to the proxy's own warning page for `warn` indicators;
 * `serve_local`: the proxy's own pages on loopback (``/warn?host=...`` and its ``/continue``
-  form), which only answer requests addressed to the proxy itself (a Host check against DNS
-  rebinding);
+  form, and the PAC file ``/proxy.pac`` of `enforcer.shim.proxy.pac`), which only answer
+  requests addressed to the proxy itself (a Host check against DNS rebinding);
 * `continue_response`: the "Continue" form's answer. The form carries an HMAC token bound to
   the user, the app, the host and an expiry, so only a warning page this process rendered can
   grant a bypass; the bypass is recorded in the front end's `BypassStore` and as a "bypassed"
@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from enforcer.decide.matcher import Verdict
 from enforcer.models import Action, EventAction
-from enforcer.shim.proxy import pages
+from enforcer.shim.proxy import pac, pages
 from enforcer.shim.proxy.http1 import (
     HEAD_END,
     BadRequest,
@@ -124,10 +124,14 @@ async def serve_local(
     path, _, query = head.target.partition("?")
     if path == "/warn" and head.method in ("GET", "HEAD"):
         answer = _warn_response(proxy, parse_qs(query))
+    elif path == "/proxy.pac" and head.method in ("GET", "HEAD"):
+        direct = parse_qs(query).get("fallback") != ["none"]
+        script = pac.pac_file(proxy.pages_host, proxy.pages_port, fallback_direct=direct)
+        answer = response(200, script, pac.CONTENT_TYPE)
     elif path == "/continue" and head.method == "POST":
         form = await read_form(proxy, head, reader, body)
         answer = continue_response(proxy, form, writer)
-    elif path in ("/warn", "/continue"):
+    elif path in ("/warn", "/continue", "/proxy.pac"):
         raise BadRequest(405, "method not allowed")
     else:
         answer = response(404, pages.message_page("Not found", "No such page."))
