@@ -15,6 +15,7 @@ from enforcer import __version__
 from enforcer.cli import (
     catalog,
     daemon,
+    devices,
     discovery,
     doctor,
     indicators,
@@ -43,6 +44,7 @@ app.add_typer(policy.app, name="policy", help="Validate policy files; print thei
 app.add_typer(
     discovery.app, name="discovery", help="Cloud Discovery: upload logs, collect syslog, reports."
 )
+app.add_typer(devices.app, name="devices", help="Enrolled devices: revision applied, stale ones.")
 app.add_typer(sinks.app, name="sinks", help="Push indicators to rpz, hosts, dnsmasq, Defender.")
 
 
