@@ -1,14 +1,19 @@
 """Network events on the wire: what a shim uploads with ``POST /api/v1/events``.
 
 `WireEvent` is one DNS answer or proxied connection with its device context, `EventBatch` an
-upload and `EventsAccepted` the answer. The shim builds each event's JSON with `event_json`
+upload and `EventsAccepted` the answer. `StoredEvent` and `EventList` are what an admin reads
+back with ``GET /api/v1/events``, `parse_time` reads the times its filters (and the CLI's) take,
+and `encode_cursor` / `decode_cursor` make the page cursor. The shim builds each event's JSON with `event_json`
 (a dict built directly, cut to the limits so that one over-long field cannot get a whole batch
 refused); the server validates it with `WireEvent`. tests/wire/ checks that the two agree.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -100,3 +105,63 @@ def event_json(event: NetworkEvent, *, hostname: str, user: str, local_ip: str) 
         "processName": event.process_name[:PROCESS_NAME_MAX],
         "processPath": event.process_path[:PROCESS_PATH_MAX],
     }
+
+
+class StoredEvent(WireEvent):
+    """An event as stored: what the device sent, the device it came from, and its id."""
+
+    id: int
+    device_id: str
+
+
+class EventList(CamelModel):
+    """One page of events, newest first.
+
+    `nextCursor` is set when more events match than the page holds: pass it as ``cursor`` to
+    read the next (older) page with the same filters. `total` is the number of matching events,
+    counted only when asked (``count=true``): a count reads every match.
+    """
+
+    value: list[StoredEvent]
+    next_cursor: str | None = None
+    total: int | None = None
+
+
+_DURATION = re.compile(r"(\d{1,6})([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_time(value: str, *, now: dt.datetime) -> dt.datetime:
+    """A time given as a duration back from `now` (``30m``, ``24h``, ``7d``, ``2w``) or as an
+    ISO 8601 time (UTC when it names no zone); ValueError saying which forms are accepted."""
+    text = value.strip()
+    duration = _DURATION.fullmatch(text)
+    if duration is not None:
+        return now - dt.timedelta(seconds=int(duration[1]) * _UNIT_SECONDS[duration[2]])
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is neither a duration (30m, 24h, 7d, 2w) nor an ISO 8601 time"
+            " (2026-05-01 or 2026-05-01T12:00:00Z)"
+        ) from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def encode_cursor(time: dt.datetime, event_id: int) -> str:
+    """The cursor of the page that starts below the event (`time`, `event_id`)."""
+    raw = f"{time.astimezone(dt.UTC).isoformat()}|{event_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    """The (time, id) a cursor from `encode_cursor` stands for; ValueError when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        time, _, event_id = raw.partition("|")
+        when, number = dt.datetime.fromisoformat(time), int(event_id)
+        if when.tzinfo is None or not 0 <= number < 2**63:
+            raise ValueError
+        return when, number
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("not a cursor from a previous page's nextCursor") from None

@@ -1,4 +1,5 @@
-"""`POST /api/v1/events`: devices upload what their shims saw, in idempotent batches.
+"""`POST /api/v1/events`: devices upload what their shims saw, in idempotent batches;
+`GET /api/v1/events`: an admin searches them, newest first, a page at a time.
 
 A device retries a batch until it gets an answer, so the same batch may arrive twice; the store
 keeps (device, batchId) unique and a repeat is acknowledged without storing anything.
@@ -6,14 +7,29 @@ keeps (device, batchId) unique and a repeat is acknowledged without storing anyt
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from enforcer.api.deps import Ctx, CurrentDevice
+from enforcer.api.deps import Admin, Ctx, CurrentDevice
 from enforcer.api.problems import fail
+from enforcer.models import EventAction
 from enforcer.pipeline.metrics import EVENTS_INGESTED, EVENTS_REJECTED
+from enforcer.store.event_search import count_matching, search_events
 from enforcer.store.events import EventRecord, store_batch
-from enforcer.wire.events import EventBatch, EventsAccepted, WireEvent
+from enforcer.web.events import SearchFieldError, event_search, stored_event
+from enforcer.wire.events import (
+    EventBatch,
+    EventList,
+    EventsAccepted,
+    WireEvent,
+    decode_cursor,
+    encode_cursor,
+)
+from enforcer.wire.limits import DEVICE_ID_MAX, DOMAIN_MAX, PROCESS_PATH_MAX, USER_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -61,4 +77,75 @@ async def post_events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> Even
         EVENTS_INGESTED.inc(result.count)
     return EventsAccepted(
         accepted=[result.batch_id], duplicate=result.duplicate, count=result.count
+    )
+
+
+PAGE_MAX = 1000
+"""Most events in one page."""
+
+_TIME_HELP = "A duration back from now (30m, 24h, 7d, 2w) or an ISO 8601 time (UTC if no zone)."
+
+
+@router.get(
+    "/events",
+    response_model=EventList,
+    response_model_exclude_none=True,
+    summary="Search network events (newest first, paged by cursor)",
+    tags=["events"],
+)
+def search(
+    _admin: Admin,
+    ctx: Ctx,
+    device: Annotated[
+        str, Query(max_length=DEVICE_ID_MAX, description="A hostname (any case) or device id.")
+    ] = "",
+    user: Annotated[str, Query(max_length=USER_MAX)] = "",
+    process: Annotated[
+        str,
+        Query(max_length=PROCESS_PATH_MAX, description="An executable name, or a path with /."),
+    ] = "",
+    domain: Annotated[
+        str, Query(max_length=DOMAIN_MAX, description="A name; matches its subdomains too.")
+    ] = "",
+    action: Annotated[EventAction | None, Query()] = None,
+    since: Annotated[str, Query(max_length=64, description=_TIME_HELP)] = "",
+    until: Annotated[str, Query(max_length=64, description=_TIME_HELP)] = "",
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 100,
+    cursor: Annotated[str, Query(max_length=200, description="A previous page's nextCursor.")] = "",
+    count: Annotated[
+        bool, Query(description="Also count every matching event (reads them all).")
+    ] = False,
+) -> EventList:
+    """The newest events that match every filter given (empty filters match everything)."""
+    try:
+        search = event_search(
+            now=dt.datetime.now(dt.UTC),
+            device=device,
+            user=user,
+            process=process,
+            domain=domain,
+            action=action.value if action else None,
+            since=since,
+            until=until,
+        )
+        before = decode_cursor(cursor) if cursor else None
+    except SearchFieldError as exc:
+        raise _invalid(exc.field, exc.message) from None
+    except ValueError as exc:
+        raise _invalid("cursor", str(exc)) from None
+    with ctx.engine.connect() as conn:
+        page = search_events(conn, search, limit=limit, before=before)
+        total = count_matching(conn, search) if count else None
+    last = page.last
+    return EventList(
+        value=[stored_event(found) for found in page.events],
+        next_cursor=encode_cursor(*last) if last else None,
+        total=total,
+    )
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    """The same 422 problem as FastAPI's own validation gives, naming the query parameter."""
+    return RequestValidationError(
+        [{"loc": ("query", field), "msg": message, "type": "value_error", "input": None}]
     )
