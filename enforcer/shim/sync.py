@@ -332,16 +332,27 @@ class DeviceIndicators:
             if entry is not None:
                 matcher.add(entry)
 
-    def as_delta(self, update: Update) -> Update:
-        """A snapshot expressed as a delta against what is held (removes for what is gone)."""
+    async def as_delta(self, update: Update) -> Update:
+        """A snapshot expressed as a delta against what is held (removes for what is gone).
+
+        Paced on the event loop like the apply: in a worker thread this Python loop over a
+        million entries would make every system call of the DNS loop wait for the GIL.
+        """
         if not update.snapshot or not self.by_domain:
             return Update(update.revision, False, update.upserts, update.removes)
-        incoming = set()
-        for ind in update.upserts:
+        incoming: set[tuple[str, str]] = set()
+
+        def see(ind: Indicator) -> None:
             domain = _domain(ind.value)
             if domain is not None:
                 incoming.add((ind.scope, domain))
-        gone = [key for key in self.keys() if key not in incoming]
+
+        await _paced(update.upserts, see, self.step)
+        gone: list[tuple[str, str]] = []
+        # The table is not changed until this returns (the sync client is its only writer).
+        await _paced(
+            self.keys(), lambda key: None if key in incoming else gone.append(key), self.step
+        )
         return Update(update.revision, False, update.upserts, gone)
 
     async def apply(self, update: Update, matcher: Matcher) -> int:
@@ -361,9 +372,9 @@ class DeviceIndicators:
         # set off in the middle would stall every DNS answer for tens of milliseconds, and
         # nothing here builds cycles.
         with paused_gc():
-            # Comparing a snapshot with the table reads a million entries: done in a thread,
-            # while nothing else changes the table (the sync client is its only writer).
-            delta = await asyncio.to_thread(self.as_delta, update) if update.snapshot else update
+            # Comparing a snapshot with the table reads a million entries, in steps; nothing
+            # else changes the table meanwhile (the sync client is its only writer).
+            delta = await self.as_delta(update) if update.snapshot else update
             touched: dict[str, None] = {}
             await _paced(delta.removes, lambda key: _touch(touched, self._drop(*key)), self.step)
             await _paced(delta.upserts, lambda ind: _touch(touched, self._put(ind)), self.step)
