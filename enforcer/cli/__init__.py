@@ -18,6 +18,7 @@ from enforcer.cli import (
     devices,
     discovery,
     doctor,
+    events,
     indicators,
     plan,
     policy,
@@ -45,6 +46,7 @@ app.add_typer(
     discovery.app, name="discovery", help="Cloud Discovery: upload logs, collect syslog, reports."
 )
 app.add_typer(devices.app, name="devices", help="Enrolled devices: revision applied, stale ones.")
+app.add_typer(events.app, name="events", help="Search the network events devices reported.")
 app.add_typer(sinks.app, name="sinks", help="Push indicators to rpz, hosts, dnsmasq, Defender.")
 
 
