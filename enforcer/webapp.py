@@ -8,6 +8,8 @@ token and shares its per-address sign-in rate limit.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -27,5 +29,6 @@ def create_web_app(settings: Settings, engine: Engine, limits: ApiLimits | None 
         engine=engine,
         admin_token=ctx.admin_token,
         login_limiter=ctx.enroll_limiter,
+        stale_after=dt.timedelta(seconds=settings.stale_after),
     )
     return app

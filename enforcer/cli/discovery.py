@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from enforcer.cli._common import store
+from enforcer.cli._common import settings, store
 from enforcer.discovery.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -80,6 +80,10 @@ def _cell(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
+
+
+def _stale_after() -> dt.timedelta:
+    return dt.timedelta(seconds=settings().stale_after)
 
 
 def _report(since: str, build: Callable[[Connection, int, int], T]) -> T:
@@ -259,28 +263,39 @@ def machines_cmd(
     as_json: bool = JSON,
     limit: int = typer.Option(100, "--limit", min=1),
 ) -> None:
-    """Machines by traffic, with their risk level and last user."""
+    """Machines by traffic, with their risk level, last user, OS, groups and enrolment state."""
     from enforcer.catalog import load_catalog
     from enforcer.discovery import reports
 
+    after = _stale_after()
     rows = _report(
-        since, lambda c, f, la: reports.machines_report(c, load_catalog(), f, la, limit=limit)
+        since,
+        lambda c, f, la: reports.machines_report(
+            c, load_catalog(), f, la, stale_after=after, limit=limit
+        ),
     )
     _emit(rows, fmt, as_json)
 
 
 @app.command("machine")
 def machine_cmd(
-    device: str = typer.Argument(..., metavar="ID"),
+    device: str = typer.Argument(..., metavar="HOSTNAME"),
     since: str = SINCE,
     fmt: Output = FORMAT,
     as_json: bool = JSON,
 ) -> None:
-    """One machine: overview, risk explained, discovered apps, user history, IP address history."""
+    """One machine: overview, risk explained, enrolled devices, discovered apps, top processes,
+    user history, IP address history."""
     from enforcer.catalog import load_catalog
     from enforcer.discovery import reports
 
-    data = _report(since, lambda c, f, la: reports.machine_report(c, load_catalog(), device, f, la))
+    after = _stale_after()
+    data = _report(
+        since,
+        lambda c, f, la: reports.machine_report(
+            c, load_catalog(), device, f, la, stale_after=after
+        ),
+    )
     if as_json or fmt is not Output.table:
         _emit(data if fmt is not Output.csv else data["apps"], fmt, as_json)
         return
@@ -288,12 +303,56 @@ def machine_cmd(
                f"{data['transactions']:,} transactions, up {data['upload']:,} B, down {data['download']:,} B")  # fmt: skip
     for reason in data["riskReasons"]:
         typer.echo(f"  - {reason}")
+    if data["enrolledDevices"]:
+        typer.echo("\nEnrolled devices:")
+        _emit(data["enrolledDevices"], Output.table, False, ENROLLED_COLUMNS)
     typer.echo("\nDiscovered apps:")
     _emit(data["apps"], Output.table, False)
+    typer.echo("\nTop processes:")
+    _emit_processes(data["topProcesses"])
     typer.echo("\nUser history:")
     _emit(data["users"], Output.table, False)
     typer.echo("\nIP address history:")
     _emit(data["ipAddresses"], Output.table, False)
+
+
+ENROLLED_COLUMNS = [
+    "deviceId", "os", "osVersion", "agentVersion", "groups", "appliedRevision", "appliedAt",
+    "timeToEnforce", "stale",
+]  # fmt: skip
+PROCESS_COLUMNS = ["process", "path", "requests", "upload", "download", "devices", "users"]
+
+
+def _emit_processes(rows: list[dict[str, Any]]) -> None:
+    if rows:
+        _emit(rows, Output.table, False, PROCESS_COLUMNS)
+    else:
+        typer.echo("No events naming a process in that range (only intercepted traffic does).")
+
+
+@app.command("app")
+def app_cmd(
+    app_id: str = typer.Argument(..., metavar="APP_ID"),
+    since: str = SINCE,
+    fmt: Output = FORMAT,
+    as_json: bool = JSON,
+) -> None:
+    """One app: usage, the machines and users that reached it, its top processes."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery import reports
+
+    data = _report(since, lambda c, f, la: reports.app_report(c, load_catalog(), app_id, f, la))
+    if as_json or fmt is not Output.table:
+        _emit(data if fmt is not Output.csv else data["topProcesses"], fmt, as_json)
+        return
+    typer.echo(f"{data['name']} ({data['app']}): {data['category'] or 'no category'}, "
+               f"risk {_cell(data['risk'])}, tag {data['tag'] or 'none'}")  # fmt: skip
+    typer.echo(f"{data['transactions']:,} transactions, up {data['upload']:,} B, "
+               f"down {data['download']:,} B, {data['blocked']:,} blocked")  # fmt: skip
+    typer.echo(f"Machines ({len(data['machines'])}): {', '.join(data['machines']) or '-'}")
+    typer.echo(f"Users ({len(data['users'])}): {', '.join(data['users']) or '-'}")
+    typer.echo("\nTop processes:")
+    _emit_processes(data["topProcesses"])
 
 
 @app.command("users")

@@ -13,6 +13,7 @@ rendering), `session` (cookie and CSRF), `tables` (sorting, paging, CSV), `chart
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,10 +32,17 @@ from enforcer.console.web import HERE, PREFIX, ConsoleState, Limiter, make_templ
 
 
 def install(
-    app: FastAPI, *, policy_dir: Path, engine: Engine, admin_token: bytes, login_limiter: Limiter
+    app: FastAPI,
+    *,
+    policy_dir: Path,
+    engine: Engine,
+    admin_token: bytes,
+    login_limiter: Limiter,
+    stale_after: dt.timedelta,
 ) -> None:
     """Serve the console under /console on `app`: the policy set in `policy_dir`, the store behind
-    `engine`, signed in with `admin_token` at most as often as `login_limiter` allows."""
+    `engine`, signed in with `admin_token` at most as often as `login_limiter` allows; devices
+    behind the newest revision for longer than `stale_after` are shown as stale."""
     console = ConsoleState(
         policy_dir=policy_dir,
         engine=engine,
@@ -42,6 +50,7 @@ def install(
         login_limiter=login_limiter,
         signer=SessionSigner(admin_token),
         templates=make_templates(),
+        stale_after=stale_after,
     )
     app.state.console = console
     app.include_router(actions.router)

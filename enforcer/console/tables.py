@@ -26,13 +26,14 @@ class Column:
     key: str
     label: str
     kind: str = "text"
-    """text, number, bytes, time, risk, level, severity or tag: decides alignment and formatting."""
+    """text, number, bytes, duration (seconds), time, risk, level, severity or tag: decides
+    alignment and formatting."""
     link: Callable[[dict[str, Any]], str] | None = None
     sortable: bool = True
 
     @property
     def numeric(self) -> bool:
-        return self.kind in ("number", "bytes", "risk")
+        return self.kind in ("number", "bytes", "duration", "risk")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class ConsoleState:
     login_limiter: Limiter
     signer: SessionSigner
     templates: Jinja2Templates
+    stale_after: dt.timedelta
+    """How long a device may lack the newest revision before it is shown as stale."""
     reports: ReportCache = field(default_factory=ReportCache)
     _catalog_key: str = ""
     _catalog: Catalog | None = None
@@ -116,6 +118,19 @@ def when(value: Any) -> str:
     return text[:16].replace("T", " ")
 
 
+def duration(seconds: Any) -> str:
+    """Seconds as a short duration ('850 ms', '42 s', '12 min', '3 h', '5 d'), or a dash."""
+    if seconds is None or seconds == "":
+        return "—"
+    value = max(0.0, float(seconds))
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= size:
+            return f"{value / size:.0f} {unit}"
+    return f"{value:.0f} s"
+
+
 def risk_class(score: Any) -> str:
     """CSS class of a risk score (0-10) or a risk level word."""
     if score is None or score == "":
@@ -135,8 +150,9 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
     env.filters.update(
-        seg=segment, bytes=human_bytes, number=number, when=when, risk_class=risk_class
-    )
+        seg=segment, bytes=human_bytes, number=number, when=when, risk_class=risk_class,
+        duration=duration,
+    )  # fmt: skip
     env.globals.update(prefix=PREFIX, ranges=RANGES)
     return templates
 

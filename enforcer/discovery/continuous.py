@@ -3,6 +3,14 @@
 The daemon runs `process_events` on a schedule; it reads the events after its cursor, rolls them
 up like uploaded logs and raises an alert for each hit on an indicator with generateAlert, then
 moves the cursor, all in one transaction, so each event is counted once even after a crash.
+
+A device's events are rolled up under the hostname the device last reported (at enrolment or
+with ``PUT /api/v1/devices/self``), the name uploaded logs give the same machine (a firewall's
+source hostname, a proxy's device name): a hostname seen from a shim and in logs is one machine
+in the reports. The device's record is used rather than each event's own hostname field, so one
+device names one machine at a time. A device without a hostname is named by its id. The enrolled
+device ids behind a machine name are listed on its report
+(`enforcer.discovery.reports.machine_report`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.models import EventAction
 from enforcer.store.alerts import alerting_severities, insert_alerts
+from enforcer.store.devices import hostnames_of
 from enforcer.store.events import ROLLUP_CURSOR, events_after, read_cursor, write_cursor
 from enforcer.store.rollups import merge_rollup_in
 
@@ -35,6 +44,7 @@ def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> 
         rows = events_after(conn, last_id=last, limit=batch)
         if not rows:
             return 0
+        machines = hostnames_of(conn, {r.device_id for r in rows})
         aggregator = Aggregator(Attributor(catalog), max_keys=len(rows) + 1)
         aggregator.add_all(
             Record(
@@ -42,7 +52,7 @@ def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> 
                 host=r.domain,
                 src_ip=r.local_ip,
                 user=r.user,
-                device=r.device_id,
+                device=machines.get(r.device_id, r.device_id),
                 dest_ip=r.dest_ip,
                 dest_port=r.dest_port,
                 bytes_up=r.bytes_up,

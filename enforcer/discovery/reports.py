@@ -6,6 +6,10 @@ Each report is a list of plain dicts (the same rows for the CLI table, CSV, JSON
 machines or users needs per-row figures (risk, last user, device and app counts): `device_risks`,
 `last_users` and `user_counts` read them for a whole page in one query each (primary-key lookups)
 instead of one range scan per row.
+
+A machine is named by its hostname; the enrolled devices behind a name (`machine_devices`) give
+its OS, groups, the revision it applied and its time to enforce (`enrolment_columns`). The
+programs behind an app's or a machine's traffic (`top_processes`) come from the raw events.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from sqlalchemy import Connection
 
 from enforcer.catalog import Catalog
 from enforcer.discovery.device_risk import DeviceAppDay, DeviceRisk, device_risk
+from enforcer.store.devices import DeviceStatus, list_devices
 from enforcer.store.encoding import day_of, from_bytes, ordinals_in
 from enforcer.store.entities import entity_names, entity_ordinal
 from enforcer.store.indicators import read_app_tags
+from enforcer.store.processes import top_processes as read_top_processes
 from enforcer.store.queries import (
+    Totals,
+    app_members,
     app_usage,
     device_app_days,
     device_app_history,
@@ -82,6 +90,48 @@ def apps_report(
             }
         )
     return sorted(rows, key=lambda r: (-r["traffic"], r["app"]))
+
+
+def app_report(
+    conn: Connection, catalog: Catalog, app_id: str, first_day: int, last_day: int
+) -> dict[str, Any]:
+    """One app: its usage in the range, the machines and users that reached it, and the
+    programs that made its traffic (`top_processes`)."""
+    app = catalog.apps.get(app_id)
+    usage = app_usage(conn, first_day, last_day, app_ids=[app_id]).get(app_id)
+    if app is None and usage is None:
+        raise NotFoundError(f"no catalog app and no discovery data for app {app_id!r}")
+    devices, users = app_member_names(conn, app_id, first_day, last_day)
+    t = usage or Totals()
+    return {
+        "app": app_id,
+        "name": app.name if app else app_id,
+        "category": app.category if app else "",
+        "risk": app.score if app else None,
+        "tag": _tags(conn).get(app_id, ""),
+        "transactions": t.transactions,
+        "upload": t.bytes_up,
+        "download": t.bytes_down,
+        "blocked": t.blocked,
+        "firstSeen": _iso(t.first_seen),
+        "lastSeen": _iso(t.last_seen),
+        "machines": devices,
+        "users": users,
+        "topProcesses": top_processes(conn, first_day, last_day, app_id=app_id),
+    }
+
+
+def app_member_names(
+    conn: Connection, app_id: str, first_day: int, last_day: int, limit: int = 200
+) -> tuple[list[str], list[str]]:
+    """Names of the machines and users that reached an app (OR of the day bitsets), sorted; at
+    most `limit` of each."""
+    devices, users = app_members(conn, app_id=app_id, first_day=first_day, last_day=last_day)
+    names = []
+    for kind, bits in (("device", devices), ("user", users)):
+        found = entity_names(conn, kind, ordinals_in(bits)[:limit])
+        names.append(sorted(found.values()))
+    return names[0], names[1]
 
 
 def domains_report(conn: Connection, first_day: int, last_day: int) -> list[dict[str, Any]]:
@@ -153,16 +203,94 @@ def last_users(conn: Connection, devices: Sequence[int], first: int, last: int) 
     return {d: names.get(o, "") for d, (_, o) in latest.items()}
 
 
+def machine_devices(
+    conn: Connection,
+    names: Sequence[str],
+    *,
+    stale_after: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> dict[str, list[DeviceStatus]]:
+    """The enrolled devices behind each machine name: those that report it as their hostname,
+    or whose id it is (a device without a hostname is named by its id)."""
+    found: dict[str, list[DeviceStatus]] = {name: [] for name in names}
+    unique = list(found)
+    for start in range(0, len(unique), 500):
+        for status in list_devices(
+            conn, stale_after=stale_after, now=now, machines=unique[start : start + 500],
+            limit=100_000,
+        ):  # fmt: skip
+            d = status.device
+            for key in dict.fromkeys((d.hostname, d.device_id)):
+                if key in found:
+                    found[key].append(status)
+    return found
+
+
+def enrolment_columns(statuses: Sequence[DeviceStatus]) -> dict[str, Any]:
+    """A machine's enrolment columns, from its most recently seen device (empty for a machine
+    known only from uploaded logs): OS, groups, applied revision, time to enforce, stale."""
+    if not statuses:
+        return {
+            "os": "", "groups": [], "appliedRevision": None, "timeToEnforce": None,
+            "stale": None,
+        }  # fmt: skip
+    latest = max(statuses, key=lambda s: s.device.last_seen).as_json()
+    return {
+        "os": f"{latest['os']} {latest['osVersion']}".strip(),
+        "groups": latest["groups"],
+        "appliedRevision": latest["appliedRevision"],
+        "timeToEnforce": latest["timeToEnforce"],
+        "stale": latest["stale"],
+    }
+
+
+def _day_bounds(first_day: int, last_day: int) -> tuple[dt.datetime, dt.datetime]:
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return epoch + dt.timedelta(days=first_day), epoch + dt.timedelta(days=last_day + 1)
+
+
+def top_processes(
+    conn: Connection,
+    first_day: int,
+    last_day: int,
+    *,
+    app_id: str | None = None,
+    device_ids: Sequence[str] | None = None,
+    limit: int = 10,
+) -> list[dict[str, Any]]:
+    """The programs with the most requests to an app, or on some devices, in the range (from
+    intercepted traffic: only its events name their process)."""
+    start, end = _day_bounds(first_day, last_day)
+    rows = read_top_processes(
+        conn, start=start, end=end, app_id=app_id, device_ids=device_ids, limit=limit
+    )
+    return [
+        {
+            "process": p.process_name,
+            "path": p.process_path,
+            "requests": p.requests,
+            "traffic": p.bytes_up + p.bytes_down,
+            "upload": p.bytes_up,
+            "download": p.bytes_down,
+            "devices": p.devices,
+            "users": p.users,
+            "lastSeen": p.last_seen.isoformat(timespec="seconds"),
+        }
+        for p in rows
+    ]
+
+
 def machines_report(
     conn: Connection,
     catalog: Catalog,
     first_day: int,
     last_day: int,
     *,
+    stale_after: dt.timedelta,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Machines by traffic; risk level and last user for the page shown."""
+    """Machines by traffic; risk level, last user and enrolment columns for the page shown."""
     names = entity_names(conn, "device")
     usage = sorted(
         device_usage(conn, first_day, last_day),
@@ -172,13 +300,16 @@ def machines_report(
     ordinals = [r["device"] for r in page]
     risks = device_risks(conn, catalog, ordinals, last_day, unsanctioned_apps(conn))
     users = last_users(conn, ordinals, first_day, last_day)
+    shown = [names.get(r["device"], str(r["device"])) for r in page]
+    enrolled = machine_devices(conn, shown, stale_after=stale_after)
     out = []
-    for r in page:
+    for name, r in zip(shown, page, strict=True):
         out.append(
             {
-                "device": names.get(r["device"], str(r["device"])),
+                "device": name,
                 "riskLevel": risks[r["device"]].level.value,
                 "lastUser": users.get(r["device"], ""),
+                **enrolment_columns(enrolled[name]),
                 "transactions": int(r["transactions"]),
                 "traffic": int(r["bytes_up"] + r["bytes_down"]),
                 "upload": int(r["bytes_up"]),
@@ -196,17 +327,31 @@ class NotFoundError(LookupError):
 
 
 def machine_report(
-    conn: Connection, catalog: Catalog, name: str, first_day: int, last_day: int
+    conn: Connection,
+    catalog: Catalog,
+    name: str,
+    first_day: int,
+    last_day: int,
+    *,
+    stale_after: dt.timedelta,
 ) -> dict[str, Any]:
-    """One machine: overview (with its risk explained), discovered apps, user and IP history."""
+    """One machine: overview (with its risk explained), its enrolled devices, discovered apps,
+    top processes, user and IP history. A machine is known from discovery data or enrolment."""
+    enrolled = machine_devices(conn, [name], stale_after=stale_after)[name]
     device = entity_ordinal(conn, "device", name)
-    if device is None:
+    if device is None and not enrolled:
         raise NotFoundError(f"no discovery data for machine {name!r}")
-    found = device_usage(conn, first_day, last_day, device=device)
+    found = device_usage(conn, first_day, last_day, device=device) if device is not None else []
     totals = found[0] if found else None
-    risk = device_risks(conn, catalog, [device], last_day, unsanctioned_apps(conn))[device]
+    if device is not None:
+        risk = device_risks(conn, catalog, [device], last_day, unsanctioned_apps(conn))[device]
+    else:  # enrolled, but no traffic rolled up yet
+        risk = device_risk(
+            [], recent_from=last_day, app_scores={}, unsanctioned=set(), blocked_recent=0
+        )
+    device_ids = sorted({s.device.device_id for s in enrolled} | {name})
     apps: dict[str, dict[str, Any]] = {}
-    for r in device_app_days(conn, first_day, last_day, device=device):
+    for r in device_app_days(conn, first_day, last_day, device=device) if device else ():
         a = apps.setdefault(
             r.app_id,
             {
@@ -225,7 +370,7 @@ def machine_report(
         a["last"] = max(a["last"], r.last_seen)
     users_seen: dict[int, list[int]] = {}
     ips_seen: dict[int, list[int]] = {}
-    for row in device_days(conn, device, first_day, last_day):
+    for row in device_days(conn, device, first_day, last_day) if device is not None else ():
         for o in ordinals_in(from_bytes(row.users)):
             users_seen.setdefault(o, [row.day, row.day])[1] = row.day
         for o in ordinals_in(from_bytes(row.ips)):
@@ -234,6 +379,8 @@ def machine_report(
     ip_names = entity_names(conn, "ip", ips_seen)
     return {
         "device": name,
+        **enrolment_columns(enrolled),
+        "enrolledDevices": [s.as_json() for s in enrolled],
         "riskLevel": risk.level.value,
         "riskScore": risk.score,
         "riskReasons": list(risk.reasons),
@@ -255,6 +402,7 @@ def machine_report(
             ),
             key=lambda a: -(a["upload"] + a["download"]),
         ),
+        "topProcesses": top_processes(conn, first_day, last_day, device_ids=device_ids),
         "users": [
             {"user": user_names.get(o, ""), "firstSeen": _day(f), "lastSeen": _day(la)}
             for o, (f, la) in sorted(users_seen.items(), key=lambda x: -x[1][1])

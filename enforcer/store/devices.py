@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,33 @@ class DeviceStatus:
         if applied is None or self.revision_created_at is None:
             return None
         return max(dt.timedelta(0), applied - self.revision_created_at)
+
+    def as_json(self) -> dict[str, Any]:
+        """The device as administrators see it, JSON-ready (camelCase; never its token).
+
+        The one mapping of a device to its public form: the API's `DevicePublic`, the CLI and
+        the machine report all print this.
+        """
+        d = self.device
+        took = self.time_to_enforce
+        return {
+            "deviceId": d.device_id,
+            "hostname": d.hostname,
+            "os": d.os,
+            "osVersion": d.os_version,
+            "agentVersion": d.agent_version,
+            "user": d.user,
+            "localIps": list(d.local_ips),
+            "groups": list(d.groups),
+            "enrolledAt": d.enrolled_at.isoformat(),
+            "lastSeen": d.last_seen.isoformat(),
+            "identityUpdatedAt": _iso(d.identity_updated_at),
+            "appliedRevision": d.applied_revision,
+            "appliedAt": _iso(d.applied_at),
+            "timeToEnforce": None if took is None else took.total_seconds(),
+            "behindSince": _iso(self.behind_since),
+            "stale": self.stale,
+        }
 
 
 def new_token() -> str:
@@ -225,7 +252,7 @@ def _stale(cutoff: dt.datetime) -> ColumnElement[bool]:
 
 
 def _filters(
-    *, search: str | None, hostnames: Sequence[str] | None, stale_cutoff: dt.datetime | None
+    *, search: str | None, machines: Sequence[str] | None, stale_cutoff: dt.datetime | None
 ) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if search:
@@ -236,8 +263,11 @@ def _filters(
                 func.lower(DEVICE.c.device_id).like(pattern),
             )
         )
-    if hostnames is not None:
-        where.append(DEVICE.c.hostname.in_(list(hostnames)) if hostnames else false())
+    if machines is not None:
+        names = list(machines)
+        where.append(
+            or_(DEVICE.c.hostname.in_(names), DEVICE.c.device_id.in_(names)) if names else false()
+        )
     if stale_cutoff is not None:
         where.append(_stale(stale_cutoff))
     return where
@@ -249,15 +279,16 @@ def list_devices(
     stale_after: dt.timedelta,
     now: dt.datetime | None = None,
     search: str | None = None,
-    hostnames: Sequence[str] | None = None,
+    machines: Sequence[str] | None = None,
     stale_only: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[DeviceStatus]:
     """Enrolled devices in hostname order, with where each stands against the revisions.
 
-    `search` matches part of the hostname or the device id (any case); `hostnames`, exact
-    hostnames; `stale_only` keeps the devices behind for longer than `stale_after`.
+    `search` matches part of the hostname or the device id (any case); `machines` keeps the
+    devices whose hostname or id is one of its names (the discovery reports' machine names);
+    `stale_only` keeps the devices behind for longer than `stale_after`.
     """
     cutoff = (now or utcnow()) - stale_after
     applied_created = (
@@ -271,9 +302,7 @@ def list_devices(
             case((_stale(cutoff), True), else_=False).label("stale"),
         )
         .where(
-            *_filters(
-                search=search, hostnames=hostnames, stale_cutoff=cutoff if stale_only else None
-            )
+            *_filters(search=search, machines=machines, stale_cutoff=cutoff if stale_only else None)
         )
         .order_by(DEVICE.c.hostname, DEVICE.c.device_id)
         .limit(limit)
@@ -311,8 +340,20 @@ def count_devices(
             raise ValueError("stale_only needs stale_after")
         cutoff = (now or utcnow()) - stale_after
     query = select(func.count()).select_from(DEVICE)
-    query = query.where(*_filters(search=search, hostnames=None, stale_cutoff=cutoff))
+    query = query.where(*_filters(search=search, machines=None, stale_cutoff=cutoff))
     return int(conn.execute(query).scalar_one())
+
+
+def hostnames_of(conn: Connection, device_ids: Collection[str]) -> dict[str, str]:
+    """The hostname each of these devices last reported (devices without one are left out)."""
+    ids = list(device_ids)
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        query = select(DEVICE.c.device_id, DEVICE.c.hostname).where(
+            DEVICE.c.device_id.in_(ids[start : start + 500]), DEVICE.c.hostname != ""
+        )
+        found.update((device_id, hostname) for device_id, hostname in conn.execute(query))
+    return found
 
 
 def touch_device(engine: Engine, device_id: str, now: dt.datetime | None = None) -> bool:
@@ -356,6 +397,10 @@ def _maybe_aware(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else _aware(value)
 
 
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 __all__ = [
     "LAST_SEEN_INTERVAL",
     "Device",
@@ -365,6 +410,7 @@ __all__ = [
     "enroll_device",
     "get_device",
     "hash_token",
+    "hostnames_of",
     "list_devices",
     "new_token",
     "record_applied",

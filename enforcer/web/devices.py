@@ -47,27 +47,8 @@ class DevicePublic(BaseModel):
 
     @classmethod
     def of(cls, status: DeviceStatus) -> DevicePublic:
-        """The public view of a stored device."""
-        device = status.device
-        took = status.time_to_enforce
-        return cls(
-            device_id=device.device_id,
-            hostname=device.hostname,
-            os=device.os,
-            os_version=device.os_version,
-            agent_version=device.agent_version,
-            user=device.user,
-            local_ips=list(device.local_ips),
-            groups=list(device.groups),
-            enrolled_at=device.enrolled_at,
-            last_seen=device.last_seen,
-            identity_updated_at=device.identity_updated_at,
-            applied_revision=device.applied_revision,
-            applied_at=device.applied_at,
-            time_to_enforce=None if took is None else took.total_seconds(),
-            behind_since=status.behind_since,
-            stale=status.stale,
-        )
+        """The public view of a stored device (`DeviceStatus.as_json`, validated here)."""
+        return cls.model_validate(status.as_json())
 
 
 class DeviceList(BaseModel):

@@ -92,13 +92,13 @@ def test_record_applied_writes_once_per_revision(engine: Engine) -> None:
     assert record_applied(engine, "d1", 4, now=NOW + TEN_MINUTES)
 
 
-def test_search_by_hostname_or_id(engine: Engine) -> None:
+def test_search_by_hostname_or_id_and_by_machine_name(engine: Engine) -> None:
     _enrol(engine, "id-1", "Alice-Laptop")
     _enrol(engine, "id-2", "bob-desktop")
     assert set(_status(engine, search="laptop")) == {"id-1"}
     assert set(_status(engine, search="ID-2")) == {"id-2"}
-    assert set(_status(engine, hostnames=["bob-desktop"])) == {"id-2"}
-    assert _status(engine, hostnames=[]) == {}
+    assert set(_status(engine, machines=["bob-desktop", "id-1"])) == {"id-1", "id-2"}
+    assert _status(engine, machines=[]) == {}
 
 
 def test_unchanged_facts_write_nothing(engine: Engine) -> None:

@@ -36,6 +36,10 @@ def _days(since: str) -> int:
     return max(1, n if match.group(2) == "d" else -(-n // 24))
 
 
+def _stale_after(ctx: Ctx) -> dt.timedelta:
+    return dt.timedelta(seconds=ctx.settings.stale_after)
+
+
 def _answer(rows: list[dict[str, Any]] | dict[str, Any], fmt: str) -> Any:
     if fmt == "csv":
         listed = rows if isinstance(rows, list) else [rows]
@@ -52,6 +56,23 @@ async def apps(ctx: Ctx, _: Admin, since: str = Since, format: Literal["json", "
             return reports.apps_report(conn, load_catalog(), first, last)
 
     return _answer(await run_in_threadpool(run), format)
+
+
+@router.get(
+    "/apps/{app_id}",
+    summary="One app: usage, the machines and users that reached it, top processes",
+)
+async def app_detail(ctx: Ctx, _: Admin, app_id: str, since: str = Since) -> Any:
+    first, last = reports.day_range(_days(since))
+
+    def run() -> dict[str, Any]:
+        with ctx.engine.connect() as conn:
+            return reports.app_report(conn, load_catalog(), app_id, first, last)
+
+    try:
+        return await run_in_threadpool(run)
+    except reports.NotFoundError as exc:
+        raise fail(404, str(exc)) from exc
 
 
 @router.get("/domains", summary="Unrecognised domains, by traffic")
@@ -81,19 +102,26 @@ async def machines(
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
             return reports.machines_report(
-                conn, load_catalog(), first, last, limit=top, offset=skip
-            )
+                conn, load_catalog(), first, last, stale_after=_stale_after(ctx), limit=top,
+                offset=skip,
+            )  # fmt: skip
 
     return _answer(await run_in_threadpool(run), format)
 
 
-@router.get("/machines/{device}", summary="One machine: risk explained, apps, users, IP addresses")
+@router.get(
+    "/machines/{device}",
+    summary="One machine (by hostname): risk explained, enrolled devices, apps, top processes, "
+    "users, IP addresses",
+)
 async def machine(ctx: Ctx, _: Admin, device: str, since: str = Since) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
-            return reports.machine_report(conn, load_catalog(), device, first, last)
+            return reports.machine_report(
+                conn, load_catalog(), device, first, last, stale_after=_stale_after(ctx)
+            )
 
     try:
         return await run_in_threadpool(run)

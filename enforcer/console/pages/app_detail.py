@@ -1,21 +1,18 @@
 """One app (``/console/apps/{app_id}``): its catalog entry and risk reasons, its usage in the
-range, the devices and users that reached it, and its tags."""
+range, the devices and users that reached it, the programs that made its traffic, and its tags."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection
 
 from enforcer.catalog.risk import explain_risk
 from enforcer.console import governance as gov
 from enforcer.console.pages.cached import catalog, connect
 from enforcer.console.web import PREFIX, SignedIn, days_param, missing, render, state
-from enforcer.discovery.reports import day_range
-from enforcer.store.encoding import ordinals_in
-from enforcer.store.entities import entity_names
+from enforcer.discovery.reports import app_member_names, day_range, top_processes
 from enforcer.store.indicators import read_app_tags
-from enforcer.store.queries import app_members, app_usage
+from enforcer.store.queries import app_usage
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -27,7 +24,8 @@ def app_page(request: Request, app_id: str, session: SignedIn) -> Response:
     app = catalog(request).apps.get(app_id)
     with connect(request) as conn:
         usage = app_usage(conn, first, last, app_ids=[app_id]).get(app_id)
-        devices, users = _app_members(conn, app_id, first, last)
+        devices, users = app_member_names(conn, app_id, first, last)
+        processes = top_processes(conn, first, last, app_id=app_id)
         tags = [
             (scope or "all devices", tag, origin)
             for a, scope, tag, origin in read_app_tags(conn)
@@ -48,18 +46,7 @@ def app_page(request: Request, app_id: str, session: SignedIn) -> Response:
         attributes=app.risk.model_dump() if app else {},
         devices=devices,
         users=users,
+        processes=processes,
         tags=tags,
         console_tag=gov.console_tag(state(request).policy_dir, app_id),
     )
-
-
-def _app_members(
-    conn: Connection, app_id: str, first: int, last: int, limit: int = 200
-) -> tuple[list[str], list[str]]:
-    """Names of the devices and users that reached an app (OR of the day bitsets)."""
-    devices, users = app_members(conn, app_id=app_id, first_day=first, last_day=last)
-    names = []
-    for kind, bits in (("device", devices), ("user", users)):
-        found = entity_names(conn, kind, ordinals_in(bits)[:limit])
-        names.append(sorted(found.values()))
-    return names[0], names[1]

@@ -1,5 +1,6 @@
-"""One machine (``/console/machines/{name}``): its risk and overview, and tabs listing its
-discovered apps, user history and IP address history."""
+"""One machine (``/console/machines/{name}``, by hostname): its risk and overview with its enrolled
+devices (id, OS, agent, groups, applied revision, time to enforce, stale), and tabs listing its
+discovered apps, top processes, user history and IP address history."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from enforcer.console import tables as t
 from enforcer.console.pages.cached import catalog
 from enforcer.console.pages.links import app_link, user_link
 from enforcer.console.pages.listing import find_report
-from enforcer.console.web import PREFIX, SignedIn, days_param, missing, render
+from enforcer.console.web import PREFIX, SignedIn, days_param, missing, render, state
 from enforcer.discovery import reports
 from enforcer.discovery.reports import day_range
 
@@ -19,6 +20,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 MACHINE_TABS = {
     "overview": "Overview",
     "apps": "Discovered apps",
+    "processes": "Top processes",
     "users": "User history",
     "ips": "IP address history",
 }
@@ -29,6 +31,15 @@ TAB_COLUMNS = {
         t.Column("upload", "Upload", "bytes"),
         t.Column("download", "Download", "bytes"),
         t.Column("firstSeen", "First seen", "time"),
+        t.Column("lastSeen", "Last seen", "time"),
+    ),
+    "processes": (
+        t.Column("process", "Process"),
+        t.Column("path", "Path"),
+        t.Column("requests", "Requests", "number"),
+        t.Column("upload", "Upload", "bytes"),
+        t.Column("download", "Download", "bytes"),
+        t.Column("users", "Users", "number"),
         t.Column("lastSeen", "Last seen", "time"),
     ),
     "users": (
@@ -42,8 +53,8 @@ TAB_COLUMNS = {
         t.Column("lastSeen", "Last seen", "time"),
     ),
 }
-TAB_ROWS = {"apps": "apps", "users": "users", "ips": "ipAddresses"}
-TAB_SORT = {"apps": "-upload", "users": "-lastSeen", "ips": "-lastSeen"}
+TAB_ROWS = {"apps": "apps", "processes": "topProcesses", "users": "users", "ips": "ipAddresses"}
+TAB_SORT = {"apps": "-upload", "processes": "-requests", "users": "-lastSeen", "ips": "-lastSeen"}
 
 
 @router.get("/machines/{name:path}")
@@ -53,7 +64,11 @@ def machine_page(request: Request, name: str, session: SignedIn) -> Response:
     tab = request.query_params.get("tab", "overview")
     tab = tab if tab in MACHINE_TABS else "overview"
     known = catalog(request)
-    report = find_report(request, lambda c: reports.machine_report(c, known, name, first, last))
+    after = state(request).stale_after
+    report = find_report(
+        request,
+        lambda c: reports.machine_report(c, known, name, first, last, stale_after=after),
+    )
     if report is None:
         return missing(request, session, f"machine {name!r}")
     table = None

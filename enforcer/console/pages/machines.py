@@ -1,5 +1,6 @@
-"""Machines (``/console/machines``): every device seen in the range, with the risk level and last
-user computed for the rows shown."""
+"""Machines (``/console/machines``): every machine seen in the range, by hostname (searchable),
+with the risk level, last user and, for machines with an enrolled device, its OS, groups, last
+applied revision, time to enforce and whether it is stale, computed for the rows shown."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from enforcer.console.pages.listing import (
     TRAFFIC_COLUMNS,
     Listing,
 )
-from enforcer.console.web import PREFIX, SignedIn
+from enforcer.console.web import PREFIX, SignedIn, state
 from enforcer.discovery import reports
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -26,6 +27,11 @@ MACHINE_COLUMNS = (
     t.Column("device", "Device", link=machine_link()),
     t.Column("riskLevel", "Risk level", "level", sortable=False),
     t.Column("lastUser", "Last user", link=user_link("lastUser"), sortable=False),
+    t.Column("os", "OS", sortable=False),
+    t.Column("groups", "Groups", sortable=False),
+    t.Column("appliedRevision", "Revision", "number", sortable=False),
+    t.Column("timeToEnforce", "Time to enforce", "duration", sortable=False),
+    t.Column("enforcement", "Enforcement", sortable=False),
     *TRAFFIC_COLUMNS,
     LAST_SEEN_COLUMN,
 )
@@ -39,25 +45,43 @@ def machines(request: Request, session: SignedIn) -> Response:
 def _risk_and_last_user(
     request: Request, rows: list[dict[str, Any]], first: int, last: int
 ) -> None:
-    """Each row's risk level and last user; cached like the range-wide reads."""
+    """Each row's risk level, last user and enrolment columns; cached like the range-wide reads."""
     ordinals = tuple(r["ordinal"] for r in rows)
+    names = {r["ordinal"]: r["device"] for r in rows}
     known = catalog(request)
+    stale_after = state(request).stale_after
 
-    def read(conn: Connection, first: int, last: int) -> dict[int, tuple[str, str]]:
+    def read(conn: Connection, first: int, last: int) -> dict[int, dict[str, Any]]:
         unsanctioned = reports.unsanctioned_apps(conn)
         risks = reports.device_risks(conn, known, ordinals, last, unsanctioned)
         users = reports.last_users(conn, ordinals, first, last)
-        return {o: (risks[o].level.value, users.get(o, "")) for o in ordinals}
+        enrolled = reports.machine_devices(conn, list(names.values()), stale_after=stale_after)
+        return {
+            o: {
+                "riskLevel": risks[o].level.value,
+                "lastUser": users.get(o, ""),
+                **_enrolment(reports.enrolment_columns(enrolled[names[o]])),
+            }
+            for o in ordinals
+        }
 
     found = cached(request, ("machines", ordinals), first, last, read)
     for r in rows:
-        r["riskLevel"], r["lastUser"] = found[r["ordinal"]]
+        r.update(found[r["ordinal"]])
+
+
+def _enrolment(columns: dict[str, Any]) -> dict[str, Any]:
+    """The enrolment columns as the table shows them (groups joined, stale as a word)."""
+    stale = columns.pop("stale")
+    columns["groups"] = ", ".join(columns["groups"])
+    columns["enforcement"] = "" if stale is None else "stale" if stale else "current"
+    return columns
 
 
 MACHINES = Listing(
     section="machines",
     heading="Machines",
-    search_label="Device name",
+    search_label="Hostname",
     key="device",
     report="devices",
     totals=reports.device_totals,
