@@ -77,5 +77,9 @@ class StalePlanError(PermanentError):
         )
 
 
+class SavedPlanMismatchError(PermanentError):
+    """A saved plan that is not what the policy set gives against the store now."""
+
+
 class StoreUnavailableError(TemporaryError):
     """The indicator store cannot be reached."""

@@ -68,8 +68,9 @@ def plan(
         typer.echo(RENDERERS[chosen.value](the_plan))
     if out is not None:
         from enforcer.plan.planfile import write_plan_file
+        from enforcer.store.plan_key import plan_key
 
-        write_plan_file(out, the_plan)
+        write_plan_file(out, the_plan, plan_key(store()))
         if chosen is Format.text:
             typer.echo(f"\nSaved the plan to {out}. Apply exactly it with: enforcer apply {out}")
     if detailed_exitcode:
@@ -86,11 +87,11 @@ def _render_error_and_exit() -> None:
     raise typer.Exit(1)
 
 
-def _read_plan_file(path: Path) -> Plan:
+def _read_plan_file(path: Path, key: bytes) -> Plan:
     from enforcer.plan.planfile import read_plan_file
 
     try:
-        return read_plan_file(path)
+        return read_plan_file(path, key)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"{path}: {exc}", param_hint="PLANFILE") from exc
 
@@ -102,15 +103,19 @@ def apply(
 ) -> None:
     """Apply the policy set (or a saved plan) to the store, in one transaction."""
     from enforcer.pipeline.run import apply as apply_plan
-    from enforcer.pipeline.run import load_desired, make_plan
+    from enforcer.pipeline.run import check_saved_plan, load_desired, make_plan
     from enforcer.plan.render import render_text
+    from enforcer.store.plan_key import plan_key
 
     engine = store()
-    the_plan = (
-        _read_plan_file(planfile)
-        if planfile
-        else make_plan(engine, load_desired(policy_dir(policies)))
-    )
+    desired = load_desired(policy_dir(policies))
+    if planfile:
+        # A saved plan is applied only if this store signed it and it is still exactly what
+        # its policy set gives (a hand-edited change would otherwise be applied, then hidden).
+        the_plan = _read_plan_file(planfile, plan_key(engine))
+        check_saved_plan(engine, the_plan, desired)
+    else:
+        the_plan = make_plan(engine, desired)
     typer.echo(render_text(the_plan, color=sys.stdout.isatty()))
     if not the_plan.has_changes:
         # Still record tags and device groups (they are not part of the revision feed).

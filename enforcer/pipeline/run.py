@@ -18,7 +18,7 @@ from enforcer.catalog import Catalog, load_catalog
 from enforcer.config import Settings
 from enforcer.decide.expand import DesiredState, expand
 from enforcer.decide.reconcile import reconcile
-from enforcer.errors import EnforcerError, StalePlanError, TemporaryError
+from enforcer.errors import EnforcerError, SavedPlanMismatchError, StalePlanError, TemporaryError
 from enforcer.gcpause import paused_gc
 from enforcer.models import ALL_DEVICES, Indicator
 from enforcer.plan.digest import digest_indicators
@@ -78,6 +78,37 @@ def make_plan(engine: Engine, desired: DesiredState, *, impact_preview: bool = T
                 impact={a: found.get(a, {"requests": 0, "users": 0, "devices": 0}) for a in apps},
             )
     return plan
+
+
+def check_saved_plan(engine: Engine, saved: Plan, desired: DesiredState) -> None:
+    """Refuse (SavedPlanMismatchError) a saved plan whose changes are not exactly those that the
+    policy set it records gives against the store now.
+
+    The policy set must be the one the plan was made from (same digest), and planning it again
+    must give the same changes: so a change edited in the file, or a plan whose exceptions
+    expired meanwhile, is never applied.
+    """
+    if saved.policy_digest != desired.policy_digest:
+        raise SavedPlanMismatchError(
+            f"the plan was made from another policy set (digest {saved.policy_digest[:12]}, "
+            f"the policy set is now {desired.policy_digest[:12]}); run `enforcer plan` again"
+        )
+    fresh = make_plan(engine, desired, impact_preview=False)
+    if fresh.base_revision != saved.base_revision:
+        raise StalePlanError(saved.base_revision, fresh.base_revision)
+
+    def effect(plan: Plan) -> set[tuple[tuple[str, str], object, object, object]]:
+        return {(c.key, c.action, c.before, c.after) for c in plan.changes}
+
+    differ = effect(saved) ^ effect(fresh)
+    if differ:
+        keys = sorted({key[1] for key, *_ in differ})
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise SavedPlanMismatchError(
+            f"the plan's changes differ from what its policy set gives against the store now "
+            f"({len(keys)} indicator{'s' if len(keys) != 1 else ''}: {shown}); "
+            "run `enforcer plan` again"
+        )
 
 
 def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:

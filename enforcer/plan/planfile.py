@@ -2,12 +2,17 @@
 
 Indicators appear in the Defender field names (`enforcer.wire.indicators`). A file is untrusted
 input: `plan_from_dict` raises ValueError naming the bad field for anything malformed, never a
-KeyError or TypeError from deep inside.
+KeyError or TypeError from deep inside. A file is signed (``"mac"``: HMAC-SHA256 with the store's
+plan-file key, `enforcer.store.plan_key`, over the rest of the content in canonical JSON), and
+`read_plan_file` given the key refuses (`PlanFileSignatureError`) a file without a valid signature:
+one made against another store, or edited by hand.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,9 +66,39 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     }
 
 
-def plan_to_json(plan: Plan) -> str:
-    """The plan file's text."""
-    return json.dumps(plan_to_dict(plan), indent=1, sort_keys=False)
+class PlanFileSignatureError(ValueError):
+    """A plan file whose signature is missing or does not match this store's key."""
+
+
+def plan_to_json(plan: Plan, key: bytes | None = None) -> str:
+    """The plan file's text, signed with `key` when given."""
+    data = plan_to_dict(plan)
+    if key is not None:
+        data["mac"] = _mac(data, key)
+    return json.dumps(data, indent=1, sort_keys=False)
+
+
+def _mac(data: Mapping[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of the content other than ``mac``, in a canonical JSON form."""
+    content = {k: v for k, v in data.items() if k != "mac"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_signature(data: object, key: bytes) -> None:
+    """Raise PlanFileSignatureError unless `data` (a parsed plan file) is signed with `key`."""
+    mac = data.get("mac") if isinstance(data, Mapping) else None
+    if not isinstance(mac, str):
+        raise PlanFileSignatureError(
+            "the plan file is not signed: only a plan saved by `enforcer plan --out` against "
+            "this store is applied"
+        )
+    assert isinstance(data, Mapping)
+    if not hmac.compare_digest(mac, _mac(data, key)):
+        raise PlanFileSignatureError(
+            "the plan file's signature does not match: it was made against another store, or "
+            "changed after `enforcer plan --out` saved it; run `enforcer plan --out` again"
+        )
 
 
 def plan_from_dict(data: Mapping[str, Any]) -> Plan:
@@ -119,14 +154,18 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         raise ValueError(f"malformed plan file: {exc!r}") from exc
 
 
-def write_plan_file(path: Path, plan: Plan) -> None:
-    """Save `plan` to `path`."""
-    path.write_text(plan_to_json(plan))
+def write_plan_file(path: Path, plan: Plan, key: bytes | None = None) -> None:
+    """Save `plan` to `path`, signed with `key` when given."""
+    path.write_text(plan_to_json(plan, key))
 
 
-def read_plan_file(path: Path) -> Plan:
-    """A plan saved by `write_plan_file`; OSError if unreadable, ValueError if malformed."""
-    return plan_from_dict(json.loads(path.read_text()))
+def read_plan_file(path: Path, key: bytes | None = None) -> Plan:
+    """A plan saved by `write_plan_file`; OSError if unreadable, ValueError if malformed, and
+    PlanFileSignatureError (a ValueError) if `key` is given and the signature is not its."""
+    data = json.loads(path.read_text())
+    if key is not None:
+        verify_signature(data, key)
+    return plan_from_dict(data)
 
 
 def _change_to_dict(change: Change) -> dict[str, Any]:

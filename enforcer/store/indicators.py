@@ -159,7 +159,7 @@ def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint =
             else:
                 write_change_log(conn, revision, POLICY, plan.changes)
             fail("change_log")
-            _write_digests(conn, plan.bucket_digests)
+            _write_digests(conn, _digests_of_rows(conn, plan))
             fail("digests")
         _write_app_state(conn, plan)
         fail("app_state")
@@ -241,6 +241,22 @@ def _write_changes(conn: Connection, changes: Sequence[Change], fail: FailPoint)
 
 def _signed(value: int) -> int:
     return value - _WRAP if value >= _SIGN else value
+
+
+def _digests_of_rows(conn: Connection, plan: Plan) -> dict[int, BucketDigest]:
+    """The digests of the buckets a plan wrote, computed from the rows the store now holds.
+
+    Never taken from the plan: a plan (a saved file, say) that does not say what it writes would
+    otherwise leave digests that hide the difference from every later plan. A first load into an
+    empty store wrote exactly its creates, so those are hashed without reading them back.
+    """
+    buckets = set(plan.bucket_digests) | {bucket_of(*c.key) for c in plan.changes}
+    if plan.base_revision == 0:
+        rows: Iterable[Indicator] = (c.after for c in plan.changes if c.after is not None)
+    else:
+        rows = policy_rows(conn, sorted(buckets))
+    found = digest_indicators(rows).buckets
+    return {b: found.get(b, BucketDigest(0, 0)) for b in buckets}
 
 
 def _write_digests(conn: Connection, digests: Mapping[int, BucketDigest]) -> None:
