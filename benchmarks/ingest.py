@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import random
 import statistics
 import tempfile
@@ -211,7 +212,9 @@ def rollup_queries(engine, catalog, args: argparse.Namespace, rnd: random.Random
         mtimes = []
         for _ in range(3):
             start = time.perf_counter()
-            machines_report(conn, catalog, first, last, limit=50)
+            machines_report(
+                conn, catalog, first, last, stale_after=dt.timedelta(minutes=10), limit=50
+            )
             mtimes.append(time.perf_counter() - start)
     print(
         f"  rollups: {args.days} days x {args.devices:,} devices x 20 apps/day seeded in {seeded:.1f} s"

@@ -59,7 +59,9 @@ def test_rollups_equal_a_direct_computation(engine: Engine, catalog: Catalog) ->
         apps = {r["app"]: r for r in apps_report(conn, catalog, first, last)}
         domains = {r["domain"]: r for r in domains_report(conn, first, last)}
         users = {r["user"]: r for r in users_report(conn, first, last)}
-        machine = machine_report(conn, catalog, "pc-3", first, last)
+        machine = machine_report(
+            conn, catalog, "pc-3", first, last, stale_after=dt.timedelta(minutes=10)
+        )
         alice = user_report(conn, "alice", first, last)
     expected: dict[str, dict] = {}
     for r in recs:
