@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from typer.testing import CliRunner
 
 from enforcer.cli import app
 from enforcer.models import EventAction
+from enforcer.shim.agent import Agent, AgentSettings
+from enforcer.shim.dns.answer import DnsSettings
 from enforcer.shim.proxy.frontend import ProxyFrontEnd
 from enforcer.shim.proxy.parent import ParentProxy
 from tests.shim.test_proxy import (  # noqa: F401 - fixtures used by name
@@ -233,3 +236,48 @@ def test_the_cli_refuses_a_bad_parent_url(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--parent-proxy" in result.output and "http://" in result.output
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("server", "via_parent"),
+    [("http://enforcer.test:8440", True), ("http://127.0.0.1:9", False)],
+)
+def test_the_sync_client_goes_through_the_parent_unless_the_server_is_local(
+    tmp_path: Path, server: str, via_parent: bool
+) -> None:
+    heads: list[str] = []
+
+    async def parent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            heads.append((await reader.readuntil(b"\r\n\r\n")).decode("latin-1"))
+            writer.write(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        listener = await asyncio.start_server(parent, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        settings = AgentSettings(
+            server=server,
+            enroll_secret="s" * 32,
+            state_dir=tmp_path / "state",
+            dns=DnsSettings(listen_host="127.0.0.1", listen_port=0),
+            proxy_port=0,
+            notifier=lambda title, body: None,
+            parent_proxy=ParentProxy.parse(f"http://u:p@127.0.0.1:{port}"),
+        )
+        agent = Agent(settings)
+        await agent.start()
+        try:
+            await asyncio.sleep(2)  # the first enrolment attempt is made at once
+        finally:
+            await agent.stop()
+            listener.close()
+
+    asyncio.run(scenario())
+    if via_parent:
+        assert heads, "the sync client did not go through the parent"
+        assert heads[0].startswith("POST http://enforcer.test:8440/api/v1/")
+        assert "Proxy-Authorization: Basic dTpw\r\n" in heads[0]
+    else:
+        assert heads == []

@@ -313,9 +313,12 @@ class ProxyFrontEnd:
             if leftover is None:
                 return
             data = await read_next_head(
-                reader, leftover, limits.max_head_bytes, limits.keepalive_timeout,
-                limits.head_timeout,
-            )  # fmt: skip
+                reader,
+                leftover,
+                max_bytes=limits.max_head_bytes,
+                idle=limits.keepalive_timeout,
+                timeout=limits.head_timeout,
+            )
 
     def _host_header(self, head: RequestHead) -> Target | None:
         value = head.header("host")

@@ -233,7 +233,7 @@ async def read_head(reader: asyncio.StreamReader) -> bytes | None:
 
 
 async def read_next_head(
-    reader: asyncio.StreamReader, buffered: bytes, limits_bytes: int, idle: float, timeout: float
+    reader: asyncio.StreamReader, buffered: bytes, max_bytes: int, idle: float, timeout: float
 ) -> bytes | None:
     """The next request of a kept-alive connection: its head and any bytes read after it.
 
@@ -250,7 +250,7 @@ async def read_next_head(
                 return None
         async with asyncio.timeout(timeout):
             while HEAD_END not in data:
-                if len(data) > limits_bytes:
+                if len(data) > max_bytes:
                     raise BadRequest(431, "request head too large")
                 more = await reader.read(CHUNK)
                 if not more:
@@ -260,7 +260,7 @@ async def read_next_head(
         if data.strip(b"\r\n"):
             raise BadRequest(408, "request head not received in time") from None
         return None
-    if data.index(HEAD_END) > limits_bytes:
+    if data.index(HEAD_END) > max_bytes:
         raise BadRequest(431, "request head too large")
     return data
 
