@@ -7,10 +7,11 @@ page 1,000 costs what page 1 costs. Each filter of a name has an index that lead
 is followed by time, so "newest first" is a walk down one index and stops at the page's end.
 
 A domain matches itself and its subdomains through ``domain_rev`` (the labels reversed): the
-stored names under dropbox.com are the range ``com.dropbox.`` .. ``com.dropbox/`` of the index.
-Their events are not in time order across names, though, so the names are first listed from
-the index (one seek each) and the newest events of each are merged: without that, the newest
-100 events of a name with a million events meant sorting the million.
+stored names under dropbox.com are the range ``com.dropbox.`` .. ``com.dropbox/`` of the index,
+listed first (one index seek per name). Their events are not in time order across names,
+though, so a filter on several values (names, or the devices of one hostname) reads a time
+window that grows until it holds a page: without that, the newest 100 events of names with
+two million events meant sorting the two million.
 """
 
 from __future__ import annotations
@@ -28,16 +29,19 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     tuple_,
-    union_all,
 )
 
 from enforcer.store.events import EventRecord, reversed_domain
 from enforcer.store.tables.devices import DEVICE, EVENT
 
-MERGE_NAMES_MAX = 64
-"""Above this many distinct names under a searched domain, one query sorts their events instead
-of merging per-name walks (a query of hundreds of unions costs more than it saves)."""
+MERGE_NAMES_MAX = 256
+"""Above this many distinct names under a searched domain, the domain is searched as a range of
+the index instead of one index seek per name."""
+WINDOW_FIRST = dt.timedelta(minutes=1)
+WINDOW_GROWTH = 4
+"""The time window a search over several index values starts with, and how it grows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,46 +95,64 @@ def search_events(
     before: tuple[dt.datetime, int] | None = None,
 ) -> EventPage:
     """The newest `limit` events matching `search`, below `before` (a previous page's last)."""
-    where, keys = _filters(conn, search)
+    where, several = _filters(conn, search)
+    at = before[0] if before is not None else None
+    where += _upper(search.until, at)
     if before is not None:
-        at, last_id = before
-        # The plain `time <= at` is what an index walk can seek to; the pair breaks ties.
-        where += [EVENT.c.time <= at, tuple_(EVENT.c.time, EVENT.c.id) < (at, last_id)]
-    # One walk per value of the key with the most values (a domain's names, a hostname's
-    # devices); a single value is a plain filter the database walks by itself.
-    split = max(keys, key=lambda k: len(k.values or ()), default=None)
-    if split is None or len(split.values or ()) < 2:
-        split = None
-    where += [k.predicate for k in keys if k is not split]
-    rows = conn.execute(_newest(where, split, limit + 1)).all()
+        where.append(tuple_(EVENT.c.time, EVENT.c.id) < before)  # ties on time: by id
+    if several:
+        top = min(t for t in (search.until, at, _now()) if t)
+        rows = _newest_by_window(conn, where, limit + 1, top=top, since=search.since)
+    else:
+        rows = list(conn.execute(_newest([*where, *_lower(search.since)], limit + 1)))
     found = [_found(row) for row in rows[:limit]]
     return EventPage(found, len(rows) > limit)
 
 
 def count_matching(conn: Connection, search: EventSearch) -> int:
     """How many stored events match `search` (all of them, not a page)."""
-    where, keys = _filters(conn, search)
-    where += [k.predicate for k in keys]
+    where, _ = _filters(conn, search)
+    where += [*_lower(search.since), *_upper(search.until, None)]
     return int(conn.execute(select(func.count()).select_from(EVENT).where(*where)).scalar_one())
 
 
-class _Key(NamedTuple):
-    """A filter that names several values of one indexed column."""
-
-    column: Any
-    values: list[str] | None
-    """The values, or None when there are too many to walk one by one."""
-    predicate: ColumnElement[bool]
+# One bound of time per side: given two (a --since and a window, an --until and a cursor),
+# SQLite seeks the index by the first it meets, which may be the loose one.
+def _lower(since: dt.datetime | None) -> list[ColumnElement[bool]]:
+    return [EVENT.c.time >= since] if since is not None else []
 
 
-def _filters(conn: Connection, search: EventSearch) -> tuple[list[ColumnElement[bool]], list[_Key]]:
+def _upper(until: dt.datetime | None, at: dt.datetime | None) -> list[ColumnElement[bool]]:
+    if at is not None and (until is None or at < until):
+        return [EVENT.c.time <= at]
+    return [EVENT.c.time < until] if until is not None else []
+
+
+class _Filters(NamedTuple):
+    where: list[ColumnElement[bool]]
+    """Every filter but time's."""
+    several: bool
+    """Whether a filter names several values of its index (a domain's names, a hostname's
+    devices): their events are not one walk in time order."""
+
+
+def _filters(conn: Connection, search: EventSearch) -> _Filters:
     where: list[ColumnElement[bool]] = []
-    keys: list[_Key] = []
+    several = False
     if search.device is not None:
         ids = _device_ids(conn, search.device)
-        keys.append(_Key(EVENT.c.device_id, ids, EVENT.c.device_id.in_(ids) if ids else false()))
+        where.append(EVENT.c.device_id.in_(ids) if ids else false())
+        several = len(ids) > 1
     if search.domain is not None:
-        keys.append(_domain_key(conn, search.domain))
+        column = EVENT.c.domain_rev
+        key = reversed_domain(search.domain.strip().rstrip(".").lower())
+        names = _names_under(conn, key)
+        if names is None:
+            low, high = key + ".", key + "/"
+            where.append(or_(column == key, and_(column > low, column < high)))
+        else:
+            where.append(column.in_(names) if names else false())
+        several = several or names is None or len(names) > 1
     if search.user is not None:
         where.append(EVENT.c.user == search.user)
     if search.process is not None:
@@ -138,34 +160,49 @@ def _filters(conn: Connection, search: EventSearch) -> tuple[list[ColumnElement[
         where.append(column == search.process)
     if search.action is not None:
         where.append(EVENT.c.action == search.action)
-    if search.since is not None:
-        where.append(EVENT.c.time >= search.since)
-    if search.until is not None:
-        where.append(EVENT.c.time < search.until)
-    return where, keys
+    return _Filters(where, several)
 
 
-def _domain_key(conn: Connection, domain: str) -> _Key:
-    column = EVENT.c.domain_rev
-    key = reversed_domain(domain.strip().rstrip(".").lower())
-    names = _names_under(conn, key)
-    if names is None:
-        low, high = key + ".", key + "/"
-        return _Key(column, None, or_(column == key, and_(column > low, column < high)))
-    return _Key(column, names, column.in_(names) if names else false())
+def _newest(where: list[ColumnElement[bool]], limit: int) -> Select[Any]:
+    query = select(*_COLUMNS).where(*where)
+    return query.order_by(EVENT.c.time.desc(), EVENT.c.id.desc()).limit(limit)
 
 
-def _newest(where: list[ColumnElement[bool]], split: _Key | None, limit: int) -> Select[Any]:
-    order = (EVENT.c.time.desc(), EVENT.c.id.desc())
-    if split is None:
-        return select(*_COLUMNS).where(*where).order_by(*order).limit(limit)
-    walks = [
-        select(*_COLUMNS).where(*where, split.column == value).order_by(*order).limit(limit)
-        for value in split.values or ()
-    ]
-    # Each walk in a subquery of its own: SQLite refuses ORDER BY / LIMIT on a UNION's members.
-    merged = union_all(*[select(*walk.subquery().c) for walk in walks]).subquery()
-    return select(*merged.c).order_by(merged.c.time.desc(), merged.c.id.desc()).limit(limit)
+def _newest_by_window(
+    conn: Connection,
+    where: list[ColumnElement[bool]],
+    limit: int,
+    *,
+    top: dt.datetime,
+    since: dt.datetime | None,
+) -> list[Any]:
+    """The newest `limit` rows, read from a time window below `top` that grows until it holds
+    them (or reaches `since`, or the oldest event).
+
+    For a filter on several values of an index (a domain's names, a hostname's devices) the
+    database reads each value's events in the window and sorts only those: a popular name's
+    page costs a few minutes of its events, a rare one's a handful of short index reads.
+    """
+    oldest = conn.execute(select(func.min(EVENT.c.time))).scalar()
+    if oldest is None:
+        return []
+    floor = max(_aware(oldest), since) if since is not None else _aware(oldest)
+    span = WINDOW_FIRST
+    while top - span > floor:
+        rows = list(conn.execute(_newest([*where, *_lower(top - span)], limit)))
+        if len(rows) >= limit:
+            return rows
+        span *= WINDOW_GROWTH
+    return list(conn.execute(_newest([*where, *_lower(since)], limit)))
+
+
+def _now() -> dt.datetime:
+    # A little ahead: an event stamped by a device whose clock runs fast is still the newest.
+    return dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def _device_ids(conn: Connection, device: str) -> list[str]:
@@ -176,21 +213,32 @@ def _device_ids(conn: Connection, device: str) -> list[str]:
     return sorted(conn.execute(query).scalars())
 
 
+_NAMES_UNDER = text(
+    """
+    WITH RECURSIVE names(name, n) AS (
+        SELECT (SELECT domain_rev FROM network_event
+                WHERE domain_rev > :low AND domain_rev < :high ORDER BY domain_rev LIMIT 1), 1
+        UNION ALL
+        SELECT (SELECT domain_rev FROM network_event
+                WHERE domain_rev > names.name AND domain_rev < :high ORDER BY domain_rev LIMIT 1),
+               n + 1
+        FROM names WHERE names.name IS NOT NULL AND n <= :most
+    )
+    SELECT name FROM names WHERE name IS NOT NULL
+    """
+)
+"""The distinct names of a range of ``domain_rev``, one index seek each, in one statement (a
+loose index scan: neither back end skips through an index by itself)."""
+
+
 def _names_under(conn: Connection, key: str) -> list[str] | None:
-    """The stored reversed names equal to `key` or under it, one index seek each; None when
-    there are more than `MERGE_NAMES_MAX`."""
+    """The stored reversed names equal to `key` or under it; None when there are more than
+    `MERGE_NAMES_MAX`."""
     column = EVENT.c.domain_rev
     names = list(conn.execute(select(column).where(column == key).limit(1)).scalars())
-    low, high = key + ".", key + "/"
-    while len(names) <= MERGE_NAMES_MAX:
-        after = conn.execute(
-            select(func.min(column)).where(column > low, column < high)
-        ).scalar_one_or_none()
-        if after is None:
-            return names
-        names.append(after)
-        low = after
-    return None
+    params = {"low": key + ".", "high": key + "/", "most": MERGE_NAMES_MAX}
+    names += conn.execute(_NAMES_UNDER, params).scalars()
+    return names if len(names) <= MERGE_NAMES_MAX else None
 
 
 def _found(row: Any) -> FoundEvent:

@@ -11,7 +11,7 @@ import pytest
 
 from enforcer.store import event_search
 from enforcer.store.event_search import EventSearch, count_matching, search_events
-from tests.api.conftest import Api, bearer
+from tests.api.conftest import Api, bearer, enroll_body
 from tests.api.test_events import event
 
 URL = "/api/v1/events"
@@ -123,27 +123,41 @@ def test_pages_by_cursor_show_every_event_once_even_when_times_tie(api: Api) -> 
     assert everything[0]["domain"] == "site9.example"
 
 
-def test_many_names_under_a_domain_are_merged_or_sorted_alike(
+def test_a_domains_many_names_page_newest_first_listed_or_as_a_range(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upload(
-        api,
-        "laptop-4",
-        [event(time=at(i), domain=f"h{i % 7}.big.example") for i in range(40)]
-        + [event(time=at(0.1), domain="big.example.org")],
-    )
+    # 7 names, one event a minute for 40 minutes then one 3 days old: the time window the
+    # search reads grows from a minute until it holds a page, and reaches the old event.
+    events = [event(time=at(i), domain=f"h{i % 7}.big.example") for i in range(40)]
+    events += [event(time=at(60 * 72), domain="big.example"), event(domain="big.example.org")]
+    upload(api, "laptop-4", events)
     search = EventSearch(domain="big.example")
     with api.engine.connect() as conn:
-        merged = search_events(conn, search, limit=10)
-        total = count_matching(conn, search)
-        monkeypatch.setattr(event_search, "MERGE_NAMES_MAX", 3)  # 7 names: one sorted query
-        sorted_ = search_events(conn, search, limit=10)
-        assert count_matching(conn, search) == total == 40
-    assert merged == sorted_
-    assert merged.more and len(merged.events) == 10
-    assert [f.event.time for f in merged.events] == sorted(
-        (f.event.time for f in merged.events), reverse=True
-    )
+        pages = [search_events(conn, search, limit=15)]
+        while pages[-1].more:
+            pages.append(search_events(conn, search, limit=15, before=pages[-1].last))
+        monkeypatch.setattr(event_search, "MERGE_NAMES_MAX", 3)  # a range of the index
+        assert search_events(conn, search, limit=15) == pages[0]
+        assert count_matching(conn, search) == 41
+    found = [f.event for page in pages for f in page.events]
+    assert [len(page.events) for page in pages] == [15, 15, 11]
+    assert [e.domain for e in found] == [f"h{i % 7}.big.example" for i in range(40)] + [
+        "big.example"
+    ]
+
+
+def test_a_hostname_of_two_devices_pages_both(api: Api) -> None:
+    same = {"hostname": "shared.corp.example"}
+    for device in ("old-id", "new-id"):
+        token = api.client.post("/api/v1/enroll", json={**enroll_body(device), **same}).json()[
+            "deviceToken"
+        ]
+        batch = {"batchId": device, "events": [event(i, time=at(i)) for i in range(3)]}
+        assert api.client.post(URL, headers=bearer(token), json=batch).status_code == 200
+    first = get(api, device="shared.corp.example", limit=4)
+    rest = get(api, device="shared.corp.example", limit=4, cursor=first["nextCursor"])
+    assert [e["deviceId"] for e in first["value"] + rest["value"]].count("old-id") == 3
+    assert len(first["value"] + rest["value"]) == 6 and "nextCursor" not in rest
 
 
 @pytest.mark.parametrize(
