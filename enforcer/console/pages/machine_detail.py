@@ -1,6 +1,7 @@
 """One machine (``/console/machines/{name}``, by hostname): its risk and overview with its enrolled
 devices (id, OS, agent, groups, applied revision, time to enforce, stale), and tabs listing its
-discovered apps, top processes, user history and IP address history."""
+discovered apps, top processes, user history, IP address history and its raw events timeline
+(`machine_timeline`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from enforcer.console import tables as t
 from enforcer.console.pages.cached import catalog
 from enforcer.console.pages.links import app_link, user_link
 from enforcer.console.pages.listing import find_report
+from enforcer.console.pages.machine_timeline import timeline
 from enforcer.console.web import PREFIX, SignedIn, days_param, missing, render, state
 from enforcer.discovery import reports
 from enforcer.discovery.reports import day_range
@@ -23,6 +25,7 @@ MACHINE_TABS = {
     "processes": "Top processes",
     "users": "User history",
     "ips": "IP address history",
+    "timeline": "Timeline",
 }
 TAB_COLUMNS = {
     "apps": (
@@ -72,7 +75,13 @@ def machine_page(request: Request, name: str, session: SignedIn) -> Response:
     if report is None:
         return missing(request, session, f"machine {name!r}")
     table = None
-    if tab != "overview":
+    tabs = MACHINE_TABS
+    if tab == "timeline":
+        table, title, csv = timeline(request, name, days)
+        if csv is not None:
+            return csv  # type: ignore[no-any-return]
+        tabs = {**MACHINE_TABS, "timeline": title}
+    elif tab != "overview":
         rows = report[TAB_ROWS[tab]]
         csv_name = f"machine-{name}-{tab}"
         table = t.table(
@@ -90,6 +99,6 @@ def machine_page(request: Request, name: str, session: SignedIn) -> Response:
         days=days,
         m=report,
         tab=tab,
-        tabs=MACHINE_TABS,
+        tabs=tabs,
         table=table,
     )
