@@ -8,7 +8,12 @@ relay to the same local origin (a separate process), one after the other:
 (a) set-ups: ``--clients`` concurrent clients loop on CONNECT 127.0.0.1:port, send a real TLS
     ClientHello (SNI ``allowed.example``, not blocked), read a 1 KiB answer to EOF, close;
 (b) throughput: one tunnel through which the origin sends ``--megabytes`` MiB;
-(c) denials (shim only): CONNECT to a blocked name answered 403.
+(c) denials (shim only): CONNECT to a blocked name answered 403;
+(d) plain HTTP: ``--clients`` concurrent clients loop on ``GET http://127.0.0.1:port/`` (a
+    1 KiB answer with Content-Length), one request per connection, then on kept-alive
+    connections (a client reconnects when the proxy closes): every request is decided, so
+    keep-alive saves the client-side connection set-up only (the shim opens one origin
+    connection per request).
 
 It also times the SNI reader alone, and prints resident memory (``ps -o rss=``) after loading and
 after the runs. "direct" is the same client against the origin without a proxy: the ceiling of
@@ -68,9 +73,21 @@ def serve_shim(domains_file: Path, port: int) -> None:
     asyncio.run(run())
 
 
-def serve_origin(small_port: int, big_port: int, megabytes: int) -> None:
-    """The origin (a subprocess): read the first bytes, answer 1 KiB or `megabytes` MiB, close."""
+def serve_origin(small_port: int, big_port: int, megabytes: int, http_port: int) -> None:
+    """The origin (a subprocess): read the first bytes, answer 1 KiB or `megabytes` MiB, close;
+    on `http_port`, answer every HTTP request of a connection with 1 KiB (keep-alive)."""
     block = b"x" * (1 << 20)
+    page = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SMALL_REPLY + b"z" * SMALL_REPLY
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                writer.write(page)
+                await writer.drain()
+                if b"connection: close" in head.lower():
+                    break
+        writer.close()
 
     async def small(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)
@@ -89,6 +106,7 @@ def serve_origin(small_port: int, big_port: int, megabytes: int) -> None:
         servers = [
             await asyncio.start_server(small, "127.0.0.1", small_port, backlog=1024),
             await asyncio.start_server(big, "127.0.0.1", big_port),
+            await asyncio.start_server(http, "127.0.0.1", http_port, backlog=1024),
         ]
         await asyncio.gather(*(s.serve_forever() for s in servers))
 
@@ -168,6 +186,48 @@ async def throughput(proxy_port: int | None, target: str, hello: bytes, megabyte
     return megabytes / (time.perf_counter() - started)
 
 
+async def http_requests_per_second(
+    proxy_port: int | None, origin_port: int, seconds: float, clients: int, keep_alive: bool
+) -> float:
+    """Plain-HTTP GETs per second (absolute form through a proxy, origin form directly)."""
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + seconds
+    done = 0
+    authority = f"127.0.0.1:{origin_port}"
+    target = f"http://{authority}/" if proxy_port is not None else "/"
+    close = "" if keep_alive else "Connection: close\r\n"
+    request = f"GET {target} HTTP/1.1\r\nHost: {authority}\r\n{close}\r\n".encode()
+
+    async def worker() -> None:
+        nonlocal done
+        while loop.time() < stop:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", proxy_port if proxy_port is not None else origin_port
+            )
+            try:
+                while loop.time() < stop:
+                    writer.write(request)
+                    try:
+                        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+                    except (asyncio.IncompleteReadError, ConnectionError):
+                        if reader.at_eof() and keep_alive:
+                            break  # closed without saying so (tinyproxy): reconnect
+                        raise
+                    if not head.startswith(b"http/1.1 200"):
+                        raise SystemExit(f"unexpected answer {head[:40]!r}")
+                    length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+                    await reader.readexactly(length)
+                    done += 1
+                    if not keep_alive or b"connection: close" in head:
+                        break
+            finally:
+                writer.close()
+
+    started = loop.time()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return done / (loop.time() - started)
+
+
 def sni_parses_per_second(hello: bytes, seconds: float = 2.0) -> float:
     from enforcer.shim.proxy.tls import server_name
 
@@ -209,12 +269,13 @@ def main() -> None:
     parser.add_argument("--origin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port2", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port3", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_shim(args.serve, args.port)
         return
     if args.origin:
-        serve_origin(args.port, args.port2, args.megabytes)
+        serve_origin(args.port, args.port2, args.megabytes, args.port3)
         return
 
     domains = load_domains(args.count)
@@ -224,12 +285,13 @@ def main() -> None:
         work = Path(tmp)
         domains_file = work / "domains.txt"
         domains_file.write_text("\n".join(domains) + "\n")
-        small, big, shim_port = free_port(), free_port(), free_port()
+        small, big, shim_port, plain = free_port(), free_port(), free_port(), free_port()
         try:
             procs.append(
                 subprocess.Popen(
                     [sys.executable, __file__, "--origin", "--port", str(small),
-                     "--port2", str(big), "--megabytes", str(args.megabytes)]
+                     "--port2", str(big), "--port3", str(plain),
+                     "--megabytes", str(args.megabytes)]
                 )
             )  # fmt: skip
             started = time.monotonic()
@@ -259,6 +321,10 @@ def main() -> None:
                 )
                 mbps = asyncio.run(throughput(port, f"127.0.0.1:{big}", hello, args.megabytes))
                 results[name] = {"setups": rate, "mbps": mbps}
+                for key, kept in (("http", False), ("http_kept", True)):
+                    results[name][key] = asyncio.run(
+                        http_requests_per_second(port, plain, args.seconds, args.clients, kept)
+                    )
             denials = asyncio.run(
                 setups_per_second(
                     shim_port, f"www.{domains[len(domains) // 2]}:443", hello,
@@ -279,7 +345,12 @@ def main() -> None:
     print(f"indicators: {len(domains):,}; {args.clients} concurrent clients, {args.seconds:g} s")
     header = f"{'':30}" + "".join(f"{name:>12}" for name in results)
     print(header + (f"{'shim/tinyproxy':>16}" if "tinyproxy" in results else ""))
-    for key, label in (("setups", "CONNECT set-ups per second"), ("mbps", "tunnel MiB/s")):
+    for key, label in (
+        ("setups", "CONNECT set-ups per second"),
+        ("mbps", "tunnel MiB/s"),
+        ("http", "HTTP requests/s, 1 per conn."),
+        ("http_kept", "HTTP requests/s, kept alive"),
+    ):
         row = f"{label:30}" + "".join(f"{r[key]:>12,.0f}" for r in results.values())
         if "tinyproxy" in results:
             row += f"{results['shim'][key] / results['tinyproxy'][key]:>15.2f}x"
