@@ -3,16 +3,17 @@
 A process that ignores every proxy setting still connects to port 80 or 443 somewhere; the
 ``divert`` chain sends that connection here instead. For each one:
 
-1. the original destination comes from connection tracking (`origdst`), and the process and OS
-   user that opened it from the client socket (`enforcer.shim.report.process`);
+1. the original destination comes from connection tracking (`origdst`);
 2. the client's first bytes give the names: the TLS ClientHello's server name (SNI), or the
    plain HTTP request's Host header and, for a request meant for a proxy (CONNECT, an absolute
    URL), its target. A connection that carries none (a bare IP, a protocol other than TLS or
    HTTP) is decided by the name the shim's DNS front end last answered with that address
    (`AddressNames`); without one it is relayed and recorded under its address. First bytes
    that start like TLS or HTTP but cannot be read are denied;
-3. the name is decided by the proxy front end's rules (`ProxyFrontEnd.decide`), for the OS user
-   of the process, so a warning's "Continue" is that user's bypass and no one else's. Denied:
+3. the name is decided by the proxy front end's rules (`ProxyFrontEnd.decide`); a warned name
+   for the OS user of the process that opened the connection, found from the client socket
+   (`enforcer.shim.report.process`), so a warning's "Continue" is that user's bypass and no
+   one else's. Denied:
    plain HTTP gets the proxy's block or warning page, TLS a TLS ``access_denied`` alert and a
    desktop notification, anything else a closed connection;
 4. allowed: the bytes already read and the rest of the connection are relayed byte for byte to
@@ -26,7 +27,11 @@ its decision. With a parent proxy (``--parent-proxy``), allowed connections go t
 tunnels as ``CONNECT name:port``, plain HTTP as absolute-form requests.
 
 Every connection (every plain-HTTP request) is one `NetworkEvent` (source "proxy") with the
-process and user, given at denial or at the end of the relay with its byte counts.
+process and user, given at denial or at the end of the relay with its byte counts. Finding the
+process costs more than the rest of a connection's set-up (a scan of process descriptors), so
+an allowed connection's owner is looked up on the event loop's next turn, once its first bytes
+are on their way, together with the other connections' of that turn (`Attribution`); a denied
+or warned one's at once.
 
 Limits, on purpose: a ClientHello decides its whole TLS connection, like a CONNECT tunnel:
 HTTP/2 coalescing that follows rides on it.
@@ -60,7 +65,7 @@ from enforcer.shim.proxy.http1 import (
 )
 from enforcer.shim.proxy.relay import Relay, close_client, peer_ip, send_quietly
 from enforcer.shim.proxy.warn import INBAND_CONTINUE
-from enforcer.shim.report.process import ProcessFinder, ProcessInfo, attribute
+from enforcer.shim.report.process import Attribution, Owner, ProcessFinder, attribute
 from enforcer.shim.verdict import Ruling
 
 log = logging.getLogger(__name__)
@@ -168,30 +173,28 @@ class TransparentFrontEnd:
     ) -> None:
         self.proxy = proxy
         self.names = names or AddressNames()
-        self.finder = finder
+        self.attribution = Attribution(finder) if finder is not None else None
         self.mark = mark
         self.own_ports = own_ports
         """Ports of the shim's own listeners: a connection diverted to one of them would loop."""
 
-    def owner(
-        self, writer: asyncio.StreamWriter, destination: tuple[str, int]
-    ) -> ProcessInfo | None:
-        """The process and user behind a client connection, if they can be found."""
+    def owner(self, writer: asyncio.StreamWriter, destination: tuple[str, int]) -> Owner | None:
+        """The process and user behind a client connection, not looked up yet."""
         peer = writer.get_extra_info("peername")
-        if self.finder is None or not isinstance(peer, tuple):
+        if self.attribution is None or not isinstance(peer, tuple):
             return None
-        try:
-            return self.finder.lookup("tcp", peer[0], peer[1], destination)
-        except (OSError, ValueError):
-            return None
+        return self.attribution.owner("tcp", peer[0], peer[1], destination)
 
-    def _view(self, owner: ProcessInfo | None) -> ProxyFrontEnd:
-        """The proxy front end as seen for one connection: its user, its event attribution."""
+    def _view(self, owner: Owner | None, *, as_user: bool = False) -> ProxyFrontEnd:
+        """The proxy front end as seen for one connection: its events name its owner (looked up
+        by the time one is recorded); with `as_user` it decides for the owner's OS user (looked
+        up now), as a warning's bypass is that user's own."""
         if owner is None:
             return self.proxy
         events = self.proxy.events
         sink = _Attribute(events.sink, owner) if events is not None else None
-        return self.proxy.for_user(owner.user, sink)
+        info = owner.info if as_user else None
+        return self.proxy.for_user(info.user if info is not None else self.proxy.user, sink)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one diverted connection (the `asyncio.start_server` callback); never raises."""
@@ -217,12 +220,17 @@ class TransparentFrontEnd:
             return
         owner = self.owner(writer, (dest_ip, dest_port))
         view = self._view(owner)
+        as_user = False
         client_ip = peer_ip(writer)
         limits = view.limits
         first = await _read_first(reader, limits)
         while True:
             when = view.clock()
             decision = self._decide(view, first, dest_ip)
+            if decision.verdict.action is Action.WARN and not as_user:
+                # Only a warning depends on who asks (the user's own "Continue").
+                view, as_user = self._view(owner, as_user=True), True
+                decision = self._decide(view, first, dest_ip)
             if (
                 first.kind == "http"
                 and first.path == INBAND_CONTINUE
@@ -232,12 +240,15 @@ class TransparentFrontEnd:
                 await self._continue(view, first, reader, writer)
                 return
             if decision.denied:
+                if owner is not None:
+                    owner.info  # noqa: B018 (looked up before the answer lets the client go)
                 self._deny(view, decision, first, dest_port, writer)
                 view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
                 await writer.drain()
                 return
             if first.kind != "http" or first.tunnel:
                 break
+            self._attribute_soon(owner)
             following = await self._request(
                 view, first, decision, when, (dest_ip, dest_port), reader, writer
             )
@@ -250,6 +261,7 @@ class TransparentFrontEnd:
             return
         relay = Relay(reader, writer, *up, limits.idle_timeout)
         try:
+            self._attribute_soon(owner)  # after the first bytes are on their way
             await relay.carry(first.data)
         finally:
             relay.close()
@@ -345,6 +357,12 @@ class TransparentFrontEnd:
             await send_quietly(writer, error_response(exc.status, exc.detail))
             return None
 
+    def _attribute_soon(self, owner: Owner | None) -> None:
+        """Find the owner of an allowed connection on the loop's next turn, off its path: the
+        client waits for the origin's answer meanwhile, so its socket is still there."""
+        if owner is not None and self.attribution is not None:
+            self.attribution.soon(owner)
+
     def _decide(self, view: ProxyFrontEnd, first: _First, dest_ip: str) -> Ruling:
         if first.error:
             # What a real server would refuse too: refusing leaves no parser gap to slip
@@ -399,12 +417,13 @@ class _Attribute:
 
     __slots__ = ("_owner", "_sink")
 
-    def __init__(self, sink: Callable[[NetworkEvent], None], owner: ProcessInfo) -> None:
+    def __init__(self, sink: Callable[[NetworkEvent], None], owner: Owner) -> None:
         self._sink = sink
         self._owner = owner
 
     def __call__(self, event: NetworkEvent) -> None:
-        self._sink(attribute(event, self._owner))
+        info = self._owner.info
+        self._sink(attribute(event, info) if info is not None else event)
 
 
 def _is_loopback(address: str) -> bool:
