@@ -15,6 +15,7 @@ from enforcer.models import MANUAL, Action, Indicator
 from enforcer.pipeline.run import apply, make_plan
 from enforcer.plan.model import ChangeAction
 from enforcer.plan.planfile import plan_from_dict, plan_to_dict
+from enforcer.plan.render import render_text
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
 from enforcer.store.expiry import expire
@@ -220,3 +221,43 @@ def test_list_filters_and_covering(tmp_path: Path, catalog: Catalog, engine: Eng
             "megashare.example"
         ]
         assert conn.execute(select(func.count()).select_from(IndicatorRow)).scalar() == 4
+
+
+def test_an_expired_allow_entry_is_left_out_reported_and_never_flip_flops(
+    tmp_path: Path, catalog: Catalog, engine: Engine
+) -> None:
+    # Issue 14, item 3: the Allowed of an expired allow entry replaced the app's Block; the
+    # expiry job deleted it and the next reconcile made it again, every minute, for ever.
+    pol = tmp_path / "policies"
+    write_policy(
+        pol,
+        "a.yaml",
+        """
+        apps:
+          - {app: megashare, tag: unsanctioned}
+        allow:
+          - domain: megashare.example
+            expires: 2026-11-26T00:00:00Z
+            reason: migration window
+        """,
+    )
+    before = make_plan(engine, desired(pol, catalog))
+    assert rows_of(before)["megashare.example"] == "Allowed" and not before.expired
+    apply(engine, before)
+    later = NOW + dt.timedelta(days=2)
+    after = make_plan(engine, desired(pol, catalog, later))
+    assert rows_of(after)["megashare.example"] == "Block"
+    assert [(e.kind, e.subject) for e in after.expired] == [("allow", "megashare.example")]
+    assert after.expired[0].origin.endswith("a.yaml:4")  # the entry's line
+    text = render_text(after)
+    assert "Expired policy entries" in text and "allow megashare.example expired" in text
+    assert plan_from_dict(plan_to_dict(after)).expired == after.expired
+    apply(engine, after)
+    # The expiry job has nothing left to delete, and the next plan is empty: no churn.
+    assert expire(engine, later)[0] == 0
+    assert not make_plan(engine, desired(pol, catalog, later)).has_changes
+    assert rows(engine)[("", "megashare.example", "policy")] == "Block"
+
+
+def rows_of(plan) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {c.key[1]: c.after.action.value for c in plan.changes if c.after is not None}

@@ -4,7 +4,8 @@ Steps, each visible below:
 
 1. every unsanctioned / monitored decision gives one indicator per domain of its app;
    a scoped ``sanctioned`` decision under a global block gives ``Allowed`` indicators for that scope;
-   policy ``allow`` entries give ``Allowed`` indicators;
+   policy ``allow`` entries give ``Allowed`` indicators, until their ``expires`` (an entry past it
+   is left out and reported in `DesiredState.expired`, like an expired exception);
 2. duplicates (a domain served by two governed apps) merge to the strongest action;
 3. shared domains: a domain that is, or is a parent of, a domain of a *sanctioned* app is never
    blocked silently: it becomes a `Conflict`, kept out of the desired set unless a ``conflicts``
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from enforcer.catalog import App
 from enforcer.errors import Location
 from enforcer.models import ALL_DEVICES, Action, Indicator, Severity, Tag, normalize
-from enforcer.plan.model import AppState
+from enforcer.plan.model import AppState, ExpiredEntry
 from enforcer.policy.evaluate import Decision, SanctionState
 
 Key = tuple[str, str]
@@ -59,6 +60,8 @@ class DesiredState:
     apps: tuple[AppState, ...] = ()
     """Every app with a decision, and its tags: the store keeps them for reports and the console."""
     device_groups: tuple[tuple[str, str], ...] = ()
+    expired: tuple[ExpiredEntry, ...] = ()
+    """Allow entries and exceptions whose ``expires`` has passed (left out)."""
 
     def origin_of(self, indicator: Indicator) -> tuple[Location | None, str]:
         """Which policy line made this indicator, and how."""
@@ -81,6 +84,8 @@ def expand(state: SanctionState) -> DesiredState:
     allow_origins: dict[Key, Location] = {}
     for located in state.policy.allow:
         entry = located.item
+        if entry.expires is not None and entry.expires <= state.now:
+            continue  # reported by `_expired`; an expired Allowed must never replace a block
         for scope in entry.scope or [ALL_DEVICES]:
             ind = Indicator(
                 value=normalize(entry.domain),
@@ -106,7 +111,23 @@ def expand(state: SanctionState) -> DesiredState:
         device_groups=tuple(
             sorted((g.item.name, g.item.description) for g in state.policy.device_groups)
         ),
+        expired=_expired(state),
     )
+
+
+def _expired(state: SanctionState) -> tuple[ExpiredEntry, ...]:
+    """The allow entries and exceptions of the policy set that `state.now` has passed."""
+    found = [
+        ExpiredEntry("allow", a.item.domain, a.item.expires.isoformat(), str(a.at))
+        for a in state.policy.allow
+        if a.item.expires is not None and a.item.expires <= state.now
+    ]
+    found += [
+        ExpiredEntry("exception", e.item.app, e.item.expires.isoformat(), str(e.at))
+        for e in state.policy.exceptions
+        if e.item.expires <= state.now
+    ]
+    return tuple(found)
 
 
 def _app_states(state: SanctionState) -> tuple[AppState, ...]:

@@ -100,6 +100,7 @@ def reconcile(
         desired_count=len(wanted),
         apps=desired.apps,
         device_groups=desired.device_groups,
+        expired=desired.expired,
     )
 
 

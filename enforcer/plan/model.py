@@ -71,6 +71,20 @@ class ConflictNote:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiredEntry:
+    """A policy entry whose ``expires`` has passed: no longer applied, shown so it gets removed."""
+
+    kind: str
+    """``allow`` or ``exception``."""
+    subject: str
+    """The allowed domain, or the excepted app."""
+    expires: str
+    """When it expired (ISO 8601, UTC)."""
+    origin: str
+    """Its file and line."""
+
+
+@dataclass(frozen=True, slots=True)
 class AppState:
     """A catalog app and its tags as the store should remember them (not part of the revision feed)."""
 
@@ -98,6 +112,8 @@ class Plan:
     device_groups: tuple[tuple[str, str], ...] = ()
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     impact: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    expired: tuple[ExpiredEntry, ...] = ()
+    """Allow entries and exceptions past their ``expires``: ignored, reported."""
     """Per app the plan starts blocking or warning: what the last 7 days of discovery data say it
     would have affected ({"requests", "users", "devices"}). Explains; never drives apply."""
 

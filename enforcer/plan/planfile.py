@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.plan.digest import BucketDigest
-from enforcer.plan.model import AppState, Change, ChangeAction, ConflictNote, Plan
+from enforcer.plan.model import AppState, Change, ChangeAction, ConflictNote, ExpiredEntry, Plan
 from enforcer.wire.indicators import from_defender, to_defender
 
 PLAN_FORMAT = 1
@@ -63,6 +63,10 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "device_groups": [list(g) for g in plan.device_groups],
         "impact": {app: dict(v) for app, v in plan.impact.items()},
+        "expired": [
+            {"kind": e.kind, "subject": e.subject, "expires": e.expires, "origin": e.origin}
+            for e in plan.expired
+        ],
     }
 
 
@@ -147,6 +151,10 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
                 str(a): {str(k): int(n) for k, n in v.items()}
                 for a, v in data.get("impact", {}).items()
             },
+            expired=tuple(
+                ExpiredEntry(str(e["kind"]), str(e["subject"]), str(e["expires"]), str(e["origin"]))
+                for e in data.get("expired", [])
+            ),
         )
     # AttributeError: a section of the wrong JSON type (a list where an object belongs);
     # OverflowError: int() of Infinity, which Python's json module reads.

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
-from enforcer.plan.model import Change, ChangeAction, ConflictNote, Plan
+from enforcer.plan.model import Change, ChangeAction, ConflictNote, ExpiredEntry, Plan
 from enforcer.plan.planfile import plan_to_dict
 
 
@@ -81,6 +81,10 @@ def _conflict(note: ConflictNote) -> str:
     )
 
 
+def _expired(entry: ExpiredEntry) -> str:
+    return f"  ~ {entry.kind} {entry.subject} expired {entry.expires} ({entry.origin})"
+
+
 def render_text(plan: Plan, *, color: bool = False) -> str:
     """Terraform-style human view, grouped by app, ending with the summary line."""
     paint = _painter(color)
@@ -99,6 +103,10 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         out.append("")
         out.append(paint("Shared-domain conflicts:", "warn"))
         out.extend(paint(_conflict(c), "warn") for c in plan.conflicts)
+    if plan.expired:
+        out.append("")
+        out.append(paint("Expired policy entries (no longer applied; remove them):", "warn"))
+        out.extend(paint(_expired(e), "warn") for e in plan.expired)
     if plan.collapsed:
         out.append("")
         out.append(
@@ -145,6 +153,9 @@ def render_markdown(plan: Plan) -> str:
     if plan.conflicts:
         out += ["", "#### Shared-domain conflicts", ""]
         out += [f"- {_conflict(c).strip()[2:]}" for c in plan.conflicts]
+    if plan.expired:
+        out += ["", "#### Expired policy entries (no longer applied)", ""]
+        out += [f"- {_expired(e).strip()[2:]}" for e in plan.expired]
     return "\n".join(out) + "\n"
 
 
