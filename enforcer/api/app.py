@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enforcer import __version__
 from enforcer.api import problems
-from enforcer.api.deps import ApiContext, ApiLimits
 from enforcer.api.body_limit import BodyLimitMiddleware
+from enforcer.api.deps import ApiContext, ApiLimits
 from enforcer.api.ratelimit import RateLimiter
 from enforcer.api.routers import (
     devices,

@@ -39,5 +39,7 @@ GROUP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """A device group name: 1 to 64 characters, never starting with ``@`` (the API's filter marker)."""
 GroupName = Annotated[str, Field(pattern=GROUP_NAME_PATTERN)]
 """A device group name, validated (policy files, enrolment, manual indicators)."""
+REVISION_MAX = (1 << 63) - 1
+"""The highest store revision a request may name (a signed 64-bit column)."""
 MAX_BYTES = 1 << 62
 """Upper bound of an event's byte counters (fits a signed 64-bit column with room to add)."""

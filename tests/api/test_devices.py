@@ -162,3 +162,17 @@ def test_the_sync_request_records_the_applied_revision(api: Api) -> None:
     assert by_id["laptop-2"]["appliedRevision"] is None and by_id["laptop-2"]["behindSince"]
     stale = api.client.get("/api/v1/devices", headers=api.admin, params={"stale": "true"})
     assert stale.json() == {"value": [], "count": 0}, "behind for less than stale_after"
+
+
+def test_a_revision_the_store_never_issued_is_not_recorded(api: Api) -> None:
+    """A device naming a revision beyond the store's (a restored store, or a device that lies)
+    gets a snapshot and is not recorded as up to date; one beyond 64 bits is refused."""
+    revision = apply_indicators(api.engine, [block("a.example")])
+    token = api.enroll("laptop-1")
+    ahead = api.client.get("/api/v1/sync", params={"since": revision + 5}, headers=bearer(token))
+    assert ahead.status_code == 200 and ahead.json()["revision"] == revision
+    assert [i["indicatorValue"] for i in ahead.json()["upserts"]] == ["a.example"]
+    body = api.client.get("/api/v1/devices", headers=api.admin).json()
+    assert body["value"][0]["appliedRevision"] is None
+    huge = api.client.get("/api/v1/sync", params={"since": 1 << 64}, headers=bearer(token))
+    assert huge.status_code == 422

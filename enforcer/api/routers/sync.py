@@ -26,6 +26,7 @@ from enforcer.api.sync_answers import (
     snapshot_chunks,
 )
 from enforcer.wire.indicators import SyncBody
+from enforcer.wire.limits import REVISION_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
@@ -60,7 +61,9 @@ async def sync(
     request: Request,
     device: CurrentDevice,
     ctx: Ctx,
-    since: Annotated[int | None, Query(ge=0, description="The revision the device has.")] = None,
+    since: Annotated[
+        int | None, Query(ge=0, le=REVISION_MAX, description="The revision the device has.")
+    ] = None,
     wait: Annotated[
         float, Query(ge=0, le=60, description="Seconds to hold the request for a change.")
     ] = 0,
@@ -71,19 +74,22 @@ async def sync(
     (the first time it is named, with the time), which is how the server knows each device's
     time to enforce and which devices are stale, at no cost to the device.
     """
-    if since is not None:
-        await ctx.record_applied(device.device_id, since)
+    # A revision beyond the store's is not recorded: the device holds something this store
+    # never issued (a restored store, or a device that lies), and it gets a snapshot.
     scopes = scopes_of(device.groups)
     limit = ctx.limits.max_delta_changes
     waited = False
     if wait > 0 and since is not None and since == ctx.watcher.revision:
         # Up to date as far as the watcher knows: wait without reading the store first (the
         # watcher notices a newer revision within its poll interval and wakes us).
+        await ctx.record_applied(device.device_id, since)
         waited = True
         woken = await ctx.watcher.wait_beyond(since, wait)
         result = await _after_wait(ctx, woken, since, scopes, limit)
     else:
         result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
+        if since is not None and since <= result.revision:
+            await ctx.record_applied(device.device_id, since)
         # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
         # answering at once would make it spin. What a change then brings is a snapshot.
         if wait > 0 and since is not None and since == result.revision:
