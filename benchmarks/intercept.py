@@ -90,9 +90,14 @@ class _Resolver(asyncio.DatagramProtocol):
         self.transport.sendto(header + data[12:end] + record + data[end:], addr)
 
 
-async def serve_origin() -> None:
-    """TCP: answer b"ok" to the first bytes, then count the rest and answer the count at EOF.
-    UDP 53 and 5353: `_Resolver`."""
+def origins(count: int) -> list[str]:
+    """The origin's addresses: `ORIGIN` and `count` - 1 more (10.99.1.1, ...)."""
+    return [ORIGIN, *(f"10.99.1.{n}" for n in range(1, count))]
+
+
+async def serve_origin(count: int) -> None:
+    """TCP: answer b"ok" to the first bytes, then count the rest and answer the count at EOF,
+    on every address of `origins(count)`. UDP 53 and 5353: `_Resolver`."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -112,7 +117,9 @@ async def serve_origin() -> None:
     for port in (53, 5353):
         await loop.create_datagram_endpoint(_Resolver, local_addr=(RESOLVER, port))
     servers = [
-        await asyncio.start_server(handle, ORIGIN, port, backlog=4096) for port in (443, 8443)
+        await asyncio.start_server(handle, address, port, backlog=4096)
+        for address in origins(count)
+        for port in (443, 8443)
     ]
     print("ready", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
@@ -130,9 +137,9 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times) * 1e3, times[int(len(times) * 0.99) - 1] * 1e3
 
 
-async def _setup(port: int, hello: bytes) -> float:
+async def _setup(port: int, hello: bytes, host: str = ORIGIN) -> float:
     start = time.perf_counter()
-    reader, writer = await asyncio.open_connection(ORIGIN, port)
+    reader, writer = await asyncio.open_connection(host, port)
     writer.write(hello)
     await reader.readexactly(2)
     elapsed = time.perf_counter() - start
@@ -140,10 +147,10 @@ async def _setup(port: int, hello: bytes) -> float:
     return elapsed
 
 
-async def _loop(port: int, hello: bytes, deadline: float) -> int:
+async def _loop(port: int, hello: bytes, deadline: float, hosts: list[str], first: int) -> int:
     done = 0
     while time.perf_counter() < deadline:
-        await _setup(port, hello)
+        await _setup(port, hello, hosts[(first + done) % len(hosts)])
         done += 1
     return done
 
@@ -158,21 +165,24 @@ def _compare(result: dict[str, float], what: str, times: dict[str, list[float]])
 
 async def run_client(args: argparse.Namespace) -> dict[str, float]:
     hello = client_hello()
+    hosts = origins(args.origins)
     paths = {"intercepted": 443, "direct": 8443}
     for port in paths.values():  # warm up both paths
         for _ in range(50):
             await _setup(port, hello)
     latency: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(args.rounds):
+    for n in range(args.rounds):
         for name, port in paths.items():
-            latency[name].append(await _setup(port, hello))
+            latency[name].append(await _setup(port, hello, hosts[n % len(hosts)]))
     result: dict[str, float] = {}
     _compare(result, "setup", latency)
 
     for name, port in paths.items():
         cpu = cpu_seconds(args.shim_pid), cpu_seconds(args.origin_pid)
         deadline = time.perf_counter() + args.seconds
-        counts = await asyncio.gather(*(_loop(port, hello, deadline) for _ in range(args.clients)))
+        counts = await asyncio.gather(
+            *(_loop(port, hello, deadline, hosts, n) for n in range(args.clients))
+        )
         done = sum(counts)
         result[f"{name}_setups_per_s"] = done / args.seconds
         result[f"{name}_shim_cpu_us_per_setup"] = (cpu_seconds(args.shim_pid) - cpu[0]) / done * 1e6
@@ -287,6 +297,7 @@ def run_shim(
                     "--clients", str(args.clients), "--seconds", str(args.seconds),
                     "--megabytes", str(args.megabytes), "--dns-rounds", str(args.dns_rounds),
                     "--shim-pid", str(shim.pid), "--origin-pid", str(origin),
+                    "--origins", str(args.origins),
                 ],
                 capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
@@ -312,6 +323,10 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=512)
     parser.add_argument("--dns-rounds", type=int, default=5000)
     parser.add_argument("--indicators", type=int, default=100_000)
+    parser.add_argument(
+        "--origins", type=int, default=16,
+        help="origin addresses the set-ups are spread over (1: all to one address:port)",
+    )  # fmt: skip
     parser.add_argument("--baseline", metavar="DIR", help="also run the shim of this checkout")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each shim, alternated")
     parser.add_argument(
@@ -321,7 +336,7 @@ def main() -> None:
     parser.add_argument("--origin-pid", type=int, default=0)
     args = parser.parse_args()
     if args.role == "origin":
-        asyncio.run(serve_origin())
+        asyncio.run(serve_origin(args.origins))
         return
     if args.role == "client":
         print(json.dumps(asyncio.run(run_client(args))))
@@ -333,10 +348,13 @@ def main() -> None:
     origin: subprocess.Popen[bytes] | None = None
     try:
         _ip("-n", name, "link", "set", "lo", "up")
-        for address in (ORIGIN, RESOLVER):
+        for address in (*origins(args.origins), RESOLVER):
             _ip("-n", name, "addr", "add", f"{address}/32", "dev", "lo")
         inside = ["ip", "netns", "exec", name, sys.executable]
-        origin = subprocess.Popen([*inside, __file__, "--role", "origin"], stdout=subprocess.PIPE)
+        origin = subprocess.Popen(
+            [*inside, __file__, "--role", "origin", "--origins", str(args.origins)],
+            stdout=subprocess.PIPE,
+        )
         assert origin.stdout is not None and origin.stdout.readline().strip() == b"ready"
         shims = {"this": None} if args.baseline is None else {"baseline": args.baseline}
         if args.baseline is not None:
