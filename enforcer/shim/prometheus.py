@@ -23,6 +23,7 @@ _DNS_COUNTERS = (
     "malformed",
     "upstream_errors",
     "refused",
+    "alias_blocked",
 )
 
 

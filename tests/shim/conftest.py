@@ -48,6 +48,26 @@ def _respond(wire: bytes, tcp: bool) -> bytes | None:
                 "nx.test.", 300, "IN", "SOA", "ns.nx.test. h.nx.test. 1 3600 600 86400 300"
             )
         )
+    elif name.endswith(".cname.test.") or name.endswith(".dname.test."):
+        # Alias chains for deep CNAME inspection: `<label>.cname.test` -> mid.example.test ->
+        # cdn.blocked.test; `<label>.dname.test` under a DNAME to blocked.test (with the
+        # synthesised CNAME, as a resolver answers). The chain ends in an A record.
+        label = name.split(".", 1)[0]
+        if name.endswith(".cname.test."):
+            chain = [(name, "mid.example.test."), ("mid.example.test.", "cdn.blocked.test.")]
+            end = "cdn.blocked.test."
+            if label == "safe":  # a chain that only passes allowed names
+                chain, end = [(name, "www.example.test.")], "www.example.test."
+        else:
+            response.answer.append(
+                dns.rrset.from_text("dname.test.", UPSTREAM_TTL, "IN", "DNAME", "blocked.test.")
+            )
+            end = f"{label}.blocked.test."
+            chain = [(name, end)]
+        for owner, target in chain:
+            response.answer.append(dns.rrset.from_text(owner, UPSTREAM_TTL, "IN", "CNAME", target))
+        if question.rdtype == dns.rdatatype.A:
+            response.answer.append(dns.rrset.from_text(end, UPSTREAM_TTL, "IN", "A", "192.0.2.66"))
     elif question.rdtype == dns.rdatatype.A:
         if name == BIG_NAME:
             addresses = [f"10.1.{i // 256}.{i % 256}" for i in range(100)]

@@ -256,6 +256,79 @@ def test_events(start_shim):
     assert all(e.source == "dns" and e.client_ip == "127.0.0.1" for e in events)
 
 
+def test_a_cname_chain_into_a_blocked_name_is_denied_like_a_direct_hit(start_shim, upstream):
+    """Deep CNAME inspection: `alias.cname.test CNAME mid.example.test CNAME cdn.blocked.test`
+    gets the blocked answer of the queried name, forwarded or cached; the event names the name
+    of the chain that matched, with its indicator and app."""
+    events: list[NetworkEvent] = []
+    server = start_shim(blocking_matcher(), events=events)
+    direct = ask(server, "x.blocked.test")
+    for _ in range(2):  # forwarded, then from the cache
+        response = ask(server, "alias.cname.test")
+        assert response.rcode() == dns.rcode.NXDOMAIN and not response.answer
+        assert soa_ttl(response) == soa_ttl(direct)
+        assert response.authority[0].name.to_text() == "alias.cname.test."
+    assert upstream.queries.count("alias.cname.test.") == 1
+    blocked = [(e.domain, e.action, e.indicator, e.app_id) for e in events[1:]]
+    assert blocked == [("cdn.blocked.test", EventAction.BLOCKED, "blocked.test", "evilapp")] * 2
+    assert server.frontend.counters["alias_blocked"] == 2
+    # A DNAME into the blocked domain, AAAA too (no address in the answer at all).
+    assert ask(server, "y.dname.test").rcode() == dns.rcode.NXDOMAIN
+    assert ask(server, "y.dname.test", "AAAA").rcode() == dns.rcode.NXDOMAIN
+    assert events[-1].domain == "blocked.test", "the DNAME target matched first"
+    # A chain through allowed names only is answered as the upstream said.
+    safe = ask(server, "safe.cname.test")
+    assert safe.rcode() == dns.rcode.NOERROR and safe.answer[-1][0].address == "192.0.2.66"
+
+
+def test_a_name_blocked_after_its_chain_was_cached_is_denied_at_once(start_shim):
+    matcher = Matcher([MatchEntry("unrelated.test", Action.BLOCK)])
+    server = start_shim(matcher)
+    assert ask(server, "late.cname.test").answer[-1][0].address == "192.0.2.66"
+    server.frontend.matcher.add(MatchEntry("cdn.blocked.test", Action.BLOCK, "cdnapp"))
+    assert ask(server, "late.cname.test").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_an_explicitly_allowed_name_is_not_inspected(start_shim):
+    matcher = blocking_matcher()
+    matcher.add(MatchEntry("kept.cname.test", Action.ALLOWED))
+    server = start_shim(matcher)
+    for _ in range(2):
+        assert ask(server, "kept.cname.test").answer[-1][0].address == "192.0.2.66"
+
+
+def test_sinkhole_mode_answers_a_blocked_chain_with_the_block_page_address(start_shim):
+    server = start_shim(blocking_matcher(), sinkhole="10.9.9.9")
+    response = ask(server, "alias.cname.test")
+    assert [r.address for r in response.answer[0]] == ["10.9.9.9"]
+    assert response.answer[0].name.to_text() == "alias.cname.test."
+
+
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=320))
+@settings(max_examples=300, deadline=None)
+def test_read_name_never_loops_or_reads_past_the_message(data, pos):
+    try:
+        name = dnswire.read_name(data, pos)
+    except ValueError:
+        return
+    assert len(name) <= 255
+
+
+def test_read_name_follows_compression_like_dnspython():
+    query = dns.message.make_query("a.cname.test", "A")
+    response = dns.message.make_response(query)
+    response.answer.append(
+        dns.rrset.from_text("a.cname.test.", 60, "IN", "CNAME", "Deep.Mid.CNAME.test.")
+    )
+    response.answer.append(dns.rrset.from_text("deep.mid.cname.test.", 60, "IN", "A", "1.2.3.4"))
+    wire = response.to_wire()
+    _, records = dnswire.walk_records(wire)
+    assert dnswire.alias_targets(wire, records) == ("deep.mid.cname.test",)
+    loop = b"\x00" * 12 + b"\xc0\x0c"
+    with pytest.raises(ValueError):
+        dnswire.read_name(loop, 12)
+
+
 def _raw_exchange(port: int, payload: bytes, expect_answer: bool) -> bytes | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.3 if not expect_answer else TIMEOUT)

@@ -19,6 +19,14 @@ Each query goes through a short chain of stages around the one `Matcher`:
 6. forwarding to the upstream resolvers (`enforcer.shim.dns.upstream`); identical queries in
    flight share one upstream exchange. No upstream answering gives SERVFAIL.
 
+Deep CNAME inspection: an upstream answer whose CNAME/DNAME chain leads to a blocked name
+(``alias.allowed.example CNAME www.blocked.example``) is denied with the same answer as a direct
+hit on the queried name, and its event names the chain's name that matched (with that
+indicator and app). Every name of the chain is checked on every answer, cached or freshly
+forwarded, against the live matcher, so a block added after the answer was cached applies at
+once. A queried name that an Allowed indicator covers is not inspected (an admin's explicit
+allow of the name wins, as in DNS blockers that skip inspection for allow-listed names).
+
 The verdict is taken before the cache, so a name blocked (or a matcher swapped) between two
 queries is blocked on the very next query, cached or not. The matcher is read from
 ``frontend.matcher`` on every query: the sync client may call ``matcher.add/remove`` between
@@ -54,7 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from enforcer.decide.matcher import Matcher
+from enforcer.decide.matcher import Matcher, Verdict
 from enforcer.models import Action, EventAction, NetworkEvent
 from enforcer.shim.dns import wire as dnswire
 from enforcer.shim.dns.cache import AnswerCache, CachedAnswer, CacheKey
@@ -114,6 +122,10 @@ class Miss(NamedTuple):
     name: str
     evented: bool
     """An event was already recorded for this query (warned/audited)."""
+    qtype: int
+    """The question's type (a blocked chain is answered like a direct hit: by type)."""
+    inspect: bool
+    """Check the answer's CNAME/DNAME chain (no Allowed indicator covers the queried name)."""
 
 
 Reply = Callable[[bytes], None]
@@ -165,6 +177,7 @@ class DnsFrontEnd:
         self._malformed = 0
         self._upstream_errors = 0
         self._refused = 0
+        self._alias_blocked = 0
 
     @property
     def counters(self) -> dict[str, int]:
@@ -177,6 +190,7 @@ class DnsFrontEnd:
             "malformed": self._malformed,
             "upstream_errors": self._upstream_errors,
             "refused": self._refused,
+            "alias_blocked": self._alias_blocked,
             "cached_answers": len(self._cache),
         }
 
@@ -228,12 +242,44 @@ class DnsFrontEnd:
             now = time.monotonic()
             if now < entry.expires:
                 self._cache_hits += 1
+                if entry.aliases and action is not _ALLOWED:
+                    hit = self._blocked_alias(entry.aliases)
+                    if hit is not None:
+                        return self._deny_alias(hit, data, qend, qtype, edns, peer)
                 response = entry.reply(data, qend, edns, now)
                 if not tcp and len(response) > (edns & 0xFFFF or UDP_PLAIN_LIMIT):
                     return dnswire.truncated(response, data, qend, edns)
                 return response
             del self._cache[key]
-        return Miss(key, data, qend, edns, tcp, peer, name, evented)
+        return Miss(key, data, qend, edns, tcp, peer, name, evented, qtype, action is not _ALLOWED)
+
+    def _blocked_alias(self, aliases: tuple[str, ...]) -> tuple[str, Verdict] | None:
+        """The first name of a CNAME/DNAME chain that the live matcher blocks, with its verdict."""
+        verdict_of = self.matcher.verdict_normalized
+        for alias in aliases:
+            verdict = verdict_of(alias)
+            if verdict.action is _BLOCK:
+                return alias, verdict
+        return None
+
+    def _deny_alias(
+        self, hit: tuple[str, Verdict], data: bytes, qend: int, qtype: int, edns: int, peer: Any
+    ) -> bytes:
+        """The blocked answer for a query whose chain leads to a blocked name; its event."""
+        alias, verdict = hit
+        self._blocked += 1
+        self._alias_blocked += 1
+        if self.events is not None:
+            self.events.record(
+                alias,
+                EventAction.BLOCKED,
+                verdict,
+                client_ip=_client_ip(peer),
+                client_port=_client_port(peer),
+                dest_ip=self.settings.sinkhole or "",
+            )
+        # The SOA goes at the queried name: the blocked name is not a suffix of it.
+        return self._responses.blocked(data, qend, qtype, 0, edns)
 
     def _parse(self, data: bytes, after_id: bytes) -> dnswire.ParsedQuery | None:
         """Parse a query not seen lately and remember it by its bytes after the ID."""
@@ -272,15 +318,23 @@ class DnsFrontEnd:
                 entry = CachedAnswer(wire, time.monotonic(), self.settings.max_ttl)
             except ValueError:
                 entry = None
+        hit: tuple[str, Verdict] | None = None
         if entry is None:
             self._upstream_errors += 1
         else:
             self._cache.put(first.key, entry)
+            if entry.aliases and first.inspect:
+                hit = self._blocked_alias(entry.aliases)
             if self.on_answer is not None and entry.address:
-                self.on_answer(first.name, entry.address)
+                # A chain into a blocked name: its address is that name's, for interception.
+                self.on_answer(hit[0] if hit is not None else first.name, entry.address)
         for miss, reply in waiters:
             if entry is None:
                 response = self._responses.servfail(miss.data, miss.qend, miss.edns)
+            elif hit is not None:
+                response = self._deny_alias(
+                    hit, miss.data, miss.qend, miss.qtype, miss.edns, miss.peer
+                )
             else:
                 response = entry.reply(miss.data, miss.qend, miss.edns, time.monotonic())
                 limit = miss.edns & 0xFFFF or UDP_PLAIN_LIMIT

@@ -31,6 +31,7 @@ class CachedAnswer:
         "add_opt",
         "address",
         "age",
+        "aliases",
         "expires",
         "head",
         "head_opt",
@@ -68,6 +69,9 @@ class CachedAnswer:
         self.raw_tail = wire[qend:]
         self.address = _first_address(wire, kept)
         """The first A or AAAA address of the answer section, for the event's dest_ip."""
+        self.aliases = dnswire.alias_targets(wire, kept)
+        """The CNAME/DNAME targets of the answer: checked against the indicators on every
+        answer, cached or not, so a name blocked after caching is caught too."""
         self.age = -1
         self.tail = self.tail_opt = b""
         self._patch(0)

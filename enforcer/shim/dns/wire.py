@@ -19,8 +19,10 @@ import ipaddress
 from typing import NamedTuple
 
 TYPE_A = 1
+TYPE_CNAME = 5
 TYPE_SOA = 6
 TYPE_AAAA = 28
+TYPE_DNAME = 39
 TYPE_OPT = 41
 CLASS_IN = 1
 RCODE_NOERROR = 0
@@ -309,6 +311,55 @@ def skip_name(wire: bytes, pos: int) -> int:
         if length > 63:
             raise ValueError("reserved label type")
         pos += length + 1
+
+
+def read_name(wire: bytes, pos: int) -> str:
+    """The (possibly compressed) name at ``pos`` in lower case, without the trailing dot.
+
+    Compression pointers must point backwards (as RFC 1035 messages do), which also bounds
+    the walk; a name longer than 255 octets, a reserved label type or a pointer out of the
+    message raises ValueError.
+    """
+    n = len(wire)
+    labels: list[str] = []
+    octets = 0
+    limit = pos
+    while True:
+        if pos >= n:
+            raise ValueError("name runs past the end of the message")
+        length = wire[pos]
+        if length == 0:
+            return ".".join(labels)
+        if length & 0xC0 == 0xC0:
+            if pos + 2 > n:
+                raise ValueError("truncated compression pointer")
+            target = (length & 0x3F) << 8 | wire[pos + 1]
+            if target >= limit:
+                raise ValueError("compression pointer does not point backwards")
+            pos = limit = target
+            continue
+        if length > 63:
+            raise ValueError("reserved label type")
+        octets += length + 1
+        if octets > MAX_NAME_WIRE or pos + 1 + length > n:
+            raise ValueError("name too long or truncated")
+        labels.append(wire[pos + 1 : pos + 1 + length].decode("latin-1").lower())
+        pos += length + 1
+
+
+def alias_targets(wire: bytes, records: list[Record]) -> tuple[str, ...]:
+    """The names an answer's CNAME and DNAME records lead to (answer section, in order).
+
+    The resolver followed the chain to its end; each of these names is one the client's
+    traffic really goes to, so each is checked against the indicators like the queried name.
+    """
+    names: list[str] = []
+    for r in records:
+        if r.section == 1 and r.rtype in (TYPE_CNAME, TYPE_DNAME):
+            name = read_name(wire, r.ttl_at + 6)
+            if name and name not in names:
+                names.append(name)
+    return tuple(names)
 
 
 def walk_records(wire: bytes) -> tuple[int, list[Record]]:
