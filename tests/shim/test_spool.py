@@ -261,3 +261,62 @@ def test_a_failing_spool_write_keeps_the_events_for_the_next_flush(
     asyncio.run(scenario())
     assert len(Spool(tmp_path / "s.sqlite")) == 3
     assert reporter.lost == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_200_that_is_not_the_apis_acknowledgement_keeps_the_events(tmp_path: Path) -> None:
+    """A maintenance page, a captive portal or a wrong --server answering 200 is an outage:
+    the events stay in the spool, the reporter backs off, and they go once the API answers."""
+    import json
+
+    import httpx
+
+    answers = {"mode": "portal"}
+    stored: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/enroll"):
+            return httpx.Response(201, json={"deviceId": "d-1", "deviceToken": "t" * 40})
+        body = json.loads(request.content)
+        if answers["mode"] == "portal":
+            return httpx.Response(200, html="<html>Welcome! Accept the terms to continue</html>")
+        if answers["mode"] == "other-batch":
+            return httpx.Response(200, json={"accepted": ["x"], "duplicate": False, "count": 1})
+        stored.append(body["batchId"])
+        return httpx.Response(
+            200, json={"accepted": [body["batchId"]], "duplicate": False, "count": 1}
+        )
+
+    state = tmp_path / "state"
+    device = load_identity(state)
+
+    async def scenario() -> None:
+        client = httpx.AsyncClient(
+            base_url="http://enforcer.test", transport=httpx.MockTransport(handler)
+        )
+        session = ServerSession("http://enforcer.test", ENROLL_SECRET, device, state, client=client)
+        spool = Spool(state / "events.sqlite", max_batch=10)
+        reporter = Reporter(spool, device, session, flush_interval=0.05, backoff=Backoff(0.05, 0.1))
+        task = asyncio.create_task(reporter.run())
+        try:
+            for i in range(25):
+                reporter.on_event(
+                    NetworkEvent(
+                        dt.datetime.now(dt.UTC), "dns", f"e{i}.example", EventAction.ALLOWED
+                    )
+                )
+            await eventually(lambda: reporter.errors >= 2 and len(spool) == 25)
+            answers["mode"] = "other-batch"
+            errors = reporter.errors
+            await eventually(lambda: reporter.errors >= errors + 2)
+            assert len(spool) == 25 and reporter.sent == 0, "nothing was let go"
+            answers["mode"] = "api"
+            await eventually(lambda: len(spool) == 0, within=10)
+            assert reporter.sent == 25 and len(stored) == 3
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await reporter.aclose()
+            await session.aclose()
+
+    asyncio.run(scenario())

@@ -34,8 +34,8 @@ import structlog
 from enforcer.models import NetworkEvent
 from enforcer.shim.report.identity import DeviceIdentity
 from enforcer.shim.report.spool import Batch, Spool
-from enforcer.shim.sync import Backoff, EnrolmentError, ServerSession, retry_after
-from enforcer.wire.events import event_json
+from enforcer.shim.sync import Backoff, EnrolmentError, ServerError, ServerSession, retry_after
+from enforcer.wire.events import EventsAccepted, event_json
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -133,6 +133,13 @@ class Reporter:
         )
         status = response.status_code
         if status == 200:
+            # Only the API's own acknowledgement of this batch lets it go: a maintenance page,
+            # a captive portal or a wrong --server answering 200 is an outage, not a delivery.
+            if not _acknowledges(response, batch.batch_id):
+                raise ServerError(
+                    f"events answered 200 without accepting batch {batch.batch_id}: "
+                    f"{response.text[:200]!r}"
+                )
             await self._in_worker(self.spool.ack, batch.batch_id)
             self.sent += len(batch.events)
             self.batches += 1
@@ -171,7 +178,9 @@ class Reporter:
                 await self.send_pending()
             except asyncio.CancelledError:
                 raise
-            except (httpx.HTTPError, EnrolmentError, OSError, ValueError, sqlite3.Error) as exc:
+            except (
+                httpx.HTTPError, EnrolmentError, ServerError, OSError, ValueError, sqlite3.Error
+            ) as exc:  # fmt: skip
                 self.errors += 1
                 delay = self.backoff.next_delay()
                 log.warning(
@@ -222,3 +231,12 @@ class Reporter:
                     await self.send_pending()
         await self._in_worker(self.spool.close)
         self._worker.shutdown(wait=True)
+
+
+def _acknowledges(response: httpx.Response, batch_id: str) -> bool:
+    """Whether an upload's 200 answer is the API's `EventsAccepted` naming `batch_id`."""
+    try:
+        answer = EventsAccepted.model_validate_json(response.content)
+    except ValueError:  # pydantic's ValidationError is one
+        return False
+    return batch_id in answer.accepted
