@@ -6,6 +6,7 @@ Nothing here does I/O or imports another Enforcer module, so every layer may dep
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -181,3 +182,41 @@ def normalize(name: str) -> str:
     if not name or ".." in name or name.startswith("."):
         raise ValueError(f"not a domain name: {name!r}")
     return name
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def normalize_host(name: str) -> str | None:
+    """A host name as a client sent it (TLS SNI, a Host header, a CONNECT target) in the form
+    the matcher compares, or None when it cannot name a host.
+
+    Forgives what resolvers and servers forgive: empty labels (``www..mega.nz``, ``.mega.nz``)
+    are dropped, so such a name is decided like the name it reaches. An IP literal is returned
+    as written. Anything else that is not letters, digits, ``-``, ``_`` and dots once
+    normalised (a bad IDN, control or space characters, a label over 63 octets, a name over
+    253) is None: the proxy denies it rather than calling it "not governed".
+    """
+    try:
+        host = normalize(name)
+    except ValueError:
+        labels = [label for label in name.strip().lower().split(".") if label]
+        try:
+            host = normalize(".".join(labels)) if labels else ""
+        except ValueError:  # UnicodeError is one
+            return None
+    if not host:
+        return None
+    if host.startswith("[") or ":" in host or host.replace(".", "").isdigit():
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        return host
+    if (
+        len(host) > 253
+        or not _HOST_CHARS.issuperset(host)
+        or any(len(label) > 63 for label in host.split("."))
+    ):
+        return None
+    return host

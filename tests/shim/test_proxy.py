@@ -334,6 +334,28 @@ def test_a_blocked_host_header_blocks_too(proxy: Proxy) -> None:
     assert response.startswith(b"HTTP/1.1 403 ")
 
 
+@pytest.mark.parametrize("host", [".blocked.example", "BLOCKED.example."])
+def test_a_host_spelt_with_empty_labels_is_decided_as_the_name_it_reaches(
+    proxy: Proxy, host: str
+) -> None:
+    response = raw_exchange(
+        proxy.port, f"GET http://allowed.test/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    )
+    assert response.startswith(b"HTTP/1.1 403 ")
+    assert b"Content-Security-Policy: frame-ancestors 'none'" in response
+    (event,) = proxy.wait_events(1)
+    assert event.action is EventAction.BLOCKED and event.app_id == "badapp"
+    assert event.domain == host.strip(".").replace("..", ".").lower()
+
+
+@pytest.mark.parametrize("host", ["www..blocked.example", "blocked.ex ample", "b\x01.example"])
+def test_a_host_that_cannot_be_a_host_name_is_refused(proxy: Proxy, host: str) -> None:
+    response = raw_exchange(
+        proxy.port, f"GET http://allowed.test/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    )
+    assert response.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 403 ")), response[:40]
+
+
 def test_audit_is_relayed_and_recorded(proxy: Proxy) -> None:
     with client(proxy) as http:
         assert http.get("http://audit.example/x").text == "hello from audit.example/x"
@@ -457,6 +479,21 @@ def test_a_blocked_sni_behind_an_allowed_connect_is_denied(proxy: Proxy) -> None
     assert event.domain == "www.blocked.example"
     assert event.app_id == "badapp"
     assert event.bytes_up == 0
+
+
+@pytest.mark.parametrize("sni", ["www..blocked.example", ".blocked.example"])
+def test_an_sni_with_empty_labels_behind_an_allowed_connect_is_denied(
+    proxy: Proxy, sni: str
+) -> None:
+    # ssl will not write such a name: a hello for a name of the same length, patched.
+    stand_in = sni.replace(".", "x", 1) if sni.startswith(".") else sni.replace("..", ".x")
+    hello = client_hello(stand_in)
+    assert hello.count(stand_in.encode()) == 1
+    with connect_tunnel(proxy.port, "allowed.test:443") as sock:
+        sock.sendall(hello.replace(stand_in.encode(), sni.encode()))
+        assert _read_all(sock) == b"\x15\x03\x01\x00\x02\x02\x31"
+    (event,) = proxy.wait_events(1)
+    assert event.action is EventAction.BLOCKED and event.app_id == "badapp"
 
 
 def test_a_real_tls_client_fronting_a_blocked_name_fails(proxy: Proxy, ca: trustme.CA) -> None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from enforcer.decide.matcher import NOT_GOVERNED, Matcher, Verdict
-from enforcer.models import Action, EventAction
+from enforcer.models import Action, EventAction, normalize_host
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.http1 import (
@@ -199,13 +199,22 @@ class ProxyFrontEnd:
         return self.app_names.get(verdict.app_id) or warn.app_key(verdict) or ruling.name
 
     def decide(self, names: Iterable[str]) -> Ruling:
-        """The most restrictive outcome over the names a connection carries (host, SNI)."""
+        """The most restrictive outcome over the names a connection carries (host, SNI).
+
+        Each name is normalised as far as it can be (`normalize_host`: ``www..mega.nz`` is
+        decided as ``www.mega.nz``); a name that cannot name a host is denied, as an unreadable
+        ClientHello is, so no spelling of a blocked name passes as "not governed".
+        """
         best: Ruling | None = None
         for name in names:
-            verdict = self.matcher.verdict(name)
+            host = normalize_host(name)
+            if host is None:
+                log.info("denying a connection to %r: not a host name", name)
+                return Ruling(EventAction.BLOCKED, name, NOT_GOVERNED)
+            verdict = self.matcher.verdict_normalized(host)
             action = self._outcome(verdict)
             if best is None or stricter(action, best.action):
-                best = Ruling(action, name, verdict)
+                best = Ruling(action, host, verdict)
         if best is None:
             raise ValueError("decide() needs at least one name")
         return best

@@ -466,6 +466,11 @@ def response(
         ("Content-Length", str(len(body))),
         ("Cache-Control", "no-store"),
         ("Connection", "close"),
+        # The proxy's own pages (block, warn, errors) are never framed by another page: a
+        # page that framed the warning could trick the user into clicking "Continue".
+        ("Content-Security-Policy", "frame-ancestors 'none'"),
+        ("X-Frame-Options", "DENY"),
+        ("X-Content-Type-Options", "nosniff"),
         *extra,
     ]
     return _encode_head(f"HTTP/1.1 {status} {_REASONS[status]}", headers) + body
