@@ -270,3 +270,30 @@ def test_json_schema_is_published_and_current() -> None:
     assert json.loads(published.read_text()) == json.loads(json.dumps(json_schema())), (
         "policies/policy.schema.json is stale: run `enforcer policy schema > policies/policy.schema.json`"
     )
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_naming_file_and_line(tmp_path: Path) -> None:
+    """Nine lines that stand for 9**8 nodes: refused in well under a second, not expanded."""
+    import time
+
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    for n in range(1, 9):
+        lines.append(f"a{n}: &a{n} [" + ",".join([f"*a{n - 1}"] * 9) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "good.yaml").write_text("apps:\n  - app: box\n    tag: sanctioned\n")
+    started = time.perf_counter()
+    with pytest.raises(PolicySetError) as caught:
+        load_policy_files(tmp_path, display_root=tmp_path)
+    assert time.perf_counter() - started < 5
+    (error,) = caught.value.errors
+    assert error.location.file == "bomb.yaml" and error.location.line == 8
+    assert "alias" in error.message
+
+
+def test_a_few_aliases_are_still_allowed(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "apps:\n  - &box {app: box, tag: sanctioned}\n  - app: dropbox\n    tag: unsanctioned\n"
+        "exceptions: []\n"
+    )
+    policy = load_policy_files(tmp_path, display_root=tmp_path)
+    assert [a.item.app for a in policy.apps] == ["box", "dropbox"]

@@ -146,11 +146,76 @@ def _parse_file(
             PolicyError(Location(name, 1), "", "a policy file must be a mapping of sections")
         )
         return None
+    problem = _alias_problem(tree)
+    if problem is not None:
+        line, message = problem
+        errors.append(PolicyError(Location(name, line), "", message))
+        return None
     try:
         return PolicyFile.model_validate(_plain(tree)), tree
     except ValidationError as exc:
         errors.extend(_validation_errors(name, tree, exc))
         return None
+
+
+ALIAS_BUDGET = 10_000
+"""Most nodes that YAML aliases may add to a policy file once expanded. Aliases (``*name``)
+repeat a node without copying it, so nine lines can stand for billions of nodes (an "alias
+bomb"); a policy file needs few or none."""
+
+
+def _alias_problem(tree: Any) -> tuple[int, str] | None:
+    """(line, message) when the file's aliases expand past `ALIAS_BUDGET` nodes or refer to
+    themselves; None otherwise. Linear in the file's distinct nodes (sizes are memoised)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    added = 0
+    worst: tuple[int, Any] = (0, None)
+
+    def size(node: Any) -> int:
+        nonlocal added, worst
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in open_:
+            raise _Recursive(node)
+        known = sizes.get(key)
+        if known is not None:  # a second reference: an alias
+            added += known
+            if known > worst[0]:
+                worst = (known, node)
+            return known
+        open_.add(key)
+        children = node.values() if isinstance(node, dict) else node
+        total = 1 + sum(size(child) for child in children)
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        size(tree)
+    except _Recursive as exc:
+        return _line_of_node(exc.node), "a YAML alias refers to the node that contains it"
+    except RecursionError:
+        return 1, "YAML nested too deeply"
+    if added > ALIAS_BUDGET:
+        return _line_of_node(worst[1]), (
+            f"YAML aliases expand to more than {ALIAS_BUDGET} nodes (an alias bomb?): "
+            "write the entries out instead"
+        )
+    return None
+
+
+class _Recursive(Exception):
+    def __init__(self, node: Any) -> None:
+        super().__init__()
+        self.node = node
+
+
+def _line_of_node(node: Any) -> int:
+    lc = getattr(node, "lc", None)
+    line = getattr(lc, "line", None)
+    return line + 1 if isinstance(line, int) else 1
 
 
 def _plain(node: Any) -> Any:
