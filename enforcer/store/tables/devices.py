@@ -1,7 +1,8 @@
 """SQLModel tables of enrolled devices and the network events they report.
 
 Kept apart from `tables.py` (the indicator store) because they grow differently: indicators are
-rewritten by reconciliation, events only ever append. Migration 0002 creates them.
+rewritten by reconciliation, events only ever append. Migration 0002 creates them;
+0008 adds the queue of batches discovery has not rolled up yet.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class NetworkEventRow(SQLModel, table=True):
         Index("ix_network_event_domain_rev_time", "domain_rev", "time"),
         Index("ix_network_event_user_time", "user", "time"),
         Index("ix_network_event_process_time", "process_name", "time"),
+        Index("ix_network_event_batch_row", "batch_row"),
     )
 
     id: int | None = Field(
@@ -114,9 +116,33 @@ class NetworkEventRow(SQLModel, table=True):
     pid: int = 0
     process_name: str = Field(default="", max_length=255)
     process_path: str = Field(default="", max_length=1024)
+    batch_row: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    """The `event_batch` row (its id) that stored the event: the roll-up reads events by batch.
+    Negative for events stored before migration 0008 and not yet rolled up then (queued as
+    pseudo-batches), 0 for the rest of those."""
+
+
+class PendingBatchRow(SQLModel, table=True):
+    """A stored batch of events that discovery has not rolled up yet.
+
+    Written in the transaction that stores the batch and deleted in the one that rolls it up,
+    so the roll-up sees a batch exactly when its events are committed, whatever order the
+    batches' ids and commits come in, and pruning keeps the events of every batch still here.
+    """
+
+    __tablename__ = "event_batch_pending"
+
+    batch_row: int = Field(
+        sa_column=Column(BigInteger, primary_key=True, autoincrement=False, nullable=False)
+    )
+    count: int
+    """How many events the batch holds (the roll-up takes whole batches up to a total)."""
 
 
 # Core handles of the tables, for the store's statements (event batches hold thousands of rows).
 DEVICE = DeviceRow.__table__  # type: ignore[attr-defined]
 BATCH = EventBatchRow.__table__  # type: ignore[attr-defined]
 EVENT = NetworkEventRow.__table__  # type: ignore[attr-defined]
+PENDING = PendingBatchRow.__table__  # type: ignore[attr-defined]
