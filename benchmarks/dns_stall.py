@@ -51,6 +51,7 @@ def serve(
     # apply (paced on the loop). Only the write to the on-disk cache is left out.
     body = delta_body(
         1,
+        "0" * 32 + ".0",
         (
             sync_entry_json(f"new{i}.delta{i % 100}.example", "", "Block", "Medium", "", False, "")
             for i in range(delta)

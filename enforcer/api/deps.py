@@ -75,8 +75,9 @@ class ApiContext:
     """Sync answers shared by the devices that ask the same question at the same time."""
     _tokens: dict[str, tuple[Device, float]] = field(default_factory=dict)
     """SHA-256 of a device token -> (device, when looked up): see `cached_device`."""
-    _applied: dict[str, int] = field(default_factory=dict)
-    """device id -> the revision this process last recorded it holds: see `record_applied`."""
+    _applied: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    """device id -> the revision (and its epoch) this process last recorded it holds: see
+    `record_applied`."""
 
     def cached_device(self, token: str) -> Device | None:
         """The device of a token looked up less than `TOKEN_CACHE_SECONDS` ago, if any.
@@ -100,17 +101,18 @@ class ApiContext:
         for key in [k for k, (d, _) in self._tokens.items() if d.device_id == device_id]:
             self._tokens.pop(key, None)
 
-    async def record_applied(self, device_id: str, revision: int) -> None:
-        """Record the revision a device says it holds, writing only when it changed.
+    async def record_applied(self, device_id: str, revision: int, epoch: str | None) -> None:
+        """Record the revision a device holds (of `epoch`), writing only when it changed.
 
         Every sync request names it; a long-polling fleet re-asks with the same revision many
         times, so this process remembers what it wrote and the store sees one write per
-        revision per device (the store's conditional UPDATE makes replicas agree).
+        revision per device (the store's conditional UPDATE makes replicas agree). The epoch
+        is part of what is remembered: after a restore the same number is another revision.
         """
-        if self._applied.get(device_id) == revision:
+        if self._applied.get(device_id) == (revision, epoch):
             return
         await run_in_threadpool(record_applied, self.engine, device_id, revision)
-        self._applied[device_id] = revision
+        self._applied[device_id] = (revision, epoch)
 
     def should_touch(self, device_id: str) -> bool:
         """Whether this process should record a sighting of the device now (once a minute)."""

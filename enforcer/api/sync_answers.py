@@ -8,6 +8,11 @@ entry per (scope, value), the one with the strongest action (`Action.strength`),
 `enforcer.decide.scope` ranks them. A delta is computed from the change log only to learn *which* keys
 changed; their entries are then read from the indicator table, so a delta carries the current
 state (titles included) and a removal of one source's row does not hide the other's.
+
+A device names the revision it holds (``since``) and that revision's epoch (`enforcer.store.feed`):
+a delta is sent only when this store issued that revision with that epoch, so a device that
+synced from a store since restored from a backup (whose numbers are issued again, with other
+changes) gets a snapshot. Every answer, ETag and cache key carries the epoch with the revision.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from enforcer.models import Action
 from enforcer.store.feed import (
     changes_since,
     count_in_scopes,
-    current_revision,
+    current_epoch,
+    epoch_at,
     log_floor,
     sync_row_batches,
     sync_rows_of,
@@ -54,34 +60,51 @@ def groups_tag(groups: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(groups))).encode()).hexdigest()[:12]
 
 
-def etag(revision: int, groups: Iterable[str]) -> str:
-    """The ETag of a device's indicator set at `revision`."""
-    return f'"{revision}-{groups_tag(groups)}"'
+def etag(revision: int, epoch: str, groups: Iterable[str]) -> str:
+    """The ETag of a device's indicator set at `revision` of `epoch`."""
+    return f'"{revision}-{epoch}-{groups_tag(groups)}"'
 
 
 @dataclass(frozen=True, slots=True)
 class SyncAnswer:
-    """What to send: a snapshot (streamed later) or a delta (built here, its entries as JSON)."""
+    """What to send: a snapshot (streamed later) or a delta (built here, its entries as JSON).
+
+    `held` says whether the device's cursor (``since`` and its epoch) names a revision of this
+    store's history: only then is it recorded as the revision the device has applied.
+    """
 
     revision: int
+    epoch: str
     snapshot: bool
+    held: bool
     upserts: tuple[str, ...] = ()
     removes: tuple[str, ...] = ()
 
 
 def answer(
-    engine: Engine, since: int | None, scopes: Sequence[str], max_changes: int
+    engine: Engine,
+    since: int | None,
+    held_epoch: str | None,
+    scopes: Sequence[str],
+    max_changes: int,
 ) -> SyncAnswer:
-    """Decide between snapshot and delta for a device at `since`, and build the delta."""
+    """Decide between snapshot and delta for a device at `since` of `held_epoch`, and build
+    the delta. A device that names no epoch (a shim older than epochs) is trusted on its
+    revision number alone."""
     with engine.connect() as conn:
-        revision = current_revision(conn)
-        if not since or since < log_floor(conn) or since > revision:
-            return SyncAnswer(revision, True)
+        revision, epoch = current_epoch(conn)
+        held = (
+            since is not None
+            and since <= revision
+            and (held_epoch is None or held_epoch == _epoch_of(conn, since, revision, epoch))
+        )
+        if not since or not held or since < log_floor(conn):
+            return SyncAnswer(revision, epoch, True, held)
         if since == revision:
-            return SyncAnswer(revision, False)
+            return SyncAnswer(revision, epoch, False, held)
         rows = changes_since(conn, since, scopes, limit=max_changes + 1)
         if len(rows) > max_changes:
-            return SyncAnswer(revision, True)
+            return SyncAnswer(revision, epoch, True, held)
         # Rows committed after `revision` was read are left for the next delta.
         keys = {(r["scope"], r["value"]) for r in rows if r["revision"] <= revision}
         current = _current(conn, keys, scopes)
@@ -91,7 +114,11 @@ def answer(
         for scope, value in sorted(keys)
         if (scope, value) not in current
     )
-    return SyncAnswer(revision, False, upserts, removes)
+    return SyncAnswer(revision, epoch, False, held, upserts, removes)
+
+
+def _epoch_of(conn: Connection, since: int, revision: int, epoch: str) -> str | None:
+    return epoch if since == revision else epoch_at(conn, since)
 
 
 def _current(
@@ -111,11 +138,11 @@ def _current(
 
 def delta_json(result: SyncAnswer) -> bytes:
     """The JSON body of a delta."""
-    return delta_body(result.revision, result.upserts, result.removes)
+    return delta_body(result.revision, result.epoch, result.upserts, result.removes)
 
 
 def snapshot_chunks(
-    engine: Engine, revision: int, scopes: Sequence[str]
+    engine: Engine, revision: int, epoch: str, scopes: Sequence[str]
 ) -> Generator[bytes, None, None]:
     """The JSON body of a snapshot, in chunks of a few thousand entries.
 
@@ -125,7 +152,7 @@ def snapshot_chunks(
     This loop runs once per row of a million-row set: rows are unpacked as tuples and entries
     formatted directly by `sync_entry_json`.
     """
-    yield snapshot_head(revision)
+    yield snapshot_head(revision, epoch)
     strength_of = _STRENGTH
     entry_json = sync_entry_json
     separator = ""
@@ -182,40 +209,52 @@ class Shared(Generic[K, V]):
         return await asyncio.shield(future)
 
 
+_AnswerKey = tuple[int | None, str | None, int, str, tuple[str, ...]]
+
+
 class SharedAnswers:
-    """Sync answers shared per (since, revision, scopes) by the devices a revision woke."""
+    """Sync answers shared per (device's revision and epoch, store's revision and epoch,
+    scopes) by the devices a revision woke. The epochs are part of the key because a restored
+    store issues the same revision numbers again with other contents."""
 
     def __init__(self, size: int = 1024) -> None:
-        self._shared: Shared[tuple[int | None, int, tuple[str, ...]], SyncAnswer] = Shared(
-            answer, size
-        )
+        self._shared: Shared[_AnswerKey, SyncAnswer] = Shared(answer, size)
 
     async def get(
-        self, engine: Engine, revision: int, since: int | None, scopes: list[str], limit: int
+        self,
+        engine: Engine,
+        current: tuple[int, str | None],
+        since: int | None,
+        held_epoch: str | None,
+        scopes: list[str],
+        limit: int,
     ) -> SyncAnswer:
-        """The answer for `since` and `scopes` while the watcher is at `revision`."""
-        if revision < 0:  # the watcher has not read the store yet: nothing to share safely
-            return await run_in_threadpool(answer, engine, since, scopes, limit)
-        return await self._shared.get(
-            (since, revision, tuple(scopes)), engine, since, scopes, limit
-        )
+        """The answer for `since` of `held_epoch` and `scopes` while the watcher has seen the
+        `current` (revision, epoch)."""
+        revision, epoch = current
+        args = (engine, since, held_epoch, scopes, limit)
+        if revision < 0 or epoch is None:  # the watcher has not read the store yet
+            return await run_in_threadpool(answer, *args)
+        return await self._shared.get((since, held_epoch, revision, epoch, tuple(scopes)), *args)
 
 
 SHARED_SNAPSHOT_ENTRIES = 20_000
 """A snapshot with at most this many entries is rendered once and shared (a few MB at most)."""
 
 
-def small_snapshot(engine: Engine, revision: int, scopes: Sequence[str]) -> bytes | None:
+def small_snapshot(
+    engine: Engine, revision: int, epoch: str, scopes: Sequence[str]
+) -> bytes | None:
     """The whole snapshot body when it is small, else None (then each device streams its own)."""
     with engine.connect() as conn:
         count = count_in_scopes(conn, scopes=scopes)
     if count > SHARED_SNAPSHOT_ENTRIES:
         return None
-    return b"".join(snapshot_chunks(engine, revision, scopes))
+    return b"".join(snapshot_chunks(engine, revision, epoch, scopes))
 
 
 class SharedSnapshots:
-    """Small snapshots rendered once per (revision, scopes) for a herd of woken devices.
+    """Small snapshots rendered once per (revision, epoch, scopes) for a herd of woken devices.
 
     Devices at revision 0 (enrolled on an empty store) or below the log floor all need a
     snapshot when a revision lands; rendering it once instead of once per device is what lets
@@ -223,9 +262,14 @@ class SharedSnapshots:
     """
 
     def __init__(self, size: int = 64) -> None:
-        self._shared: Shared[tuple[int, tuple[str, ...]], bytes | None] = Shared(
+        self._shared: Shared[tuple[int, str, tuple[str, ...]], bytes | None] = Shared(
             small_snapshot, size
         )
 
-    async def get(self, engine: Engine, revision: int, scopes: list[str]) -> bytes | None:
-        return await self._shared.get((revision, tuple(scopes)), engine, revision, scopes)
+    async def get(
+        self, engine: Engine, revision: int, epoch: str, scopes: list[str]
+    ) -> bytes | None:
+        """The shared snapshot of `scopes` at `revision` of `epoch` (None when too big)."""
+        return await self._shared.get(
+            (revision, epoch, tuple(scopes)), engine, revision, epoch, scopes
+        )

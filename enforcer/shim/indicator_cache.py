@@ -50,7 +50,7 @@ def _indicator(row: tuple[str, str, str, str, str, str]) -> Indicator:
 
 
 class IndicatorCache:
-    """Indicators by (scope, value) and the revision they are at."""
+    """Indicators by (scope, value), the revision they are at and that revision's epoch."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +69,13 @@ class IndicatorCache:
         """The revision of the cached set, or None when no set was ever stored."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
         return int(row[0]) if row else None
+
+    @property
+    def epoch(self) -> str | None:
+        """The epoch of the cached revision (which history of the store it belongs to), or
+        None when the server did not send one."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        return str(row[0]) if row else None
 
     @property
     def groups(self) -> tuple[str, ...] | None:
@@ -104,10 +111,12 @@ class IndicatorCache:
         *,
         snapshot: bool = False,
         groups: Iterable[str] = (),
+        epoch: str | None = None,
     ) -> None:
         """Store one delta (or, with `snapshot`, a whole new set) and its revision atomically.
 
-        `groups` are the device groups the server answered for, kept with the revision.
+        `groups` are the device groups the server answered for and `epoch` the revision's
+        epoch, both kept with the revision.
         """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -129,6 +138,10 @@ class IndicatorCache:
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 [("revision", str(revision)), ("groups", "\n".join(sorted(set(groups))))],
             )
+            if epoch is None:
+                db.execute("DELETE FROM meta WHERE key = 'epoch'")
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
         except BaseException:
             db.execute("ROLLBACK")
             raise

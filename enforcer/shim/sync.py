@@ -189,6 +189,8 @@ class Update(NamedTuple):
     upserts: list[Indicator]
     removes: list[tuple[str, str]]
     """(scope, value) pairs."""
+    epoch: str | None = None
+    """The revision's epoch, sent back with it (None from a server older than epochs)."""
 
 
 async def receive_update(content: bytes, step: float = 0.001) -> Update:
@@ -216,7 +218,7 @@ async def receive_update(content: bytes, step: float = 0.001) -> Update:
             await _paced(
                 body.get("removes", ()), lambda item: removes.append(sync_remove_key(item)), step
             )
-            return Update(int(body["revision"]), bool(body.get("snapshot")), upserts, removes)
+            return _update(body, upserts, removes)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ServerError(f"malformed sync answer: {exc!r}") from exc
 
@@ -243,9 +245,18 @@ def parse_update(body: dict[str, Any]) -> Update:
     try:
         upserts = [from_sync_entry(item) for item in body.get("upserts", ())]
         removes = [sync_remove_key(item) for item in body.get("removes", ())]
-        return Update(int(body["revision"]), bool(body.get("snapshot")), upserts, removes)
+        return _update(body, upserts, removes)
     except (KeyError, TypeError, ValueError) as exc:
         raise ServerError(f"malformed sync answer: {exc!r}") from exc
+
+
+def _update(
+    body: dict[str, Any], upserts: list[Indicator], removes: list[tuple[str, str]]
+) -> Update:
+    epoch = body.get("epoch")
+    if epoch is not None and not isinstance(epoch, str):
+        raise TypeError(f"epoch is not a string: {epoch!r}")
+    return Update(int(body["revision"]), bool(body.get("snapshot")), upserts, removes, epoch)
 
 
 class _Held(NamedTuple):
@@ -339,7 +350,7 @@ class DeviceIndicators:
         million entries would make every system call of the DNS loop wait for the GIL.
         """
         if not update.snapshot or not self.by_domain:
-            return Update(update.revision, False, update.upserts, update.removes)
+            return update._replace(snapshot=False)
         incoming: set[tuple[str, str]] = set()
 
         def see(ind: Indicator) -> None:
@@ -353,7 +364,7 @@ class DeviceIndicators:
         await _paced(
             self.keys(), lambda key: None if key in incoming else gone.append(key), self.step
         )
-        return Update(update.revision, False, update.upserts, gone)
+        return update._replace(snapshot=False, removes=gone)
 
     async def apply(self, update: Update, matcher: Matcher) -> int:
         """Apply a delta (or snapshot) to the table and the live matcher; returns domains touched.
@@ -438,6 +449,9 @@ class SyncClient:
         self.backoff = backoff or Backoff()
         self.on_ready = on_ready
         self.revision: int | None = cache.revision
+        self.epoch: str | None = cache.epoch
+        """The epoch of `revision`, sent back with it: a store restored from a backup issues
+        the same numbers again, and the server tells them apart by it."""
         self._groups = tuple(sorted(set(held.groups)))
         self._full = cache.groups != self._groups
         """Ask for the whole set: the cached revision was synced for other groups, so a delta
@@ -462,6 +476,8 @@ class SyncClient:
         full = self.revision is None or self._full
         if not full:
             params["since"] = self.revision
+            if self.epoch is not None:
+                params["epoch"] = self.epoch
         headers = {"If-None-Match": self._etag} if self._etag and not full else {}
         timeout = httpx.Timeout(10.0, read=wait + 15.0)
         response = await self.session.request(
@@ -475,7 +491,12 @@ class SyncClient:
         # A snapshot can be a hundred megabytes of JSON: parsed in steps between DNS answers.
         update = await receive_update(response.content, self.held.step)
         first = self.revision is None
-        if not first and not update.snapshot and update.revision == self.revision:
+        if (
+            not first
+            and not update.snapshot
+            and update.revision == self.revision
+            and update.epoch == self.epoch
+        ):
             return False
         await self._apply(update)
         self._full = False
@@ -495,9 +516,11 @@ class SyncClient:
             update.removes,
             snapshot=update.snapshot,
             groups=self._groups,
+            epoch=update.epoch,
         )
         touched = await self.held.apply(update, self.matcher)
         self.revision = update.revision
+        self.epoch = update.epoch
         self.applied += 1
         log.info(
             "sync.applied",

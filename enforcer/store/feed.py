@@ -4,10 +4,19 @@ Every write that changes indicators takes the revision lock (`lock_revision`), m
 revision (`new_revision`) and logs its changes (`write_change_log`); devices then ask for the
 changes after their revision (`changes_since`) and read the current entries of the keys that
 changed, or the whole set as a snapshot (`sync_rows_of`, `sync_row_batches`).
+
+A revision number alone does not say which set a device holds: a store restored from a backup
+issues the numbers after the backup again, with other changes. So each revision also has an
+*epoch* (`epoch_at`): the store's lineage id (a random value in `store_meta`, made with the
+first revision and replaced by `renew_epoch`) and a stamp of the revision's own row (its
+creation time and what it did). A revision issued again after a restore has another stamp, so
+another epoch, and a device holding the old one gets a snapshot.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -57,10 +66,61 @@ def lock_revision(conn: Connection) -> int:
     return current_revision(conn)
 
 
+_EPOCH_KEY = "epoch"
+
+NO_EPOCH = "0" * 32
+"""The lineage id of a store that has never made a revision (or predates epochs): its first
+revision makes a random one, which gives every device one snapshot, as a new store should."""
+
+
+def store_epoch(conn: Connection) -> str:
+    """The store's lineage id: 32 hex digits, `NO_EPOCH` until the first revision."""
+    value = conn.execute(select(META.c.value).where(META.c.key == _EPOCH_KEY)).scalar()
+    return str(value) if value is not None else NO_EPOCH
+
+
+def renew_epoch(conn: Connection) -> str:
+    """Give the store a new random lineage id (the caller holds `lock_revision`): every
+    device's epoch stops matching, so each takes a snapshot at its next sync."""
+    value = secrets.token_hex(16)
+    if not conn.execute(update(META).where(META.c.key == _EPOCH_KEY).values(value=value)).rowcount:
+        conn.execute(insert(META).values(key=_EPOCH_KEY, value=value))
+    return value
+
+
+def epoch_at(conn: Connection, revision: int) -> str | None:
+    """The epoch of `revision` in this store (``<lineage id>.<stamp of the revision>``), or
+    None when the store has no such revision (then nobody can hold it)."""
+    lineage = store_epoch(conn)
+    if revision == 0:
+        return f"{lineage}.0"
+    row = conn.execute(
+        select(REV.c.created_at, REV.c.kind, REV.c.created, REV.c.updated, REV.c.deleted,
+               REV.c.policy_digest, REV.c.actor).where(REV.c.id == revision)
+    ).first()  # fmt: skip
+    if row is None:
+        return None
+    # The creation time alone tells a re-issued revision from the original (microseconds on
+    # both back ends); the rest of the row costs nothing and covers a clock set back.
+    facts = "|".join(str(value) for value in (revision, *row))
+    return f"{lineage}.{hashlib.sha256(facts.encode()).hexdigest()[:16]}"
+
+
+def current_epoch(conn: Connection) -> tuple[int, str]:
+    """The store's revision and its epoch."""
+    revision = current_revision(conn)
+    epoch = epoch_at(conn, revision)
+    # A revision's row is written with it in one transaction; only a revision table emptied by
+    # hand lacks it: stamped by the number then, which still differs from any issued epoch.
+    return revision, epoch if epoch is not None else f"{store_epoch(conn)}.r{revision}"
+
+
 def new_revision(
     conn: Connection, kind: str, counts: Sequence[int], *, actor: str, digest: str = ""
 ) -> int:
     """Make the next revision (the caller holds `lock_revision`) and record what it did."""
+    if store_epoch(conn) == NO_EPOCH:
+        renew_epoch(conn)
     revision = current_revision(conn) + 1
     conn.execute(update(META).where(META.c.key == "revision").values(value=str(revision)))
     conn.execute(

@@ -111,10 +111,18 @@ class SyncRemove(BaseModel):
     scope: str = ALL_DEVICES
 
 
+EPOCH_PATTERN = r"^[0-9a-f]{32}\.[0-9a-z]{1,20}$"
+"""What an epoch looks like: the store's lineage id, a dot, a stamp of the revision."""
+
+
 class SyncBody(BaseModel):
     """A device's indicator set: the whole set (``snapshot``) or the changes since a revision."""
 
     revision: int
+    epoch: str = Field(pattern=EPOCH_PATTERN)
+    """Which history `revision` belongs to: a device sends it back (``epoch=``) with ``since``,
+    and holding another epoch than the store's for that revision (the store was restored from
+    a backup or renewed) gets it a snapshot."""
     snapshot: bool
     upserts: list[SyncEntry]
     removes: list[SyncRemove]
@@ -142,19 +150,23 @@ def sync_remove_json(scope: str, value: str) -> str:
     return f'{{"indicatorValue":{_quote(value)},"scope":{_quote(scope)}}}'
 
 
-def snapshot_head(revision: int) -> bytes:
+def snapshot_head(revision: int, epoch: str) -> bytes:
     """The start of a snapshot body; `sync_entry_json` texts follow, comma-separated."""
-    return b'{"revision":%d,"snapshot":true,"upserts":[' % revision
+    return b'{"revision":%d,"epoch":%s,"snapshot":true,"upserts":[' % (
+        revision,
+        _quote(epoch).encode(),
+    )
 
 
 SNAPSHOT_TAIL = b'],"removes":[]}'
 """The end of a snapshot body."""
 
 
-def delta_body(revision: int, upserts: Iterable[str], removes: Iterable[str]) -> bytes:
+def delta_body(revision: int, epoch: str, upserts: Iterable[str], removes: Iterable[str]) -> bytes:
     """A delta body from `sync_entry_json` and `sync_remove_json` texts."""
     return (
-        f'{{"revision":{revision:d},"snapshot":false,"upserts":[{",".join(upserts)}],'
+        f'{{"revision":{revision:d},"epoch":{_quote(epoch)},"snapshot":false,'
+        f'"upserts":[{",".join(upserts)}],'
         f'"removes":[{",".join(removes)}]}}'
     ).encode()
 

@@ -50,7 +50,13 @@ def test_snapshot_then_delta_after_a_change(api: Api) -> None:
     assert delta["removes"] == [{"indicatorValue": "b.example", "scope": ""}]
 
     same = api.client.get(SYNC, params={"since": rev2}, headers=bearer(token)).json()
-    assert same == {"revision": rev2, "snapshot": False, "upserts": [], "removes": []}
+    assert same == {
+        "revision": rev2,
+        "epoch": delta["epoch"],
+        "snapshot": False,
+        "upserts": [],
+        "removes": [],
+    }
 
 
 def test_a_device_only_gets_its_groups(api: Api) -> None:

@@ -20,10 +20,13 @@ from enforcer.shim.sync import parse_update
 from enforcer.wire.enrolment import EnrollRequest
 from enforcer.wire.events import WireEvent, event_json
 from enforcer.wire.indicators import (
+    SNAPSHOT_TAIL,
     DefenderIndicator,
     SyncBody,
+    delta_body,
     from_defender,
     from_sync_entry,
+    snapshot_head,
     sync_entry_json,
     to_defender,
 )
@@ -85,9 +88,17 @@ def test_the_sync_entry_fast_path_is_the_model(ind: Indicator) -> None:
     text = sync_entry_json(
         ind.value, ind.scope, ind.action, ind.severity, ind.app_id, ind.generate_alert, ind.title
     )
-    entry = SyncBody.model_validate_json(
-        f'{{"revision":1,"snapshot":true,"upserts":[{text}],"removes":[]}}'
-    ).upserts[0]
+    epoch = "0123456789abcdef0123456789abcdef.fedcba9876543210"
+    snapshot = SyncBody.model_validate_json(snapshot_head(1, epoch) + text.encode() + SNAPSHOT_TAIL)
+    delta = SyncBody.model_validate_json(delta_body(2, epoch, [text], []))
+    assert (snapshot.epoch, snapshot.snapshot, delta.epoch, delta.snapshot) == (
+        epoch,
+        True,
+        epoch,
+        False,
+    )
+    entry = snapshot.upserts[0]
+    assert delta.upserts == [entry]
     assert from_sync_entry(entry.model_dump()) == ind._replace(description="", expiration=None)
 
 

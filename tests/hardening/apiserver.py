@@ -2,7 +2,7 @@
 
 Fuzzing sends thousands of requests; starting a server per example would measure start-up, so
 a module shares one (`module_api`). Its long-poll is capped at 50 ms (the watcher's
-`wait_beyond` is wrapped): a fuzzed ``wait=60`` must not hold a test for a minute, and the cap
+`wait_for_change` is wrapped): a fuzzed ``wait=60`` must not hold a test for a minute, and the cap
 changes nothing else of the code path under test.
 """
 
@@ -35,12 +35,12 @@ MAX_TEST_WAIT = 0.05
 def capped_long_poll(app: FastAPI, cap: float = MAX_TEST_WAIT) -> None:
     """Make the app's long-poll hold requests at most `cap` seconds."""
     watcher = app.state.ctx.watcher
-    wait_beyond = watcher.wait_beyond
+    wait_for_change = watcher.wait_for_change
 
-    async def capped(revision: int, timeout: float) -> bool:
-        return bool(await wait_beyond(revision, min(timeout, cap)))
+    async def capped(revision: int, epoch: str | None, timeout: float) -> bool:
+        return bool(await wait_for_change(revision, epoch, min(timeout, cap)))
 
-    watcher.wait_beyond = capped
+    watcher.wait_for_change = capped
 
 
 @contextmanager

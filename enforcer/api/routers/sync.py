@@ -25,13 +25,14 @@ from enforcer.api.sync_answers import (
     scopes_of,
     snapshot_chunks,
 )
-from enforcer.wire.indicators import SyncBody
+from enforcer.wire.indicators import EPOCH_PATTERN, SyncBody
 from enforcer.wire.limits import REVISION_MAX
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
 _EXAMPLE = {
     "revision": 42,
+    "epoch": "5f0c3a9e2b7d41c68e1f9a0b3c4d5e6f.9c1e2f3a4b5c6d7e",
     "snapshot": False,
     "upserts": [
         {
@@ -64,6 +65,13 @@ async def sync(
     since: Annotated[
         int | None, Query(ge=0, le=REVISION_MAX, description="The revision the device has.")
     ] = None,
+    epoch: Annotated[
+        str | None,
+        Query(
+            pattern=EPOCH_PATTERN,
+            description="The epoch of that revision, as the answer that brought it said.",
+        ),
+    ] = None,
     wait: Annotated[
         float, Query(ge=0, le=60, description="Seconds to hold the request for a change.")
     ] = 0,
@@ -74,41 +82,50 @@ async def sync(
     (the first time it is named, with the time), which is how the server knows each device's
     time to enforce and which devices are stale, at no cost to the device.
     """
-    # A revision beyond the store's is not recorded: the device holds something this store
-    # never issued (a restored store, or a device that lies), and it gets a snapshot.
+    # A cursor this store never issued (a revision beyond the store's, or one whose epoch is
+    # not the store's for that number: a restored store, or a device that lies) is not
+    # recorded, and the device gets a snapshot.
     scopes = scopes_of(device.groups)
     limit = ctx.limits.max_delta_changes
+    watcher = ctx.watcher
     waited = False
-    if wait > 0 and since is not None and since == ctx.watcher.revision:
+    if (
+        wait > 0
+        and since is not None
+        and since == watcher.revision
+        and (epoch is None or epoch == watcher.epoch)
+    ):
         # Up to date as far as the watcher knows: wait without reading the store first (the
         # watcher notices a newer revision within its poll interval and wakes us).
-        await ctx.record_applied(device.device_id, since)
+        await ctx.record_applied(device.device_id, since, epoch)
         waited = True
-        woken = await ctx.watcher.wait_beyond(since, wait)
-        result = await _after_wait(ctx, woken, since, scopes, limit)
+        woken = await watcher.wait_for_change(since, epoch, wait)
+        known = epoch or watcher.epoch or ""
+        result = await _after_wait(ctx, woken, (since, known), epoch, scopes, limit)
     else:
-        result = await run_in_threadpool(answer, ctx.engine, since, scopes, limit)
-        if since is not None and since <= result.revision:
-            await ctx.record_applied(device.device_id, since)
+        result = await run_in_threadpool(answer, ctx.engine, since, epoch, scopes, limit)
+        if since is not None and result.held:
+            await ctx.record_applied(device.device_id, since, epoch)
         # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
         # answering at once would make it spin. What a change then brings is a snapshot.
-        if wait > 0 and since is not None and since == result.revision:
+        if wait > 0 and since is not None and since == result.revision and result.held:
             waited = True
-            woken = await ctx.watcher.wait_beyond(since, wait)
-            result = await _after_wait(ctx, woken, since, scopes, limit)
-    tag = etag(result.revision, device.groups)
+            known = result.epoch
+            woken = await watcher.wait_for_change(since, known, wait)
+            result = await _after_wait(ctx, woken, (since, known), epoch, scopes, limit)
+    tag = etag(result.revision, result.epoch, device.groups)
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
-    unchanged = waited and since == result.revision
+    unchanged = waited and result.held and since == result.revision
     if unchanged or _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     if result.snapshot and waited:
         # A herd woken by one revision: share a small snapshot instead of one query each.
-        body = await ctx.snapshots.get(ctx.engine, result.revision, scopes)
+        body = await ctx.snapshots.get(ctx.engine, result.revision, result.epoch, scopes)
         if body is not None:
             return Response(body, media_type="application/json", headers=headers)
     if result.snapshot:
         return StreamingResponse(
-            _stream(snapshot_chunks(ctx.engine, result.revision, scopes)),
+            _stream(snapshot_chunks(ctx.engine, result.revision, result.epoch, scopes)),
             media_type="application/json",
             headers=headers,
         )
@@ -116,12 +133,22 @@ async def sync(
 
 
 async def _after_wait(
-    ctx: Ctx, woken: bool, since: int, scopes: list[str], limit: int
+    ctx: Ctx,
+    woken: bool,
+    held: tuple[int, str],
+    epoch: str | None,
+    scopes: list[str],
+    limit: int,
 ) -> SyncAnswer:
-    """The answer once a long-poll ends: woken devices share one store read per question."""
+    """The answer once a long-poll ends: woken devices share one store read per question.
+
+    `held` is the device's revision and its epoch (the one it sent, else the store's), what a
+    timed-out wait answers 304 with; `epoch` is what the device sent.
+    """
+    since, known = held
     if not woken:  # timed out: nothing new, answered 304
-        return SyncAnswer(since, False)
-    return await ctx.answers.get(ctx.engine, ctx.watcher.revision, since, scopes, limit)
+        return SyncAnswer(since, known, False, True)
+    return await ctx.answers.get(ctx.engine, ctx.watcher.current, since, epoch, scopes, limit)
 
 
 def _matches(header: str | None, tag: str) -> bool:
