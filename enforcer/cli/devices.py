@@ -68,11 +68,13 @@ def _row(status: DeviceStatus, now: dt.datetime) -> tuple[str, ...]:
     mark = ""
     if status.stale and status.behind_since is not None:
         mark = f"STALE (behind {_duration(now - status.behind_since)})"
+    from enforcer.textsafe import cut
+
     return (
-        d.hostname or "-",
-        d.device_id,
-        os_text,
-        ",".join(d.groups) or "-",
+        cut(d.hostname, 40) or "-",
+        cut(d.device_id, 40),
+        cut(os_text, 30),
+        cut(",".join(d.groups), 30) or "-",
         "-" if d.applied_revision is None else str(d.applied_revision),
         "-" if d.applied_at is None else f"{_duration(now - d.applied_at)} ago",
         "-" if took is None else _duration(took),

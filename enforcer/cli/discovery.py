@@ -73,13 +73,16 @@ def _emit(
 
 
 def _cell(value: Any) -> str:
+    """A table cell: names from devices and logs are shown safely and cut to fit a screen."""
+    from enforcer.textsafe import cut
+
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
+        return cut(", ".join(map(str, value)), 80)
+    return cut(str(value), 60)
 
 
 def _stale_after() -> dt.timedelta:
@@ -349,8 +352,11 @@ def app_cmd(
                f"risk {_cell(data['risk'])}, tag {data['tag'] or 'none'}")  # fmt: skip
     typer.echo(f"{data['transactions']:,} transactions, up {data['upload']:,} B, "
                f"down {data['download']:,} B, {data['blocked']:,} blocked")  # fmt: skip
-    typer.echo(f"Machines ({len(data['machines'])}): {', '.join(data['machines']) or '-'}")
-    typer.echo(f"Users ({len(data['users'])}): {', '.join(data['users']) or '-'}")
+    from enforcer.textsafe import for_terminal
+
+    machines, users = ", ".join(data["machines"]), ", ".join(data["users"])
+    typer.echo(f"Machines ({len(data['machines'])}): {for_terminal(machines) or '-'}")
+    typer.echo(f"Users ({len(data['users'])}): {for_terminal(users) or '-'}")
     typer.echo("\nTop processes:")
     _emit_processes(data["topProcesses"])
 

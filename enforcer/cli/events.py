@@ -116,12 +116,14 @@ def _row(event: StoredEvent) -> tuple[str, ...]:
         f"{dest}:{event.dest_port}" if event.dest_ip else "-",
         event.action.value,
         f"{_size(event.bytes_up)}/{_size(event.bytes_down)}",
-        event.indicator or "-",
+        _cut(event.indicator, 60) or "-",
     )
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    from enforcer.textsafe import cut
+
+    return cut(text, width)
 
 
 def _size(count: int) -> str:

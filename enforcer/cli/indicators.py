@@ -55,11 +55,14 @@ def list_cmd(
     if as_json:
         typer.echo(json.dumps({"total": total, "value": [_as_dict(r) for r in rows]}, indent=2))
         return
+    from enforcer.textsafe import cut
+
     typer.echo(f"{'ID':>7} {'VALUE':<40} {'ACTION':<8} {'SCOPE':<12} {'SOURCE':<7} APP")
     for r in rows:
         ind = r.indicator
         typer.echo(
-            f"{r.id:>7} {ind.value:<40} {ind.action.value:<8} {ind.scope or 'all':<12} {r.source:<7} {ind.app_id or '-'}"
+            f"{r.id:>7} {cut(ind.value, 40):<40} {ind.action.value:<8} {ind.scope or 'all':<12} "
+            f"{r.source:<7} {cut(ind.app_id or '-', 40)}"
         )
     typer.echo(f"\n{len(rows)} of {total} indicators (offset {offset})")
 
@@ -76,6 +79,8 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format")) -> N
             for r in rows:
                 sys.stdout.write(json.dumps(_as_dict(r)) + "\n")
             return
+        from enforcer.textsafe import csv_cell
+
         writer: csv.DictWriter[str] | None = None
         for r in rows:
             data = _as_dict(r)
@@ -83,7 +88,7 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format")) -> N
             if writer is None:
                 writer = csv.DictWriter(sys.stdout, fieldnames=list(data))
                 writer.writeheader()
-            writer.writerow(data)
+            writer.writerow({k: csv_cell(v) for k, v in data.items()})
 
 
 @app.command("add")

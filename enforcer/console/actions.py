@@ -30,6 +30,7 @@ from enforcer.pipeline.run import apply
 from enforcer.store.alerts import acknowledge_alert
 from enforcer.store.lookup import UnknownIndicatorError
 from enforcer.store.manual import DuplicateIndicatorError, add_manual, delete_manual
+from enforcer.textsafe import download_name
 from enforcer.web.manual import IndicatorCreate
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -168,7 +169,7 @@ def _download(body: str, name: str, media_type: str) -> Response:
         body,
         media_type=f"{media_type}; charset=utf-8",
         headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Disposition": f'attachment; filename="{download_name(name)}"',
             "Cache-Control": "no-store",
         },
     )

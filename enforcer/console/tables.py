@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from enforcer.discovery.reports import to_csv
+from enforcer.textsafe import download_name
 
 PAGE_SIZE = 50
 
@@ -120,7 +121,7 @@ def csv_response(rows: Sequence[dict[str, Any]], columns: Sequence[Column], name
         body,
         media_type="text/csv; charset=utf-8",
         headers={
-            "Content-Disposition": f'attachment; filename="{name}.csv"',
+            "Content-Disposition": f'attachment; filename="{download_name(name)}.csv"',
             "Cache-Control": "no-store",
         },
     )

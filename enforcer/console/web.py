@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.datastructures import FormData
 
@@ -33,6 +34,7 @@ from enforcer.console.session import (
 from enforcer.errors import PolicySetError
 from enforcer.pipeline.run import load_state
 from enforcer.policy.loader import directory_digest
+from enforcer.textsafe import visible_bidi
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -149,12 +151,21 @@ def make_templates() -> Jinja2Templates:
     """The console's Jinja2 environment (autoescaping on) with its formatting filters."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
+    # Every {{ value }}: bidirectional controls in names from devices and logs shown as
+    # [U+202E] instead of reordering the page's text (markup is escaped by autoescaping).
+    env.finalize = _finalize
     env.filters.update(
         seg=segment, bytes=human_bytes, number=number, when=when, risk_class=risk_class,
         duration=duration,
     )  # fmt: skip
     env.globals.update(prefix=PREFIX, ranges=RANGES)
     return templates
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup):  # already safe HTML: the replacement adds no markup
+        return Markup(visible_bidi(str(value)))
+    return visible_bidi(value) if isinstance(value, str) else value
 
 
 def state(request: Request) -> ConsoleState:

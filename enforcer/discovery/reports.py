@@ -44,6 +44,7 @@ from enforcer.store.queries import (
     user_sums,
 )
 from enforcer.store.queries import distinct_users as count_distinct_users
+from enforcer.textsafe import csv_cell
 
 
 def day_range(since_days: int, now: dt.datetime | None = None) -> tuple[int, int]:
@@ -538,14 +539,18 @@ def impact(
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Any report's rows as CSV (header from the first row)."""
+    """Any report's rows as CSV (header from the first row); names from devices and logs
+    cannot run as spreadsheet formulas (`enforcer.textsafe.csv_cell`)."""
     out = io.StringIO()
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow(
-                {k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
+                {
+                    k: csv_cell(";".join(map(str, v)) if isinstance(v, list) else v)
+                    for k, v in row.items()
+                }
             )
     return out.getvalue()
 
