@@ -2,7 +2,8 @@
 
 Kept apart from `tables.py` (the indicator store) because they grow differently: indicators are
 rewritten by reconciliation, events only ever append. Migration 0002 creates them;
-0008 adds the queue of batches discovery has not rolled up yet.
+0008 adds the queue of batches discovery has not rolled up yet, 0009 the groups a device asked
+for and those an admin assigned.
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ class DeviceRow(SQLModel, table=True):
     local_ips: str = Field(default="[]", max_length=2048)
     """JSON list of the addresses the device last reported (at enrolment or since)."""
     groups: str = Field(default="[]", max_length=4096)
-    """JSON list of the device groups whose indicators the device receives."""
+    """JSON list of the device groups whose indicators the device receives, decided by the
+    server (`enforcer.store.devices.decide_groups`), never by the device."""
+    requested_groups: str = Field(default="[]", max_length=4096)
+    """JSON list of the groups the device asked for at enrolment: recorded, not granted."""
+    assigned_groups: str | None = Field(default=None, max_length=4096)
+    """JSON list of the groups an admin assigned (None: never assigned)."""
     token_hash: str = Field(max_length=64)
     enrolled_at: dt.datetime = Field(default_factory=utcnow)
     last_seen: dt.datetime = Field(default_factory=utcnow)
