@@ -1,8 +1,10 @@
 """The continuous report: devices' network events -> rollups and alerts.
 
-The daemon runs `process_events` on a schedule; it reads the events after its cursor, rolls them
-up like uploaded logs and raises an alert for each hit on an indicator with generateAlert, then
-moves the cursor, all in one transaction, so each event is counted once even after a crash.
+The daemon runs `process_events` on a schedule; it takes the oldest stored batches of events off
+the queue of batches not rolled up yet, rolls their events up like uploaded logs and raises an
+alert for each hit on an indicator with generateAlert, all in one transaction, so each event is
+counted once even after a crash, and even when batches commit in another order than their ids
+(`enforcer.store.events` says why an id cursor could not do that).
 
 A device's events are rolled up under the hostname the device last reported (at enrolment or
 with ``PUT /api/v1/devices/self``), the name uploaded logs give the same machine (a firewall's
@@ -26,7 +28,7 @@ from enforcer.discovery.records import Record
 from enforcer.models import EventAction
 from enforcer.store.alerts import alerting_severities, insert_alerts
 from enforcer.store.devices import hostnames_of
-from enforcer.store.events import ROLLUP_CURSOR, events_after, read_cursor, write_cursor
+from enforcer.store.events import events_of_batches, take_pending_batches
 from enforcer.store.rollups import merge_rollup_in
 
 ALERTING = {
@@ -38,10 +40,10 @@ ALERTING = {
 
 
 def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> int:
-    """Roll up the events reported since the last run; returns how many were processed."""
+    """Roll up the events of the oldest batches not rolled up yet, whole batches up to about
+    `batch` events; returns how many were processed (0: none are waiting)."""
     with engine.begin() as conn:
-        last = read_cursor(conn, ROLLUP_CURSOR)
-        rows = events_after(conn, last_id=last, limit=batch)
+        rows = events_of_batches(conn, take_pending_batches(conn, events=batch))
         if not rows:
             return 0
         machines = hostnames_of(conn, {r.device_id for r in rows})
@@ -63,7 +65,6 @@ def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> 
         )
         merge_rollup_in(conn, aggregator.rollup())
         insert_alerts(conn, _alerts(conn, rows))
-        write_cursor(conn, ROLLUP_CURSOR, rows[-1].id)
     return len(rows)
 
 

@@ -1,9 +1,16 @@
 """Network events uploaded by devices: stored once per (device, batch) however often retried,
-read in id order by the continuous report (whose cursor lives here too), pruned when rolled up.
+taken batch by batch by the continuous report, pruned when rolled up.
 
 A batch and its events are written in one transaction, the batch row first: its unique key
 makes a concurrent or retried upload of the same batch fail before any event is written twice.
 Events are inserted with SQLAlchemy Core's executemany (no ORM objects: a batch holds thousands).
+
+The same transaction queues the batch in `event_batch_pending`; the report takes queued batches
+and deletes their queue rows in the transaction that rolls them up. An id cursor cannot do
+this on PostgreSQL: ids are handed out at insert, and a batch that commits after one with
+higher ids has been rolled up would be passed for good. A queue row becomes visible exactly
+when its batch's events do, whatever the order of ids and commits, so each event is rolled up
+once, and pruning keeps the events of every batch still queued.
 """
 
 from __future__ import annotations
@@ -13,11 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from enforcer.store.tables.devices import BATCH, EVENT
-from enforcer.store.tables.discovery import CURSOR
+from enforcer.store.tables.devices import BATCH, EVENT, PENDING
 from enforcer.store.tables.indicators import utcnow
 
 
@@ -57,11 +63,13 @@ def store_batch(
     """Store a batch of events once; a batch id seen before for this device stores nothing."""
     try:
         with engine.begin() as conn:
-            conn.execute(
-                insert(BATCH).values(
+            batch_row = conn.execute(
+                insert(BATCH)
+                .values(
                     device_id=device_id, batch_id=batch_id, received_at=utcnow(), count=len(events)
                 )
-            )
+                .returning(BATCH.c.id)
+            ).scalar_one()
             if events:
                 conn.execute(
                     insert(EVENT),
@@ -69,11 +77,13 @@ def store_batch(
                         {
                             "device_id": device_id,
                             "domain_rev": reversed_domain(event.domain),
+                            "batch_row": batch_row,
                             **event._asdict(),
                         }
                         for event in events
                     ],
                 )
+                conn.execute(insert(PENDING).values(batch_row=batch_row, count=len(events)))
     except IntegrityError:
         with engine.connect() as conn:
             count = _batch_count(conn, device_id, batch_id)
@@ -115,54 +125,63 @@ def list_events(
     return [EventRecord(*row) for row in rows]
 
 
-def events_after(conn: Connection, *, last_id: int, limit: int) -> list[Any]:
-    """Network events reported by devices after an event id, oldest first."""
-    query = select(EVENT).where(EVENT.c.id > last_id).order_by(EVENT.c.id).limit(limit)
+MAX_BATCHES_TAKEN = 2_000
+"""The most queued batches one roll-up takes (the length of the id list it reads events by)."""
+
+
+def take_pending_batches(conn: Connection, *, events: int) -> list[int]:
+    """Take the oldest queued batches, whole, up to about `events` events (always at least one
+    batch, if any is queued); returns their batch rows.
+
+    They leave the queue in the caller's transaction, which must roll them up before it
+    commits. Taking is the transaction's first write: on SQLite it waits for the write lock
+    there, rather than failing later to upgrade a read snapshot that writers have moved past;
+    on PostgreSQL a concurrent taker waits on the same rows and gets only those still queued.
+    """
+    head = (
+        select(PENDING.c.batch_row, PENDING.c.count)
+        .order_by(PENDING.c.batch_row)
+        .limit(MAX_BATCHES_TAKEN)
+        .subquery()
+    )
+    before = func.sum(head.c.count).over(order_by=head.c.batch_row) - head.c.count
+    running = select(head.c.batch_row, before.label("before")).subquery()
+    chosen = select(running.c.batch_row).where(running.c.before < events)
+    taken = conn.execute(
+        delete(PENDING).where(PENDING.c.batch_row.in_(chosen)).returning(PENDING.c.batch_row)
+    )
+    return sorted(taken.scalars())
+
+
+def events_of_batches(conn: Connection, batch_rows: Sequence[int]) -> list[Any]:
+    """The events of the given batches, in the order they were stored."""
+    if not batch_rows:
+        return []
+    query = select(EVENT).where(EVENT.c.batch_row.in_(batch_rows)).order_by(EVENT.c.id)
     return list(conn.execute(query))
-
-
-def read_cursor(conn: Connection, name: str) -> int:
-    """The last event id a reader of the events (the continuous report) has processed."""
-    value = conn.execute(select(CURSOR.c.last_event_id).where(CURSOR.c.name == name)).scalar()
-    return int(value) if value is not None else 0
-
-
-def write_cursor(conn: Connection, name: str, last_event_id: int) -> None:
-    """Move a reader's cursor (inside the transaction that stored what it read)."""
-    if not conn.execute(
-        update(CURSOR).where(CURSOR.c.name == name).values(last_event_id=last_event_id)
-    ).rowcount:
-        conn.execute(insert(CURSOR).values(name=name, last_event_id=last_event_id))
-
-
-ROLLUP_CURSOR = "network-events"
-"""The continuous report's cursor: events up to it are rolled up."""
 
 
 def prune_events(engine: Engine, before: dt.datetime) -> int:
     """Delete raw network events older than `before` (already rolled up); returns how many.
 
-    Events the continuous report has not read yet are kept whatever their age, so a daemon
-    that was down longer than the retention loses nothing.
+    Events of a batch still queued for the continuous report are kept whatever their age, so
+    a daemon that was down longer than the retention loses nothing.
     """
+    queued = exists().where(PENDING.c.batch_row == EVENT.c.batch_row)
     with engine.begin() as conn:
-        cursor = read_cursor(conn, ROLLUP_CURSOR)
-        done = conn.execute(
-            delete(EVENT).where(EVENT.c.time < before, EVENT.c.id <= cursor)
-        ).rowcount
+        done = conn.execute(delete(EVENT).where(EVENT.c.time < before, ~queued)).rowcount
     return int(done or 0)
 
 
 __all__ = [
-    "ROLLUP_CURSOR",
+    "MAX_BATCHES_TAKEN",
     "BatchResult",
     "EventRecord",
     "count_events",
-    "events_after",
+    "events_of_batches",
     "list_events",
     "prune_events",
-    "read_cursor",
     "reversed_domain",
     "store_batch",
-    "write_cursor",
+    "take_pending_batches",
 ]

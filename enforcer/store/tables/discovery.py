@@ -148,7 +148,10 @@ class AlertRow(SQLModel, table=True):
 
 
 class DiscoveryCursorRow(SQLModel, table=True):
-    """How far the continuous report has read the network_event table."""
+    """A named row to lock: ``merge-lock`` serialises rollup merges (`store.rollups`).
+
+    Its ``network-events`` row was the continuous report's id cursor until migration 0008
+    replaced it with the queue of pending batches (`event_batch_pending`)."""
 
     __tablename__ = "discovery_cursor"
 
