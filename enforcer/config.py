@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     enroll_secret: SecretStr | None = None
     """Shared secret devices present once to enrol and receive their own device token."""
 
+    group_secrets: dict[str, SecretStr] = {}
+    """Enrolment secrets that put a device in device groups, as JSON: ``{"eng": "<secret>"}``.
+    A device enrolling with one gets that group; the groups a device asks for are only
+    recorded (the server decides: group secrets, the policy's hostname patterns, an admin)."""
+
+    trust_device_groups: bool = False
+    """Grant the groups devices ask for at enrolment (the old behaviour; any device can then
+    pick the most lenient group). For labs and migrations only."""
+
     server_host: str = "127.0.0.1"
     """Address `enforcer serve` listens on."""
 

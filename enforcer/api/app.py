@@ -7,6 +7,7 @@ uvicorn.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from enforcer import __version__
 from enforcer.api import problems
 from enforcer.api.body_limit import BodyLimitMiddleware
 from enforcer.api.deps import ApiContext, ApiLimits
+from enforcer.api.groups import GroupDecider
 from enforcer.api.ratelimit import RateLimiter
 from enforcer.api.routers import (
     devices,
@@ -35,6 +37,7 @@ from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.errors import PermanentError
 from enforcer.store.migrate import code_head
+from enforcer.wire.limits import GROUP_NAME_PATTERN
 
 log = structlog.get_logger("enforcer.api")
 
@@ -69,6 +72,23 @@ def check_server_settings(settings: Settings) -> tuple[bytes, bytes]:
             "ENFORCER_ADMIN_TOKEN and ENFORCER_ENROLL_SECRET must differ: "
             "every enrolling device knows the enrolment secret"
         )
+    seen = set(out)
+    for group, secret in sorted(settings.group_secrets.items()):
+        value = secret.get_secret_value()
+        where = f"ENFORCER_GROUP_SECRETS[{group!r}]"
+        if not re.fullmatch(GROUP_NAME_PATTERN, group):
+            raise ServerConfigError(f"{where}: not a device group name")
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ServerConfigError(
+                f"{where} is too short ({len(value)} characters): use at least {MIN_SECRET_LENGTH}"
+            )
+        encoded = value.encode("utf-8", "surrogateescape")
+        if encoded in seen:
+            raise ServerConfigError(
+                f"{where} must differ from the admin token, the enrolment secret and the "
+                "other groups' secrets"
+            )
+        seen.add(encoded)
     return out[0], out[1]
 
 
@@ -85,6 +105,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
         watcher=RevisionWatcher(engine, limits.poll_interval),
         enroll_limiter=RateLimiter(limits.enroll_per_minute),
         migration_head=code_head(),
+        groups=GroupDecider(settings, enroll_secret),
     )
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from enforcer.api.groups import GroupDecider
 from enforcer.api.problems import fail
 from enforcer.api.ratelimit import RateLimiter
 from enforcer.api.sync_answers import SharedAnswers, SharedSnapshots
@@ -68,6 +69,7 @@ class ApiContext:
     watcher: RevisionWatcher
     enroll_limiter: RateLimiter
     migration_head: str | None
+    groups: GroupDecider
     _seen: dict[str, float] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
     answers: SharedAnswers = field(default_factory=SharedAnswers)

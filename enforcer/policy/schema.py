@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from enforcer.catalog import App
 from enforcer.models import Tag
-from enforcer.wire.limits import GroupName
+from enforcer.wire.limits import HOSTNAME_MAX, GroupName
 
 PolicyAction = Literal["block", "warn", "audit", "alert"]
 SeverityWord = Literal["informational", "low", "medium", "high"]
@@ -41,6 +41,10 @@ class DeviceGroup(_Strict):
 
     name: GroupName
     description: str = ""
+    hostnames: list[Annotated[str, Field(min_length=1, max_length=HOSTNAME_MAX)]] = []
+    """Hostname patterns (``fnmatch``, case-insensitive: ``eng-*``) of the devices that are
+    in the group: the server puts a device whose hostname matches one in the group when it
+    enrols (the device cannot choose)."""
 
 
 class TagDefaults(_Strict):

@@ -58,6 +58,10 @@ class Device:
     """When it first said so."""
     identity_updated_at: dt.datetime | None = None
     """When it last reported a change of its facts (hostname, OS, agent, user, addresses)."""
+    requested_groups: tuple[str, ...] = ()
+    """The groups the device asked for at enrolment (recorded only: `groups` is decided)."""
+    assigned_groups: tuple[str, ...] | None = None
+    """The groups an admin assigned (None: never); when set, they are the device's groups."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class DeviceStatus:
             "user": d.user,
             "localIps": list(d.local_ips),
             "groups": list(d.groups),
+            "requestedGroups": list(d.requested_groups),
+            "assignedGroups": None if d.assigned_groups is None else list(d.assigned_groups),
             "enrolledAt": d.enrolled_at.isoformat(),
             "lastSeen": d.last_seen.isoformat(),
             "identityUpdatedAt": _iso(d.identity_updated_at),
@@ -128,10 +134,16 @@ def enroll_device(
     user: str,
     local_ips: Sequence[str],
     groups: Sequence[str],
+    requested_groups: Sequence[str] | None = None,
     os_version: str = "",
     agent_version: str = "",
 ) -> tuple[Device, str]:
-    """Create or re-enrol a device; returns it and its new token (the old token stops working)."""
+    """Create or re-enrol a device; returns it and its new token (the old token stops working).
+
+    `groups` are the groups the server decided for it (its enrolment secret's, the policy's
+    hostname patterns'); a device an admin assigned groups to keeps those instead.
+    `requested_groups` (default: `groups`) is what the device asked for, recorded only.
+    """
     token = new_token()
     now = utcnow()
     values: dict[str, Any] = {
@@ -143,11 +155,19 @@ def enroll_device(
         "local_ips": json.dumps(list(local_ips)),
         "identity_updated_at": now,
         "groups": json.dumps(sorted(set(groups))),
+        "requested_groups": json.dumps(
+            sorted(set(groups if requested_groups is None else requested_groups))
+        ),
         "token_hash": hash_token(token),
         "enrolled_at": now,
         "last_seen": now,
     }
     with engine.begin() as conn:
+        assigned = conn.execute(
+            select(DEVICE.c.assigned_groups).where(DEVICE.c.device_id == device_id)
+        ).scalar()
+        if assigned is not None:
+            values["groups"] = assigned  # an admin's assignment stands over re-enrolment
         if not _update(conn, device_id, values):
             try:
                 with conn.begin_nested():
@@ -157,6 +177,16 @@ def enroll_device(
                 _update(conn, device_id, values)
         row = conn.execute(select(DEVICE).where(DEVICE.c.device_id == device_id)).one()
     return _device(row), token
+
+
+def assign_groups(engine: Engine, device_id: str, groups: Sequence[str]) -> Device | None:
+    """An admin puts a device in exactly `groups` (kept over re-enrolment); None: no device."""
+    chosen = json.dumps(sorted(set(groups)))
+    with engine.begin() as conn:
+        if not _update(conn, device_id, {"groups": chosen, "assigned_groups": chosen}):
+            return None
+        row = conn.execute(select(DEVICE).where(DEVICE.c.device_id == device_id)).one()
+    return _device(row)
 
 
 def _update(conn: Connection, device_id: str, values: dict[str, Any]) -> bool:
@@ -386,6 +416,10 @@ def _device(row: Any) -> Device:
         applied_revision=row.applied_revision,
         applied_at=_maybe_aware(row.applied_at),
         identity_updated_at=_maybe_aware(row.identity_updated_at),
+        requested_groups=tuple(json.loads(row.requested_groups)),
+        assigned_groups=(
+            None if row.assigned_groups is None else tuple(json.loads(row.assigned_groups))
+        ),
     )
 
 
@@ -405,6 +439,7 @@ __all__ = [
     "LAST_SEEN_INTERVAL",
     "Device",
     "DeviceStatus",
+    "assign_groups",
     "count_devices",
     "device_for_token",
     "enroll_device",

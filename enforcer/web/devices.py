@@ -29,6 +29,11 @@ class DevicePublic(BaseModel):
     user: str
     local_ips: list[str]
     groups: list[str]
+    """The groups the server put the device in (their indicators reach it)."""
+    requested_groups: list[str]
+    """The groups the device asked for at enrolment (recorded, not granted)."""
+    assigned_groups: list[str] | None
+    """The groups an admin assigned (None: never), kept over re-enrolment."""
     enrolled_at: dt.datetime
     last_seen: dt.datetime
     """Updated at most once a minute."""

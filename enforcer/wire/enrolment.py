@@ -58,6 +58,7 @@ class EnrollRequest(DeviceFacts):
     enroll_secret: str = Field(max_length=SECRET_MAX)
     device_id: DeviceId
     groups: list[GroupName] = Field(default_factory=list, max_length=LIST_MAX)
+    """The groups the device asks for: recorded; the server decides (`enforcer.api.groups`)."""
 
 
 class EnrollResponse(CamelModel):
@@ -66,3 +67,10 @@ class EnrollResponse(CamelModel):
     device_id: str
     device_token: str
     groups: list[str]
+    """The groups the server put the device in (not necessarily those it asked for)."""
+
+
+class GroupAssignment(CamelModel):
+    """An admin's choice of a device's groups (``PUT /api/v1/devices/{id}/groups``)."""
+
+    groups: list[GroupName] = Field(max_length=LIST_MAX)

@@ -62,7 +62,11 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def settings() -> Settings:
-    return Settings(admin_token=SecretStr(ADMIN), enroll_secret=SecretStr(SECRET))
+    # These suites test scoping and sync, not who decides a device's groups: the devices'
+    # requests are granted (lab mode). tests/api/test_groups.py tests the server's rules.
+    return Settings(
+        admin_token=SecretStr(ADMIN), enroll_secret=SecretStr(SECRET), trust_device_groups=True
+    )
 
 
 @pytest.fixture

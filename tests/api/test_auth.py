@@ -64,7 +64,7 @@ def test_admins_list_devices_without_tokens(api: Api) -> None:
     assert device["hostname"] == "laptop-1.corp.example" and device["localIps"] == ["10.0.0.5"]
     assert set(device) == {
         "deviceId", "hostname", "os", "osVersion", "agentVersion", "user", "localIps", "groups",
-        "enrolledAt", "lastSeen", "identityUpdatedAt", "appliedRevision", "appliedAt",
+        "requestedGroups", "assignedGroups", "enrolledAt", "lastSeen", "identityUpdatedAt", "appliedRevision", "appliedAt",
         "timeToEnforce", "behindSince", "stale",
     }  # fmt: skip
     assert token not in response.text

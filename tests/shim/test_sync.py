@@ -173,6 +173,8 @@ class LiveServer:
             enroll_secret=ENROLL_SECRET,
             server_host="127.0.0.1",
             server_port=self.port,
+            # Scoping through a real server, not who decides groups (tests/api/test_groups.py).
+            trust_device_groups=True,
         )
         self._server: Any = None
         self._thread: threading.Thread | None = None

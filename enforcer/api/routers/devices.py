@@ -8,15 +8,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import MAX_INT64, Admin, Ctx, CurrentDevice
-from enforcer.store.devices import count_devices, list_devices, update_facts
+from enforcer.api.problems import fail
+from enforcer.store.devices import assign_groups, count_devices, list_devices, update_facts
 from enforcer.web.devices import DeviceList, DevicePublic
-from enforcer.wire.enrolment import DeviceFacts
+from enforcer.wire.enrolment import DeviceFacts, GroupAssignment
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+log = structlog.get_logger("enforcer.api")
 
 
 @router.get("", response_model=DeviceList, summary="List enrolled devices (paged)")
@@ -61,4 +64,21 @@ async def put_self(body: DeviceFacts, device: CurrentDevice, ctx: Ctx) -> Respon
             local_ips=body.local_ips,
         )
     )
+    return Response(status_code=204)
+
+
+@router.put(
+    "/{device_id}/groups",
+    status_code=204,
+    summary="An admin puts a device in exactly these device groups",
+    responses={204: {"description": "Assigned"}, 404: {"description": "No such device"}},
+)
+async def put_groups(device_id: str, body: GroupAssignment, _admin: Admin, ctx: Ctx) -> Response:
+    """The device's groups from now on, kept over its re-enrolments (the device cannot choose
+    its own; see `enforcer.api.groups`). Its next sync request is answered for them."""
+    device = await run_in_threadpool(lambda: assign_groups(ctx.engine, device_id, body.groups))
+    if device is None:
+        raise fail(404, f"no device {device_id!r}")
+    ctx.forget_device(device_id)  # its cached token entry held the old groups
+    log.info("device_groups_assigned", device_id=device_id, groups=list(device.groups))
     return Response(status_code=204)

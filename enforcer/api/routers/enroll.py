@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import math
 
 import structlog
@@ -30,9 +29,16 @@ async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollRespo
             429, "too many enrolment attempts; retry later", {"Retry-After": str(math.ceil(wait))}
         )
     secret = body.enroll_secret.encode("utf-8", "surrogateescape")
-    if not hmac.compare_digest(secret, ctx.enroll_secret):
+    secret_groups = ctx.groups.secret_groups(secret)
+    if secret_groups is None:
         log.warning("enroll_refused", client=client, device_id=body.device_id)
         raise fail(401, "wrong enrolment secret")
+    # The server decides the groups; what the device asked for is recorded only.
+    granted = await run_in_threadpool(
+        lambda: ctx.groups.decide(
+            secret_groups=secret_groups, hostname=body.hostname, requested=body.groups
+        )
+    )
     device, token = await run_in_threadpool(
         lambda: enroll_device(
             ctx.engine,
@@ -43,7 +49,8 @@ async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollRespo
             agent_version=body.agent_version,
             user=body.user,
             local_ips=body.local_ips,
-            groups=body.groups,
+            groups=granted,
+            requested_groups=body.groups,
         )
     )
     ctx.forget_device(device.device_id)  # its previous token stops working here at once
@@ -52,6 +59,7 @@ async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollRespo
         device_id=device.device_id,
         hostname=device.hostname,
         groups=list(device.groups),
+        requested=list(body.groups),
     )
     return EnrollResponse(
         device_id=device.device_id, device_token=token, groups=list(device.groups)
