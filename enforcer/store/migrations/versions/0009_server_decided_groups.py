@@ -22,9 +22,7 @@ def upgrade() -> None:
             sa.Column("requested_groups", sa.String(length=4096), nullable=False,
                       server_default="[]")
         )  # fmt: skip
-        table.add_column(
-            sa.Column("assigned_groups", sa.String(length=4096), nullable=True)
-        )
+        table.add_column(sa.Column("assigned_groups", sa.String(length=4096), nullable=True))
     op.execute("UPDATE device SET requested_groups = groups")
 
 
