@@ -81,7 +81,15 @@ def shim(
         None,
         "--enroll-secret",
         envvar="ENFORCER_ENROLL_SECRET",
-        help="Enrolment secret (or ENFORCER_ENROLL_SECRET); used once to get a device token.",
+        help="Enrolment secret (or ENFORCER_ENROLL_SECRET); on a command line every local user "
+        "can read it: prefer --enroll-secret-file or systemd's LoadCredential=enroll-secret.",
+    ),
+    enroll_secret_file: Path | None = typer.Option(
+        None,
+        "--enroll-secret-file",
+        envvar="ENFORCER_ENROLL_SECRET_FILE",
+        help="Read the enrolment secret from this file (default: $CREDENTIALS_DIRECTORY/"
+        "enroll-secret when systemd passes one).",
     ),
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="Device id, token, indicator cache and event spool live here."
@@ -139,13 +147,13 @@ def shim(
     """Enforce the server's indicators on this device and report its network events."""
     if ctx.invoked_subcommand is not None:
         return
-    import asyncio
 
     from enforcer import logs
     from enforcer.shim.agent import AgentFailed, AgentSettings
     from enforcer.shim.dns.answer import DnsSettings
     from enforcer.shim.intercept.nft import NftError
 
+    enroll_secret = _enroll_secret(ctx, enroll_secret, enroll_secret_file)
     for value, option in (
         (server, "--server"),
         (enroll_secret, "--enroll-secret"),
@@ -194,7 +202,7 @@ def shim(
     )
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        asyncio.run(_main(agent_settings, metrics_listen))
+        _run_agent(agent_settings, metrics_listen)
     except AgentFailed as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -202,6 +210,39 @@ def shim(
         logs.get_logger("enforcer.shim").error("shim.cannot_start", error=str(exc))
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _enroll_secret(ctx: typer.Context, given: str | None, path: Path | None) -> str | None:
+    """The enrolment secret: from --enroll-secret-file, else systemd's credential
+    ``enroll-secret``, else --enroll-secret / ENFORCER_ENROLL_SECRET (warned about when it is
+    on the command line, where any local user reads it in /proc)."""
+
+    from enforcer.shim.report.identity import read_secret_file
+
+    if path is None and given is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(os.environ["CREDENTIALS_DIRECTORY"]) / "enroll-secret"
+        if credential.exists():
+            path = credential
+    if path is not None:
+        try:
+            return read_secret_file(path)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--enroll-secret-file") from None
+    source = ctx.get_parameter_source("enroll_secret")
+    if given is not None and source is not None and source.name == "COMMANDLINE":
+        typer.echo(
+            "warning: --enroll-secret on the command line can be read by every local user; "
+            "use --enroll-secret-file or ENFORCER_ENROLL_SECRET",
+            err=True,
+        )
+    return given
+
+
+def _run_agent(agent_settings: AgentSettings, metrics_listen: str | None) -> None:
+    """Run the shim until it is stopped (a signal) or fails."""
+    import asyncio
+
+    asyncio.run(_main(agent_settings, metrics_listen))
 
 
 async def _main(agent_settings: AgentSettings, metrics_listen: str | None) -> None:

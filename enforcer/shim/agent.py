@@ -42,7 +42,7 @@ from enforcer.shim.proxy.notify import Notifier
 from enforcer.shim.proxy.parent import ParentProxy
 from enforcer.shim.report.facts import DEFAULT_INTERVAL as FACTS_INTERVAL
 from enforcer.shim.report.facts import FactsReporter
-from enforcer.shim.report.identity import DeviceIdentity, load_identity
+from enforcer.shim.report.identity import DeviceIdentity, load_identity, secure_state_dir
 from enforcer.shim.report.reporter import Reporter
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS, Spool
 from enforcer.shim.sync import DEFAULT_WAIT, DeviceIndicators, ServerSession, SyncClient
@@ -114,7 +114,7 @@ class Agent:
         """Load the cache, open the listeners, start syncing and reporting."""
         cfg = self.settings
         state = cfg.state_dir
-        state.mkdir(parents=True, exist_ok=True)
+        secure_state_dir(state)  # the token, cache, spool and bypasses: 0700/0600
         device = self.device = load_identity(state, cfg.groups)
         cache = self._cache = _open_or_reset(IndicatorCache, state / CACHE_FILE)
         try:

@@ -82,6 +82,38 @@ class DeviceIdentity:
         return dataclasses.replace(self, **facts)
 
 
+def secure_state_dir(state_dir: Path) -> None:
+    """Make the state directory private to the shim's user, whatever the unit or umask says.
+
+    It holds the device token, the indicator cache, the event spool and the bypasses: the
+    directory becomes 0700, what is in it 0600 (directories 0700), and the process's umask
+    077, so the SQLite files (and their -wal/-shm) the shim creates later are private too.
+    """
+    os.umask(0o077)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    for path in state_dir.rglob("*"):
+        with contextlib.suppress(OSError):  # a file that went away meanwhile
+            if path.is_symlink():
+                continue
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret kept in a file (one line; the trailing newline is not part of it).
+
+    Raises ValueError naming the file when it cannot be read or is empty.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the secret ({exc})") from None
+    secret = text.strip("\r\n")
+    if not secret:
+        raise ValueError(f"{path}: the file is empty")
+    return secret
+
+
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` atomically with mode 0600 (the file never exists with other modes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
