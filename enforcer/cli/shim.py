@@ -242,6 +242,8 @@ def _run_agent(agent_settings: AgentSettings, metrics_listen: str | None) -> Non
     """Run the shim until it is stopped (a signal) or fails."""
     import asyncio
 
+    os.umask(0o077)  # every file the shim creates (token, cache, spool, bypasses) is private
+
     asyncio.run(_main(agent_settings, metrics_listen))
 
 

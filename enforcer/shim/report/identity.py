@@ -86,10 +86,9 @@ def secure_state_dir(state_dir: Path) -> None:
     """Make the state directory private to the shim's user, whatever the unit or umask says.
 
     It holds the device token, the indicator cache, the event spool and the bypasses: the
-    directory becomes 0700, what is in it 0600 (directories 0700), and the process's umask
-    077, so the SQLite files (and their -wal/-shm) the shim creates later are private too.
+    directory becomes 0700 and what is in it 0600 (directories 0700). `enforcer shim` also
+    runs with umask 077, so the SQLite files (and their -wal/-shm) it creates later are 0600.
     """
-    os.umask(0o077)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(state_dir, 0o700)
     for path in state_dir.rglob("*"):
