@@ -48,6 +48,7 @@ from enforcer.shim.indicator_cache import IndicatorCache
 from enforcer.shim.piecewise_json import iter_loads
 from enforcer.shim.report import identity
 from enforcer.shim.report.identity import DeviceIdentity
+from enforcer.wire.enrolment import EnrollResponse
 from enforcer.wire.indicators import from_sync_entry, sync_remove_key
 
 log = structlog.get_logger(__name__)
@@ -144,7 +145,13 @@ class ServerSession:
                 raise ServerError(
                     f"enrolment answered {response.status_code}: {response.text[:300]}"
                 )
-            token = str(response.json()["deviceToken"])
+            try:
+                token = EnrollResponse.model_validate_json(response.content).device_token
+            except ValueError:  # a maintenance page or captive portal answering 200
+                raise ServerError(
+                    f"enrolment answered {response.status_code} with something other than the "
+                    f"API's answer: {response.text[:200]!r}"
+                ) from None
             identity.save_token(self.state_dir, token, self.device.groups)
             self._token = token
             log.info("sync.enrolled", device_id=self.device.device_id, groups=self.device.groups)

@@ -320,3 +320,29 @@ def test_a_200_that_is_not_the_apis_acknowledgement_keeps_the_events(tmp_path: P
             await session.aclose()
 
     asyncio.run(scenario())
+
+
+def test_an_enrolment_answered_by_a_portal_is_an_outage_not_a_crash(tmp_path: Path) -> None:
+    import httpx
+
+    from enforcer.shim.sync import ServerError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, html="<html>Sign in to the hotel Wi-Fi</html>")
+
+    state = tmp_path / "state"
+    device = load_identity(state)
+
+    async def scenario() -> None:
+        client = httpx.AsyncClient(
+            base_url="http://enforcer.test", transport=httpx.MockTransport(handler)
+        )
+        session = ServerSession("http://enforcer.test", ENROLL_SECRET, device, state, client=client)
+        try:
+            with pytest.raises(ServerError, match="other than the API's answer"):
+                await session.enrol()
+            assert not session.enrolled
+        finally:
+            await session.aclose()
+
+    asyncio.run(scenario())
