@@ -58,3 +58,18 @@ class ShimCollector(Collector):
                 )
                 family.add_metric([], stats.get(name, 0))
                 yield family
+        sync = agent.sync
+        if sync is not None:
+            errors = CounterMetricFamily(
+                "enforcer_shim_cache_write_errors",
+                "Indicator updates the on-disk cache could not take (full or read-only disk).",
+            )
+            errors.add_metric([], sync.cache_errors)
+            yield errors
+            behind = GaugeMetricFamily(
+                "enforcer_shim_cache_behind",
+                "1 while the on-disk cache is behind memory after a failed write (enforcing "
+                "from memory), else 0.",
+            )
+            behind.add_metric([], 0 if sync.cache_behind_since is None else 1)
+            yield behind

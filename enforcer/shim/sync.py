@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ DEFAULT_WAIT = 30
 
 class EnrolmentError(Exception):
     """The server refused to enrol this device (wrong secret): retrying does not help by itself."""
+
+
+CACHE_RETRY = 300.0
+"""Seconds between attempts to bring a cache that a failing disk left behind up to date."""
 
 
 class ServerError(Exception):
@@ -466,6 +471,11 @@ class SyncClient:
         self.connected = False
         self.errors = 0
         self.applied = 0
+        self.cache_errors = 0
+        """Updates the on-disk cache could not take (a full or read-only disk, I/O errors)."""
+        self.cache_behind_since: float | None = None
+        """Monotonic time of the first cache write that failed since the cache last held the
+        set (None: the cache is current). Memory keeps enforcing meanwhile."""
         self._etag: str | None = None
 
     @classmethod
@@ -480,7 +490,9 @@ class SyncClient:
     async def sync_once(self, wait: float = 0) -> bool:
         """One sync request; applies its answer. Returns whether anything was applied."""
         params: dict[str, Any] = {"wait": int(wait)}
-        full = self.revision is None or self._full
+        behind = self.cache_behind_since
+        retry_cache = behind is not None and time.monotonic() - behind >= CACHE_RETRY
+        full = self.revision is None or self._full or retry_cache
         if not full:
             params["since"] = self.revision
             if self.epoch is not None:
@@ -512,19 +524,53 @@ class SyncClient:
             self.on_ready()
         return True
 
+    async def _write_cache(self, update: Update) -> None:
+        """Write `update` to the on-disk cache; a disk that refuses never stops enforcement.
+
+        A failed write leaves the cache as it was (one transaction): consistent, at an older
+        revision, which is what a restart then loads and syncs on from. Deltas after a failure
+        are not written (they would not follow on from the cache's revision); every
+        `CACHE_RETRY` seconds the next sync asks for the whole set, whose write brings the
+        cache back once the disk takes it. Failures are counted and logged.
+        """
+        if self.cache_behind_since is not None and not update.snapshot:
+            return
+        try:
+            await asyncio.to_thread(
+                self.cache.apply,
+                update.revision,
+                update.upserts,
+                update.removes,
+                snapshot=update.snapshot,
+                groups=self._groups,
+                epoch=update.epoch,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            self.cache_errors += 1
+            self.cache_behind_since = time.monotonic()
+            log.error(
+                "sync.cache_write_failed",
+                error=repr(exc),
+                revision=update.revision,
+                cached_revision=self._cached_revision(),
+                retry_in=CACHE_RETRY,
+            )
+            return
+        if self.cache_behind_since is not None:
+            log.info("sync.cache_recovered", revision=update.revision)
+        self.cache_behind_since = None
+
+    def _cached_revision(self) -> int | None:
+        try:
+            return self.cache.revision
+        except sqlite3.Error:
+            return None
+
     async def _apply(self, update: Update) -> None:
         started = time.perf_counter()
         # The cache first, in a thread (a big snapshot is seconds of SQLite work): a crash
         # between the two steps leaves a cache that is ahead of memory, which the restart loads.
-        await asyncio.to_thread(
-            self.cache.apply,
-            update.revision,
-            update.upserts,
-            update.removes,
-            snapshot=update.snapshot,
-            groups=self._groups,
-            epoch=update.epoch,
-        )
+        await self._write_cache(update)
         touched = await self.held.apply(update, self.matcher)
         self.revision = update.revision
         self.epoch = update.epoch

@@ -412,3 +412,55 @@ def test_a_changed_group_re_enrols_and_resyncs(live_server: LiveServer, tmp_path
     assert second != first, "the device enrolled again with its new group"
     assert identity.enrolled_groups(state) == ("eng",)
     run(as_member_of((), Action.BLOCK))
+
+
+@pytest.mark.timeout(60)
+def test_a_disk_that_refuses_writes_never_stops_enforcement(
+    live_server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the cache: every change still reaches the matcher, the failure is
+    counted, the cache stays consistent at its older revision (what a restart loads), and
+    once the disk takes writes again a whole set brings it up to date."""
+    import sqlite3
+
+    from enforcer.shim import sync as sync_module
+
+    live_server.add(ind("mega.example"))
+
+    async def scenario() -> None:
+        device = Device(live_server.url, tmp_path / "state")
+        device.start()
+        real_apply = device.cache.apply
+        full = {"on": False}
+
+        def apply(*args: Any, **kwargs: Any) -> None:
+            if full["on"]:
+                raise sqlite3.OperationalError("database or disk is full")
+            real_apply(*args, **kwargs)
+
+        monkeypatch.setattr(device.cache, "apply", apply)
+        try:
+            await eventually(lambda: device.action("mega.example") is Action.BLOCK)
+            cached = device.cache.revision
+            full["on"] = True
+            await asyncio.to_thread(live_server.add, ind("paste.example"))
+            await eventually(lambda: device.action("paste.example") is Action.BLOCK)
+            await asyncio.to_thread(live_server.add, ind("third.example"))
+            await eventually(lambda: device.action("third.example") is Action.BLOCK)
+            assert device.client.cache_errors == 1, "later deltas are not written at all"
+            assert device.client.cache_behind_since is not None
+            assert device.cache.revision == cached, "the cache stays consistent, older"
+            assert not device.task.done() if device.task else False
+            # The disk is back: the next retry asks for the whole set and writes it.
+            full["on"] = False
+            monkeypatch.setattr(sync_module, "CACHE_RETRY", 0.0)
+            await asyncio.to_thread(live_server.add, ind("fourth.example"))
+            await eventually(lambda: device.client.cache_behind_since is None, within=10)
+            assert {i.value for i in device.cache.indicators()} >= {
+                "mega.example", "paste.example", "third.example"
+            }  # fmt: skip
+            assert device.cache.revision == device.client.revision
+        finally:
+            await device.close()
+
+    run(scenario())
