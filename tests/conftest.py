@@ -97,9 +97,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
     upgrade(make_engine(url))
     yield url
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    _drop_schema(admin, schema)
     admin.dispose()
+
+
+def _drop_schema(admin: Engine, schema: str) -> None:
+    """Drop a test's schema. A background thread of the test's server (a report refresh, a
+    roll-up) may still be reading it for a moment: the DROP can then deadlock with it and be
+    chosen as the victim, so it is retried (the reader finishes meanwhile)."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(10):
+        try:
+            with admin.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except DBAPIError:
+            if attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture

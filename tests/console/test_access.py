@@ -17,6 +17,7 @@ SAMPLE = {
     "alert_id": "1",
     "indicator_id": "1",
     "device": "pc-01",
+    "device_id": "pc-01",
 }
 PUBLIC_API = {"/healthz", "/readyz"}
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from enforcer.api import ApiLimits
 from enforcer.api import deps as api_deps
-from enforcer.api.routers import enroll as enroll_router
+from enforcer.api import groups as api_groups
 from tests.api.conftest import ADMIN, SECRET, enroll_body
 from tests.hardening.apiserver import serve_store
 
@@ -40,7 +40,7 @@ def test_secrets_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatc
         compared.append(bytes(b))
         return real(a, b)
 
-    assert api_deps.hmac is hmac and enroll_router.hmac is hmac
+    assert api_deps.hmac is hmac and api_groups.hmac is hmac
     monkeypatch.setattr(hmac, "compare_digest", spy)
     with serve_store("sqlite") as api:
         api.client.get("/api/v1/devices", headers=api.admin)
