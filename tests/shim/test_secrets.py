@@ -14,6 +14,13 @@ from enforcer.cli import app
 from enforcer.shim.report.identity import read_secret_file, secure_state_dir
 
 
+@pytest.fixture(autouse=True)
+def _logging_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`enforcer shim` configures logging to the stderr it has, which is CliRunner's buffer
+    here, closed when the command returns: later tests of this worker would log into it."""
+    monkeypatch.setattr("enforcer.logs.configure", lambda *args, **kwargs: None)
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

@@ -276,7 +276,9 @@ def test_a_200_that_is_not_the_apis_acknowledgement_keeps_the_events(tmp_path: P
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/enroll"):
-            return httpx.Response(201, json={"deviceId": "d-1", "deviceToken": "t" * 40})
+            return httpx.Response(
+                201, json={"deviceId": "d-1", "deviceToken": "t" * 40, "groups": []}
+            )
         body = json.loads(request.content)
         if answers["mode"] == "portal":
             return httpx.Response(200, html="<html>Welcome! Accept the terms to continue</html>")
