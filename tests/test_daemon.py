@@ -210,3 +210,25 @@ def test_sinks_follow_the_store_revision_not_policy_changes(
     daemon.reconcile_tick()
     assert "x.example" not in hosts.read_text() and "0.0.0.0 pastebin.com" in hosts.read_text()
     daemon.lock.release()
+
+
+def test_sighup_makes_the_daemon_reconcile_not_exit(tmp_path: Path, db_url: str) -> None:
+    import signal
+
+    policies = tmp_path / "policies"
+    write_policy(policies, "a.yaml", GOOD)
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, "ENFORCER_POLICY_DIR": str(policies),
+           "ENFORCER_RECONCILE_INTERVAL": "3600", "ENFORCER_WATCH_POLICIES": "false"}  # fmt: skip
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "enforcer", "daemon"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _read_events(daemon, until="plan_applied")
+        write_policy(policies, "a.yaml", GOOD + "  - {app: rentry, tag: unsanctioned}\n")
+        daemon.send_signal(signal.SIGHUP)
+        events = _read_events(daemon, until="plan_applied", timeout=30)
+        assert any(e.get("signal") == "SIGHUP" for e in events)
+        assert daemon.poll() is None, "still running"
+    finally:
+        daemon.terminate()
+        daemon.wait(15)

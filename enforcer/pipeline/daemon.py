@@ -9,6 +9,7 @@ errors is logged once and skipped: the last good state stays in force.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import signal
 import subprocess
@@ -227,6 +228,13 @@ class Daemon:
         )  # fmt: skip
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        # SIGHUP (a closed terminal, `systemctl reload`, log rotation) must not kill the
+        # daemon: it reconciles at once instead (the policy files are re-read on every tick;
+        # settings are read at start only).
+        signal.signal(
+            signal.SIGHUP,
+            lambda signum, _frame: self._on_hangup(scheduler),
+        )
         log.info(
             "daemon_started",
             policy_dir=str(self.settings.policy_dir),
@@ -244,6 +252,11 @@ class Daemon:
         scheduler.shutdown(wait=True)
         self.lock.release()
         log.info("daemon_stopped")
+
+    def _on_hangup(self, scheduler: BackgroundScheduler) -> None:
+        log.info("signal_received", signal="SIGHUP", action="reconcile now")
+        with contextlib.suppress(Exception):  # the scheduler may be stopping
+            scheduler.modify_job("reconcile", next_run_time=dt.datetime.now(dt.UTC))
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import sqlite3
 import time
@@ -296,6 +297,7 @@ async def run_agent(
     agent = Agent(settings)
     try:
         await agent.start()
+        _on_hangup(agent)
         if metrics_listen:
             _serve_metrics(agent, metrics_listen)
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(agent.failed.wait())]
@@ -308,6 +310,24 @@ async def run_agent(
         await agent.stop()
     if agent.failed.is_set():
         raise AgentFailed("a shim task failed (see the shim.task_failed log event)")
+
+
+_HANGUPS: set[asyncio.Task[int]] = set()
+
+
+def _on_hangup(agent: Agent) -> None:
+    """SIGHUP (a closed terminal, `systemctl reload`, log rotation) must not stop the shim: it
+    spools the events it holds in memory instead (settings are read at start only)."""
+
+    def hangup() -> None:
+        log.info("shim.sighup", action="events spooled; settings are read at start only")
+        if agent.reporter is not None:
+            task = asyncio.get_running_loop().create_task(agent.reporter.flush())
+            _HANGUPS.add(task)  # a reference until it is done
+            task.add_done_callback(_HANGUPS.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
 
 
 def _serve_metrics(agent: Agent, listen: str) -> None:
