@@ -125,7 +125,11 @@ class AlertRow(SQLModel, table=True):
     """A hit on an indicator with generateAlert, at the severity the policy set."""
 
     __tablename__ = "alert"
-    __table_args__ = (Index("ix_alert_time", "time"), Index("ix_alert_status", "status"))
+    __table_args__ = (
+        Index("ix_alert_time", "time"),
+        Index("ix_alert_status", "status"),
+        Index("ix_alert_open_key", "indicator", "device_id", "user", "status"),
+    )
 
     id: int | None = Field(
         default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True)
@@ -144,7 +148,12 @@ class AlertRow(SQLModel, table=True):
     acknowledged_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     event_id: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, unique=True))
-    """The network event that raised it (one alert per event)."""
+    """The network event that raised it first."""
+    hits: int = Field(default=1, sa_column=Column(BigInteger, nullable=False, server_default="1"))
+    """Hits on the indicator by this device and user while the alert was open (migration
+    0010: one open alert per indicator, device and user, not one per event)."""
+    last_seen: dt.datetime | None = None
+    """The latest of those hits (`time` is the first)."""
 
 
 class DiscoveryCursorRow(SQLModel, table=True):
