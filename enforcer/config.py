@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     event_retention_days: float = 30.0
     """Days raw network events are kept (rollups keep the history); older ones are deleted."""
 
+    alert_retention_days: float = Field(default=90.0, gt=0)
+    """Days an alert is kept after its last hit (acknowledged or not)."""
+
+    max_event_skew: float = Field(default=86_400.0, gt=0)
+    """Seconds an event's time may lie before or after the server's clock: events outside
+    the window are refused with a reason (a year-9999 event would never be pruned)."""
+
+    events_per_minute: int = Field(default=60_000, gt=0)
+    """Events one device may upload per minute; beyond, its uploads get 429 and Retry-After."""
+
     discovery_interval: float = 30.0
     """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
 

@@ -104,6 +104,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
         enroll_secret=enroll_secret,
         watcher=RevisionWatcher(engine, limits.poll_interval),
         enroll_limiter=RateLimiter(limits.enroll_per_minute),
+        events_limiter=RateLimiter(settings.events_per_minute),
         migration_head=code_head(),
         groups=GroupDecider(settings, enroll_secret),
     )

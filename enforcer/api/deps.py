@@ -68,6 +68,8 @@ class ApiContext:
     enroll_secret: bytes
     watcher: RevisionWatcher
     enroll_limiter: RateLimiter
+    events_limiter: RateLimiter
+    """Events per device per minute (``events_per_minute``)."""
     migration_head: str | None
     groups: GroupDecider
     _seen: dict[str, float] = field(default_factory=dict)

@@ -26,16 +26,18 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str) -> float:
-        """Spend one token for `key`: 0.0 if allowed, else the seconds until one is available."""
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Spend `cost` tokens for `key` (at most the bucket's size): 0.0 if allowed, else the
+        seconds until they are available."""
+        cost = min(cost, self.capacity)
         now = self._clock()
         with self._lock:
             tokens, stamp = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - stamp) * self.refill)
-            if tokens < 1.0:
+            if tokens < cost:
                 self._buckets[key] = (tokens, now)
-                return (1.0 - tokens) / self.refill
-            self._buckets[key] = (tokens - 1.0, now)
+                return (cost - tokens) / self.refill
+            self._buckets[key] = (tokens - cost, now)
             if len(self._buckets) > self.MAX_KEYS:
                 self._prune(now)
         return 0.0

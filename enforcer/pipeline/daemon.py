@@ -32,6 +32,7 @@ from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE
 from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
 from enforcer.policy.loader import directory_digest
 from enforcer.sinks.base import SinkResult
+from enforcer.store.alerts import prune_alerts
 from enforcer.store.events import prune_events
 from enforcer.store.expiry import expire
 from enforcer.store.feed import current_revision
@@ -175,6 +176,16 @@ class Daemon:
             pruned = 0
         if pruned:
             log.info("events_pruned", count=pruned, older_than=cutoff.isoformat())
+        alert_cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(
+            days=self.settings.alert_retention_days
+        )
+        try:
+            dropped = prune_alerts(self.engine, alert_cutoff)
+        except SQLAlchemyError as exc:
+            log.error("store_unavailable", job="alert_retention", error=str(exc).splitlines()[0])
+            dropped = 0
+        if dropped:
+            log.info("alerts_pruned", count=dropped, older_than=alert_cutoff.isoformat())
         return count
 
     def discovery_tick(self) -> int:

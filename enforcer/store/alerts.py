@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
 
 from enforcer.models import ALL_DEVICES
 from enforcer.store.tables.discovery import ALERT
@@ -34,9 +34,49 @@ def alerting_severities(conn: Connection, *, values: Iterable[str]) -> dict[str,
 
 
 def insert_alerts(conn: Connection, alerts: Sequence[Mapping[str, Any]]) -> None:
-    """Store raised alerts (inside the caller's transaction)."""
-    if alerts:
-        conn.execute(insert(ALERT), list(alerts))
+    """Store raised alerts (inside the caller's transaction), one open alert per (indicator,
+    device, user): a hit whose key has an open alert adds to its `hits` and `last_seen`
+    instead of a new row, so a flood of hits is one line an admin reads, with its count.
+    An acknowledged alert is not reopened: the next hit opens a new one."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for alert in alerts:
+        groups.setdefault((alert["indicator"], alert["device_id"], alert["user"]), []).append(alert)
+    for (indicator, device_id, user), hits in groups.items():
+        first = min(hits, key=lambda a: a["time"])
+        last = max(a["time"] for a in hits)
+        open_id = conn.execute(
+            select(ALERT.c.id)
+            .where(
+                ALERT.c.indicator == indicator,
+                ALERT.c.device_id == device_id,
+                ALERT.c.user == user,
+                ALERT.c.status == "open",
+            )
+            .order_by(ALERT.c.id)
+            .limit(1)
+        ).scalar()
+        if open_id is None:
+            conn.execute(insert(ALERT).values(**first, hits=len(hits), last_seen=last))
+            continue
+        conn.execute(
+            update(ALERT)
+            .where(ALERT.c.id == open_id)
+            .values(
+                hits=ALERT.c.hits + len(hits),
+                last_seen=case(
+                    (ALERT.c.last_seen.is_(None), last),
+                    (ALERT.c.last_seen < last, last),
+                    else_=ALERT.c.last_seen,
+                ),
+            )
+        )
+
+
+def prune_alerts(engine: Engine, before: dt.datetime) -> int:
+    """Delete the alerts last seen before `before` (alert retention); returns how many."""
+    last = func.coalesce(ALERT.c.last_seen, ALERT.c.time)
+    with engine.begin() as conn:
+        return int(conn.execute(delete(ALERT).where(last < before)).rowcount)
 
 
 def list_alerts(

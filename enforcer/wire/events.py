@@ -75,12 +75,23 @@ class EventBatch(CamelModel):
     device_id: Annotated[str | None, Field(max_length=DEVICE_ID_MAX)] = None
 
 
+class RefusedEvent(CamelModel):
+    """An event of an accepted batch that was not stored, and why."""
+
+    index: int
+    """Its position in the batch's ``events``."""
+    reason: str
+
+
 class EventsAccepted(CamelModel):
-    """The answer to an upload: which batch, whether it was a repeat, how many events it holds."""
+    """The answer to an upload: which batch, whether it was a repeat, how many events it
+    stored, and the events it refused (stored batches are never resent; refused events are
+    not worth resending: their time lies outside the server's window)."""
 
     accepted: list[str]
     duplicate: bool
     count: int
+    refused: list[RefusedEvent] = []
 
 
 def event_json(event: NetworkEvent, *, hostname: str, user: str, local_ip: str) -> dict[str, Any]:

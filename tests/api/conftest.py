@@ -64,8 +64,13 @@ def bearer(token: str) -> dict[str, str]:
 def settings() -> Settings:
     # These suites test scoping and sync, not who decides a device's groups: the devices'
     # requests are granted (lab mode). tests/api/test_groups.py tests the server's rules.
+    # Their events carry fixed dates (years back): the server's time window is opened wide;
+    # tests/api/test_event_floods.py tests the default window.
     return Settings(
-        admin_token=SecretStr(ADMIN), enroll_secret=SecretStr(SECRET), trust_device_groups=True
+        admin_token=SecretStr(ADMIN),
+        enroll_secret=SecretStr(SECRET),
+        trust_device_groups=True,
+        max_event_skew=100 * 365 * 86_400,
     )
 
 

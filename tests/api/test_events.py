@@ -51,9 +51,9 @@ def test_a_batch_is_stored_once_however_often_it_is_sent(api: Api) -> None:
     batch = {"batchId": "b-0001", "deviceId": "laptop-1", "events": [event(i) for i in range(3)]}
     first = api.client.post(URL, headers=bearer(token), json=batch)
     assert first.status_code == 200
-    assert first.json() == {"accepted": ["b-0001"], "duplicate": False, "count": 3}
+    assert first.json() == {"accepted": ["b-0001"], "duplicate": False, "count": 3, "refused": []}
     again = api.client.post(URL, headers=bearer(token), json=batch)
-    assert again.json() == {"accepted": ["b-0001"], "duplicate": True, "count": 3}
+    assert again.json() == {"accepted": ["b-0001"], "duplicate": True, "count": 3, "refused": []}
     assert stored(api) == 3
     with api.engine.connect() as conn:
         newest = list_events(conn, device_id="laptop-1", limit=1)[0]
@@ -169,4 +169,4 @@ def test_malformed_batches_are_422(api: Api) -> None:
     assert garbage.status_code == 400  # not even text: FastAPI's "error parsing the body"
     assert garbage.json()["status"] == 400
     empty = api.client.post(URL, headers=bearer(token), json={"batchId": "empty", "events": []})
-    assert empty.json() == {"accepted": ["empty"], "duplicate": False, "count": 0}
+    assert empty.json() == {"accepted": ["empty"], "duplicate": False, "count": 0, "refused": []}

@@ -142,7 +142,7 @@ def test_what_the_shim_uploads_the_server_accepts(api: Api) -> None:
         "/api/v1/events", json={"batchId": "b-1", "events": [body]}, headers=bearer(token)
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"accepted": ["b-1"], "duplicate": False, "count": 1}
+    assert response.json() == {"accepted": ["b-1"], "duplicate": False, "count": 1, "refused": []}
 
 
 def test_what_the_shim_enrols_with_the_server_accepts(api: Api) -> None:

@@ -8,6 +8,7 @@ keeps (device, batchId) unique and a repeat is acknowledged without storing anyt
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -25,6 +26,7 @@ from enforcer.wire.events import (
     EventBatch,
     EventList,
     EventsAccepted,
+    RefusedEvent,
     WireEvent,
     decode_cursor,
     encode_cursor,
@@ -65,7 +67,33 @@ async def post_events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> Even
     if len(body.events) > ctx.limits.max_events:
         EVENTS_REJECTED.labels("too_large").inc()
         raise fail(413, f"a batch holds at most {ctx.limits.max_events} events; split it")
-    records = [_record(event) for event in body.events]
+    wait = ctx.events_limiter.take(device.device_id, len(body.events) or 1)
+    if wait > 0:
+        EVENTS_REJECTED.labels("rate_limited").inc()
+        raise fail(
+            429,
+            f"more than {ctx.settings.events_per_minute} events a minute from this device; "
+            "retry later",
+            {"Retry-After": str(math.ceil(wait))},
+        )
+    # Events dated far from the server's clock are refused one by one (a year-9999 event
+    # would never be pruned; a clock years behind would fill the past): the rest is stored.
+    now = dt.datetime.now(dt.UTC)
+    skew = dt.timedelta(seconds=ctx.settings.max_event_skew)
+    records: list[EventRecord] = []
+    refused: list[RefusedEvent] = []
+    for index, event in enumerate(body.events):
+        when = event.time if event.time.tzinfo else event.time.replace(tzinfo=dt.UTC)
+        if abs(when - now) > skew:
+            side = "ahead of" if when > now else "behind"
+            refused.append(
+                RefusedEvent(index=index, reason=f"time {side} the server's clock by more "
+                             f"than {ctx.settings.max_event_skew:g} s")
+            )  # fmt: skip
+        else:
+            records.append(_record(event))
+    if refused:
+        EVENTS_REJECTED.labels("out_of_window").inc(len(refused))
     result = await run_in_threadpool(
         lambda: store_batch(
             ctx.engine, device_id=device.device_id, batch_id=body.batch_id, events=records
@@ -76,7 +104,10 @@ async def post_events(body: EventBatch, device: CurrentDevice, ctx: Ctx) -> Even
     else:
         EVENTS_INGESTED.inc(result.count)
     return EventsAccepted(
-        accepted=[result.batch_id], duplicate=result.duplicate, count=result.count
+        accepted=[result.batch_id],
+        duplicate=result.duplicate,
+        count=result.count,
+        refused=[] if result.duplicate else refused,
     )
 
 

@@ -14,7 +14,9 @@ from enforcer.store.alerts import list_alerts
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 ALERT_COLUMNS = (
-    t.Column("time", "Time", "time", sortable=False),
+    t.Column("time", "First hit", "time", sortable=False),
+    t.Column("last_seen", "Last hit", "time", sortable=False),
+    t.Column("hits", "Hits", "number", sortable=False),
     t.Column("severity", "Severity", "severity", sortable=False),
     t.Column("domain", "Domain", sortable=False),
     t.Column("app_id", "App", sortable=False, link=app_link("app_id")),
