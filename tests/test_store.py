@@ -18,10 +18,11 @@ from enforcer.plan.planfile import plan_from_dict, plan_to_dict
 from enforcer.plan.render import render_text
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files
+from enforcer.store.by_name import covering
 from enforcer.store.expiry import expire
 from enforcer.store.feed import changes_since, current_revision, log_floor
 from enforcer.store.indicators import apply_plan, read_app_tags
-from enforcer.store.lookup import count_indicators, covering, list_indicators
+from enforcer.store.lookup import count_indicators, list_indicators
 from enforcer.store.manual import add_manual, delete_manual
 from enforcer.store.tables.indicators import ChangeLogRow, IndicatorRow
 from tests.conftest import write_policy
@@ -261,3 +262,22 @@ def test_an_expired_allow_entry_is_left_out_reported_and_never_flip_flops(
 
 def rows_of(plan) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {c.key[1]: c.after.action.value for c in plan.changes if c.after is not None}
+
+
+def test_the_light_indicator_clause_names_the_models_columns(engine: Engine) -> None:
+    """`store.by_name` reads the indicator table without its model (explain's start-up): its
+    columns must be the model's, and what it reads the same as through the model."""
+    from enforcer.store.by_name import INDICATOR, stored_of
+    from enforcer.store.tables.indicators import IND
+
+    assert set(INDICATOR.c.keys()) <= set(IND.c.keys())
+    assert set(IND.c.keys()) - set(INDICATOR.c.keys()) == {"bucket"}
+    expires = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    add_manual(
+        engine, Indicator("x.example", Action.WARN, expiration=expires, scope="eng"), actor="t"
+    )
+    with engine.connect() as conn:
+        (light,) = covering(conn, "a.x.example")
+        (full,) = [stored_of(r) for r in conn.execute(select(IND))]
+    assert light == full and light.indicator.expiration == expires
+    assert light.created_at.tzinfo is not None

@@ -102,7 +102,7 @@ def _clock(settings: Settings) -> Result:
 
 
 def _policies(directory: Path) -> Result:
-    from enforcer.pipeline.run import load_desired
+    from enforcer.pipeline.load import load_desired
 
     try:
         desired = load_desired(directory)

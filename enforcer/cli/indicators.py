@@ -14,7 +14,7 @@ import typer
 from enforcer.cli._common import store
 
 if TYPE_CHECKING:
-    from enforcer.store.lookup import StoredIndicator
+    from enforcer.store.by_name import StoredIndicator
 
 app = typer.Typer(no_args_is_help=True)
 

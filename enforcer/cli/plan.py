@@ -139,7 +139,7 @@ def explain(
     from enforcer.catalog import load_catalog
     from enforcer.decide.matcher import Matcher
     from enforcer.decide.scope import effective_indicators, match_entries
-    from enforcer.store.lookup import covering
+    from enforcer.store.by_name import covering
 
     try:
         name = normalize(domain)
@@ -191,7 +191,7 @@ def explain(
 def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any] | None:
     """What the policy files (as they are now) say about the name, if they load."""
     from enforcer.decide.expand import ancestors
-    from enforcer.pipeline.run import load_desired
+    from enforcer.pipeline.load import load_desired
 
     try:
         desired = load_desired(directory)

@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("validate")
 def validate(policies: Path | None = POLICIES_OPTION) -> None:
     """Check every policy file against the schema and the catalog; print every error (exit 1)."""
-    from enforcer.pipeline.run import load_desired
+    from enforcer.pipeline.load import load_desired
 
     directory = policy_dir(policies)
     desired = load_desired(directory)

@@ -9,48 +9,24 @@ instead of joining the core and the store themselves.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-from pathlib import Path
 
 from sqlalchemy import Engine
 
-from enforcer.catalog import Catalog, load_catalog
 from enforcer.config import Settings
-from enforcer.decide.expand import DesiredState, expand
+from enforcer.decide.expand import DesiredState
 from enforcer.decide.reconcile import reconcile
 from enforcer.errors import EnforcerError, SavedPlanMismatchError, StalePlanError, TemporaryError
 from enforcer.gcpause import paused_gc
 from enforcer.models import ALL_DEVICES, Indicator
+from enforcer.pipeline.load import expand_state as expand_state  # re-exported
+from enforcer.pipeline.load import load_desired as load_desired  # re-exported
+from enforcer.pipeline.load import load_state as load_state  # re-exported
 from enforcer.plan.digest import digest_indicators
 from enforcer.plan.model import Plan
-from enforcer.policy.evaluate import SanctionState, compile_policy
-from enforcer.policy.loader import load_policy_files
 from enforcer.sinks.base import SinkPlan, SinkResult, get_sink
 from enforcer.store.feed import current_revision
 from enforcer.store.indicators import apply_plan, read_actual
 from enforcer.store.lookup import iter_indicators
-
-
-def load_state(
-    policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
-) -> SanctionState:
-    """Read and check the policy set; raises PolicySetError listing every problem."""
-    policy = load_policy_files(policy_dir)
-    return compile_policy(policy, catalog or load_catalog(), now or dt.datetime.now(dt.UTC))
-
-
-def load_desired(
-    policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
-) -> DesiredState:
-    """The desired indicator set of a policy directory."""
-    return expand_state(load_state(policy_dir, now=now, catalog=catalog))
-
-
-def expand_state(state: SanctionState) -> DesiredState:
-    """The desired indicator set of a checked sanction state."""
-    # Expansion builds up to millions of acyclic objects: keep the cyclic GC out of it.
-    with paused_gc():
-        return expand(state)
 
 
 def make_plan(engine: Engine, desired: DesiredState, *, impact_preview: bool = True) -> Plan:

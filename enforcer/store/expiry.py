@@ -9,9 +9,9 @@ from sqlalchemy import Engine, delete, select
 from enforcer.models import POLICY
 from enforcer.plan.model import Change, ChangeAction
 from enforcer.store.bulk import chunks
+from enforcer.store.by_name import indicator_of
 from enforcer.store.feed import lock_revision, new_revision, write_change_log
 from enforcer.store.indicators import refresh_digests
-from enforcer.store.lookup import indicator_of
 from enforcer.store.tables.indicators import IND
 
 

@@ -6,63 +6,20 @@ through `indicators.apply_plan`, `manual` and `expiry`.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from enforcer.errors import PermanentError
-from enforcer.models import Action, Indicator, Severity
+from enforcer.models import Action
 from enforcer.store.bulk import CHUNK
+from enforcer.store.by_name import StoredIndicator, stored_of
 from enforcer.store.tables.indicators import IND
-
-
-@dataclass(frozen=True, slots=True)
-class StoredIndicator:
-    """An indicator as stored, with its id and source."""
-
-    id: int
-    source: str
-    indicator: Indicator
-    created_by: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
 
 
 class UnknownIndicatorError(PermanentError):
     """No indicator with that id (or it is not a manual one)."""
-
-
-def indicator_of(row: Any) -> Indicator:
-    """The `Indicator` of a stored row (times as UTC)."""
-    exp = row.expiration_time
-    if exp is not None and exp.tzinfo is None:
-        exp = exp.replace(tzinfo=dt.UTC)
-    return Indicator(
-        value=row.value,
-        type=row.type,
-        action=Action(row.action),
-        severity=Severity(row.severity),
-        scope=row.scope,
-        title=row.title,
-        description=row.description,
-        app_id=row.app_id,
-        generate_alert=bool(row.generate_alert),
-        expiration=exp,
-    )
-
-
-def _stored(row: Any) -> StoredIndicator:
-    return StoredIndicator(
-        id=row.id,
-        source=row.source,
-        indicator=indicator_of(row),
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 def list_indicators(
@@ -79,7 +36,7 @@ def list_indicators(
     """Stored indicators, filtered and paged, in value order."""
     query = select(IND).order_by(IND.c.value, IND.c.scope, IND.c.source)
     query = query.where(*_filters(source, scope, action, app_id, contains))
-    return [_stored(r) for r in conn.execute(query.limit(limit).offset(offset))]
+    return [stored_of(r) for r in conn.execute(query.limit(limit).offset(offset))]
 
 
 def count_indicators(
@@ -124,16 +81,7 @@ def iter_indicators(conn: Connection) -> Iterator[StoredIndicator]:
         select(IND).order_by(IND.c.value, IND.c.scope, IND.c.source)
     )
     for row in result:
-        yield _stored(row)
-
-
-def covering(conn: Connection, domain: str) -> list[StoredIndicator]:
-    """Indicators for the domain itself and each of its parents, most specific first."""
-    names = [domain]
-    while "." in names[-1]:
-        names.append(names[-1].split(".", 1)[1])
-    rows = [_stored(r) for r in conn.execute(select(IND).where(IND.c.value.in_(names)))]
-    return sorted(rows, key=lambda s: (names.index(s.indicator.value), s.source, s.indicator.scope))
+        yield stored_of(row)
 
 
 def get_indicator(conn: Connection, indicator_id: int) -> StoredIndicator:
@@ -141,7 +89,7 @@ def get_indicator(conn: Connection, indicator_id: int) -> StoredIndicator:
     row = conn.execute(select(IND).where(IND.c.id == indicator_id)).first()
     if row is None:
         raise UnknownIndicatorError(f"no indicator with id {indicator_id}")
-    return _stored(row)
+    return stored_of(row)
 
 
 def indicator_counts(conn: Connection) -> list[tuple[str, str, int]]:

@@ -11,9 +11,10 @@ from sqlalchemy import Engine, delete, insert, select
 from enforcer.errors import PermanentError
 from enforcer.models import MANUAL, Indicator
 from enforcer.plan.model import Change, ChangeAction
+from enforcer.store.by_name import indicator_of
 from enforcer.store.feed import lock_revision, new_revision, write_change_log
 from enforcer.store.indicators import row_values
-from enforcer.store.lookup import UnknownIndicatorError, indicator_of
+from enforcer.store.lookup import UnknownIndicatorError
 from enforcer.store.tables.indicators import IND, utcnow
 
 

@@ -21,16 +21,25 @@ from enforcer.shim.indicator_cache import IndicatorCache
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return int(udp.getsockname()[1])
+    """A port free for both UDP and TCP on 127.0.0.1 (the DNS front end binds both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no free port")
 
 
-def _wait(check: object, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
+def _wait(check: object, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
     while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {within} s")
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {what}; the shim's log:\n{log.read_text()[-3000:]}")
         time.sleep(0.05)
 
 
@@ -53,7 +62,7 @@ def test_sighup_neither_stops_nor_pauses_the_shim(tmp_path: Path) -> None:
             argv, stdout=out, stderr=out, env={**os.environ, "ENFORCER_LOG_FORMAT": "json"}
         )
     try:
-        _wait(lambda: "dns.listening" in log.read_text(), "DNS listener")
+        _wait(lambda: "dns.listening" in log.read_text(), "DNS listener", shim, log)
 
         def blocked() -> bool:
             query = dns.message.make_query("blocked.example", "A")
@@ -62,7 +71,7 @@ def test_sighup_neither_stops_nor_pauses_the_shim(tmp_path: Path) -> None:
 
         assert blocked()
         shim.send_signal(signal.SIGHUP)
-        _wait(lambda: "shim.sighup" in log.read_text(), "SIGHUP log event")
+        _wait(lambda: "shim.sighup" in log.read_text(), "SIGHUP log event", shim, log)
         time.sleep(0.3)
         assert shim.poll() is None, log.read_text()[-2000:]
         assert blocked(), "still enforcing after SIGHUP"

@@ -16,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.models import MANUAL, POLICY, Action
+from enforcer.store.by_name import StoredIndicator
 from enforcer.store.lookup import (
-    StoredIndicator,
     UnknownIndicatorError,
     count_indicators,
     get_indicator,

@@ -13,7 +13,8 @@ from enforcer.console.pages.cached import connect
 from enforcer.console.pages.links import app_link
 from enforcer.console.web import PREFIX, SignedIn, render
 from enforcer.models import Action
-from enforcer.store.lookup import StoredIndicator, count_indicators, list_indicators
+from enforcer.store.by_name import StoredIndicator
+from enforcer.store.lookup import count_indicators, list_indicators
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 

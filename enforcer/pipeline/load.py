@@ -1,0 +1,43 @@
+"""Policy files -> sanction state -> desired indicators: the pipeline's first half, which
+needs neither the store nor the sinks.
+
+`enforcer explain`, `policy validate` and the console's policy views read the policy through
+these without importing the store (whose table models were a third of `explain`'s start-up);
+`enforcer.pipeline.run` re-exports them beside the steps that do use the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from enforcer.catalog import Catalog, load_catalog
+from enforcer.decide.expand import DesiredState, expand
+from enforcer.gcpause import paused_gc
+from enforcer.policy.evaluate import SanctionState, compile_policy
+from enforcer.policy.loader import load_policy_files
+
+
+def load_state(
+    policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
+) -> SanctionState:
+    """Read and check the policy set; raises PolicySetError listing every problem."""
+    policy = load_policy_files(policy_dir)
+    return compile_policy(policy, catalog or load_catalog(), now or dt.datetime.now(dt.UTC))
+
+
+def load_desired(
+    policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
+) -> DesiredState:
+    """The desired indicator set of a policy directory."""
+    return expand_state(load_state(policy_dir, now=now, catalog=catalog))
+
+
+def expand_state(state: SanctionState) -> DesiredState:
+    """The desired indicator set of a checked sanction state."""
+    # Expansion builds up to millions of acyclic objects: keep the cyclic GC out of it.
+    with paused_gc():
+        return expand(state)
+
+
+__all__ = ["expand_state", "load_desired", "load_state"]
