@@ -3,7 +3,8 @@
 Modules: `app` (the application factory `create_app`), `deps` (the context and who is calling),
 `routers/` (one module per route group), `sync_answers` (snapshots and deltas for ``/sync``),
 `watcher` (the long-poll revision watcher), `problems` (errors as problem details), `body_limit`
-(request-body size) and `ratelimit` (per-address token buckets). `enforcer.webapp` adds the
+(request-body size), `ratelimit` (token buckets per address and per device) and `groups` (the
+server's rules for device groups). `enforcer.webapp` adds the
 web console to what `create_app` returns; `enforcer serve` runs that under uvicorn.
 """
 
