@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     event_retention_days: float = 30.0
     """Days raw network events are kept (rollups keep the history); older ones are deleted."""
 
+    max_delete_share: float = Field(default=0.5, gt=0, le=1)
+    """The daemon refuses, until an admin applies it by hand, a plan that deletes more than
+    this share of the policy indicators (a policy file lost in a merge would unblock
+    everything at once); 1 turns the brake off."""
+
     alert_retention_days: float = Field(default=90.0, gt=0)
     """Days an alert is kept after its last hit (acknowledged or not)."""
 

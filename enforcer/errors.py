@@ -65,6 +65,11 @@ class PolicySetError(PermanentError):
         super().__init__(f"{count} error{'s' if count != 1 else ''} in the policy set:\n{lines}")
 
 
+class MassDeletionRefused(PermanentError):
+    """The daemon will not apply a plan that deletes more than ``max_delete_share`` of the
+    indicators on its own: an admin reviews it and applies it by hand (`enforcer apply`)."""
+
+
 class StalePlanError(PermanentError):
     """A plan made against a revision that has since moved is refused."""
 

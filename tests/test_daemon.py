@@ -232,3 +232,29 @@ def test_sighup_makes_the_daemon_reconcile_not_exit(tmp_path: Path, db_url: str)
     finally:
         daemon.terminate()
         daemon.wait(15)
+
+
+def test_the_daemon_refuses_a_mass_deletion_until_an_admin_applies_it(
+    tmp_path: Path, db_url: str, engine: Engine
+) -> None:
+    """A policy file lost in a merge would unblock everything at once: the daemon keeps the
+    store as it is, says so once, and the admin's own `enforcer apply` goes through."""
+    policies = tmp_path / "policies"
+    write_policy(policies, "a.yaml", GOOD + "  - {app: rentry, tag: unsanctioned}\n")
+    daemon = make_daemon(tmp_path, db_url, engine)
+    assert daemon.reconcile_tick().outcome == "applied"
+    before = values(engine)
+    assert before == {"pastebin.com", "rentry.co", "rentry.org"}
+    write_policy(policies, "a.yaml", "apps: []\n")  # every indicator would go
+    assert daemon.reconcile_tick().outcome == "refused"
+    assert daemon.reconcile_tick().outcome == "refused"
+    assert values(engine) == before, "nothing was deleted"
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, "ENFORCER_POLICY_DIR": str(policies)}
+    applied = subprocess.run(
+        [sys.executable, "-m", "enforcer", "apply", "--yes"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    assert values(engine) == set()
+    assert daemon.reconcile_tick().outcome in ("unchanged", "no_changes")
+    daemon.lock.release()

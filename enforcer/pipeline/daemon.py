@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from enforcer.catalog import load_catalog
 from enforcer.config import Settings
 from enforcer.discovery.continuous import process_events
-from enforcer.errors import PolicySetError
+from enforcer.errors import MassDeletionRefused, PolicySetError
 from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
 from enforcer.policy.loader import directory_digest
@@ -46,7 +46,8 @@ class TickResult:
     """What one reconcile tick did (for tests and logs)."""
 
     outcome: str
-    """standby, unchanged, policy_error, no_changes, applied, store_error."""
+    """standby, unchanged, policy_error, refused (a mass deletion), no_changes, applied,
+    store_error."""
     revision: int = 0
     changes: int = 0
     sinks: tuple[SinkResult, ...] = ()
@@ -64,6 +65,7 @@ class Daemon:
         self._last: tuple[str, int] | None = None
         self._next_expiry: dt.datetime | None = None
         self._failed_digest: str | None = None
+        self._refused_digest: str | None = None
         self._sink_revisions: dict[str, int] = {}
         self._tick_lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -117,7 +119,19 @@ class Daemon:
                 self._failed_digest = digest
             return TickResult("policy_error", revision)
         self._failed_digest = None
-        plan, revision = plan_and_apply(self.engine, expand_state(state), actor="daemon")
+        try:
+            plan, revision = plan_and_apply(
+                self.engine,
+                expand_state(state),
+                actor="daemon",
+                max_delete_share=self.settings.max_delete_share,
+            )
+        except MassDeletionRefused as exc:
+            if self._refused_digest != digest:
+                log.error("plan_refused_mass_deletion", message=str(exc))
+                self._refused_digest = digest
+            return TickResult("refused", revision)
+        self._refused_digest = None
         self._last = (digest, revision)
         self._next_expiry = state.next_expiry()
         if not plan.has_changes:

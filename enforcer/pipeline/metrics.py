@@ -28,7 +28,8 @@ RECONCILE_SECONDS = Histogram(
 )
 RECONCILE_TOTAL = Counter(
     "enforcer_reconcile_total",
-    "Reconcile ticks by outcome (applied, no_changes, unchanged, policy_error, store_error, standby).",
+    "Reconcile ticks by outcome (applied, no_changes, unchanged, policy_error, refused, "
+    "store_error, standby).",
     ["outcome"],
     registry=REGISTRY,
 )

@@ -15,14 +15,20 @@ from sqlalchemy import Engine
 from enforcer.config import Settings
 from enforcer.decide.expand import DesiredState
 from enforcer.decide.reconcile import reconcile
-from enforcer.errors import EnforcerError, SavedPlanMismatchError, StalePlanError, TemporaryError
+from enforcer.errors import (
+    EnforcerError,
+    MassDeletionRefused,
+    SavedPlanMismatchError,
+    StalePlanError,
+    TemporaryError,
+)
 from enforcer.gcpause import paused_gc
 from enforcer.models import ALL_DEVICES, Indicator
 from enforcer.pipeline.load import expand_state as expand_state  # re-exported
 from enforcer.pipeline.load import load_desired as load_desired  # re-exported
 from enforcer.pipeline.load import load_state as load_state  # re-exported
 from enforcer.plan.digest import digest_indicators
-from enforcer.plan.model import Plan
+from enforcer.plan.model import ChangeAction, Plan
 from enforcer.sinks.base import SinkPlan, SinkResult, get_sink
 from enforcer.store.feed import current_revision
 from enforcer.store.indicators import apply_plan, read_actual
@@ -92,14 +98,24 @@ def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:
     return apply_plan(engine, plan, actor=actor)
 
 
-def plan_and_apply(engine: Engine, desired: DesiredState, *, actor: str) -> tuple[Plan, int]:
+def plan_and_apply(
+    engine: Engine, desired: DesiredState, *, actor: str, max_delete_share: float = 1.0
+) -> tuple[Plan, int]:
     """Plan `desired` against the store and apply it; returns the plan and the new revision.
 
     A plan is refused when the store moved after it was made (a manual indicator added
     meanwhile); it is made again once, then a second `StalePlanError` propagates. No impact
-    preview: nobody reads it when nobody is asked to confirm.
+    preview: nobody reads it when nobody is asked to confirm. A plan deleting more than
+    `max_delete_share` of the policy indicators raises `MassDeletionRefused` unapplied.
     """
     plan = make_plan(engine, desired, impact_preview=False)
+    share = plan.deleted_share()
+    if share > max_delete_share:
+        raise MassDeletionRefused(
+            f"the plan deletes {plan.counts[ChangeAction.DELETE]} of the policy indicators "
+            f"({share:.0%}, more than the {max_delete_share:.0%} the daemon applies on its "
+            "own): review it with `enforcer plan` and apply it with `enforcer apply`"
+        )
     try:
         return plan, apply(engine, plan, actor=actor)
     except StalePlanError:

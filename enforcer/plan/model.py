@@ -112,10 +112,10 @@ class Plan:
     device_groups: tuple[tuple[str, str], ...] = ()
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     impact: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    expired: tuple[ExpiredEntry, ...] = ()
-    """Allow entries and exceptions past their ``expires``: ignored, reported."""
     """Per app the plan starts blocking or warning: what the last 7 days of discovery data say it
     would have affected ({"requests", "users", "devices"}). Explains; never drives apply."""
+    expired: tuple[ExpiredEntry, ...] = ()
+    """Allow entries and exceptions past their ``expires``: ignored, reported."""
 
     def starts_enforcing(self) -> list[str]:
         """Apps for which the plan creates or tightens a Block or Warn indicator."""
@@ -138,6 +138,12 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    def deleted_share(self) -> float:
+        """The share of the store's policy indicators this plan deletes (0 when it holds none)."""
+        c = self.counts
+        before = self.desired_count - c[ChangeAction.CREATE] + c[ChangeAction.DELETE]
+        return c[ChangeAction.DELETE] / before if before > 0 else 0.0
 
     def summary(self) -> str:
         c = self.counts
