@@ -20,8 +20,8 @@ def test_healthy_installation(tmp_path: Path, db_url: str) -> None:
     write_policy(tmp_path / "policies", "a.yaml", "apps:\n  - {app: pastebin, tag: unsanctioned}\n")
     env = {
         "ENFORCER_DATABASE_URL": db_url,
-        "ENFORCER_ADMIN_TOKEN": "a" * 32,
-        "ENFORCER_ENROLL_SECRET": "b" * 32,
+        "ENFORCER_ADMIN_TOKEN": "doctor-admin-token-0123456789abcdef",
+        "ENFORCER_ENROLL_SECRET": "doctor-enrol-secret-0123456789abcdef",
     }
     done = doctor([], env, tmp_path)
     assert done.returncode == 0, done.stdout

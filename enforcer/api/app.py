@@ -7,6 +7,7 @@ uvicorn.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +45,22 @@ log = structlog.get_logger("enforcer.api")
 MIN_SECRET_LENGTH = 16
 
 
+MIN_SECRET_BITS = 64.0
+"""Least estimated entropy of a secret (length times log2 of its distinct characters)."""
+
+
+def secret_bits(value: str) -> float:
+    """A rough upper bound of a secret's entropy: its length times log2 of the number of
+    distinct characters in it (``aaaa...`` has 0 bits, a 32-byte token_urlsafe about 190)."""
+    distinct = len(set(value))
+    return len(value) * math.log2(distinct) if distinct > 1 else 0.0
+
+
+def weak_secret(value: str) -> bool:
+    """Whether a secret is too regular to stand up to guessing (`MIN_SECRET_BITS`)."""
+    return secret_bits(value) < MIN_SECRET_BITS
+
+
 class ServerConfigError(PermanentError):
     """The server's settings are unsafe (a missing or short secret): it refuses to start."""
 
@@ -66,6 +83,12 @@ def check_server_settings(settings: Settings) -> tuple[bytes, bytes]:
             raise ServerConfigError(
                 f"{name} is too short ({len(value)} characters): use at least {MIN_SECRET_LENGTH}"
             )
+        if weak_secret(value):
+            raise ServerConfigError(
+                f"{name} repeats too few characters to stand up to guessing (about "
+                f"{secret_bits(value):.0f} bits): use a random value, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         out.append(value.encode("utf-8", "surrogateescape"))
     if out[0] == out[1]:
         raise ServerConfigError(
@@ -82,6 +105,8 @@ def check_server_settings(settings: Settings) -> tuple[bytes, bytes]:
             raise ServerConfigError(
                 f"{where} is too short ({len(value)} characters): use at least {MIN_SECRET_LENGTH}"
             )
+        if weak_secret(value):
+            raise ServerConfigError(f"{where} repeats too few characters: use a random value")
         encoded = value.encode("utf-8", "surrogateescape")
         if encoded in seen:
             raise ServerConfigError(
@@ -104,6 +129,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
         enroll_secret=enroll_secret,
         watcher=RevisionWatcher(engine, limits.poll_interval),
         enroll_limiter=RateLimiter(limits.enroll_per_minute),
+        admin_limiter=RateLimiter(limits.bad_admin_tokens_per_minute),
         events_limiter=RateLimiter(settings.events_per_minute),
         migration_head=code_head(),
         groups=GroupDecider(settings, enroll_secret),

@@ -8,11 +8,13 @@ token, 403 for a valid token of the wrong kind.
 from __future__ import annotations
 
 import hmac
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +36,8 @@ from enforcer.store.devices import (
 
 MAX_TOKEN_LENGTH = 512
 
+log = structlog.get_logger("enforcer.api")
+
 MAX_INT64 = (1 << 63) - 1
 """Upper bound of integer query and path parameters that reach SQL: a larger value raised
 OverflowError in SQLite's driver, a 500 (found by tests/hardening/test_contract.py)."""
@@ -47,6 +51,9 @@ class ApiLimits:
 
     enroll_per_minute: int = 20
     """Enrolment attempts per client address per minute."""
+    bad_admin_tokens_per_minute: int = 100
+    """Wrong tokens on the admin API per client address per minute; beyond, every admin
+    request from that address (a right token too) is a 429 until the bucket refills."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest accepted request body."""
     max_events: int = 5_000
@@ -68,6 +75,8 @@ class ApiContext:
     enroll_secret: bytes
     watcher: RevisionWatcher
     enroll_limiter: RateLimiter
+    admin_limiter: RateLimiter
+    """Wrong admin tokens per client address (``bad_admin_tokens_per_minute``)."""
     events_limiter: RateLimiter
     """Events per device per minute (``events_per_minute``)."""
     migration_head: str | None
@@ -159,11 +168,21 @@ def _lookup(ctx: ApiContext, token: str) -> Device | None:
 
 async def require_admin(request: Request, ctx: Ctx) -> str:
     """Allow the admin token only; returns the actor name recorded on changes."""
+    client = request.client.host if request.client else "unknown"
+    locked = ctx.admin_limiter.waiting(client)
+    if locked > 0:
+        # Even a right token waits: a guess must not be told apart during the lock-out.
+        raise fail(
+            429, "too many wrong tokens from this address; retry later",
+            {"Retry-After": str(math.ceil(locked))},
+        )  # fmt: skip
     token = bearer(request)
     if _same(token, ctx.admin_token):
         return "api"
+    ctx.admin_limiter.take(client)
     if await run_in_threadpool(_lookup, ctx, token) is not None:
         raise fail(403, "a device token cannot use the admin API")
+    log.warning("admin_token_refused", client=client)
     raise fail(401, "unknown token", {"WWW-Authenticate": "Bearer"})
 
 

@@ -26,6 +26,14 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def waiting(self, key: str) -> float:
+        """Seconds until `key` has a token again (0.0 when it has one), spending nothing."""
+        now = self._clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - stamp) * self.refill)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.refill
+
     def take(self, key: str, cost: float = 1.0) -> float:
         """Spend `cost` tokens for `key` (at most the bucket's size): 0.0 if allowed, else the
         seconds until they are available."""

@@ -238,11 +238,27 @@ def _enroll_secret(ctx: typer.Context, given: str | None, path: Path | None) -> 
     return given
 
 
+def _raise_file_limit() -> None:
+    """Let the shim hold as many sockets as the host allows (the soft limit up to the hard
+    one): every diverted connection holds two and every upstream query one, and the usual
+    soft limit of 1,024 is reached by one busy browser."""
+    import contextlib
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    with contextlib.suppress(ValueError, OSError):  # the host says no: run with what it has
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _run_agent(agent_settings: AgentSettings, metrics_listen: str | None) -> None:
     """Run the shim until it is stopped (a signal) or fails."""
     import asyncio
 
     os.umask(0o077)  # every file the shim creates (token, cache, spool, bypasses) is private
+    _raise_file_limit()
 
     asyncio.run(_main(agent_settings, metrics_listen))
 
@@ -251,12 +267,19 @@ async def _main(agent_settings: AgentSettings, metrics_listen: str | None) -> No
     import asyncio
     import signal
 
+    from enforcer import logs
     from enforcer.shim.agent import run_agent
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Until the agent has started (it then spools its events on SIGHUP), a SIGHUP is ignored:
+    # its default action would end the shim.
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        lambda: logs.get_logger("enforcer.shim").info("shim.sighup", action="ignored: starting"),
+    )
     await run_agent(agent_settings, stop, metrics_listen=metrics_listen)
 
 

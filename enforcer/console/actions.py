@@ -7,9 +7,9 @@ page to fix the form on).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -32,6 +32,9 @@ from enforcer.store.lookup import UnknownIndicatorError
 from enforcer.store.manual import DuplicateIndicatorError, add_manual, delete_manual
 from enforcer.textsafe import download_name
 from enforcer.web.manual import IndicatorCreate
+
+RecordId = Annotated[int, Path(ge=0, le=(1 << 63) - 1)]
+"""An alert's or indicator's id in a URL: a 64-bit number (a larger one is a 422, not a 500)."""
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 ACTOR = "console"
@@ -209,7 +212,7 @@ def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Respon
 
 
 @router.post("/alerts/{alert_id}/ack")
-def ack_alert(request: Request, alert_id: int, _form: CheckedForm) -> Response:
+def ack_alert(request: Request, alert_id: RecordId, _form: CheckedForm) -> Response:
     acknowledge_alert(state(request).engine, alert_id, actor=ACTOR)
     return _see(f"{PREFIX}/alerts")
 
@@ -237,7 +240,7 @@ def add_indicator(request: Request, form: CheckedForm) -> Response:
 
 
 @router.post("/indicators/{indicator_id}/delete")
-def remove_indicator(request: Request, indicator_id: int, _form: CheckedForm) -> Response:
+def remove_indicator(request: Request, indicator_id: RecordId, _form: CheckedForm) -> Response:
     try:
         delete_manual(state(request).engine, indicator_id, actor=ACTOR)
     except UnknownIndicatorError:

@@ -51,10 +51,15 @@ class Table:
     csv_name: str
 
 
+PAGE_MAX = 1_000_000
+"""Highest page number taken (beyond, the last pages are empty anyway; a huge number would
+overflow the database's offset)."""
+
+
 def page_number(request: Request) -> int:
-    """The 1-based ``?page=`` (1 when missing or not a positive number)."""
+    """The 1-based ``?page=`` (1 when missing or not a positive number; at most `PAGE_MAX`)."""
     try:
-        return max(1, int(request.query_params.get("page", 1)))
+        return min(PAGE_MAX, max(1, int(request.query_params.get("page", 1))))
     except ValueError:
         return 1
 

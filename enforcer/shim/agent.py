@@ -298,6 +298,7 @@ async def run_agent(
     try:
         await agent.start()
         _on_hangup(agent)
+        log.info("shim.running", sighup="spools the events held in memory")
         if metrics_listen:
             _serve_metrics(agent, metrics_listen)
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(agent.failed.wait())]

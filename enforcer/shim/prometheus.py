@@ -24,6 +24,7 @@ _DNS_COUNTERS = (
     "upstream_errors",
     "refused",
     "alias_blocked",
+    "upstream_busy",
 )
 
 

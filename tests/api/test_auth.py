@@ -138,14 +138,21 @@ def test_unknown_route_is_a_problem(api: Api) -> None:
     assert set(response.json()) == PROBLEM_KEYS
 
 
+ADMIN_OK = "admin-token-for-the-check-0123456789"
+ENROL = "enrol-secret-for-the-check-0123456789"
+
+
 @pytest.mark.parametrize(
     ("admin", "secret", "message"),
     [
-        (None, "e" * 20, "ENFORCER_ADMIN_TOKEN is not set"),
-        ("a" * 20, None, "ENFORCER_ENROLL_SECRET is not set"),
-        ("short", "e" * 20, "ENFORCER_ADMIN_TOKEN is too short (5 characters)"),
-        ("a" * 20, "e" * 15, "ENFORCER_ENROLL_SECRET is too short"),
-        ("a" * 20, "a" * 20, "must differ"),
+        (None, ENROL, "ENFORCER_ADMIN_TOKEN is not set"),
+        (ADMIN_OK, None, "ENFORCER_ENROLL_SECRET is not set"),
+        ("short", ENROL, "ENFORCER_ADMIN_TOKEN is too short (5 characters)"),
+        (ADMIN_OK, "enrol-secret-01", "ENFORCER_ENROLL_SECRET is too short"),
+        (ADMIN_OK, ADMIN_OK, "must differ"),
+        ("a" * 40, ENROL, "ENFORCER_ADMIN_TOKEN repeats too few characters"),
+        (ADMIN_OK, "ab" * 20, "ENFORCER_ENROLL_SECRET repeats too few characters"),
+        (ADMIN_OK, "password12345678", "ENFORCER_ENROLL_SECRET repeats too few characters"),
     ],
 )
 def test_the_server_refuses_unsafe_secrets(
@@ -168,3 +175,25 @@ def test_default_limits_are_the_documented_ones() -> None:
     assert limits.max_events == 5_000
     assert 0.25 <= limits.poll_interval <= 0.5
     assert ADMIN not in repr(Settings(admin_token=SecretStr(ADMIN)))
+
+
+def test_wrong_admin_tokens_from_one_address_are_rate_limited(engine: Engine) -> None:
+    """Like the console's sign-in: after too many wrong tokens from an address, every admin
+    request from it waits (a right token too, so a lucky guess is not told apart)."""
+    import httpx
+
+    from tests.api.conftest import running, settings
+
+    limits = ApiLimits(bad_admin_tokens_per_minute=5, poll_interval=0.1)
+    with (
+        running(create_app(settings(), engine, limits)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        wrong = [
+            client.get("/api/v1/devices", headers={"Authorization": f"Bearer guess-{i}"})
+            for i in range(6)
+        ]
+        assert [r.status_code for r in wrong] == [401] * 5 + [429]
+        assert int(wrong[-1].headers["Retry-After"]) >= 1
+        right = client.get("/api/v1/devices", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert right.status_code == 429

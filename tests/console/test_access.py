@@ -181,3 +181,16 @@ def test_names_from_logs_link_to_their_pages(console: Console) -> None:
         assert machine and machine.group(1) == "/console/machines/lab%2Fpc%209"
         page = client.get(machine.group(1) + "?tab=users", headers=cookie)
         assert page.status_code == 200 and "CORP\\erin" in page.text
+
+
+def test_huge_numbers_in_console_urls_are_not_a_server_error(console: Console) -> None:
+    with console.client() as client:
+        cookie = session_cookie(sign_in(client))
+        page = client.get("/console/machines", params={"page": str(10**30)}, headers=cookie)
+        assert page.status_code == 200
+        csrf = client.get("/console/alerts", headers=cookie)
+        token = re.search(r'name="csrf" value="([^"]+)"', csrf.text)
+        data = {"csrf": token.group(1)} if token else {}
+        for path in (f"/console/alerts/{10**30}/ack", f"/console/indicators/{10**30}/delete"):
+            response = client.post(path, headers=cookie, data=data)
+            assert 400 <= response.status_code < 500, (path, response.status_code)

@@ -483,3 +483,28 @@ def test_zero_ttl_and_servfail_answers_are_not_cached():
     failed = dns.message.make_response(query)
     failed.set_rcode(dns.rcode.SERVFAIL)
     assert not CachedAnswer(failed.to_wire(), now=5.0, max_ttl=60).cacheable
+
+
+def test_a_burst_of_distinct_names_beyond_the_cap_gets_servfail_not_sockets(monkeypatch) -> None:
+    """A burst of random names asks upstream at most MAX_INFLIGHT at once: the rest get
+    SERVFAIL at once (counted), so the burst cannot exhaust the shim's descriptors."""
+    import asyncio
+
+    from enforcer.shim.dns import answer as answer_module
+
+    monkeypatch.setattr(answer_module, "MAX_INFLIGHT", 3)
+    frontend = DnsFrontEnd(Matcher(), DnsSettings(upstreams=(("127.0.0.1", 9),)))
+    replies: list[bytes] = []
+
+    async def burst() -> None:
+        for n in range(5):
+            query = dns.message.make_query(f"r{n}.example.test", "A").to_wire()
+            miss = frontend.answer(query, ("127.0.0.1", 5000 + n), False)
+            assert isinstance(miss, answer_module.Miss)
+            frontend.forward(miss, replies.append)
+        assert len(replies) == 2, "the two beyond the cap are answered at once"
+        await frontend.aclose()
+
+    asyncio.run(burst())
+    assert all(dns.message.from_wire(r).rcode() == dns.rcode.SERVFAIL for r in replies)
+    assert frontend.counters["upstream_busy"] == 2

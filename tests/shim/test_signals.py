@@ -63,6 +63,8 @@ def test_sighup_neither_stops_nor_pauses_the_shim(tmp_path: Path) -> None:
         )
     try:
         _wait(lambda: "dns.listening" in log.read_text(), "DNS listener", shim, log)
+        shim.send_signal(signal.SIGHUP)  # while it is still starting: ignored, not the end
+        _wait(lambda: "shim.sighup" in log.read_text(), "SIGHUP log event", shim, log)
 
         def blocked() -> bool:
             query = dns.message.make_query("blocked.example", "A")
@@ -70,8 +72,9 @@ def test_sighup_neither_stops_nor_pauses_the_shim(tmp_path: Path) -> None:
             return answer.rcode() == dns.rcode.NXDOMAIN
 
         assert blocked()
+        _wait(lambda: "shim.running" in log.read_text(), "start-up to finish", shim, log)
         shim.send_signal(signal.SIGHUP)
-        _wait(lambda: "shim.sighup" in log.read_text(), "SIGHUP log event", shim, log)
+        _wait(lambda: "events spooled" in log.read_text(), "SIGHUP spooling", shim, log)
         time.sleep(0.3)
         assert shim.poll() is None, log.read_text()[-2000:]
         assert blocked(), "still enforcing after SIGHUP"

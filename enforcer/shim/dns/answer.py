@@ -78,6 +78,8 @@ _QUESTION_MEMO = 4096
 """Parsed queries remembered by their bytes after the ID: a device asks the same few names
 over and over, and a dict probe costs a tenth of parsing. Cleared when full (pure data: no
 invalidation needed)."""
+MAX_INFLIGHT = 2048
+"""Distinct names asked upstream at once, at most (each exchange holds a socket)."""
 _BLOCK = Action.BLOCK
 _ALLOWED = Action.ALLOWED
 
@@ -178,6 +180,7 @@ class DnsFrontEnd:
         self._upstream_errors = 0
         self._refused = 0
         self._alias_blocked = 0
+        self._upstream_busy = 0
 
     @property
     def counters(self) -> dict[str, int]:
@@ -191,6 +194,7 @@ class DnsFrontEnd:
             "upstream_errors": self._upstream_errors,
             "refused": self._refused,
             "alias_blocked": self._alias_blocked,
+            "upstream_busy": self._upstream_busy,
             "cached_answers": len(self._cache),
         }
 
@@ -298,10 +302,20 @@ class DnsFrontEnd:
         return None
 
     def forward(self, miss: Miss, reply: Reply) -> None:
-        """Resolve a miss through the upstreams and call ``reply`` with the answer bytes."""
+        """Resolve a miss through the upstreams and call ``reply`` with the answer bytes.
+
+        At most `MAX_INFLIGHT` distinct names are asked upstream at once (each holds a socket):
+        a burst of random names beyond that gets SERVFAIL at once, counted, instead of
+        exhausting the process's file descriptors.
+        """
         waiters = self._inflight.get(miss.key)
         if waiters is not None:
             waiters.append((miss, reply))
+            return
+        if len(self._inflight) >= MAX_INFLIGHT:
+            self._upstream_busy += 1
+            with contextlib.suppress(OSError):
+                reply(self._responses.servfail(miss.data, miss.qend, miss.edns))
             return
         self._inflight[miss.key] = [(miss, reply)]
         task = asyncio.get_running_loop().create_task(self._resolve(miss))
