@@ -86,5 +86,9 @@ class SavedPlanMismatchError(PermanentError):
     """A saved plan that is not what the policy set gives against the store now."""
 
 
+class StoreUrlError(PermanentError):
+    """ENFORCER_DATABASE_URL names no store this build can open (said in one line)."""
+
+
 class StoreUnavailableError(TemporaryError):
     """The indicator store cannot be reached."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer.errors import PolicySetError
+from enforcer.errors import EnforcerError, PolicySetError
 
 if TYPE_CHECKING:
     from enforcer.config import Settings
@@ -60,7 +60,10 @@ def _store(settings: Settings) -> Result:
     from enforcer.store.db import make_engine
     from enforcer.store.migrate import code_head, current_revision
 
-    engine = make_engine(settings.database_url, pool=False)
+    try:
+        engine = make_engine(settings.database_url, pool=False)
+    except EnforcerError as exc:
+        return False, str(exc)
     shown = engine.url.render_as_string(hide_password=True)
     try:
         current = current_revision(engine)
@@ -83,9 +86,12 @@ def _store(settings: Settings) -> Result:
 def _clock(settings: Settings) -> Result:
     from enforcer.store.db import make_engine, server_now
 
-    if not settings.database_url.startswith("postgresql"):
+    if not settings.database_url.startswith("postgres"):
         return True, "clock: the store is local (SQLite), no skew possible"
-    engine = make_engine(settings.database_url, pool=False)
+    try:
+        engine = make_engine(settings.database_url, pool=False)
+    except EnforcerError as exc:
+        return None, f"clock: {exc}"
     try:
         server = server_now(engine)
     except Exception as exc:

@@ -9,11 +9,38 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
+from enforcer.config import default_database_url
+from enforcer.errors import StoreUrlError
 from enforcer.store.migrate import upgrade
+
+SUPPORTED = (
+    "use sqlite:///PATH (the default store) or postgresql://USER@HOST/DATABASE "
+    "(postgres:// works too; the bundled driver is psycopg)"
+)
+
+
+def store_url(url: str) -> str:
+    """`url` as SQLAlchemy opens it: ``postgres://`` and ``postgresql://`` (the forms every
+    other tool accepts) get the bundled psycopg driver. StoreUrlError, one line saying what is
+    supported, for anything else (``mysql://``, a bare path)."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise StoreUrlError(f"ENFORCER_DATABASE_URL {url!r} is not a URL: {SUPPORTED}")
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme in ("sqlite", "postgresql+psycopg"):
+        return url
+    shown = f"{scheme}://..." if "@" in rest else url  # never echo a password
+    raise StoreUrlError(f"ENFORCER_DATABASE_URL {shown!r} is not supported: {SUPPORTED}")
 
 
 def make_engine(url: str, *, pool: bool = True) -> Engine:
-    """An engine for `url`; SQLite files get WAL and transactions that really begin at BEGIN."""
+    """An engine for `url` (see `store_url`); SQLite files get WAL and transactions that
+    really begin at BEGIN. A SQLite file's directory must exist, except the default one (the
+    user's data directory), which is created: a mistyped path is an error, not a new empty
+    store."""
+    url = store_url(url)
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
         engine = create_engine(
@@ -29,8 +56,18 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
 
 def _ensure_sqlite_dir(url: str) -> None:
     path = url.split(":///", 1)[-1]
-    if path and path != ":memory:" and not path.startswith("file:"):
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if not path or path == ":memory:" or path.startswith("file:") or "://" in path:
+        return
+    directory = Path(path).expanduser().parent
+    if directory.is_dir():
+        return
+    if directory == Path(default_database_url().split(":///", 1)[-1]).parent:
+        directory.mkdir(parents=True, exist_ok=True)
+        return
+    raise StoreUrlError(
+        f"the directory of the SQLite store {path!r} does not exist: create it, or fix "
+        "ENFORCER_DATABASE_URL (a store is never created in a directory that is not there)"
+    )
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
