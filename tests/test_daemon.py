@@ -258,3 +258,24 @@ def test_the_daemon_refuses_a_mass_deletion_until_an_admin_applies_it(
     assert values(engine) == set()
     assert daemon.reconcile_tick().outcome in ("unchanged", "no_changes")
     daemon.lock.release()
+
+
+def test_daemon_serve_exits_non_zero_when_its_port_is_taken(tmp_path: Path, db_url: str) -> None:
+    import socket
+
+    policies = tmp_path / "policies"
+    write_policy(policies, "a.yaml", GOOD)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "ENFORCER_DATABASE_URL": db_url,
+               "ENFORCER_ADMIN_TOKEN": "admin-token-for-the-check-0123456789",
+               "ENFORCER_ENROLL_SECRET": "enrol-secret-for-the-check-0123456789"}  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "enforcer", "daemon", "--serve", "--port", str(port),
+             "--policies", str(policies)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"the API did not start on 127.0.0.1:{port}" in done.stderr

@@ -7,6 +7,7 @@ next to the daemon's scheduler (the daemon keeps the main thread and its signal 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from enforcer.cli._common import settings
+from enforcer.errors import EnforcerError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -80,6 +82,10 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+class ServeFailed(EnforcerError):
+    """The API server of `enforcer daemon --serve` could not start."""
+
+
 @contextmanager
 def serve_in_background(cfg: Settings, engine: Engine) -> Iterator[uvicorn.Server]:
     """Run the API server in a thread for the duration of the block, then stop it."""
@@ -89,6 +95,17 @@ def serve_in_background(cfg: Settings, engine: Engine) -> Iterator[uvicorn.Serve
     server = make_server(cfg, engine)
     thread = threading.Thread(target=server.run, name="api-server", daemon=True)
     thread.start()
+    # uvicorn ends its thread (logging the reason) when it cannot listen, a port in use: the
+    # daemon must not go on reconciling without its API while systemd thinks it healthy.
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise ServeFailed(
+                f"the API did not start on {cfg.server_host}:{cfg.server_port} "
+                "(the log above says why: a port in use?)"
+            )
+        time.sleep(0.02)
     try:
         yield server
     finally:
