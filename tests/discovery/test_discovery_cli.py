@@ -130,3 +130,12 @@ def test_raw_events_are_pruned_after_retention_but_never_before_they_are_rolled_
     assert prune_events(engine, cutoff) == 2
     with engine.connect() as conn:
         assert count_events(conn) == 0
+
+
+def test_a_log_in_the_wrong_format_fails_and_suggests_the_right_one(db_url: str) -> None:
+    done = run(["upload", "--format", "w3c", str(LOGS / "squid-access.log.gz")], db_url)
+    assert done.returncode == 1
+    assert "no line parsed as w3c" in done.stderr
+    assert "looks like squid (--format squid)" in done.stderr
+    right = run(["upload", "--format", "squid", str(LOGS / "squid-access.log.gz")], db_url)
+    assert right.returncode == 0, right.stderr

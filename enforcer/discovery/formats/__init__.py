@@ -50,4 +50,21 @@ def parser_for(name: str, mapping: str | None = None) -> Parser:
     return parse
 
 
-__all__ = ["FORMATS", "MAPPED", "Parser", "parse_mapping", "parser_for"]
+def sniff(lines: Iterable[str]) -> str | None:
+    """The format (of those that need no mapping) that reads most of `lines`, the first lines
+    of a file: what an upload in the wrong format suggests. None when none reads any."""
+    sample = [line for line in lines if line.strip()][:50]
+    best, best_count = None, 0
+    for name, parse in FORMATS.items():
+        if name in MAPPED:
+            continue
+        try:
+            count = sum(isinstance(item, Record) for item in parse(iter(sample)))
+        except (FormatError, ValueError, UnicodeError):
+            continue
+        if count > best_count:
+            best, best_count = name, count
+    return best
+
+
+__all__ = ["FORMATS", "MAPPED", "Parser", "parse_mapping", "parser_for", "sniff"]
