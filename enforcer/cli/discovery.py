@@ -298,10 +298,20 @@ def machines_cmd(
     rows = _report(
         since,
         lambda c, f, la: reports.machines_report(
-            c, load_catalog(), f, la, stale_after=after, limit=limit
+            c, load_catalog(), f, la, stale_after=after, limit=limit + 1
         ),
     )
-    _emit(rows, fmt, as_json)
+    _emit(rows[:limit], fmt, as_json)
+    if len(rows) > limit:
+        from enforcer.store.queries import device_usage
+
+        total = _report(since, lambda c, f, la: len(device_usage(c, f, la)))
+        # On stderr, so that --json and --format csv stay exactly the rows.
+        typer.echo(
+            f"{limit} of {total} machines shown (the most traffic first): --limit {total} "
+            "for all",
+            err=True,
+        )
 
 
 @app.command("machine")

@@ -139,3 +139,14 @@ def test_a_log_in_the_wrong_format_fails_and_suggests_the_right_one(db_url: str)
     assert "looks like squid (--format squid)" in done.stderr
     right = run(["upload", "--format", "squid", str(LOGS / "squid-access.log.gz")], db_url)
     assert right.returncode == 0, right.stderr
+
+
+def test_a_cut_machines_list_says_how_many_there_are(db_url: str) -> None:
+    assert (
+        run(["upload", "--format", "squid", str(LOGS / "squid-access.log.gz")], db_url).returncode
+        == 0
+    )
+    done = run(["machines", "--since", "3650d", "--limit", "2", "--json"], db_url)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 2, "the rows stay exactly the rows"
+    assert "2 of " in done.stderr and "machines shown" in done.stderr
