@@ -31,8 +31,8 @@ from enforcer.errors import PolicyError, PolicySetError
 from enforcer.pipeline.run import load_desired, load_state, make_plan
 from enforcer.plan.model import Plan
 from enforcer.plan.planfile import plan_to_dict
+from enforcer.policy.loader import CONSOLE_FILE as CONSOLE_FILE  # the console writes it
 
-CONSOLE_FILE = "console.yaml"
 STAGING_DIR = ".console"
 
 

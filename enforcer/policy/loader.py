@@ -33,6 +33,8 @@ from enforcer.policy.schema import (
 
 T = TypeVar("T")
 POLICY_SUFFIXES = (".yaml", ".yml")
+CONSOLE_FILE = "console.yaml"
+"""The file the web console writes its tags into (`enforcer.console.governance`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,15 @@ def policy_files(directory: Path) -> list[Path]:
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     ]
-    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+    # The web console's own file is read last: its entries are the newest, so a conflict with
+    # a file from git is reported at the console's entry, naming the git file as the first.
+    return sorted(
+        found,
+        key=lambda p: (
+            p.relative_to(directory) == Path(CONSOLE_FILE),
+            p.relative_to(directory).as_posix(),
+        ),
+    )
 
 
 def directory_digest(directory: Path) -> str:

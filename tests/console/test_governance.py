@@ -4,6 +4,7 @@ indicators; and the pure pieces (chart, cache) without a server."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def test_tagging_an_app_tagged_in_another_file_is_refused_and_nothing_is_written
         )
         assert response.status_code == 409
         assert "file-sharing.yaml" in response.text and "already tagged" in response.text
+        # Named the right way round: the console's new entry, already tagged in the git file.
+        assert re.search(r"console\.yaml:\d+[^<]*already tagged at policies/file-sharing\.yaml",
+                         html.unescape(response.text)), response.text[:3000]  # fmt: skip
         assert not (console.policy_dir / "console.yaml").exists()
 
 
