@@ -111,8 +111,10 @@ def test_kill_9_during_a_large_apply_leaves_the_store_before_or_after(
             # A restarted daemon converges: one tick of the real `enforcer daemon` applies the
             # policies over whatever the kill left, and a second plan finds nothing to do.
             policies = tmp_path / "big"
+            # The new set replaces every old indicator: past the daemon's mass-deletion brake,
+            # which tests/test_daemon.py tests; this test is about the kill.
             env = {**os.environ, "ENFORCER_DATABASE_URL": url, "ENFORCER_POLICY_DIR": str(policies),
-                   "ENFORCER_LOG_FORMAT": "json"}  # fmt: skip
+                   "ENFORCER_LOG_FORMAT": "json", "ENFORCER_MAX_DELETE_SHARE": "1"}  # fmt: skip
             daemon = subprocess.run(
                 [sys.executable, "-m", "enforcer", "daemon", "--once"],
                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -175,7 +177,9 @@ def test_daemon_and_server_recover_when_postgresql_drops_their_connections(
         env = {**os.environ, "ENFORCER_DATABASE_URL": f"{url}&application_name={name}",
                "ENFORCER_POLICY_DIR": str(policies), "ENFORCER_RECONCILE_INTERVAL": "1",
                "ENFORCER_ADMIN_TOKEN": ADMIN_TOKEN, "ENFORCER_ENROLL_SECRET": ENROL_SECRET,
-               "ENFORCER_LOG_FORMAT": "json"}  # fmt: skip
+               "ENFORCER_LOG_FORMAT": "json",
+               # Round two removes two of three indicators: past the mass-deletion brake.
+               "ENFORCER_MAX_DELETE_SHARE": "1"}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "enforcer", "daemon", "--serve", "--host", "127.0.0.1",
              "--port", str(port)],
