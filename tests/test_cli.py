@@ -180,3 +180,19 @@ def test_indicators_manual_add_list_export_delete(tmp_path: Path, env: dict[str,
     assert gone.returncode == 1 and "no manual indicator" in gone.stderr
     bad = run(["indicators", "add", "not a domain!", "--action", "nuke"], env, tmp_path)
     assert bad.returncode == 2
+
+
+def test_explain_names_the_entry_that_sanctions_an_app(tmp_path: Path, env: dict[str, str]) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "a.yaml").write_text(
+        "apps:\n  - {app: mega, tag: unsanctioned}\n  - {app: box, tag: sanctioned}\n"
+    )
+    explained = json.loads(run(["explain", "www.box.com", "--json"], env, tmp_path).stdout)
+    assert explained["policy"] == {
+        "app": "box", "tag": "sanctioned", "scope": None, "origin": "policies/a.yaml:3",
+        "reason": "apps entry",
+    }  # fmt: skip
+    human = run(["explain", "box.com"], env, tmp_path).stdout
+    assert "box is sanctioned — apps entry at policies/a.yaml:3" in human
+    assert "no policy entry covers" not in human

@@ -191,12 +191,13 @@ def explain(
 def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any] | None:
     """What the policy files (as they are now) say about the name, if they load."""
     from enforcer.decide.expand import ancestors
-    from enforcer.pipeline.load import load_desired
+    from enforcer.pipeline.load import expand_state, load_state
 
     try:
-        desired = load_desired(directory)
+        state = load_state(directory)
     except EnforcerError as exc:
         return {"error": str(exc)}
+    desired = expand_state(state)
     candidates = [name, *ancestors(name)]
     for value in candidates:
         for scope in scopes:
@@ -218,6 +219,19 @@ def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any
             "conflict": f"{c.domain} would be {c.action.value} for app {c.app_id} ({c.origin}) "
             f"but also serves sanctioned {', '.join(c.sanctioned_apps)}"
         }
+    # No indicator: a sanctioned app (or an entry without an action) may still decide the
+    # name; say which entry tags the app that serves it, with its file and line.
+    for app in state.catalog.apps_for_domain(name):
+        for scope in scopes:
+            decision = state.decisions.get((app.id, scope))
+            if decision is not None:
+                return {
+                    "app": app.id,
+                    "tag": decision.tag.value,
+                    "scope": scope or None,
+                    "origin": str(decision.origin),
+                    "reason": decision.reason,
+                }
     return {}
 
 
@@ -244,6 +258,11 @@ def _explain_text(report: dict[str, Any]) -> str:
         lines.append(f"  policy: the policy set does not load: {policy['error']}")
     elif "conflict" in policy:
         lines.append(f"  policy: conflict: {policy['conflict']}")
+    elif "tag" in policy:
+        lines.append(
+            f"  policy: {policy['app']} is {policy['tag']} — {policy['reason']} at "
+            f"{policy['origin']} (no indicator: it is not blocked)"
+        )
     elif policy:
         lines.append(
             f"  policy: {policy['indicatorValue']} {policy['action']} — {policy['reason']}"
