@@ -196,3 +196,16 @@ def test_explain_names_the_entry_that_sanctions_an_app(tmp_path: Path, env: dict
     human = run(["explain", "box.com"], env, tmp_path).stdout
     assert "box is sanctioned — apps entry at policies/a.yaml:3" in human
     assert "no policy entry covers" not in human
+
+
+def test_plan_says_which_entry_sanctions_an_app_it_stops_blocking(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "a.yaml").write_text("apps:\n  - {app: box, tag: unsanctioned}\n")
+    assert run(["apply", "--yes"], env, tmp_path).returncode == 0
+    (policies / "a.yaml").write_text("apps:\n  - {app: box, tag: sanctioned}\n")
+    planned = run(["plan"], env, tmp_path).stdout
+    assert "# box: app box is now sanctioned by apps entry (policies/a.yaml:2)" in planned
+    assert "no longer governed" not in planned

@@ -71,7 +71,7 @@ def reconcile(
         for key in actual_by_bucket.get(bucket, ()):
             if key not in wanted:
                 before = rows[key]
-                gone = Change(ChangeAction.DELETE, key, before, None, _gone(before))
+                gone = Change(ChangeAction.DELETE, key, before, None, _gone(desired, before))
                 by_app.setdefault(before.app_id, []).append(gone)
     changes: list[Change] = []
     for app_id in sorted(by_app):
@@ -112,7 +112,11 @@ def _reason(desired: DesiredState, after: Indicator) -> str:
     return f"{how} ({origin})" if origin else how
 
 
-def _gone(before: Indicator) -> str:
+def _gone(desired: DesiredState, before: Indicator) -> str:
+    """Why an indicator goes: the entry that now tags its app (sanctioned, say), if any."""
     if before.app_id:
+        decision = desired.decisions.get((before.app_id, before.scope))
+        if decision is not None:
+            return f"app {before.app_id} is now {decision.tag.value} by {decision.reason} ({decision.origin})"
         return f"app {before.app_id} is no longer governed here by any policy"
     return "no longer in any policy allow entry"
