@@ -280,7 +280,15 @@ def domains_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) 
     """Unrecognised domains (no catalog app), ranked by traffic: candidates for custom apps."""
     from enforcer.discovery import reports
 
-    _emit(_report(since, reports.domains_report), fmt, as_json)
+    rows, junk = _report(since, reports.domains_and_junk)
+    _emit(rows, fmt, as_json)
+    if junk:
+        # On stderr: --json and csv stay the rows.
+        typer.echo(
+            f"{junk:,} transaction(s) left out: wildcards, reverse lookups, local, "
+            "single-label and service names are no cloud apps",
+            err=True,
+        )
 
 
 @app.command("machines")
@@ -308,8 +316,7 @@ def machines_cmd(
         total = _report(since, lambda c, f, la: len(device_usage(c, f, la)))
         # On stderr, so that --json and --format csv stay exactly the rows.
         typer.echo(
-            f"{limit} of {total} machines shown (the most traffic first): --limit {total} "
-            "for all",
+            f"{limit} of {total} machines shown (the most traffic first): --limit {total} for all",
             err=True,
         )
 

@@ -58,6 +58,10 @@ class Attributor:
             return (verdict.app_id, "")
         if _is_ip(name):
             return ("", name)
+        if is_junk_domain(name):
+            # Kept apart under one key (the reports count it and do not list it): its
+            # registrable domain would hide what it was (``_ldap._tcp.corp.example``).
+            return ("", NOT_A_SITE)
         return ("", registrable_domain(name))
 
 
@@ -67,3 +71,19 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+NOT_A_SITE = "(not a site)"
+"""The unrecognised-domain key of hosts that cannot be a cloud app (`is_junk_domain`)."""
+_NOT_SITES = (".in-addr.arpa", ".ip6.arpa", ".local", ".localdomain", ".internal", ".home.arpa")
+
+
+def is_junk_domain(name: str) -> bool:
+    """Whether an unrecognised "domain" cannot be a cloud app: a wildcard, a reverse lookup
+    (``in-addr.arpa``, ``ip6.arpa``), a local name (``.local``, ``.internal``, ``home.arpa``), a
+    single label, or a service name (``_ldap._tcp...``). Reports count such names and do not
+    list them as custom-app candidates."""
+    name = name.lower().rstrip(".")
+    if not name or "*" in name or "." not in name or name.startswith("_") or "._" in name:
+        return True
+    return name.endswith(_NOT_SITES) or name in {s.lstrip(".") for s in _NOT_SITES}

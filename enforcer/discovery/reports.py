@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from enforcer.catalog import Catalog
+from enforcer.discovery.attribute import is_junk_domain
 from enforcer.discovery.device_risk import DeviceAppDay, DeviceRisk, device_risk
 from enforcer.store.devices import DeviceStatus, list_devices
 from enforcer.store.encoding import day_of, from_bytes, ordinals_in
@@ -137,6 +138,18 @@ def app_member_names(
 
 def domains_report(conn: Connection, first_day: int, last_day: int) -> list[dict[str, Any]]:
     """Unrecognised domains (no catalog app), ranked by traffic: candidates for custom apps."""
+    return domains_and_junk(conn, first_day, last_day)[0]
+
+
+def domains_and_junk(
+    conn: Connection, first_day: int, last_day: int
+) -> tuple[list[dict[str, Any]], int]:
+    """`domains_report`, and the transactions it left out: names that cannot be a cloud app
+    (wildcards, reverse lookups, local and single-label names, service names:
+    `attribute.is_junk_domain`)."""
+    usage = app_usage(conn, first_day, last_day, unrecognised=True)
+    junk = [domain for domain in usage if is_junk_domain(domain)]
+    left_out = sum(usage.pop(domain).transactions for domain in junk)
     rows = [
         {
             "domain": domain,
@@ -149,9 +162,9 @@ def domains_report(conn: Connection, first_day: int, last_day: int) -> list[dict
             "firstSeen": _iso(t.first_seen),
             "lastSeen": _iso(t.last_seen),
         }
-        for domain, t in app_usage(conn, first_day, last_day, unrecognised=True).items()
+        for domain, t in usage.items()
     ]
-    return sorted(rows, key=lambda r: (-r["traffic"], r["domain"]))
+    return sorted(rows, key=lambda r: (-r["traffic"], r["domain"])), left_out
 
 
 def unsanctioned_apps(conn: Connection) -> set[str]:
