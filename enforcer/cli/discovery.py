@@ -22,6 +22,8 @@ from enforcer.discovery.formats import FORMATS
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from enforcer.catalog import Catalog
+
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
 
@@ -85,6 +87,13 @@ def _cell(value: Any) -> str:
     return cut(str(value), 60)
 
 
+def _catalog() -> Catalog:
+    """The catalog discovery attributes to: the bundled one and the policy's custom apps."""
+    from enforcer.pipeline.load import catalog_with_custom_apps
+
+    return catalog_with_custom_apps(settings().policy_dir)
+
+
 def _stale_after() -> dt.timedelta:
     return dt.timedelta(seconds=settings().stale_after)
 
@@ -114,7 +123,6 @@ def upload(
     as_json: bool = JSON,
 ) -> None:
     """Parse firewall / proxy logs into a snapshot report (streaming; bad lines are reported)."""
-    from enforcer.catalog import load_catalog
     from enforcer.discovery.ingest import ingest_files
     from enforcer.discovery.records import FormatError
 
@@ -123,7 +131,7 @@ def upload(
             f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
         )
     try:
-        stats = ingest_files(store(), load_catalog(), files, fmt, mapping=mapping)
+        stats = ingest_files(store(), _catalog(), files, fmt, mapping=mapping)
     except FormatError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -182,7 +190,6 @@ def collect(
     import signal
 
     from enforcer import logs
-    from enforcer.catalog import load_catalog
     from enforcer.discovery.aggregate import Aggregator
     from enforcer.discovery.attribute import Attributor
     from enforcer.discovery.formats import parser_for
@@ -195,7 +202,7 @@ def collect(
     host, _, port = listen.rpartition(":")
     parse = parser_for(fmt, mapping)
     engine = store()
-    aggregator = Aggregator(Attributor(load_catalog()))
+    aggregator = Aggregator(Attributor(_catalog()))
     pending: list[str] = []
     counts = {"records": 0, "bad": 0}
 
@@ -236,12 +243,11 @@ def collect(
 @app.command("process")
 def process() -> None:
     """Roll up the network events devices have reported (the daemon does this on a schedule)."""
-    from enforcer.catalog import load_catalog
     from enforcer.discovery.continuous import process_events
 
     total = 0
     while True:
-        done = process_events(store(), load_catalog())
+        done = process_events(store(), _catalog())
         total += done
         if not done:
             break
@@ -251,10 +257,9 @@ def process() -> None:
 @app.command("apps")
 def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
     """Discovered apps: category, risk, tag, transactions, traffic, users, devices, first/last seen."""
-    from enforcer.catalog import load_catalog
     from enforcer.discovery import reports
 
-    rows = _report(since, lambda c, f, la: reports.apps_report(c, load_catalog(), f, la))
+    rows = _report(since, lambda c, f, la: reports.apps_report(c, _catalog(), f, la))
     _emit(
         rows,
         fmt,
@@ -299,14 +304,13 @@ def machines_cmd(
     limit: int = typer.Option(100, "--limit", min=1),
 ) -> None:
     """Machines by traffic, with their risk level, last user, OS, groups and enrolment state."""
-    from enforcer.catalog import load_catalog
     from enforcer.discovery import reports
 
     after = _stale_after()
     rows = _report(
         since,
         lambda c, f, la: reports.machines_report(
-            c, load_catalog(), f, la, stale_after=after, limit=limit + 1
+            c, _catalog(), f, la, stale_after=after, limit=limit + 1
         ),
     )
     _emit(rows[:limit], fmt, as_json)
@@ -330,15 +334,12 @@ def machine_cmd(
 ) -> None:
     """One machine: overview, risk explained, enrolled devices, discovered apps, top processes,
     user history, IP address history."""
-    from enforcer.catalog import load_catalog
     from enforcer.discovery import reports
 
     after = _stale_after()
     data = _report(
         since,
-        lambda c, f, la: reports.machine_report(
-            c, load_catalog(), device, f, la, stale_after=after
-        ),
+        lambda c, f, la: reports.machine_report(c, _catalog(), device, f, la, stale_after=after),
     )
     if as_json or fmt is not Output.table:
         _emit(data if fmt is not Output.csv else data["apps"], fmt, as_json)
@@ -382,10 +383,9 @@ def app_cmd(
     as_json: bool = JSON,
 ) -> None:
     """One app: usage, the machines and users that reached it, its top processes."""
-    from enforcer.catalog import load_catalog
     from enforcer.discovery import reports
 
-    data = _report(since, lambda c, f, la: reports.app_report(c, load_catalog(), app_id, f, la))
+    data = _report(since, lambda c, f, la: reports.app_report(c, _catalog(), app_id, f, la))
     if as_json or fmt is not Output.table:
         _emit(data if fmt is not Output.csv else data["topProcesses"], fmt, as_json)
         return

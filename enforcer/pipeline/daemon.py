@@ -24,10 +24,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from enforcer.catalog import load_catalog
 from enforcer.config import Settings
 from enforcer.discovery.continuous import process_events
 from enforcer.errors import MassDeletionRefused, PolicySetError
+from enforcer.pipeline.load import catalog_with_custom_apps
 from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
 from enforcer.policy.loader import directory_digest
@@ -208,7 +208,7 @@ class Daemon:
             return 0
         total = 0
         try:
-            catalog = load_catalog()
+            catalog = catalog_with_custom_apps(self.settings.policy_dir)
             while done := process_events(self.engine, catalog):
                 total += done
         except SQLAlchemyError as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from enforcer.catalog import Catalog, load_catalog
 from enforcer.decide.expand import DesiredState, expand
+from enforcer.errors import EnforcerError
 from enforcer.gcpause import paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import load_policy_files
@@ -40,4 +41,14 @@ def expand_state(state: SanctionState) -> DesiredState:
         return expand(state)
 
 
-__all__ = ["expand_state", "load_desired", "load_state"]
+def catalog_with_custom_apps(policy_dir: Path) -> Catalog:
+    """The bundled catalog plus the policy set's custom apps: what discovery attributes hosts
+    to, so that a custom app's domains are reported under it, not as unrecognised. The bundled
+    catalog alone while the policy set does not load (its errors are the daemon's to report)."""
+    try:
+        return load_state(policy_dir).catalog
+    except EnforcerError:
+        return load_catalog()
+
+
+__all__ = ["catalog_with_custom_apps", "expand_state", "load_desired", "load_state"]

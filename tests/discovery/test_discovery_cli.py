@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -25,8 +26,10 @@ LOGS = REPO / "examples" / "logs"
 GENERIC_CSV = "time=timestamp:iso,src_ip=client_ip,user=username,device=device,host=dest_host,dest_port=dest_port,bytes_up=sent,bytes_down=received,action=verdict"
 
 
-def run(args: list[str], db_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url}
+def run(
+    args: list[str], db_url: str, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENFORCER_DATABASE_URL": db_url, **(extra or {})}
     return subprocess.run([sys.executable, "-m", "enforcer", "discovery", *args], env=env,
                           capture_output=True, text=True, timeout=120, cwd=REPO)  # fmt: skip
 
@@ -150,3 +153,26 @@ def test_a_cut_machines_list_says_how_many_there_are(db_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)) == 2, "the rows stay exactly the rows"
     assert "2 of " in done.stderr and "machines shown" in done.stderr
+
+
+def test_a_custom_app_of_the_policy_is_discovered_under_its_id(db_url: str, tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "custom.yaml").write_text(
+        "custom_apps:\n  - id: acme-share\n    name: Acme Share\n    vendor: Acme\n"
+        "    category: file-sharing\n    domains: [share.acme.example]\n"
+        "apps:\n  - {app: acme-share, tag: unsanctioned}\n"
+    )
+    log = tmp_path / "access.log"
+    now = time.time() - 600
+    log.write_text(
+        f"{now:.3f}     84 10.1.3.27 TCP_MISS/200 70539 GET http://files.share.acme.example/x "
+        "bob HIER_DIRECT/192.0.2.7 text/html\n"
+    )
+    env_policies = {"ENFORCER_POLICY_DIR": str(policies)}
+    done = run(["upload", "--format", "squid", str(log)], db_url, env_policies)
+    assert done.returncode == 0, done.stderr
+    apps = {a["app"] for a in json.loads(run(["apps", "--json"], db_url, env_policies).stdout)}
+    assert "acme-share" in apps
+    domains = json.loads(run(["domains", "--json"], db_url, env_policies).stdout)
+    assert "acme.example" not in {d["domain"] for d in domains}

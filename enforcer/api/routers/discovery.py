@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
-from enforcer.catalog import load_catalog
 from enforcer.discovery import reports
 from enforcer.discovery.formats import FORMATS
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.records import FormatError
+from enforcer.pipeline.load import catalog_with_custom_apps
 from enforcer.store.alerts import acknowledge_alert, list_alerts
 
 router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"])
@@ -53,7 +53,9 @@ async def apps(ctx: Ctx, _: Admin, since: str = Since, format: Literal["json", "
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
-            return reports.apps_report(conn, load_catalog(), first, last)
+            return reports.apps_report(
+                conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last
+            )
 
     return _answer(await run_in_threadpool(run), format)
 
@@ -67,7 +69,9 @@ async def app_detail(ctx: Ctx, _: Admin, app_id: str, since: str = Since) -> Any
 
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
-            return reports.app_report(conn, load_catalog(), app_id, first, last)
+            return reports.app_report(
+                conn, catalog_with_custom_apps(ctx.settings.policy_dir), app_id, first, last
+            )
 
     try:
         return await run_in_threadpool(run)
@@ -102,7 +106,7 @@ async def machines(
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
             return reports.machines_report(
-                conn, load_catalog(), first, last, stale_after=_stale_after(ctx), limit=top,
+                conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last, stale_after=_stale_after(ctx), limit=top,
                 offset=skip,
             )  # fmt: skip
 
@@ -120,7 +124,12 @@ async def machine(ctx: Ctx, _: Admin, device: str, since: str = Since) -> Any:
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             return reports.machine_report(
-                conn, load_catalog(), device, first, last, stale_after=_stale_after(ctx)
+                conn,
+                catalog_with_custom_apps(ctx.settings.policy_dir),
+                device,
+                first,
+                last,
+                stale_after=_stale_after(ctx),
             )
 
     try:
@@ -204,7 +213,12 @@ async def upload(
                 out.write(chunk)
         try:
             stats = await run_in_threadpool(
-                ingest_files, ctx.engine, load_catalog(), [path], format, mapping=map
+                ingest_files,
+                ctx.engine,
+                catalog_with_custom_apps(ctx.settings.policy_dir),
+                [path],
+                format,
+                mapping=map,
             )
         except FormatError as exc:
             raise fail(422, exc.message) from exc
