@@ -169,6 +169,21 @@ class DiscoveryCursorRow(SQLModel, table=True):
 
 
 # Core handles of the tables, for the store's statements (the bulk paths avoid ORM objects).
+class DiscoveryUploadRow(SQLModel, table=True):
+    """A log file uploaded to Cloud Discovery, by the SHA-256 of its bytes (migration 0011):
+    the same content uploaded again is skipped instead of counted twice."""
+
+    __tablename__ = "discovery_upload"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    name: str = Field(default="", max_length=512)
+    format: str = Field(default="", max_length=32)
+    records: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    uploaded_at: dt.datetime = Field(default_factory=utcnow)
+
+
 ENTITY = DiscoveryEntityRow.__table__  # type: ignore[attr-defined]
 APP_DAY = AppDailyRow.__table__  # type: ignore[attr-defined]
 DEV_DAY = DeviceDailyRow.__table__  # type: ignore[attr-defined]
@@ -177,3 +192,4 @@ USER_DAY = UserDailyRow.__table__  # type: ignore[attr-defined]
 HOUR = AppHourlyRow.__table__  # type: ignore[attr-defined]
 ALERT = AlertRow.__table__  # type: ignore[attr-defined]
 CURSOR = DiscoveryCursorRow.__table__  # type: ignore[attr-defined]
+UPLOAD = DiscoveryUploadRow.__table__  # type: ignore[attr-defined]
