@@ -143,6 +143,11 @@ def upload(
         f"{stats.unrecognised:,} to unrecognised domains, {stats.without_host:,} without a host name, "
         f"{stats.bad_lines:,} bad lines."
     )
+    for name, when in stats.skipped:
+        typer.echo(
+            f"  skipped {name}: the same content was uploaded at "
+            f"{when.strftime('%Y-%m-%d %H:%M')} UTC (not counted again)"
+        )
     for name, bad in stats.samples:
         typer.echo(f"  {name}:{bad.line_no}: {bad.reason}: {bad.text[:80]}")
     if stats.bad_lines > len(stats.samples):

@@ -7,6 +7,8 @@ first few kept with their file, line number and reason; they never abort an uplo
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.reader import open_lines
 from enforcer.discovery.records import BadLine, FormatError
 from enforcer.store.rollups import merge_rollup
+from enforcer.store.uploads import record_upload, uploaded_at
 
 MAX_SAMPLES = 10
 
@@ -36,6 +39,8 @@ class UploadStats:
     without_host: int = 0
     bad_lines: int = 0
     samples: list[tuple[str, BadLine]] = field(default_factory=list)
+    skipped: list[tuple[str, dt.datetime]] = field(default_factory=list)
+    """Files whose content was uploaded before (name, when): not counted again."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +50,7 @@ class UploadStats:
             "unrecognised": self.unrecognised,
             "withoutHost": self.without_host,
             "badLines": self.bad_lines,
+            "skipped": [{"file": f, "uploadedAt": when.isoformat()} for f, when in self.skipped],
             "badLineSamples": [
                 {"file": f, "line": b.line_no, "reason": b.reason, "text": b.text}
                 for f, b in self.samples
@@ -69,9 +75,19 @@ def ingest_files(
     def flush() -> None:
         merge_rollup(engine, aggregator.rollup())
 
+    done: list[tuple[str, str, int]] = []
+    seen_now: set[str] = set()
     for path in paths:
         stats.files += 1
         name = str(path)
+        sha256 = file_sha256(path)
+        with engine.connect() as conn:
+            before = uploaded_at(conn, sha256)
+        if before is not None or sha256 in seen_now:
+            stats.skipped.append((name, before or dt.datetime.now(dt.UTC)))
+            continue
+        seen_now.add(sha256)
+        records_before = aggregator.records
 
         def bad(line: BadLine, name: str = name) -> None:
             stats.bad_lines += 1
@@ -86,9 +102,22 @@ def ingest_files(
                 aggregator.add_all(parse(open_lines(path)), on_bad=bad, on_full=flush)
         except FormatError as exc:
             raise FormatError(exc.message, line=exc.line, file=name) from exc
+        done.append((sha256, name, aggregator.records - records_before))
     flush()
+    for sha256, name, records in done:
+        if records:  # a file nothing was read from may be uploaded again in the right format
+            record_upload(engine, sha256, name=name, fmt=fmt, records=records)
     stats.records = aggregator.records
     stats.attributed = aggregator.attributed
     stats.unrecognised = aggregator.unrecognised
     stats.without_host = aggregator.without_host
     return stats
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as raw:
+        while block := raw.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

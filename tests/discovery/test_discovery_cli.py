@@ -81,8 +81,11 @@ def test_bad_lines_are_counted_with_reasons_and_never_abort(tmp_path: Path, db_u
     assert stats["records"] == 2 and stats["badLines"] == 2
     assert [s["line"] for s in stats["badLineSamples"]] == [2, 4]
     assert all(s["reason"] for s in stats["badLineSamples"])
-    human = run(["upload", "--format", "squid", str(log)], db_url).stdout
-    assert f"{log}:2:" in human
+    # Other bytes (a trailing blank line): the same content again would be skipped.
+    other = tmp_path / "mixed-again.log"
+    other.write_text(log.read_text() + "\n")
+    human = run(["upload", "--format", "squid", str(other)], db_url).stdout
+    assert f"{other}:2:" in human
     bad_map = run(
         ["upload", "--format", "csv", "--map", "nonsense", str(LOGS / "generic.csv")], db_url
     )
@@ -176,3 +179,18 @@ def test_a_custom_app_of_the_policy_is_discovered_under_its_id(db_url: str, tmp_
     assert "acme-share" in apps
     domains = json.loads(run(["domains", "--json"], db_url, env_policies).stdout)
     assert "acme.example" not in {d["domain"] for d in domains}
+
+
+def test_the_same_content_uploaded_twice_is_counted_once(db_url: str) -> None:
+    squid = str(LOGS / "squid-access.log")
+
+    def dropbox() -> int:
+        listed = json.loads(run(["apps", "--since", "3650d", "--json"], db_url).stdout)
+        return int({a["app"]: a for a in listed}["dropbox"]["transactions"])
+
+    assert run(["upload", "--format", "squid", squid], db_url).returncode == 0
+    once = dropbox()
+    again = run(["upload", "--format", "squid", squid], db_url)
+    assert again.returncode == 0, again.stderr
+    assert "skipped" in again.stdout and "not counted again" in again.stdout
+    assert dropbox() == once > 0, "counted once, not twice"
