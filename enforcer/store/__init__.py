@@ -11,5 +11,5 @@
   daemon's leader lock).
 - Cloud Discovery: `rollups` (merge a batch), `queries` (report reads), `entities` (name
   ordinals), `encoding` (day keys and bitsets), `alerts` (deduplicated per indicator, device
-  and user; retention).
+  and user; retention), `uploads` (uploaded log files by content hash).
 """
