@@ -26,8 +26,8 @@ from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.models import EventAction
-from enforcer.store.alerts import alerting_severities, insert_alerts
-from enforcer.store.devices import hostnames_of
+from enforcer.store.alerts import alert_severity, alerting_severities, insert_alerts
+from enforcer.store.devices import groups_of, hostnames_of
 from enforcer.store.events import events_of_batches, take_pending_batches
 from enforcer.store.rollups import merge_rollup_in
 
@@ -73,19 +73,26 @@ def _alerts(conn: Any, rows: list[Any]) -> list[dict[str, Any]]:
     if not hits:
         return []
     alerting = alerting_severities(conn, values=[r.indicator for r in hits])
-    return [
-        {
-            "time": r.time,
-            "device_id": r.device_id,
-            "user": r.user,
-            "domain": r.domain,
-            "indicator": r.indicator,
-            "app_id": r.app_id,
-            "action": r.action,
-            "severity": alerting[r.indicator],
-            "status": "open",
-            "event_id": r.id,
-        }
-        for r in hits
-        if r.indicator in alerting
-    ]
+    hits = [r for r in hits if r.indicator in alerting]
+    groups = groups_of(conn, {r.device_id for r in hits}) if hits else {}
+    alerts = []
+    for r in hits:
+        # A group-scoped alerting indicator alerts for the devices in that group only.
+        severity = alert_severity(alerting[r.indicator], groups.get(r.device_id, ()))
+        if severity is None:
+            continue
+        alerts.append(
+            {
+                "time": r.time,
+                "device_id": r.device_id,
+                "user": r.user,
+                "domain": r.domain,
+                "indicator": r.indicator,
+                "app_id": r.app_id,
+                "action": r.action,
+                "severity": severity,
+                "status": "open",
+                "event_id": r.id,
+            }
+        )
+    return alerts

@@ -17,20 +17,28 @@ from enforcer.store.tables.discovery import ALERT
 from enforcer.store.tables.indicators import IND
 
 
-def alerting_severities(conn: Connection, *, values: Iterable[str]) -> dict[str, str]:
-    """Severity of each of `values` that has an indicator with generateAlert."""
+def alerting_severities(conn: Connection, *, values: Iterable[str]) -> dict[str, dict[str, str]]:
+    """For each of `values` with an indicator that has generateAlert: scope -> its severity
+    (``""`` for all devices). A hit alerts only when the device is in one of the scopes."""
     wanted = sorted(set(values))
     if not wanted:
         return {}
     query = select(IND.c.value, IND.c.scope, IND.c.severity).where(
         IND.c.value.in_(wanted), IND.c.generate_alert.is_(True)
     )
-    out: dict[str, str] = {}
+    out: dict[str, dict[str, str]] = {}
     for value, scope, severity in conn.execute(query):
-        # An all-devices indicator and a group one may both alert; keep the first severity seen.
-        if scope == ALL_DEVICES or value not in out:
-            out[value] = severity
+        out.setdefault(value, {})[scope] = severity
     return out
+
+
+def alert_severity(scopes: Mapping[str, str], groups: Iterable[str]) -> str | None:
+    """The severity an alerting indicator has for a device in `groups` (a group's own
+    indicator before the all-devices one, as on the device), or None: not in its scope."""
+    for group in sorted(groups):
+        if group in scopes:
+            return scopes[group]
+    return scopes.get(ALL_DEVICES)
 
 
 def insert_alerts(conn: Connection, alerts: Sequence[Mapping[str, Any]]) -> None:

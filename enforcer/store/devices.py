@@ -386,6 +386,20 @@ def hostnames_of(conn: Connection, device_ids: Collection[str]) -> dict[str, str
     return found
 
 
+def groups_of(conn: Connection, device_ids: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """The device groups (as the server decided them) of each of these devices."""
+    ids = list(device_ids)
+    found: dict[str, tuple[str, ...]] = {}
+    for start in range(0, len(ids), 500):
+        query = select(DEVICE.c.device_id, DEVICE.c.groups).where(
+            DEVICE.c.device_id.in_(ids[start : start + 500])
+        )
+        found.update(
+            (device_id, tuple(json.loads(groups))) for device_id, groups in conn.execute(query)
+        )
+    return found
+
+
 def touch_device(engine: Engine, device_id: str, now: dt.datetime | None = None) -> bool:
     """Record that a device was seen; a no-op (no write) if it was seen within the last minute.
 
@@ -444,6 +458,7 @@ __all__ = [
     "device_for_token",
     "enroll_device",
     "get_device",
+    "groups_of",
     "hash_token",
     "hostnames_of",
     "list_devices",

@@ -124,3 +124,27 @@ def test_a_flood_of_hits_is_one_open_alert_with_a_count(engine: Engine) -> None:
     assert prune_alerts(engine, start + dt.timedelta(seconds=850)) == 2
     with engine.connect() as conn:
         assert [a["hits"] for a in list_alerts(conn)] == [1]
+
+
+def test_a_group_scoped_alerting_indicator_alerts_only_for_its_group(engine: Engine) -> None:
+    from enforcer.store.devices import enroll_device
+
+    add_manual(
+        engine,
+        Indicator("paste.example", Action.BLOCK, Severity.HIGH, generate_alert=True, scope="eng"),
+        actor="t",
+    )
+    for device_id, groups in (("in-eng", ("eng",)), ("outside", ())):
+        enroll_device(
+            engine, device_id=device_id, hostname=device_id, os="Linux", user="u",
+            local_ips=(), groups=groups,
+        )  # fmt: skip
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    for device_id in ("in-eng", "outside"):
+        event = EventRecord(now, device_id, "alice", "10.0.0.5", "paste.example", "1.2.3.4", 443,
+                            0, 0, "blocked", "paste.example", "", "proxy")  # fmt: skip
+        store_batch(engine, device_id=device_id, batch_id=f"b-{device_id}", events=[event])
+    process_events(engine, load_catalog())
+    with engine.connect() as conn:
+        alerts = list_alerts(conn)
+    assert [(a["device_id"], a["severity"]) for a in alerts] == [("in-eng", "High")]
