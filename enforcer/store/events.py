@@ -114,6 +114,19 @@ def count_events(conn: Connection, *, device_id: str | None = None) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+def warned_per_day(conn: Connection, since: dt.datetime) -> dict[str, int]:
+    """Warned and bypassed events per UTC day ('YYYY-MM-DD') from `since` on: every warning a
+    user met, whether or not its indicator raises alerts (raw events, so within their
+    retention)."""
+    day = func.date(EVENT.c.time)
+    query = (
+        select(day, func.count())
+        .where(EVENT.c.time >= since, EVENT.c.action.in_(("warned", "bypassed")))
+        .group_by(day)
+    )
+    return {str(d)[:10]: int(n) for d, n in conn.execute(query)}
+
+
 def list_events(
     conn: Connection, *, device_id: str | None = None, limit: int = 100
 ) -> list[EventRecord]:

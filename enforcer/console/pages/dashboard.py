@@ -14,7 +14,7 @@ from enforcer.console.pages.cached import apps_rows, cached, connect
 from enforcer.console.web import PREFIX, SignedIn, days_param, render
 from enforcer.discovery import reports
 from enforcer.discovery.reports import day_range
-from enforcer.store.alerts import list_alerts
+from enforcer.store.events import warned_per_day
 from enforcer.store.queries import app_hours
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -61,18 +61,17 @@ def dashboard(request: Request, session: SignedIn) -> Response:
 
 
 def _attempts(conn: Connection, first: int, last: int) -> tuple[list[int], list[int], list[str]]:
-    """Blocked attempts per day (hourly rollup) and warned ones (alerts of Warn indicators)."""
+    """Blocked attempts per day (hourly rollup) and warned ones (the devices' warned and
+    bypassed events, alerting or not; raw events, so within their retention)."""
     blocked = [0] * (last - first + 1)
     for row in app_hours(conn, first * 24, last * 24 + 23):
         blocked[row.hour // 24 - first] += row.blocked
-    warned = [0] * (last - first + 1)
     since = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=first)
-    for alert in list_alerts(conn, since=since, limit=100_000):
-        if alert["action"] in ("warned", "bypassed"):
-            when = alert["time"]
-            day = (when.replace(tzinfo=when.tzinfo or dt.UTC) - since).days
-            if 0 <= day < len(warned):
-                warned[day] += 1
+    per_day = warned_per_day(conn, since)
+    warned = [
+        per_day.get((dt.date(1970, 1, 1) + dt.timedelta(days=d)).isoformat(), 0)
+        for d in range(first, last + 1)
+    ]
     labels = [
         (dt.date(1970, 1, 1) + dt.timedelta(days=d)).strftime("%m-%d")
         for d in range(first, last + 1)
