@@ -7,6 +7,7 @@ Every setting can be given as an environment variable with the ``ENFORCER_`` pre
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -96,6 +97,15 @@ class Settings(BaseSettings):
     """Grant the groups devices ask for at enrolment (the old behaviour; any device can then
     pick the most lenient group). For labs and migrations only."""
 
+    enroll_per_minute: int = Field(default=20, gt=0)
+    """Enrolment attempts per client address per minute (behind a TLS proxy, set
+    ``trusted_proxies`` so that the address is the device's, not the proxy's)."""
+
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    """Addresses or networks (comma-separated CIDRs) of the reverse proxies in front of
+    `enforcer serve`: from them, the client address is taken from ``X-Forwarded-For`` (the
+    nearest address that is not a trusted proxy); from anyone else the header is ignored."""
+
     server_host: str = "127.0.0.1"
     """Address `enforcer serve` listens on."""
 
@@ -167,11 +177,21 @@ class Settings(BaseSettings):
     defender_timeout: float = 30.0
     """Seconds per HTTP request to the tenant."""
 
-    @field_validator("sinks", mode="before")
+    @field_validator("sinks", "trusted_proxies", mode="before")
     @classmethod
     def _split_sinks(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network (CIDR)") from None
         return value
 
 

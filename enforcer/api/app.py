@@ -7,6 +7,7 @@ uvicorn.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import time
@@ -120,7 +121,7 @@ def check_server_settings(settings: Settings) -> tuple[bytes, bytes]:
 def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = None) -> FastAPI:
     """The FastAPI application serving `engine` (a migrated store)."""
     admin_token, enroll_secret = check_server_settings(settings)
-    limits = limits or ApiLimits()
+    limits = limits or ApiLimits(enroll_per_minute=settings.enroll_per_minute)
     ctx = ApiContext(
         settings=settings,
         engine=engine,
@@ -133,6 +134,9 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
         events_limiter=RateLimiter(settings.events_per_minute),
         migration_head=code_head(),
         groups=GroupDecider(settings, enroll_secret),
+        trusted_networks=tuple(
+            ipaddress.ip_network(item, strict=False) for item in settings.trusted_proxies
+        ),
     )
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ token, 403 for a valid token of the wrong kind.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import threading
 import time
@@ -81,6 +82,8 @@ class ApiContext:
     """Events per device per minute (``events_per_minute``)."""
     migration_head: str | None
     groups: GroupDecider
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """``trusted_proxies``, parsed: see `client_address`."""
     _seen: dict[str, float] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
     answers: SharedAnswers = field(default_factory=SharedAnswers)
@@ -157,6 +160,29 @@ def bearer(request: Request) -> str:
     return token
 
 
+def client_address(request: Request, ctx: ApiContext) -> str:
+    """The address of the client behind a request: the peer's, or, when the peer is one of
+    the ``trusted_proxies``, the nearest ``X-Forwarded-For`` address that is not a trusted
+    proxy (a client can put anything at the left of that header, never at the right)."""
+    peer = request.client.host if request.client else "unknown"
+    nets = ctx.trusted_networks
+    if not nets or not _in(peer, nets):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _in(hop, nets):
+            return hop
+    return peer
+
+
+def _in(address: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
 def _same(token: str, secret: bytes) -> bool:
     return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), secret)
 
@@ -168,7 +194,7 @@ def _lookup(ctx: ApiContext, token: str) -> Device | None:
 
 async def require_admin(request: Request, ctx: Ctx) -> str:
     """Allow the admin token only; returns the actor name recorded on changes."""
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request, ctx)
     locked = ctx.admin_limiter.waiting(client)
     if locked > 0:
         # Even a right token waits: a guess must not be told apart during the lock-out.

@@ -69,7 +69,7 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         port=cfg.server_port,
         log_config=None,  # structlog renders our own events; uvicorn's access log would repeat them
         access_log=False,
-        proxy_headers=False,  # the enrolment rate limit keys on the peer address, not on a header
+        proxy_headers=False,  # the client address: api.deps.client_address (trusted proxies only)
         server_header=False,
         timeout_graceful_shutdown=5,
     )

@@ -126,3 +126,33 @@ def test_group_secrets_are_checked_at_start() -> None:
         check({"eng": SECRET})
     with pytest.raises(ServerConfigError, match="not a device group name"):
         check({"@all": ENG_SECRET})
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_enrolment_limits_follow_forwarded_addresses_from_trusted_proxies_only(
+    engine: Engine, trusted: bool
+) -> None:
+    """Behind the TLS proxy the docs recommend, every device shares the proxy's address: a
+    trusted proxy's X-Forwarded-For names the device; anyone else's header is ignored."""
+    import httpx
+
+    settings = Settings(
+        admin_token=SecretStr(ADMIN), enroll_secret=SecretStr(SECRET), enroll_per_minute=2,
+        trusted_proxies=["127.0.0.1/32"] if trusted else [],
+    )  # fmt: skip
+    with (
+        running(create_app(settings, engine)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+
+        def enrol(device: str, forwarded: str) -> int:
+            response = client.post(
+                "/api/v1/enroll", json=enroll_body(device, []),
+                headers={"X-Forwarded-For": f"198.51.100.9, {forwarded}"},
+            )  # fmt: skip
+            return response.status_code
+
+        first = [enrol(f"a{i}", "10.0.0.1") for i in range(3)]
+        other = enrol("b0", "10.0.0.2")
+    assert first == [201, 201, 429]
+    assert other == (201 if trusted else 429), "the header counts only from a trusted proxy"

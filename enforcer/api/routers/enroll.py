@@ -8,7 +8,7 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from enforcer.api.deps import Ctx
+from enforcer.api.deps import Ctx, client_address
 from enforcer.api.problems import fail
 from enforcer.store.devices import enroll_device
 from enforcer.wire.enrolment import EnrollRequest, EnrollResponse
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["devices"])
 )
 async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollResponse:
     """Enrol (or re-enrol) a device; re-enrolling rotates its token."""
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request, ctx)
     wait = ctx.enroll_limiter.take(client)
     if wait > 0:
         raise fail(
