@@ -80,7 +80,7 @@ class ConsoleState:
         """
         try:
             key = directory_digest(self.policy_dir) + staged_digest(self.policy_dir)
-        except OSError:
+        except (OSError, PolicySetError):  # unreadable, or no policy directory at all
             key = "unreadable"
         with self._lock:
             if self._catalog is not None and key == self._catalog_key:

@@ -116,3 +116,15 @@ def test_serve_refuses_to_start_without_safe_secrets(
     assert done.returncode == 1
     assert message in done.stderr
     assert not (tmp_path / "serve.db").exists()  # refused before touching the store
+
+
+def test_serve_without_a_policy_directory_starts_without_a_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    env = env_for(tmp_path, ENFORCER_POLICY_DIR=str(tmp_path / "no-such-policies"))
+    proc = run_until_healthy(["serve", "--port", str(port)], env, port)
+    try:
+        time.sleep(1.0)  # the console's warm-up thread runs at start-up
+        assert httpx.get(f"http://127.0.0.1:{port}/console/login").status_code == 200
+    finally:
+        _code, err = stop(proc)
+    assert "Traceback" not in err, err[-3000:]
