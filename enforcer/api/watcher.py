@@ -38,12 +38,20 @@ class RevisionWatcher:
         self._event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._released = False
 
     def ensure_started(self) -> None:
         """Start the polling task in the running loop, unless it runs already."""
         if self._task is None or self._task.done():
             self._event = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="revision-watch")
+
+    def release(self) -> None:
+        """End every long-poll now and any later one at once (the server is stopping): each
+        answers "unchanged" (304) and the device asks again, of the next server."""
+        self._released = True
+        if self._event is not None:
+            self._event.set()
 
     async def stop(self) -> None:
         """Stop polling (at server shutdown)."""
@@ -75,6 +83,8 @@ class RevisionWatcher:
         SYNC_WAITING.inc()
         try:
             while True:
+                if self._released:
+                    return False
                 if not self._differs(revision, epoch):
                     seen = True
                 elif self.revision >= 0 and (

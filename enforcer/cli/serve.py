@@ -18,7 +18,10 @@ from enforcer.cli._common import settings
 from enforcer.errors import EnforcerError
 
 if TYPE_CHECKING:
+    import socket
+
     import uvicorn
+    from fastapi import FastAPI
     from sqlalchemy import Engine
 
     from enforcer.config import Settings
@@ -79,7 +82,23 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         port=cfg.server_port,
         store=engine.url.render_as_string(hide_password=True),
     )
-    return uvicorn.Server(config)
+    return _server(config, app)
+
+
+def _server(config: uvicorn.Config, app: FastAPI) -> uvicorn.Server:
+    """uvicorn's server, which first lets the API's long-polls go when it stops (each answers
+    "unchanged" and the device asks again): without it, every device waiting for a change got
+    a 500 after the graceful timeout."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            ctx = getattr(app.state, "ctx", None)
+            if ctx is not None:
+                ctx.watcher.release()
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 class ServeFailed(EnforcerError):

@@ -128,3 +128,40 @@ def test_serve_without_a_policy_directory_starts_without_a_traceback(tmp_path: P
     finally:
         _code, err = stop(proc)
     assert "Traceback" not in err, err[-3000:]
+
+
+def test_stopping_answers_waiting_long_polls_instead_of_failing_them(tmp_path: Path) -> None:
+    import threading
+
+    port = free_port()
+    proc = run_until_healthy(["serve", "--port", str(port)], env_for(tmp_path), port)
+    answers: list[int] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        enrolled = httpx.post(
+            f"{base}/api/v1/enroll",
+            json={"enrollSecret": SECRET, "deviceId": "d1", "groups": []},
+        ).json()
+        auth = {"Authorization": f"Bearer {enrolled['deviceToken']}"}
+        first = httpx.get(f"{base}/api/v1/sync", headers=auth).json()
+
+        def long_poll() -> None:
+            params = {"since": first["revision"], "epoch": first.get("epoch") or "", "wait": 30}
+            if not params["epoch"]:
+                del params["epoch"]
+            answers.append(
+                httpx.get(
+                    f"{base}/api/v1/sync", params=params, headers=auth, timeout=40
+                ).status_code
+            )
+
+        waiting = threading.Thread(target=long_poll)
+        waiting.start()
+        time.sleep(1.0)  # the request is waiting for a change
+        started = time.monotonic()
+    finally:
+        _code, err = stop(proc)
+    waiting.join(10)
+    assert answers == [304], err[-2000:]
+    assert time.monotonic() - started < 5, "answered at once, not after the graceful timeout"
+    assert "Traceback" not in err and "timeout graceful shutdown exceeded" not in err
