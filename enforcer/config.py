@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     `enforcer serve`: from them, the client address is taken from ``X-Forwarded-For`` (the
     nearest address that is not a trusted proxy); from anyone else the header is ignored."""
 
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client of `enforcer serve` has to send a whole request head: a connection
+    that trickles (or never finishes) its head is closed, so thousands of them cannot hold
+    the server's connections."""
+
+    max_connections: int = Field(default=4096, gt=0)
+    """Connections and requests `enforcer serve` holds at once; beyond, new requests get 503."""
+
     server_host: str = "127.0.0.1"
     """Address `enforcer serve` listens on."""
 

@@ -6,6 +6,7 @@ next to the daemon's scheduler (the daemon keeps the main thread and its signal 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -75,6 +76,8 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         proxy_headers=False,  # the client address: api.deps.client_address (trusted proxies only)
         server_header=False,
         timeout_graceful_shutdown=5,
+        http=_head_timed_protocol(cfg.header_timeout),
+        limit_concurrency=cfg.max_connections,
     )
     get_logger("enforcer.serve").info(
         "server_starting",
@@ -83,6 +86,38 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         store=engine.url.render_as_string(hide_password=True),
     )
     return _server(config, app)
+
+
+def _head_timed_protocol(timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol, which closes a connection that has not sent a whole
+    request head within `timeout` seconds of connecting (uvicorn itself waits for ever, so
+    slow clients could hold every connection and starve /healthz)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimedH11(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._head_timer = asyncio.get_running_loop().call_later(timeout, self._too_slow)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and self._head_timer is not None:
+                self._head_timer.cancel()  # a whole head arrived: the request runs
+                self._head_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if self.cycle is None:
+                self.transport.close()
+
+    return HeadTimedH11
 
 
 def _server(config: uvicorn.Config, app: FastAPI) -> uvicorn.Server:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -165,3 +166,32 @@ def test_stopping_answers_waiting_long_polls_instead_of_failing_them(tmp_path: P
     assert answers == [304], err[-2000:]
     assert time.monotonic() - started < 5, "answered at once, not after the graceful timeout"
     assert "Traceback" not in err and "timeout graceful shutdown exceeded" not in err
+
+
+def test_slow_clients_are_cut_off_and_do_not_starve_healthz(tmp_path: Path) -> None:
+    """Hundreds of clients that never finish their request head: /healthz still answers at
+    once, and each slow connection is closed after ENFORCER_HEADER_TIMEOUT."""
+    port = free_port()
+    env = env_for(tmp_path, ENFORCER_HEADER_TIMEOUT="1.5")
+    proc = run_until_healthy(["serve", "--port", str(port)], env, port)
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(500):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+            slow.append(sock)
+        started = time.monotonic()
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - started < 1.0
+        time.sleep(3.0)  # past the head timeout
+        closed = 0
+        for sock in slow:
+            sock.settimeout(0.5)
+            with contextlib.suppress(TimeoutError, OSError):
+                closed += sock.recv(1) == b""
+        assert closed == len(slow), f"{closed} of {len(slow)} slow connections closed"
+    finally:
+        for sock in slow:
+            sock.close()
+        _code, err = stop(proc)
+    assert "Traceback" not in err
