@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     that trickles (or never finishes) its head is closed, so thousands of them cannot hold
     the server's connections."""
 
-    max_connections: int = Field(default=4096, gt=0)
+    max_connections: int = Field(default=16_384, gt=0)
     """Connections and requests `enforcer serve` holds at once; beyond, new requests get 503."""
 
     server_host: str = "127.0.0.1"

@@ -34,3 +34,18 @@ def store() -> Engine:
     from enforcer.store.db import open_store
 
     return open_store(settings().database_url)
+
+
+def raise_file_limit() -> None:
+    """Let a long-running process (the shim, the server) hold as many sockets as the host
+    allows: the soft descriptor limit up to the hard one. The usual soft limit of 1,024 is
+    reached by one busy browser behind the shim, or by a thousand long-polling devices."""
+    import contextlib
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    with contextlib.suppress(ValueError, OSError):  # the host says no: run with what it has
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer.cli._common import settings
+from enforcer.cli._common import raise_file_limit, settings
 from enforcer.errors import EnforcerError
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
     from enforcer.logs import get_logger
     from enforcer.webapp import create_web_app
 
+    raise_file_limit()  # every long-polling device holds a connection
     app = create_web_app(cfg, engine)
     config = uvicorn.Config(
         app,

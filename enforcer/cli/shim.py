@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from enforcer.cli import intercept as intercept_cli
-from enforcer.cli._common import settings
+from enforcer.cli._common import raise_file_limit, settings
 from enforcer.shim.report.spool import DEFAULT_MAX_EVENTS
 
 if TYPE_CHECKING:
@@ -238,27 +238,12 @@ def _enroll_secret(ctx: typer.Context, given: str | None, path: Path | None) -> 
     return given
 
 
-def _raise_file_limit() -> None:
-    """Let the shim hold as many sockets as the host allows (the soft limit up to the hard
-    one): every diverted connection holds two and every upstream query one, and the usual
-    soft limit of 1,024 is reached by one busy browser."""
-    import contextlib
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    with contextlib.suppress(ValueError, OSError):  # the host says no: run with what it has
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
 def _run_agent(agent_settings: AgentSettings, metrics_listen: str | None) -> None:
     """Run the shim until it is stopped (a signal) or fails."""
     import asyncio
 
     os.umask(0o077)  # every file the shim creates (token, cache, spool, bypasses) is private
-    _raise_file_limit()
+    raise_file_limit()
 
     asyncio.run(_main(agent_settings, metrics_listen))
 
