@@ -97,11 +97,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
     upgrade(make_engine(url))
     yield url
-    _drop_schema(admin, schema)
+    drop_schema(admin, schema)
     admin.dispose()
 
 
-def _drop_schema(admin: Engine, schema: str) -> None:
+def drop_schema(admin: Engine, schema: str) -> None:
     """Drop a test's schema. A background thread of the test's server (a report refresh, a
     roll-up) may still be reading it for a moment: the DROP can then deadlock with it and be
     chosen as the victim, so it is retried (the reader finishes meanwhile)."""

@@ -72,8 +72,9 @@ def store_url(backend: str, application_name: str = "") -> Iterator[str]:
     try:
         yield url
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        from tests.conftest import drop_schema
+
+        drop_schema(admin, schema)  # retried if a server thread still reads it
         admin.dispose()
 
 
