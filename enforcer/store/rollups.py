@@ -23,6 +23,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from enforcer.rollup import Rollup, Usage
 from enforcer.store.encoding import bits_of, from_bytes, to_bytes
@@ -31,13 +33,18 @@ from enforcer.store.tables.discovery import APP_DAY, CURSOR, DEV_APP, DEV_DAY, H
 
 
 def _lock(conn: Connection) -> None:
-    """Serialise rollup merges (the cursor table's lock row)."""
-    if not conn.execute(
-        update(CURSOR)
-        .where(CURSOR.c.name == "merge-lock")
-        .values(last_event_id=CURSOR.c.last_event_id)
-    ).rowcount:
-        conn.execute(insert(CURSOR).values(name="merge-lock", last_event_id=0))
+    """Serialise rollup merges (the cursor table's lock row, created once: two first merges
+    at once both find no row, so it is inserted with ON CONFLICT DO NOTHING, then locked)."""
+    lock = update(CURSOR).where(CURSOR.c.name == "merge-lock")
+    if conn.execute(lock.values(last_event_id=CURSOR.c.last_event_id)).rowcount:
+        return
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        dialect_insert(CURSOR)
+        .values(name="merge-lock", last_event_id=0)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    conn.execute(lock.values(last_event_id=CURSOR.c.last_event_id))
 
 
 def merge_rollup(engine: Engine, rollup: Rollup) -> None:
