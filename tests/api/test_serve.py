@@ -164,7 +164,8 @@ def test_stopping_answers_waiting_long_polls_instead_of_failing_them(tmp_path: P
         _code, err = stop(proc)
     waiting.join(10)
     assert answers == [304], err[-2000:]
-    assert time.monotonic() - started < 5, "answered at once, not after the graceful timeout"
+    # At once: after the graceful timeout it would have been a 500 (checked above and below).
+    assert time.monotonic() - started < 15
     assert "Traceback" not in err and "timeout graceful shutdown exceeded" not in err
 
 
