@@ -16,7 +16,7 @@ from enforcer.decide.expand import DesiredState, expand
 from enforcer.errors import EnforcerError
 from enforcer.gcpause import paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
-from enforcer.policy.loader import load_policy_files
+from enforcer.policy.loader import directory_digest, load_policy_files
 
 
 def load_state(
@@ -41,14 +41,29 @@ def expand_state(state: SanctionState) -> DesiredState:
         return expand(state)
 
 
+_CATALOGS: dict[Path, tuple[str, Catalog]] = {}
+"""policy directory -> (its files' digest, catalog with its custom apps): reports and uploads
+ask on every request, and the policy set changes rarely."""
+
+
 def catalog_with_custom_apps(policy_dir: Path) -> Catalog:
     """The bundled catalog plus the policy set's custom apps: what discovery attributes hosts
     to, so that a custom app's domains are reported under it, not as unrecognised. The bundled
-    catalog alone while the policy set does not load (its errors are the daemon's to report)."""
+    catalog alone while the policy set does not load (its errors are the daemon's to report).
+    Compiled once per version of the policy files (`directory_digest`)."""
     try:
-        return load_state(policy_dir).catalog
-    except EnforcerError:
+        digest = directory_digest(policy_dir)
+    except (OSError, EnforcerError):
         return load_catalog()
+    cached = _CATALOGS.get(policy_dir)
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    try:
+        catalog = load_state(policy_dir).catalog
+    except EnforcerError:
+        catalog = load_catalog()
+    _CATALOGS[policy_dir] = (digest, catalog)
+    return catalog
 
 
 __all__ = ["catalog_with_custom_apps", "expand_state", "load_desired", "load_state"]

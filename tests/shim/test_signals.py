@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,7 @@ import pytest
 
 from enforcer.models import Action, Indicator
 from enforcer.shim.indicator_cache import IndicatorCache
-
-
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (the DNS front end binds both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
+from tests.sinks.helpers import free_port
 
 
 def _wait(check: object, what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -50,7 +35,7 @@ def test_sighup_neither_stops_nor_pauses_the_shim(tmp_path: Path) -> None:
     cache = IndicatorCache(state / "indicators.sqlite")
     cache.apply(1, [Indicator("blocked.example", Action.BLOCK)], (), snapshot=True)
     cache.close()
-    dns_port, proxy_port = _free_port(), _free_port()
+    dns_port, proxy_port = free_port(), free_port()
     log = tmp_path / "shim.log"
     argv = [
         sys.executable, "-m", "enforcer", "shim", "--server", "http://127.0.0.1:9",
