@@ -65,6 +65,10 @@ class DeviceRow(SQLModel, table=True):
     """When the device first reported `applied_revision`: its creation to this is time to enforce."""
     identity_updated_at: dt.datetime | None = None
     """When the device last reported a change of its hostname, OS, agent or addresses."""
+    trusted_by: str = Field(default="", max_length=16)
+    """Why the server trusts the device's hostname (migration 0013): ``group-secret`` (enrolled
+    with a group's secret), ``admin`` (approved), or "" (not trusted: its traffic is not merged
+    with a log machine of the same hostname)."""
 
 
 class EventBatchRow(SQLModel, table=True):

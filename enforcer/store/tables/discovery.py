@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from enforcer.store.tables.indicators import BigId, utcnow
@@ -71,6 +71,15 @@ class DeviceDailyRow(SQLModel, table=True):
     last_seen: float = Field(sa_column=Column(Float, nullable=False))
     users: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     ips: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    last_user: int = Field(
+        default=-1, sa_column=Column(Integer, nullable=False, server_default="-1")
+    )
+    """Ordinal of the user seen last that day, by time (-1: none, or rolled up before
+    migration 0013)."""
+    last_user_seen: float = Field(
+        default=0.0, sa_column=Column(Float, nullable=False, server_default="0")
+    )
+    """When `last_user` was seen last that day (epoch seconds)."""
 
 
 class DeviceAppDailyRow(SQLModel, table=True):
@@ -168,6 +177,30 @@ class DiscoveryCursorRow(SQLModel, table=True):
     last_event_id: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class UserFormRow(SQLModel, table=True):
+    """A raw form of a user name seen in discovery data (``CONTOSO\\alice``) behind the user it
+    was normalised to (``alice``): the user page lists them (migration 0013)."""
+
+    __tablename__ = "discovery_user_form"
+
+    user: str = Field(primary_key=True, max_length=USER_MAX)
+    form: str = Field(primary_key=True, max_length=USER_MAX)
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+
+
+class MachineSourceRow(SQLModel, table=True):
+    """Where a machine's traffic came from: ``logs`` (uploaded or collected) or
+    ``device <id>`` (an enrolled shim's events); the machine page shows each (migration 0013)."""
+
+    __tablename__ = "discovery_machine_source"
+
+    machine: str = Field(primary_key=True, max_length=256)
+    source: str = Field(primary_key=True, max_length=160)
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+
+
 # Core handles of the tables, for the store's statements (the bulk paths avoid ORM objects).
 class DiscoveryUploadRow(SQLModel, table=True):
     """A log file uploaded to Cloud Discovery, by the SHA-256 of its bytes (migration 0011):
@@ -193,3 +226,5 @@ HOUR = AppHourlyRow.__table__  # type: ignore[attr-defined]
 ALERT = AlertRow.__table__  # type: ignore[attr-defined]
 CURSOR = DiscoveryCursorRow.__table__  # type: ignore[attr-defined]
 UPLOAD = DiscoveryUploadRow.__table__  # type: ignore[attr-defined]
+USER_FORM = UserFormRow.__table__  # type: ignore[attr-defined]
+MACHINE_SOURCE = MachineSourceRow.__table__  # type: ignore[attr-defined]
