@@ -17,9 +17,7 @@ depends_on = None
 def upgrade() -> None:
     # Rows rolled up before keep no last user (-1): the report falls back to the day's users.
     with op.batch_alter_table("discovery_device_daily") as table:
-        table.add_column(
-            sa.Column("last_user", sa.Integer(), nullable=False, server_default="-1")
-        )
+        table.add_column(sa.Column("last_user", sa.Integer(), nullable=False, server_default="-1"))
         table.add_column(
             sa.Column("last_user_seen", sa.Float(), nullable=False, server_default="0")
         )
