@@ -3,7 +3,7 @@
 Kept apart from `tables.py` (the indicator store) because they grow differently: indicators are
 rewritten by reconciliation, events only ever append. Migration 0002 creates them;
 0008 adds the queue of batches discovery has not rolled up yet, 0009 the groups a device asked
-for and those an admin assigned.
+for and those an admin assigned, 0012 token expiry and rotation.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class DeviceRow(SQLModel, table=True):
     __tablename__ = "device"
     __table_args__ = (
         Index("ix_device_token_hash", "token_hash", unique=True),
+        Index("ix_device_next_token_hash", "next_token_hash", unique=True),
         Index("ix_device_hostname", "hostname"),
     )
 
@@ -57,6 +58,12 @@ class DeviceRow(SQLModel, table=True):
     assigned_groups: str | None = Field(default=None, max_length=4096)
     """JSON list of the groups an admin assigned (None: never assigned)."""
     token_hash: str = Field(max_length=64)
+    token_issued_at: dt.datetime | None = None
+    """When the current token was issued: it expires ``device_token_lifetime`` later
+    (None: tokens issued before migration 0012, which set it; read as the enrolment time)."""
+    next_token_hash: str | None = Field(default=None, max_length=64)
+    """The token handed to the device to replace the current one (over sync, before it
+    expires); the first request made with it makes it the current token."""
     enrolled_at: dt.datetime = Field(default_factory=utcnow)
     last_seen: dt.datetime = Field(default_factory=utcnow)
     applied_revision: int | None = None
