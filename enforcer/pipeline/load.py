@@ -16,14 +16,15 @@ from enforcer.decide.expand import DesiredState, expand
 from enforcer.errors import EnforcerError
 from enforcer.gcpause import paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
-from enforcer.policy.loader import directory_digest, load_policy_files
+from enforcer.policy.loader import directory_digest, read_policy_files
 
 
 def load_state(
     policy_dir: Path, *, now: dt.datetime | None = None, catalog: Catalog | None = None
 ) -> SanctionState:
-    """Read and check the policy set; raises PolicySetError listing every problem."""
-    policy = load_policy_files(policy_dir)
+    """Read and check the policy set; raises PolicySetError listing every problem, schema and
+    catalog errors alike, in one pass."""
+    policy = read_policy_files(policy_dir)
     return compile_policy(policy, catalog or load_catalog(), now or dt.datetime.now(dt.UTC))
 
 

@@ -64,8 +64,11 @@ class SanctionState:
 
 
 def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> SanctionState:
-    """Validate the policy set against the catalog and decide every (app, scope)."""
-    errors: list[PolicyError] = []
+    """Validate the policy set against the catalog and decide every (app, scope).
+
+    The schema errors a partly read set carries (`PolicySet.refused`) are raised together with
+    the catalog's, so every error of the set comes out of one run."""
+    errors: list[PolicyError] = list(policy.refused)
     full_catalog = _with_custom_apps(policy, catalog, errors)
     _check_groups(policy, errors)
     _check_references(policy, full_catalog, errors)
@@ -147,7 +150,7 @@ def _check_groups(policy: PolicySet, errors: list[PolicyError]) -> None:
     for section, entries in scoped:
         for entry in entries:
             for group in entry.item.scope:
-                if group not in declared:
+                if group not in declared and group not in policy.refused_names:
                     errors.append(
                         PolicyError(
                             entry.at,
@@ -167,7 +170,7 @@ def _check_references(policy: PolicySet, catalog: Catalog, errors: list[PolicyEr
     ids = [app.id for app in catalog]
     for section, entries in (("apps", policy.apps), ("exceptions", policy.exceptions)):
         for located in entries:
-            if located.item.app not in catalog:
+            if located.item.app not in catalog and located.item.app not in policy.refused_names:
                 errors.append(
                     PolicyError(
                         located.at,
@@ -186,7 +189,7 @@ def _check_references(policy: PolicySet, catalog: Catalog, errors: list[PolicyEr
                     )
                 )
         for app_id in rule.item.except_:
-            if app_id not in catalog:
+            if app_id not in catalog and app_id not in policy.refused_names:
                 errors.append(
                     PolicyError(
                         rule.at, "rules.except", f"unknown app {app_id!r}" + _suggest(app_id, ids)

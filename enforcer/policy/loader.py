@@ -2,6 +2,9 @@
 
 `load_policy_files` checks each file against the schema and returns a `PolicySet` whose every
 entry carries its `Location`; `PolicySetError` lists *all* problems of all files at once.
+`read_policy_files` returns the entries that passed the schema together with the errors of those
+that did not, so that the catalog checks (unknown apps, groups) run in the same pass and an admin
+sees a wrong tag and an unknown app in one run, not one run apart.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ class PolicySet:
     allow: tuple[Located[AllowEntry], ...] = ()
     conflicts: tuple[Located[ConflictResolution], ...] = ()
     custom_apps: tuple[Located[App], ...] = ()
+    refused: tuple[PolicyError, ...] = ()
+    """Schema errors of the entries left out of this set (only from `read_policy_files`)."""
+    refused_names: frozenset[str] = frozenset()
+    """Ids of custom apps and names of device groups whose entries were refused: a reference to
+    one is a consequence of that error, not a second mistake, and is not reported again."""
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -97,11 +105,20 @@ def directory_digest(directory: Path) -> str:
 
 
 def load_policy_files(directory: Path, *, display_root: Path | None = None) -> PolicySet:
-    """Load and schema-check every policy file below `directory`.
+    """Load and schema-check every policy file below `directory`; PolicySetError if any fails.
 
     File names in errors and locations are shown relative to `display_root` (default: the
     directory's parent, so errors read ``policies/apps.yaml:12``).
     """
+    policy = read_policy_files(directory, display_root=display_root)
+    if policy.refused:
+        raise PolicySetError(list(policy.refused))
+    return policy
+
+
+def read_policy_files(directory: Path, *, display_root: Path | None = None) -> PolicySet:
+    """Every entry of every policy file that passes the schema, with the schema errors of the
+    rest in `PolicySet.refused` (an entry with an error is left out, its neighbours are kept)."""
     root = display_root if display_root is not None else directory.parent
     errors: list[PolicyError] = []
     merged = _Merged()
@@ -113,10 +130,8 @@ def load_policy_files(directory: Path, *, display_root: Path | None = None) -> P
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + data + b"\0")
         parsed = _parse_file(name, data, errors)
         if parsed is not None:
-            merged.add(name, *parsed, errors=errors)
-    if errors:
-        raise PolicySetError(errors)
-    return merged.freeze(tuple(_display(p, root) for p in paths), digest.hexdigest())
+            merged.add(name, parsed, errors=errors)
+    return merged.freeze(tuple(_display(p, root) for p in paths), digest.hexdigest(), errors)
 
 
 def _display(path: Path, root: Path) -> str:
@@ -126,9 +141,17 @@ def _display(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _parse_file(
-    name: str, data: bytes, errors: list[PolicyError]
-) -> tuple[PolicyFile, CommentedMap] | None:
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One file's valid entries; `kept[section][i]` is the index in the file of entry i."""
+
+    policy: PolicyFile
+    tree: CommentedMap
+    kept: dict[str, list[int]]
+    refused_names: frozenset[str]
+
+
+def _parse_file(name: str, data: bytes, errors: list[PolicyError]) -> _Parsed | None:
     yaml = YAML(typ="rt")
     try:
         tree = yaml.load(data)
@@ -161,11 +184,53 @@ def _parse_file(
         line, message = problem
         errors.append(PolicyError(Location(name, line), "", message))
         return None
+    plain = _plain(tree)
     try:
-        return PolicyFile.model_validate(_plain(tree)), tree
+        return _Parsed(PolicyFile.model_validate(plain), tree, {}, frozenset())
     except ValidationError as exc:
         errors.extend(_validation_errors(name, tree, exc))
+        return _without_refused(plain, tree, exc)
+
+
+_NAMED_SECTIONS = {"device_groups": "name", "custom_apps": "id"}
+"""Sections whose entries declare a name that other entries refer to, and that name's field."""
+
+
+def _without_refused(plain: Any, tree: CommentedMap, exc: ValidationError) -> _Parsed | None:
+    """The file without the entries (or sections) that failed the schema, or None when what
+    failed is the file as a whole (its version, its shape)."""
+    bad_items: dict[str, set[int]] = {}
+    bad_sections: set[str] = set()
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if not loc or loc[0] == "version" or not isinstance(loc[0], str):
+            return None
+        section = loc[0]
+        if len(loc) > 1 and isinstance(loc[1], int) and isinstance(plain.get(section), list):
+            bad_items.setdefault(section, set()).add(loc[1])
+        else:
+            bad_sections.add(section)
+    refused_names: set[str] = set()
+    kept: dict[str, list[int]] = {}
+    pruned = dict(plain)
+    for section in bad_sections:
+        pruned.pop(section, None)
+    for section, bad in bad_items.items():
+        if section in bad_sections:
+            continue
+        entries = plain[section]
+        kept[section] = [i for i in range(len(entries)) if i not in bad]
+        pruned[section] = [entries[i] for i in kept[section]]
+        key = _NAMED_SECTIONS.get(section)
+        for i in bad:
+            declared = entries[i].get(key) if key and isinstance(entries[i], dict) else None
+            if isinstance(declared, str):
+                refused_names.add(declared)
+    try:
+        policy = PolicyFile.model_validate(pruned)
+    except ValidationError:  # a whole-file rule failed: the errors above already say why
         return None
+    return _Parsed(policy, tree, kept, frozenset(refused_names))
 
 
 ALIAS_BUDGET = 10_000
@@ -312,6 +377,7 @@ class _Merged:
     """Accumulates the sections of several files, keeping each entry's location."""
 
     def __init__(self) -> None:
+        self.refused_names: set[str] = set()
         self.defaults: Defaults | None = None
         self.defaults_at: Location | None = None
         self.sections: dict[str, list[Located[Any]]] = {
@@ -324,9 +390,9 @@ class _Merged:
             "custom_apps": [],
         }
 
-    def add(
-        self, name: str, policy: PolicyFile, tree: CommentedMap, *, errors: list[PolicyError]
-    ) -> None:
+    def add(self, name: str, parsed: _Parsed, *, errors: list[PolicyError]) -> None:
+        policy, tree = parsed.policy, parsed.tree
+        self.refused_names.update(parsed.refused_names)
         if policy.defaults is not None:
             here = Location(name, line_of(tree, ("defaults",)))
             if self.defaults_at is not None:
@@ -337,10 +403,12 @@ class _Merged:
                 self.defaults, self.defaults_at = policy.defaults, here
         for section, entries in self.sections.items():
             items: list[BaseModel] = getattr(policy, section)
+            kept = parsed.kept.get(section)
             for index, item in enumerate(items):
-                entries.append(Located(item, Location(name, line_of(tree, (section, index)))))
+                in_file = kept[index] if kept is not None else index
+                entries.append(Located(item, Location(name, line_of(tree, (section, in_file)))))
 
-    def freeze(self, files: tuple[str, ...], digest: str) -> PolicySet:
+    def freeze(self, files: tuple[str, ...], digest: str, refused: list[PolicyError]) -> PolicySet:
         s = self.sections
         return PolicySet(
             files=files,
@@ -354,4 +422,6 @@ class _Merged:
             allow=tuple(s["allow"]),
             conflicts=tuple(s["conflicts"]),
             custom_apps=tuple(s["custom_apps"]),
+            refused=tuple(refused),
+            refused_names=frozenset(self.refused_names),
         )
