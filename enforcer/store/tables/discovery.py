@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from enforcer.store.tables.indicators import BigId, utcnow
@@ -42,6 +51,12 @@ class AppDailyRow(SQLModel, table=True):
     app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
     domain: str = Field(primary_key=True, max_length=DOMAIN_MAX)
     """Registrable domain of unrecognised traffic; empty for a catalog app."""
+    report: int = Field(
+        default=0,
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False, "server_default": "0"},
+    )
+    """The named report (`DiscoveryReportRow`) the usage belongs to."""
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -63,6 +78,12 @@ class DeviceDailyRow(SQLModel, table=True):
     day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     device: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     """Ordinal of the device entity."""
+    report: int = Field(
+        default=0,
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False, "server_default": "0"},
+    )
+    """The named report (`DiscoveryReportRow`) the usage belongs to."""
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -91,6 +112,12 @@ class DeviceAppDailyRow(SQLModel, table=True):
     device: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
+    report: int = Field(
+        default=0,
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False, "server_default": "0"},
+    )
+    """The named report (`DiscoveryReportRow`) the usage belongs to."""
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -106,6 +133,12 @@ class UserDailyRow(SQLModel, table=True):
 
     day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     user: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    report: int = Field(
+        default=0,
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False, "server_default": "0"},
+    )
+    """The named report (`DiscoveryReportRow`) the usage belongs to."""
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -124,6 +157,12 @@ class AppHourlyRow(SQLModel, table=True):
     hour: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     """Hours since 1970-01-01 00:00 UTC."""
     app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
+    report: int = Field(
+        default=0,
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False, "server_default": "0"},
+    )
+    """The named report (`DiscoveryReportRow`) the usage belongs to."""
     transactions: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
     bytes_down: int = Field(sa_column=Column(BigInteger, nullable=False))
@@ -138,6 +177,7 @@ class AlertRow(SQLModel, table=True):
         Index("ix_alert_time", "time"),
         Index("ix_alert_status", "status"),
         Index("ix_alert_open_key", "indicator", "device_id", "user", "status"),
+        Index("ix_alert_policy_key", "policy", "machine", "user", "app_id", "status"),
     )
 
     id: int | None = Field(
@@ -156,13 +196,21 @@ class AlertRow(SQLModel, table=True):
     acknowledged_by: str = Field(default="", max_length=128)
     acknowledged_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
-    event_id: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, unique=True))
-    """The network event that raised it first."""
+    event_id: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True))
+    """The network event that raised it first (None for an alert policy's alert)."""
     hits: int = Field(default=1, sa_column=Column(BigInteger, nullable=False, server_default="1"))
     """Hits on the indicator by this device and user while the alert was open (migration
     0010: one open alert per indicator, device and user, not one per event)."""
     last_seen: dt.datetime | None = None
     """The latest of those hits (`time` is the first)."""
+    policy: str = Field(default="", max_length=128, sa_column_kwargs={"server_default": ""})
+    """The alert policy that raised it (migration 0014); empty for an indicator's alert."""
+    machine: str = Field(default="", max_length=256, sa_column_kwargs={"server_default": ""})
+    """The machine (hostname in the reports) an alert policy's alert is about."""
+    details: str = Field(default="", max_length=1024, sa_column_kwargs={"server_default": ""})
+    """Why an alert policy raised it, for a person (the figures compared)."""
+    forwarded_at: dt.datetime | None = None
+    """When the alert was sent to the configured webhook and syslog receivers (None: not yet)."""
 
 
 class DiscoveryCursorRow(SQLModel, table=True):
@@ -215,6 +263,40 @@ class DiscoveryUploadRow(SQLModel, table=True):
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
     uploaded_at: dt.datetime = Field(default_factory=utcnow)
+    report: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """The snapshot report the file was uploaded into (deleting it forgets the file)."""
+
+
+class DiscoveryReportRow(SQLModel, table=True):
+    """A named report (migration 0014): a snapshot made by one upload, or a continuous source
+    (the devices' events, one syslog collector). Every rollup row belongs to one report."""
+
+    __tablename__ = "discovery_report"
+    __table_args__ = (UniqueConstraint("name", name="uq_discovery_report_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=256)
+    kind: str = Field(max_length=16)
+    """``snapshot`` (an upload) or ``continuous``."""
+    source: str = Field(default="", max_length=256, sa_column_kwargs={"server_default": ""})
+    """``upload``, ``endpoint`` or ``syslog LISTEN FORMAT``: a continuous source's identity."""
+    format: str = Field(default="", max_length=32, sa_column_kwargs={"server_default": ""})
+    files: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The uploaded files' names, one per line."""
+    records: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    bad_lines: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
+    first_seen: float = Field(
+        default=0.0, sa_column=Column(Float, nullable=False, server_default="0")
+    )
+    last_seen: float = Field(
+        default=0.0, sa_column=Column(Float, nullable=False, server_default="0")
+    )
+    """The period the report's data covers (epoch seconds; 0: no data yet)."""
+    created_at: dt.datetime = Field(default_factory=utcnow)
 
 
 ENTITY = DiscoveryEntityRow.__table__  # type: ignore[attr-defined]
@@ -226,5 +308,6 @@ HOUR = AppHourlyRow.__table__  # type: ignore[attr-defined]
 ALERT = AlertRow.__table__  # type: ignore[attr-defined]
 CURSOR = DiscoveryCursorRow.__table__  # type: ignore[attr-defined]
 UPLOAD = DiscoveryUploadRow.__table__  # type: ignore[attr-defined]
+REPORT = DiscoveryReportRow.__table__  # type: ignore[attr-defined]
 USER_FORM = UserFormRow.__table__  # type: ignore[attr-defined]
 MACHINE_SOURCE = MachineSourceRow.__table__  # type: ignore[attr-defined]
