@@ -43,8 +43,8 @@ def test_walkthrough_with_the_example_policies(tmp_path: Path, env: dict[str, st
     )
     assert first.stdout.rstrip().splitlines()[-1].startswith("Plan: ")
 
-    refused = run(["apply"], env, tmp_path, stdin="n\n")
-    assert refused.returncode == 1 and "Aborted" in refused.stderr
+    refused = run(["apply"], env, tmp_path, stdin="y\n")  # a pipe is nobody confirming
+    assert refused.returncode == 1 and "enforcer apply --yes" in refused.stderr
 
     applied = run(["apply", "--yes"], env, tmp_path)
     assert applied.returncode == 0, applied.stderr

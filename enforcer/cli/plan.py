@@ -121,6 +121,13 @@ def apply(
         # Still record tags and device groups (they are not part of the revision feed).
         apply_plan(engine, the_plan, actor="cli")
         return
+    if not yes and not sys.stdin.isatty():
+        typer.echo(
+            "\nerror: not applied: nobody can confirm, because standard input is not a "
+            "terminal; review the plan above and run `enforcer apply --yes` to apply it.",
+            err=True,
+        )
+        raise typer.Exit(1)
     if not yes and not typer.confirm("\nApply these changes?", default=False):
         raise typer.Abort()
     revision = apply_plan(engine, the_plan, actor="cli")
