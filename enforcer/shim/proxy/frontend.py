@@ -5,7 +5,9 @@ request head, decides on the request-target's host (and the Host header), and ei
 a block or warning page or relays the request to the origin. For CONNECT it decides on the target
 host, connects, and before forwarding a single client byte reads the TLS ClientHello's server name
 (SNI) and decides on that too, so that a tunnel to an allowed front cannot reach a blocked app
-(domain fronting). Nothing is decrypted.
+(domain fronting). A tunnel that carries plain HTTP instead (``CONNECT 192.0.2.7:80``, then
+``Host: blocked.example``) is followed request by request like proxied plain HTTP, each request
+decided on the tunnel's target and its own Host. Nothing is decrypted.
 
 HTTPS cannot carry a page without decrypting, so a denied HTTPS connection is refused (403 to the
 CONNECT, or a TLS ``access_denied`` alert when only the SNI is denied) and the user is told through
@@ -65,10 +67,11 @@ from enforcer.shim.proxy.http1 import (
     parse_head,
     read_head,
     read_next_head,
+    starts_request,
 )
 from enforcer.shim.proxy.notify import Notifier, notify
 from enforcer.shim.proxy.parent import ParentProxy, ParentRefused
-from enforcer.shim.proxy.relay import Relay, close_client, peer_ip, send_quietly
+from enforcer.shim.proxy.relay import CHUNK, Relay, close_client, peer_ip, send_quietly
 from enforcer.shim.verdict import EventRecorder, EventSink, Ruling, event_action, stricter
 
 log = logging.getLogger(__name__)
@@ -512,6 +515,7 @@ class ProxyFrontEnd:
         dest_ip = peer_ip(up_writer)
         writer.write(_ESTABLISHED)
         relay = Relay(reader, writer, up_reader, up_writer, self.limits.idle_timeout)
+        http: bytes | None = None
         try:
             # The origin-to-client direction runs meanwhile, for protocols where the server
             # speaks first.
@@ -524,7 +528,138 @@ class ProxyFrontEnd:
                     writer.write(tls.ACCESS_DENIED)
                     warn.notify_denied(self, ruling)
                     return
-            await relay.carry(first.data)
+            elif first.data:
+                http = await self._http_start(reader, first.data)
+            if http is None:
+                await relay.carry(first.data)
+        finally:
+            relay.close()
+            if http is None:
+                self.record(
+                    ruling,
+                    when,
+                    client_ip,
+                    port=target.port,
+                    dest_ip=dest_ip,
+                    up=relay.up.n,
+                    down=relay.down.n,
+                )
+        if http is not None:  # followed request by request, each with its own event
+            await self._tunneled_http(target, http, reader, writer, client_ip)
+
+    async def _http_start(self, reader: asyncio.StreamReader, data: bytes) -> bytes | None:
+        """The tunnel's first bytes, read on to a whole request line, if it carries plain HTTP;
+        None if it carries another protocol. `BadRequest` for a request that cannot be told
+        from another protocol in time, or is too long to be one (it is denied, not relayed)."""
+        limits = self.limits
+        try:
+            async with asyncio.timeout(limits.head_timeout):
+                while (http := starts_request(data)) is None:
+                    if len(data) > limits.max_head_bytes:
+                        raise BadRequest(431, "request line too long")
+                    more = await reader.read(CHUNK)
+                    if not more:
+                        return None  # no line, no name: decided on the CONNECT target alone
+                    data += more
+        except TimeoutError:
+            raise BadRequest(408, "request line not received in time") from None
+        return data if http else None
+
+    async def _tunneled_http(
+        self,
+        target: Target,
+        data: bytes | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client_ip: str,
+    ) -> None:
+        """Plain HTTP inside a CONNECT tunnel (``CONNECT 192.0.2.7:80`` and then ``Host:
+        blocked.example``): each request is decided on the tunnel's target and its own names,
+        as a proxied request is, and goes to the target on an upstream connection of its own."""
+        limits = self.limits
+        while True:
+            data = await read_next_head(
+                reader,
+                data or b"",
+                limits.max_head_bytes,
+                limits.keepalive_timeout,
+                limits.head_timeout,
+            )
+            if data is None:
+                return
+            end = data.index(HEAD_END) + len(HEAD_END)
+            head = parse_head(data[:end], limits.max_headers)
+            names = [*self._request_names(head), target.host]  # ties: the Host names it
+            ruling = self.decide(names)
+            when = self.clock()
+            path = head.target if head.target.startswith("/") else "/"
+            if (
+                ruling.verdict.action is Action.WARN
+                and path == warn.INBAND_CONTINUE
+                and head.method == "POST"
+            ):
+                form = await warn.read_form(self, head, reader, data[end:])
+                writer.write(warn.continue_response(self, form, writer))
+                await writer.drain()
+                return
+            if ruling.denied:
+                self.record(ruling, when, client_ip, port=target.port)
+                page = Target(ruling.name, target.port, path)
+                writer.write(warn.denied_page(self, ruling, page))
+                await writer.drain()
+                return
+            if head.method == "CONNECT" or head.header("upgrade") is not None:
+                # The connection leaves HTTP after this request: relayed as it is.
+                await self._carry(target, data, ruling, when, reader, writer, client_ip)
+                return
+            exchange = Exchange(data, limits.max_head_bytes, limits.max_headers)
+            data = await self.relay_request(
+                exchange,
+                exchange.request_head(None),
+                lambda: self.open_tunnel(target),
+                reader,
+                writer,
+                ruling,
+                when,
+                client_ip,
+                port=target.port,
+            )
+            if data is None:
+                return
+
+    def _request_names(self, head: RequestHead) -> list[str]:
+        """The hosts a request names besides its connection's: its Host header, and the
+        target of a request meant for a proxy (absolute form, CONNECT), which a proxy behind
+        the tunnel would go to."""
+        names = []
+        host = self._host_header(head)
+        if host is not None:
+            names.append(host.host)
+        if head.method == "CONNECT":
+            names.append(parse_authority(head.target).host)
+        elif not head.target.startswith("/") and head.target != "*":
+            names.append(parse_absolute(head.target).host)
+        return names
+
+    async def _carry(
+        self,
+        target: Target,
+        data: bytes,
+        ruling: Ruling,
+        when: dt.datetime,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client_ip: str,
+    ) -> None:
+        """Relay the rest of a tunnel byte for byte, starting with `data`, and record it."""
+        try:
+            up_reader, up_writer = await self.open_tunnel(target)
+        except BadRequest:
+            self.record(ruling, when, client_ip, port=target.port)
+            raise
+        relay = Relay(reader, writer, up_reader, up_writer, self.limits.idle_timeout)
+        try:
+            await relay.carry(data)
         finally:
             relay.close()
             self.record(
@@ -532,7 +667,7 @@ class ProxyFrontEnd:
                 when,
                 client_ip,
                 port=target.port,
-                dest_ip=dest_ip,
+                dest_ip=peer_ip(up_writer),
                 up=relay.up.n,
                 down=relay.down.n,
             )

@@ -6,6 +6,8 @@
   than chunked: request smuggling) raise `BadRequest` with the status to answer.
   `parse_authority`, `parse_absolute` and `parse_host` read the request target and Host header
   into a `Target`; `read_head` reads a head off a stream (the stream's limit bounds its size).
+  `starts_request` tells whether a stream's first bytes are an HTTP/1 request (inside a CONNECT
+  tunnel, where plain HTTP must be decided on its Host like any other request).
   Every CONNECT goes through this parser, so it is the measured hot path: it takes about 12 µs
   for a CONNECT head where h11 takes about 48 µs, and it refuses what h11 lets through (bare LF
   line ends, folded lines, control characters, Content-Length with Transfer-Encoding).
@@ -42,6 +44,10 @@ _TOKEN_CHARS = frozenset(
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
 _NOT_TARGET = re.compile(r"[^\x21-\x7e]")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_METHOD = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}"
+"""A request method as `starts_request` sees it: registered ones have at most 17 characters."""
+_REQUEST_LINE = re.compile(_METHOD + rb" [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n")
+_REQUEST_LINE_START = re.compile(_METHOD + rb"(?: [\x21-\x7e]*(?: [HTP/0-9.]*\r?)?)?")
 _HOP_BY_HOP = frozenset(
     {b"connection", b"proxy-connection", b"keep-alive", b"proxy-authorization", b"te", b"upgrade"}
 )
@@ -218,6 +224,23 @@ def parse_absolute(target: str) -> Target:
     if not path.startswith("/"):
         path = "/" + path
     return parse_authority(authority, 80)._replace(path=path)
+
+
+def starts_request(data: bytes) -> bool | None:
+    """Whether a stream starting with `data` carries HTTP/1: True when its first line is a
+    request line (``METHOD target HTTP/x.y``), False when it cannot be one, None when `data` is
+    too short to tell (read more).
+
+    Any method counts, not only the registered ones: a request that reaches a server is
+    decided on its Host whatever its method. A complete first line of another text protocol
+    (``SSH-2.0-...``, ``EHLO ...``) is False.
+    """
+    data = data.lstrip(b"\r\n")
+    if _REQUEST_LINE.match(data):
+        return True
+    if not data or _REQUEST_LINE_START.fullmatch(data):
+        return None
+    return False
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes | None:
