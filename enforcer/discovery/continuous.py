@@ -1,10 +1,11 @@
 """The continuous report: devices' network events -> rollups and alerts.
 
 The daemon runs `process_events` on a schedule; it takes the oldest stored batches of events off
-the queue of batches not rolled up yet, rolls their events up like uploaded logs and raises an
-alert for each hit on an indicator with generateAlert, all in one transaction, so each event is
-counted once even after a crash, and even when batches commit in another order than their ids
-(`enforcer.store.events` says why an id cursor could not do that).
+the queue of batches not rolled up yet, rolls their events up like uploaded logs, raises an
+alert for each hit on an indicator with generateAlert and checks the policy repo's alert
+policies against what it rolled up (`enforcer.discovery.alert_policies`), all in one
+transaction, so each event is counted once even after a crash, and even when batches commit in
+another order than their ids (`enforcer.store.events` says why an id cursor could not do that).
 
 A device's events are rolled up under the hostname the device last reported (at enrolment or
 with ``PUT /api/v1/devices/self``), the name uploaded logs give the same machine (a firewall's
@@ -17,16 +18,26 @@ device ids behind a machine name are listed on its report
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
+from enforcer.discovery import alert_facts
 from enforcer.discovery.aggregate import Aggregator
+from enforcer.discovery.alert_policies import evaluate
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.records import Record
 from enforcer.models import EventAction
-from enforcer.store.alerts import alert_severity, alerting_severities, insert_alerts
+from enforcer.policy.schema import AlertPolicy
+from enforcer.store.alerts import (
+    alert_severity,
+    alerting_severities,
+    insert_alerts,
+    raise_policy_alerts,
+)
 from enforcer.store.devices import groups_of, hostnames_of
 from enforcer.store.events import events_of_batches, take_pending_batches
 from enforcer.store.rollups import merge_rollup_in
@@ -39,9 +50,16 @@ ALERTING = {
 }
 
 
-def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> int:
+def process_events(
+    engine: Engine,
+    catalog: Catalog,
+    *,
+    batch: int = 20_000,
+    policies: Sequence[AlertPolicy] = (),
+) -> int:
     """Roll up the events of the oldest batches not rolled up yet, whole batches up to about
-    `batch` events; returns how many were processed (0: none are waiting)."""
+    `batch` events, then check the alert `policies` against what was rolled up (in the same
+    transaction); returns how many events were processed (0: none are waiting)."""
     with engine.begin() as conn:
         rows = events_of_batches(conn, take_pending_batches(conn, events=batch))
         if not rows:
@@ -63,8 +81,18 @@ def process_events(engine: Engine, catalog: Catalog, *, batch: int = 20_000) -> 
             )
             for r in rows
         )
-        merge_rollup_in(conn, aggregator.rollup())
-        insert_alerts(conn, _alerts(conn, rows))
+        rollup = aggregator.rollup()
+        known = alert_facts.apps_before(conn, rollup, policies)
+        merge_rollup_in(conn, rollup)
+        alerts = _alerts(conn, rows)
+        insert_alerts(conn, alerts)
+        if policies:
+            groups = groups_of(conn, {r.device_id for r in rows})
+            facts = alert_facts.gather(
+                conn, catalog, policies, rollup=rollup, known=known, rows=rows,
+                machines=machines, groups=groups,
+            )  # fmt: skip
+            raise_policy_alerts(conn, [asdict(hit) for hit in evaluate(policies, facts)])
     return len(rows)
 
 

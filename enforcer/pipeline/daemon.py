@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from enforcer.config import Settings
 from enforcer.discovery.continuous import process_events
 from enforcer.errors import MassDeletionRefused, PolicySetError
-from enforcer.pipeline.load import catalog_with_custom_apps
+from enforcer.pipeline.load import discovery_policy
 from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
 from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
 from enforcer.policy.loader import directory_digest
@@ -208,8 +208,8 @@ class Daemon:
             return 0
         total = 0
         try:
-            catalog = catalog_with_custom_apps(self.settings.policy_dir)
-            while done := process_events(self.engine, catalog):
+            catalog, policies = discovery_policy(self.settings.policy_dir)
+            while done := process_events(self.engine, catalog, policies=policies):
                 total += done
         except SQLAlchemyError as exc:
             log.error("store_unavailable", job="discovery", error=str(exc).splitlines()[0])

@@ -17,6 +17,7 @@ from enforcer.errors import EnforcerError
 from enforcer.gcpause import paused_gc
 from enforcer.policy.evaluate import SanctionState, compile_policy
 from enforcer.policy.loader import directory_digest, read_policy_files
+from enforcer.policy.schema import AlertPolicy
 
 
 def load_state(
@@ -42,9 +43,9 @@ def expand_state(state: SanctionState) -> DesiredState:
         return expand(state)
 
 
-_CATALOGS: dict[Path, tuple[str, Catalog]] = {}
-"""policy directory -> (its files' digest, catalog with its custom apps): reports and uploads
-ask on every request, and the policy set changes rarely."""
+_CATALOGS: dict[Path, tuple[str, Catalog, tuple[AlertPolicy, ...]]] = {}
+"""policy directory -> (its files' digest, catalog with its custom apps, alert policies):
+reports and uploads ask on every request, and the policy set changes rarely."""
 
 
 def catalog_with_custom_apps(policy_dir: Path) -> Catalog:
@@ -52,19 +53,33 @@ def catalog_with_custom_apps(policy_dir: Path) -> Catalog:
     to, so that a custom app's domains are reported under it, not as unrecognised. The bundled
     catalog alone while the policy set does not load (its errors are the daemon's to report).
     Compiled once per version of the policy files (`directory_digest`)."""
+    return discovery_policy(policy_dir)[0]
+
+
+def discovery_policy(policy_dir: Path) -> tuple[Catalog, tuple[AlertPolicy, ...]]:
+    """`catalog_with_custom_apps`, and the policy set's alert policies (none while the set
+    does not load: the daemon reports its errors and keeps the last good indicators)."""
     try:
         digest = directory_digest(policy_dir)
     except (OSError, EnforcerError):
-        return load_catalog()
+        return load_catalog(), ()
     cached = _CATALOGS.get(policy_dir)
     if cached is not None and cached[0] == digest:
-        return cached[1]
+        return cached[1], cached[2]
     try:
-        catalog = load_state(policy_dir).catalog
+        state = load_state(policy_dir)
+        catalog = state.catalog
+        policies = tuple(p.item for p in state.policy.alert_policies)
     except EnforcerError:
-        catalog = load_catalog()
-    _CATALOGS[policy_dir] = (digest, catalog)
-    return catalog
+        catalog, policies = load_catalog(), ()
+    _CATALOGS[policy_dir] = (digest, catalog, policies)
+    return catalog, policies
 
 
-__all__ = ["catalog_with_custom_apps", "expand_state", "load_desired", "load_state"]
+__all__ = [
+    "catalog_with_custom_apps",
+    "discovery_policy",
+    "expand_state",
+    "load_desired",
+    "load_state",
+]

@@ -73,6 +73,7 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
     _check_groups(policy, errors)
     _check_references(policy, full_catalog, errors)
     _check_domains(policy, errors)
+    _check_alert_policies(policy, full_catalog, errors)
     explicit = _explicit_entries(policy, errors)
     if errors:
         raise PolicySetError(errors)
@@ -146,6 +147,7 @@ def _check_groups(policy: PolicySet, errors: list[PolicyError]) -> None:
         ("rules", policy.rules),
         ("exceptions", policy.exceptions),
         ("allow", policy.allow),
+        ("alert_policies", policy.alert_policies),
     ]
     for section, entries in scoped:
         for entry in entries:
@@ -202,6 +204,30 @@ def _check_references(policy: PolicySet, catalog: Catalog, errors: list[PolicyEr
             errors.append(
                 PolicyError(rule.at, "rules", "a rule needs a category, min_risk or max_risk")
             )
+
+
+def _check_alert_policies(policy: PolicySet, catalog: Catalog, errors: list[PolicyError]) -> None:
+    """Alert policy names are unique (an alert names its policy) and their apps exist."""
+    seen: dict[str, Location] = {}
+    ids = [app.id for app in catalog]
+    for located in policy.alert_policies:
+        name = located.item.name
+        if name in seen:
+            errors.append(
+                PolicyError(
+                    located.at, "alert_policies.name", f"{name!r} already defined at {seen[name]}"
+                )
+            )
+        seen.setdefault(name, located.at)
+        for app_id in located.item.apps:
+            if app_id not in catalog and app_id not in policy.refused_names:
+                errors.append(
+                    PolicyError(
+                        located.at,
+                        "alert_policies.apps",
+                        f"unknown app {app_id!r}" + _suggest(app_id, ids),
+                    )
+                )
 
 
 def _check_domains(policy: PolicySet, errors: list[PolicyError]) -> None:

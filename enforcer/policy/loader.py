@@ -24,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from enforcer.catalog import App
 from enforcer.errors import Location, PolicyError, PolicySetError
 from enforcer.policy.schema import (
+    AlertPolicy,
     AllowEntry,
     AppEntry,
     ConflictResolution,
@@ -64,6 +65,7 @@ class PolicySet:
     allow: tuple[Located[AllowEntry], ...] = ()
     conflicts: tuple[Located[ConflictResolution], ...] = ()
     custom_apps: tuple[Located[App], ...] = ()
+    alert_policies: tuple[Located[AlertPolicy], ...] = ()
     refused: tuple[PolicyError, ...] = ()
     """Schema errors of the entries left out of this set (only from `read_policy_files`)."""
     refused_names: frozenset[str] = frozenset()
@@ -388,6 +390,7 @@ class _Merged:
             "allow": [],
             "conflicts": [],
             "custom_apps": [],
+            "alert_policies": [],
         }
 
     def add(self, name: str, parsed: _Parsed, *, errors: list[PolicyError]) -> None:
@@ -422,6 +425,7 @@ class _Merged:
             allow=tuple(s["allow"]),
             conflicts=tuple(s["conflicts"]),
             custom_apps=tuple(s["custom_apps"]),
+            alert_policies=tuple(s["alert_policies"]),
             refused=tuple(refused),
             refused_names=frozenset(self.refused_names),
         )

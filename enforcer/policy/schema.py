@@ -11,6 +11,7 @@ A policy file is a YAML mapping with any of these sections::
     allow:       [{domain, scope?, expires?, reason?}]
     conflicts:   [{domain, resolve: block | allow, reason?}]
     custom_apps: [catalog App entries]
+    alert_policies: [{name, when, min_risk?, factor?, per?, min_upload?, apps?, severity, scope?}]
 
 Precedence for one app in one scope: an unexpired exception, then an explicit ``apps`` entry, then
 the first matching rule (files in name order, rules in file order). See docs/policy.md.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from enforcer.catalog import App
 from enforcer.models import Tag
@@ -143,6 +144,57 @@ class ConflictResolution(_Strict):
     reason: str = ""
 
 
+AlertWhen = Literal["new_app", "upload_spike", "device_high_risk", "blocked_app"]
+
+_ALERT_FIELDS: dict[str, tuple[str, ...]] = {
+    "new_app": ("min_risk",),
+    "upload_spike": ("factor", "per", "min_upload"),
+    "device_high_risk": (),
+    "blocked_app": (),
+}
+"""The optional fields each kind of alert policy reads (any other is refused as a mistake)."""
+
+
+class AlertPolicy(_Strict):
+    """When Cloud Discovery raises an alert: after each roll-up the daemon checks every alert
+    policy against what was rolled up, and keeps one open alert per (policy, machine, user, app)
+    with a count and a last-seen time."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    when: AlertWhen
+    """``new_app``: an app seen for the first time with a risk score of at least `min_risk`;
+    ``upload_spike``: a machine's (or user's) upload to an app in a day over `factor` times its
+    median of the 30 days before; ``device_high_risk``: a machine turning high risk;
+    ``blocked_app``: a device hit a blocked app."""
+    severity: SeverityWord = "medium"
+    scope: list[GroupName] = Field(default_factory=list)
+    """Device groups whose machines it watches; empty means every machine."""
+    apps: list[AppId] = Field(default_factory=list)
+    """Only these apps (empty: every app)."""
+    min_risk: float | None = Field(default=None, ge=0, le=10)
+    factor: float | None = Field(default=None, gt=1)
+    per: Literal["device", "user"] | None = None
+    """What an upload spike is measured on: each machine's or each user's upload to the app."""
+    min_upload: int | None = Field(default=None, ge=0)
+    """Bytes a day's upload must reach to be a spike at all (default 10 MB): a median of a few
+    bytes would otherwise make any upload a spike."""
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> AlertPolicy:
+        allowed = _ALERT_FIELDS[self.when]
+        for name in ("min_risk", "factor", "per", "min_upload"):
+            if getattr(self, name) is not None and name not in allowed:
+                raise ValueError(f"{name} does not apply to when: {self.when}")
+        if self.when == "new_app" and self.min_risk is None:
+            raise ValueError(
+                "when: new_app needs min_risk (alert on new apps at this risk or above)"
+            )
+        if self.when == "upload_spike" and self.factor is None:
+            raise ValueError("when: upload_spike needs factor (times the 30-day median)")
+        return self
+
+
 class PolicyFile(_Strict):
     """One policy file. Every section is optional."""
 
@@ -155,6 +207,7 @@ class PolicyFile(_Strict):
     allow: list[AllowEntry] = Field(default_factory=list)
     conflicts: list[ConflictResolution] = Field(default_factory=list)
     custom_apps: list[App] = Field(default_factory=list)
+    alert_policies: list[AlertPolicy] = Field(default_factory=list)
 
 
 def json_schema() -> dict[str, object]:

@@ -1,7 +1,9 @@
-"""Discovery alerts: raised by the continuous report, listed and acknowledged by people.
+"""Discovery alerts: raised by the continuous report, listed, acknowledged and closed by people.
 
-An alert is raised for a device's hit on an indicator with generateAlert; `alerting_severities`
-reads which indicators those are.
+An alert is raised for a device's hit on an indicator with generateAlert (`alerting_severities`
+reads which indicators those are), or by an alert policy of the policy repo
+(`raise_policy_alerts`). Either way one alert stays open per key and counts its hits.
+`pending_forward` and `mark_forwarded` are the outbox of the webhook and syslog forwarding.
 """
 
 from __future__ import annotations
@@ -80,6 +82,76 @@ def insert_alerts(conn: Connection, alerts: Sequence[Mapping[str, Any]]) -> None
         )
 
 
+def raise_policy_alerts(conn: Connection, hits: Sequence[Mapping[str, Any]]) -> int:
+    """Store what alert policies raised (inside the caller's transaction): one open alert per
+    (policy, machine, user, app); a hit on an open alert's key adds its count to `hits` and
+    moves `last_seen`. An acknowledged or closed alert is not reopened: the next hit opens a
+    new one. Returns how many alerts were opened."""
+    opened = 0
+    for hit in hits:
+        key = (
+            ALERT.c.policy == hit["policy"],
+            ALERT.c.machine == hit["machine"],
+            ALERT.c.user == hit["user"],
+            ALERT.c.app_id == hit["app_id"],
+            ALERT.c.status == "open",
+        )
+        open_id = conn.execute(
+            select(ALERT.c.id).where(*key).order_by(ALERT.c.id).limit(1)
+        ).scalar()
+        if open_id is None:
+            conn.execute(
+                insert(ALERT).values(
+                    time=hit["time"],
+                    last_seen=hit["time"],
+                    device_id="",
+                    machine=hit["machine"][:256],
+                    user=hit["user"][:256],
+                    domain=hit["domain"][:253],
+                    app_id=hit["app_id"],
+                    action=hit["when"],
+                    severity=hit["severity"],
+                    policy=hit["policy"],
+                    details=hit["details"][:1024],
+                    hits=hit["count"],
+                    status="open",
+                )
+            )
+            opened += 1
+            continue
+        conn.execute(
+            update(ALERT)
+            .where(ALERT.c.id == open_id)
+            .values(
+                hits=ALERT.c.hits + hit["count"],
+                details=hit["details"][:1024],
+                last_seen=case(
+                    (ALERT.c.last_seen.is_(None), hit["time"]),
+                    (ALERT.c.last_seen < hit["time"], hit["time"]),
+                    else_=ALERT.c.last_seen,
+                ),
+            )
+        )
+    return opened
+
+
+def pending_forward(conn: Connection, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Alerts not yet forwarded to the configured receivers, oldest first."""
+    query = select(ALERT).where(ALERT.c.forwarded_at.is_(None)).order_by(ALERT.c.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def mark_forwarded(engine: Engine, alert_ids: Sequence[int]) -> None:
+    """Record that these alerts reached every configured receiver."""
+    with engine.begin() as conn:
+        for start in range(0, len(alert_ids), 500):
+            conn.execute(
+                update(ALERT)
+                .where(ALERT.c.id.in_(list(alert_ids[start : start + 500])))
+                .values(forwarded_at=dt.datetime.now(dt.UTC))
+            )
+
+
 def prune_alerts(engine: Engine, before: dt.datetime) -> int:
     """Delete the alerts last seen before `before` (alert retention); returns how many."""
     last = func.coalesce(ALERT.c.last_seen, ALERT.c.time)
@@ -93,10 +165,12 @@ def list_alerts(
     since: dt.datetime | None = None,
     status: str | None = None,
     severity: str | None = None,
+    policy: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Alerts, newest first, filtered and paged."""
+    """Alerts, newest first, filtered (`policy`: an alert policy's name; ``""``: the
+    indicators' alerts) and paged."""
     query = select(ALERT).order_by(ALERT.c.time.desc(), ALERT.c.id.desc())
     if since is not None:
         query = query.where(ALERT.c.time >= since)
@@ -104,19 +178,27 @@ def list_alerts(
         query = query.where(ALERT.c.status == status)
     if severity:
         query = query.where(func.lower(ALERT.c.severity) == severity.lower())
+    if policy is not None:
+        query = query.where(ALERT.c.policy == policy)
     return [dict(r._mapping) for r in conn.execute(query.limit(limit).offset(offset))]
 
 
 def acknowledge_alert(engine: Engine, alert_id: int, *, actor: str) -> bool:
-    """Mark an alert acknowledged; False when there is no such alert."""
+    """Mark an alert acknowledged (seen, being handled); False when there is no such alert."""
+    return _set_status(engine, alert_id, "acknowledged", actor=actor)
+
+
+def close_alert(engine: Engine, alert_id: int, *, actor: str) -> bool:
+    """Close an alert (handled); False when there is no such alert. The next hit on its key
+    opens a new alert."""
+    return _set_status(engine, alert_id, "closed", actor=actor)
+
+
+def _set_status(engine: Engine, alert_id: int, status: str, *, actor: str) -> bool:
     with engine.begin() as conn:
         done = conn.execute(
             update(ALERT)
             .where(ALERT.c.id == alert_id)
-            .values(
-                status="acknowledged",
-                acknowledged_by=actor,
-                acknowledged_at=dt.datetime.now(dt.UTC),
-            )
+            .values(status=status, acknowledged_by=actor, acknowledged_at=dt.datetime.now(dt.UTC))
         ).rowcount
     return bool(done)

@@ -192,7 +192,7 @@ class AlertRow(SQLModel, table=True):
     action: str = Field(max_length=16)
     severity: str = Field(max_length=16)
     status: str = Field(default="open", max_length=16)
-    """``open`` or ``acknowledged``."""
+    """``open``, ``acknowledged`` or ``closed``."""
     acknowledged_by: str = Field(default="", max_length=128)
     acknowledged_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)

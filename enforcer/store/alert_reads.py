@@ -1,0 +1,69 @@
+"""The store reads behind alert policies: which apps were ever rolled up, daily uploads of
+machines (from the rollups, every report) and of users (from the raw events: the rollups keep
+no per-user per-app figures), over a day range."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+
+from sqlalchemy import Connection, select
+
+from enforcer.store.tables.devices import EVENT
+from enforcer.store.tables.discovery import APP_DAY, DEV_APP
+
+DAY = 86_400
+
+
+def known_apps(conn: Connection, app_ids: Collection[str]) -> set[str]:
+    """Which of these catalog apps have usage in any report, on any day."""
+    wanted = sorted(set(app_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        query = (
+            select(APP_DAY.c.app_id)
+            .where(APP_DAY.c.app_id.in_(wanted[start : start + 500]), APP_DAY.c.domain == "")
+            .distinct()
+        )
+        found.update(conn.scalars(query))
+    return found
+
+
+def device_daily_uploads(
+    conn: Connection, devices: Collection[int], first_day: int, last_day: int
+) -> dict[tuple[int, int, str], int]:
+    """(device ordinal, day, app) -> bytes up that day, summed over every report."""
+    out: dict[tuple[int, int, str], int] = {}
+    c = DEV_APP.c
+    wanted = sorted(set(devices))
+    for start in range(0, len(wanted), 500):
+        query = select(c.device, c.day, c.app_id, c.bytes_up).where(
+            c.device.in_(wanted[start : start + 500]), c.day >= first_day, c.day <= last_day
+        )
+        for device, day, app_id, up in conn.execute(query):
+            out[(device, day, app_id)] = out.get((device, day, app_id), 0) + up
+    return out
+
+
+def user_daily_uploads(
+    conn: Connection, users: Collection[str], first_day: int, last_day: int
+) -> dict[tuple[str, int, str], int]:
+    """(user, day, domain) -> bytes up that day, from the devices' raw events (kept for the
+    event retention, 30 days by default); the caller attributes domains to apps."""
+    out: dict[tuple[str, int, str], int] = {}
+    start_time = dt.datetime.fromtimestamp(first_day * DAY, dt.UTC)
+    end_time = dt.datetime.fromtimestamp((last_day + 1) * DAY, dt.UTC)
+    wanted = sorted(set(users))
+    for start in range(0, len(wanted), 500):
+        query = select(EVENT.c.user, EVENT.c.time, EVENT.c.domain, EVENT.c.bytes_up).where(
+            EVENT.c.user.in_(wanted[start : start + 500]),
+            EVENT.c.time >= start_time,
+            EVENT.c.time < end_time,
+            EVENT.c.bytes_up > 0,
+        )
+        for user, time, domain, up in conn.execute(query):
+            if time.tzinfo is None:
+                time = time.replace(tzinfo=dt.UTC)
+            day = int(time.timestamp()) // DAY
+            out[(user, day, domain)] = out.get((user, day, domain), 0) + up
+    return out
