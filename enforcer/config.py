@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -57,6 +57,24 @@ class Settings(BaseSettings):
 
     alert_retention_days: float = Field(default=90.0, gt=0)
     """Days an alert is kept after its last hit (acknowledged or not)."""
+
+    alert_webhook_url: str | None = None
+    """URL the daemon POSTs new alerts to (JSON, signed with `alert_webhook_secret`), retried
+    with back-off; an alert is sent once, when it opens."""
+
+    alert_webhook_secret: SecretStr | None = None
+    """Shared secret of the webhook: each POST carries ``X-Enforcer-Signature: sha256=<hex>``,
+    the HMAC-SHA256 of ``<X-Enforcer-Timestamp>.<body>`` (required with `alert_webhook_url`)."""
+
+    alert_syslog: str | None = None
+    """``host:port`` of a SIEM's syslog receiver: new alerts are sent to it in CEF."""
+
+    alert_syslog_protocol: Literal["udp", "tcp"] = "udp"
+    """Transport of `alert_syslog` (TCP frames each message with a newline)."""
+
+    alert_forward_attempts: int = Field(default=4, ge=1)
+    """Tries per receiver and daemon run (0.5 s, 1 s, 2 s ... apart); alerts a receiver did not
+    take are tried again on the next run."""
 
     max_event_skew: float = Field(default=86_400.0, gt=0)
     """Seconds an event's time may lie before or after the server's clock: events outside
@@ -191,6 +209,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @field_validator("alert_syslog")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port (for example siem.example:514)")
+        return value
+
+    @model_validator(mode="after")
+    def _signed_webhook(self) -> Settings:
+        if self.alert_webhook_url and not self.alert_webhook_secret:
+            raise ValueError(
+                "ENFORCER_ALERT_WEBHOOK_URL needs ENFORCER_ALERT_WEBHOOK_SECRET: alerts are "
+                "only sent signed"
+            )
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from enforcer.config import Settings
 from enforcer.discovery.continuous import process_events
+from enforcer.discovery.forward import forward_pending, receivers_from
 from enforcer.errors import MassDeletionRefused, PolicySetError
 from enforcer.pipeline.load import discovery_policy
 from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
@@ -203,7 +204,8 @@ class Daemon:
         return count
 
     def discovery_tick(self) -> int:
-        """Roll up the network events devices reported since the last run (leader only)."""
+        """Roll up the network events devices reported since the last run, check the alert
+        policies, and forward the new alerts to the configured receivers (leader only)."""
         if not self.lock.acquire():
             return 0
         total = 0
@@ -215,6 +217,14 @@ class Daemon:
             log.error("store_unavailable", job="discovery", error=str(exc).splitlines()[0])
         if total:
             log.info("events_rolled_up", count=total)
+        try:  # the alerts raised now, and any a receiver did not take before
+            forward_pending(
+                self.engine,
+                receivers_from(self.settings),
+                attempts=self.settings.alert_forward_attempts,
+            )
+        except SQLAlchemyError as exc:
+            log.error("store_unavailable", job="alert_forward", error=str(exc).splitlines()[0])
         return total
 
     def _git_pull(self, policy_dir: Path) -> None:
