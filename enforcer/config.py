@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     """Grant the groups devices ask for at enrolment (the old behaviour; any device can then
     pick the most lenient group). For labs and migrations only."""
 
+    device_token_lifetime: float = Field(default=30 * 86_400.0, gt=0)
+    """Seconds a device token is valid (30 days). Past half of it the server hands the device a
+    replacement with its sync answers; a token used past its lifetime gets 401 and the device
+    enrols again (with its enrolment secret)."""
+
     enroll_per_minute: int = Field(default=20, gt=0)
     """Enrolment attempts per client address per minute (behind a TLS proxy, set
     ``trusted_proxies`` so that the address is the device's, not the proxy's)."""

@@ -7,6 +7,7 @@ token, 403 for a valid token of the wrong kind.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import ipaddress
 import math
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -29,11 +30,16 @@ from enforcer.config import Settings
 from enforcer.store.devices import (
     LAST_SEEN_INTERVAL,
     Device,
+    TokenUse,
     device_for_token,
+    hand_out_token,
     hash_token,
     record_applied,
     touch_device,
+    use_token,
 )
+from enforcer.store.tables.indicators import utcnow
+from enforcer.wire.enrolment import NEW_TOKEN_HEADER
 
 MAX_TOKEN_LENGTH = 512
 
@@ -44,6 +50,11 @@ MAX_INT64 = (1 << 63) - 1
 OverflowError in SQLite's driver, a 500 (found by tests/hardening/test_contract.py)."""
 TOKEN_CACHE_SECONDS = 10.0
 TOKEN_CACHE_SIZE = 200_000
+RENEW_AFTER_SHARE = 0.5
+"""A token is replaced once this share of its lifetime has passed."""
+HAND_OUT_EVERY = 3600.0
+"""Seconds (at most a tenth of the lifetime) between two replacements handed to one device by
+one process: a device that ignores them (an older shim) must not cost a write per sync."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class ApiContext:
     """Sync answers shared by the devices that ask the same question at the same time."""
     _tokens: dict[str, tuple[Device, float]] = field(default_factory=dict)
     """SHA-256 of a device token -> (device, when looked up): see `cached_device`."""
+    _handed: dict[str, float] = field(default_factory=dict)
+    """device id -> when this process last handed it a replacement token."""
     _applied: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     """device id -> the revision (and its epoch) this process last recorded it holds: see
     `record_applied`."""
@@ -116,6 +129,31 @@ class ApiContext:
     def forget_device(self, device_id: str) -> None:
         for key in [k for k, (d, _) in self._tokens.items() if d.device_id == device_id]:
             self._tokens.pop(key, None)
+        self._handed.pop(device_id, None)
+
+    @property
+    def token_lifetime(self) -> dt.timedelta:
+        """How long a device token is valid (``device_token_lifetime``)."""
+        return dt.timedelta(seconds=self.settings.device_token_lifetime)
+
+    async def token_renewal(self, device: Device, token: str) -> dict[str, str]:
+        """Headers handing `device` a replacement for `token` once half its lifetime has
+        passed ({} before, and between two hand-outs: see `HAND_OUT_EVERY`)."""
+        lifetime = self.token_lifetime
+        if device.token_age(utcnow()) < lifetime * RENEW_AFTER_SHARE:
+            return {}
+        now = time.monotonic()
+        last = self._handed.get(device.device_id)
+        if last is not None and now - last < min(HAND_OUT_EVERY, lifetime.total_seconds() / 10):
+            return {}
+        new = await run_in_threadpool(hand_out_token, self.engine, device.device_id, token)
+        if new is None:
+            return {}
+        if len(self._handed) >= TOKEN_CACHE_SIZE:
+            self._handed.clear()
+        self._handed[device.device_id] = now
+        log.info("device_token_handed_out", device_id=device.device_id)
+        return {NEW_TOKEN_HEADER: new}
 
     async def record_applied(self, device_id: str, revision: int, epoch: str | None) -> None:
         """Record the revision a device holds (of `epoch`), writing only when it changed.
@@ -192,6 +230,18 @@ def _lookup(ctx: ApiContext, token: str) -> Device | None:
         return device_for_token(conn, token)
 
 
+def _use(ctx: ApiContext, token: str) -> TokenUse:
+    return use_token(ctx.engine, token, lifetime=ctx.token_lifetime)
+
+
+def _expired(device: Device) -> HTTPException:
+    log.info("device_token_expired", device_id=device.device_id)
+    return fail(
+        401, "device token expired; enrol again",
+        {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="expired"'},
+    )  # fmt: skip
+
+
 async def require_admin(request: Request, ctx: Ctx) -> str:
     """Allow the admin token only; returns the actor name recorded on changes."""
     client = client_address(request, ctx)
@@ -219,10 +269,18 @@ async def require_device(request: Request, ctx: Ctx) -> Device:
         raise fail(403, "the admin token cannot act as a device; enrol the device")
     device = ctx.cached_device(token)
     if device is None:
-        device = await run_in_threadpool(_lookup, ctx, token)
+        found = await run_in_threadpool(_use, ctx, token)
+        device = found.device
         if device is None:
             raise fail(401, "unknown device token; enrol again", {"WWW-Authenticate": "Bearer"})
+        if found.expired:
+            raise _expired(device)
+        if found.promoted:  # the token it replaced stops working here at once
+            ctx.forget_device(device.device_id)
+            log.info("device_token_rotated", device_id=device.device_id)
         ctx.remember_device(token, device)
+    elif device.token_age(utcnow()) >= ctx.token_lifetime:
+        raise _expired(device)
     if ctx.should_touch(device.device_id):
         await run_in_threadpool(touch_device, ctx.engine, device.device_id)
     return device

@@ -21,8 +21,9 @@ Applying a delta, without stalling queries and without doubling memory:
 Failure handling: the server being down, slow or wrong never clears the set: the device keeps
 enforcing what it has and retries with full-jitter exponential backoff (0.5 s doubling to
 60 s), which spreads a fleet's reconnections after an outage. A rejected token (401) means the
-server forgot the device (or it was revoked and re-approved): the token is dropped and the
-device enrols again.
+server forgot the device, or the token expired: the token is dropped and the device enrols
+again. Tokens expire; before that, a sync answer hands the device a replacement, which is
+saved (0600) and used from then on.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from enforcer.shim.indicator_cache import IndicatorCache
 from enforcer.shim.piecewise_json import iter_loads
 from enforcer.shim.report import identity
 from enforcer.shim.report.identity import DeviceIdentity
-from enforcer.wire.enrolment import EnrollResponse
+from enforcer.wire.enrolment import NEW_TOKEN_HEADER, EnrollResponse
 from enforcer.wire.indicators import from_sync_entry, sync_remove_key
 
 log = structlog.get_logger(__name__)
@@ -173,17 +174,52 @@ class ServerSession:
             return self._token
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send an authenticated request; on 401 enrol again once and retry."""
+        """Send an authenticated request; on 401 enrol again once and retry.
+
+        A replacement token the server hands out (``Enforcer-Device-Token``, before the
+        current one expires) is kept, like the enrolment's, and used from then on.
+        """
         token = await self._current_token()
         headers = dict(kwargs.pop("headers", None) or {})
         for attempt in range(2):
             headers["Authorization"] = f"Bearer {token}"
             response = await self._client.request(method, f"{API}{path}", headers=headers, **kwargs)
+            renewed = response.headers.get(NEW_TOKEN_HEADER)
+            if renewed:
+                await self._renew(token, renewed)
             if response.status_code != 401 or attempt:
                 return response
-            log.warning("sync.token_rejected", device_id=self.device.device_id)
+            if _problem_detail(response).startswith("device token expired"):
+                log.warning("sync.token_expired", device_id=self.device.device_id)
+            else:
+                log.warning("sync.token_rejected", device_id=self.device.device_id)
             token = await self._current_token(rejected=token)
         return response
+
+    async def _renew(self, sent: str, renewed: str) -> None:
+        """Keep the server's replacement for `sent` (unless the token changed meanwhile)."""
+        async with self._lock:
+            if self._token != sent:
+                return
+            self._token = renewed  # used from now on, even if the disk refuses it
+            try:
+                identity.save_token(self.state_dir, renewed, self.device.groups)
+            except OSError as exc:
+                # After a restart the old token is read back: refused once the new one was
+                # used, and the device enrols again.
+                log.error("sync.token_not_saved", error=repr(exc))
+                return
+        log.info("sync.token_renewed", device_id=self.device.device_id)
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    """The ``detail`` of a problem-details answer ('' when it is something else)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return detail if isinstance(detail, str) else ""
 
 
 def retry_after(response: httpx.Response, default: float = 5.0) -> float:

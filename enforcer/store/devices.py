@@ -14,7 +14,7 @@ import json
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -62,6 +62,12 @@ class Device:
     """The groups the device asked for at enrolment (recorded only: `groups` is decided)."""
     assigned_groups: tuple[str, ...] | None = None
     """The groups an admin assigned (None: never); when set, they are the device's groups."""
+    token_issued_at: dt.datetime | None = None
+    """When the device's current token was issued (None: read as `enrolled_at`)."""
+
+    def token_age(self, now: dt.datetime) -> dt.timedelta:
+        """How long ago the device's current token was issued."""
+        return now - (self.token_issued_at or self.enrolled_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,8 @@ def enroll_device(
             sorted(set(groups if requested_groups is None else requested_groups))
         ),
         "token_hash": hash_token(token),
+        "token_issued_at": now,
+        "next_token_hash": None,
         "enrolled_at": now,
         "last_seen": now,
     }
@@ -201,6 +209,71 @@ def device_for_token(conn: Connection, token: str) -> Device | None:
     """The device holding `token`, or None."""
     row = conn.execute(select(DEVICE).where(DEVICE.c.token_hash == hash_token(token))).first()
     return _device(row) if row is not None else None
+
+
+class TokenUse(NamedTuple):
+    """What a device token is, as `use_token` found it."""
+
+    device: Device | None
+    """The device it belongs to (None: no device holds it)."""
+    expired: bool = False
+    """It was issued longer ago than the lifetime: refuse it (the device enrols again)."""
+    promoted: bool = False
+    """It was the replacement handed out to the device, used for the first time: it is now
+    the device's token, and the one it replaced stopped working."""
+
+
+def use_token(
+    engine: Engine, token: str, *, lifetime: dt.timedelta, now: dt.datetime | None = None
+) -> TokenUse:
+    """Look a device token up as a request presents it.
+
+    The device's current token is valid for `lifetime` from its issue. A replacement handed
+    out by `hand_out_token` is valid until the token it replaces expires; its first use makes
+    it the current token (issued now) and ends the old one, so a stolen old token stops
+    working as soon as the device has moved on.
+    """
+    now = now or utcnow()
+    hashed = hash_token(token)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(DEVICE).where(
+                or_(DEVICE.c.token_hash == hashed, DEVICE.c.next_token_hash == hashed)
+            )
+        ).first()
+        if row is None:
+            return TokenUse(None)
+        device = _device(row)
+        if device.token_age(now) >= lifetime:
+            return TokenUse(device, expired=True)
+        if row.token_hash == hashed:
+            return TokenUse(device)
+        # Two servers may promote at once: the condition lets one write, both read the result.
+        conn.execute(
+            update(DEVICE)
+            .where(DEVICE.c.device_id == device.device_id, DEVICE.c.next_token_hash == hashed)
+            .values(token_hash=hashed, next_token_hash=None, token_issued_at=now)
+        )
+        row = conn.execute(select(DEVICE).where(DEVICE.c.token_hash == hashed)).first()
+    return TokenUse(None) if row is None else TokenUse(_device(row), promoted=True)
+
+
+def hand_out_token(engine: Engine, device_id: str, current: str) -> str | None:
+    """A new token to replace `current`, recorded (as its hash) beside it; None when `current`
+    is no longer the device's token.
+
+    The old token keeps working until the new one is first used (`use_token`): an answer lost
+    on the way costs nothing, the next request gets another replacement (which supersedes this
+    one).
+    """
+    token = new_token()
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(DEVICE)
+            .where(DEVICE.c.device_id == device_id, DEVICE.c.token_hash == hash_token(current))
+            .values(next_token_hash=hash_token(token))
+        ).rowcount
+    return token if changed else None
 
 
 def get_device(conn: Connection, device_id: str) -> Device | None:
@@ -434,6 +507,7 @@ def _device(row: Any) -> Device:
         assigned_groups=(
             None if row.assigned_groups is None else tuple(json.loads(row.assigned_groups))
         ),
+        token_issued_at=_maybe_aware(row.token_issued_at),
     )
 
 
@@ -453,12 +527,14 @@ __all__ = [
     "LAST_SEEN_INTERVAL",
     "Device",
     "DeviceStatus",
+    "TokenUse",
     "assign_groups",
     "count_devices",
     "device_for_token",
     "enroll_device",
     "get_device",
     "groups_of",
+    "hand_out_token",
     "hash_token",
     "hostnames_of",
     "list_devices",
@@ -466,4 +542,5 @@ __all__ = [
     "record_applied",
     "touch_device",
     "update_facts",
+    "use_token",
 ]

@@ -29,6 +29,10 @@ DeviceId = Annotated[
 ]
 """A device id: chosen by the device, unique in the fleet."""
 
+NEW_TOKEN_HEADER = "Enforcer-Device-Token"
+"""Response header of a sync answer handing the device the token that replaces its current one
+(past half the token's lifetime; the old token works until the new one is first used)."""
+
 SECRET_MAX = 1024
 """The longest enrolment secret accepted (the server's is at least 16 characters)."""
 LIST_MAX = 32

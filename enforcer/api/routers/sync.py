@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from enforcer.api.deps import Ctx, CurrentDevice
+from enforcer.api.deps import Ctx, CurrentDevice, bearer
 from enforcer.api.sync_answers import (
     SyncAnswer,
     answer,
@@ -81,6 +81,10 @@ async def sync(
     ``since`` is the revision the device holds: it is recorded as the device's applied revision
     (the first time it is named, with the time), which is how the server knows each device's
     time to enforce and which devices are stale, at no cost to the device.
+
+    Once half of the device token's lifetime has passed, the answer (200 or 304) carries a
+    replacement token in the ``Enforcer-Device-Token`` header; the old token works until
+    the new one is first used.
     """
     # A cursor this store never issued (a revision beyond the store's, or one whose epoch is
     # not the store's for that number: a restored store, or a device that lies) is not
@@ -115,6 +119,8 @@ async def sync(
             result = await _after_wait(ctx, woken, (since, known), epoch, scopes, limit)
     tag = etag(result.revision, result.epoch, device.groups)
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    # Past half its lifetime, the device's token is replaced here (see docs/api.md).
+    headers.update(await ctx.token_renewal(device, bearer(request)))
     unchanged = waited and result.held and since == result.revision
     if unchanged or _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
