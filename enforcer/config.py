@@ -197,13 +197,32 @@ class Settings(BaseSettings):
     """Indicators per import or batch-delete call (at most 500, the documented limit)."""
 
     defender_calls_per_minute: int = Field(default=30, ge=1)
-    """Write calls per minute (import and batch delete are documented at 30 per minute)."""
+    """API calls per minute, reads included (the API allows 100; import and batch delete are
+    documented at 30 per minute)."""
+
+    defender_calls_per_hour: int = Field(default=1_500, ge=1)
+    """API calls per hour (the documented limit); when the hour's calls are spent, an apply
+    stops and the next run resumes where it stopped."""
+
+    defender_collapse: bool = True
+    """When the tenant has no room for every indicator, replace the names under one registrable
+    domain by that domain where this changes no decision (same app, same action, nothing else
+    under it)."""
+
+    defender_state_dir: Path | None = None
+    """Where the Defender sink keeps its recent API calls and the progress of an interrupted
+    apply (default: the user's state directory, ``~/.local/state/enforcer``)."""
 
     defender_max_retries: int = Field(default=5, ge=0)
     """Retries of one call after 429 (waiting its Retry-After), 5xx or a network error."""
 
     defender_max_retry_after: float = 120.0
-    """Longest Retry-After the sink waits in place; a longer one fails the run (retried later)."""
+    """Longest wait in place (a Retry-After, the hourly call budget); a longer one ends the run
+    as a temporary error, and a later run resumes."""
+
+    sink_check_interval: float = Field(default=3600.0, ge=0)
+    """Seconds between the daemon's checks of each sink's live content against the store
+    (drift is repaired and exported as a metric); 0 turns the check off."""
 
     defender_timeout: float = 30.0
     """Seconds per HTTP request to the tenant."""

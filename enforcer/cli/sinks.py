@@ -31,7 +31,9 @@ def render_sink_plan(plan: SinkPlan, limit: int | None = None) -> str:
     out = [
         f"Sink {plan.sink} -> {plan.target} at revision {plan.revision} ({plan.entries:,} entries)"
     ]
+    out += (f"  {note}" for note in plan.notes)
     if not plan.has_changes:
+        out += _left_out(plan, limit)
         out.append("\nNo changes. The target already matches the store.")
         return "\n".join(out)
     out.append("")
@@ -45,13 +47,22 @@ def render_sink_plan(plan: SinkPlan, limit: int | None = None) -> str:
         out.append(f"{line} # {change.reason}" if change.reason else line.rstrip())
     if len(shown) < len(plan.changes):
         out.append(f"  ... and {len(plan.changes) - len(shown):,} more changes")
-    for name, why in plan.skipped:
-        out.append(f"  ! {name:<40} skipped: {why}")
+    out += _left_out(plan, limit)
     if not plan.changes:
         out.append(f"  The target is rewritten for revision {plan.revision} (no entry changes).")
     out.append("")
     out.append(plan.summary())
     return "\n".join(out)
+
+
+def _left_out(plan: SinkPlan, limit: int | None) -> list[str]:
+    """The `!` lines: names another owner holds, names the target has no room for."""
+    out = [f"  ! {name:<40} skipped: {why}" for name, why in plan.skipped]
+    shown = plan.overflow if limit is None else plan.overflow[:limit]
+    out += (f"  ! {name:<40} {why}" for name, why in shown)
+    if len(shown) < len(plan.overflow):
+        out.append(f"  ! ... and {len(plan.overflow) - len(shown):,} more that do not fit")
+    return out
 
 
 def sink_plan_text(name: str, settings: Settings, engine: Engine, limit: int | None = None) -> str:
@@ -94,6 +105,8 @@ def _plan_dict(plan: SinkPlan) -> dict[str, Any]:
             for c in plan.changes
         ],
         "skipped": [{"name": n, "reason": r} for n, r in plan.skipped],
+        "overflow": [{"name": n, "reason": r} for n, r in plan.overflow],
+        "notes": list(plan.notes),
     }
 
 

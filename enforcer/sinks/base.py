@@ -5,8 +5,9 @@ resolver's response policy zone, a hosts file, dnsmasq, a Defender for Endpoint 
 module has the same two functions, so that adding one is one file and one name in `SINKS`
 (`get_sink` finds a sink's module by its name):
 
-* ``plan(desired, revision, settings) -> SinkPlan``: what would change, as data (reading the
-  target where it must: the existing file, the tenant's indicators);
+* ``plan(desired, revision, settings, *, ranking=None) -> SinkPlan``: what would change, as data
+  (reading the target where it must: the existing file, the tenant's indicators); a target with
+  less room than the store has indicators keeps the first by `ranking` and reports the rest;
 * ``apply(plan, settings) -> SinkResult``: make the change and say what was done.
 
 Like the store's `Plan`, a `SinkPlan` is rendered by the caller; its reasons explain, never drive.
@@ -15,7 +16,7 @@ Like the store's `Plan`, a `SinkPlan` is rendered by the caller; its reasons exp
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
@@ -61,6 +62,10 @@ class SinkPlan:
     """The target must be written even without entry changes (a new file, a new serial)."""
     skipped: tuple[tuple[str, str], ...] = ()
     """(name, why) of indicators the sink leaves out, such as names another owner holds."""
+    overflow: tuple[tuple[str, str], ...] = ()
+    """(name, why) of indicators the target has no room for (Defender's tenant limit)."""
+    notes: tuple[str, ...] = ()
+    """Lines for people about the plan as a whole (a limit applied, an apply resumed)."""
     payload: Any = field(default=None, repr=False, compare=False)
     """What the sink's own `apply` needs (the rendered entries, the ids to delete)."""
 
@@ -104,10 +109,37 @@ class SinkResult:
         return not self.error and not self.failed
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """What a target with less room than the store has indicators keeps first.
+
+    Built by the pipeline from Cloud Discovery's roll-ups and the catalog: `requests` seen in the
+    last `days` days by app id (and by registrable domain for names of no app), `risk` score by
+    app id. A name nobody visits changes nothing on the network, so traffic ranks first.
+    """
+
+    requests: Mapping[str, int] = field(default_factory=dict)
+    risk: Mapping[str, float] = field(default_factory=dict)
+    days: int = 30
+
+    def of(self, ind: Indicator, registrable: str) -> tuple[int, float]:
+        """(requests, risk) of an indicator; 0 when nothing is known."""
+        if ind.app_id:
+            return self.requests.get(ind.app_id, 0), self.risk.get(ind.app_id, 0.0)
+        return self.requests.get(registrable, 0), 0.0
+
+
 class Sink(Protocol):
     """A sink module (see the module docstring)."""
 
-    def plan(self, desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan: ...
+    def plan(
+        self,
+        desired: Iterable[Indicator],
+        revision: int,
+        settings: Settings,
+        *,
+        ranking: Ranking | None = None,
+    ) -> SinkPlan: ...
 
     def apply(self, plan: SinkPlan, settings: Settings) -> SinkResult: ...
 

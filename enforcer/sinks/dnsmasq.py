@@ -14,7 +14,7 @@ from pathlib import Path
 from enforcer.config import Settings
 from enforcer.models import Indicator
 from enforcer.sinks._files import BLOCK, FileSink
-from enforcer.sinks.base import SinkPlan, SinkResult
+from enforcer.sinks.base import Ranking, SinkPlan, SinkResult
 
 BLOCK_ADDRESS = "0.0.0.0"
 _PASSTHRU = "#"
@@ -48,8 +48,14 @@ class DnsmasqSink(FileSink):
 SINK = DnsmasqSink(name="dnsmasq", comment="#", passthru=True)
 
 
-def plan(desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan:
-    """The changes to the dnsmasq file for the store at `revision`."""
+def plan(
+    desired: Iterable[Indicator],
+    revision: int,
+    settings: Settings,
+    *,
+    ranking: Ranking | None = None,
+) -> SinkPlan:
+    """The changes to the dnsmasq file at `revision` (no size limit: `ranking` is unused)."""
     return SINK.plan(desired, revision, settings)
 
 

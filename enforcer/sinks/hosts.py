@@ -14,7 +14,7 @@ from pathlib import Path
 from enforcer.config import Settings
 from enforcer.models import Indicator
 from enforcer.sinks._files import FileSink
-from enforcer.sinks.base import SinkPlan, SinkResult
+from enforcer.sinks.base import Ranking, SinkPlan, SinkResult
 
 BLOCK_ADDRESS = "0.0.0.0"
 
@@ -44,8 +44,14 @@ class HostsSink(FileSink):
 SINK = HostsSink(name="hosts", comment="#", passthru=False)
 
 
-def plan(desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan:
-    """The changes to the hosts file for the store at `revision`."""
+def plan(
+    desired: Iterable[Indicator],
+    revision: int,
+    settings: Settings,
+    *,
+    ranking: Ranking | None = None,
+) -> SinkPlan:
+    """The changes to the hosts file at `revision` (no size limit: `ranking` is unused)."""
     return SINK.plan(desired, revision, settings)
 
 

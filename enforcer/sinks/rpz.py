@@ -18,7 +18,7 @@ from pathlib import Path
 from enforcer.config import Settings
 from enforcer.models import Indicator
 from enforcer.sinks._files import BLOCK, FileSink
-from enforcer.sinks.base import SinkError, SinkPlan, SinkResult
+from enforcer.sinks.base import Ranking, SinkError, SinkPlan, SinkResult
 
 NXDOMAIN = "CNAME ."
 PASSTHRU = "CNAME rpz-passthru."
@@ -68,8 +68,14 @@ class RpzSink(FileSink):
 SINK = RpzSink(name="rpz", comment=";", passthru=True)
 
 
-def plan(desired: Iterable[Indicator], revision: int, settings: Settings) -> SinkPlan:
-    """The changes to the zone file for the store at `revision`."""
+def plan(
+    desired: Iterable[Indicator],
+    revision: int,
+    settings: Settings,
+    *,
+    ranking: Ranking | None = None,
+) -> SinkPlan:
+    """The changes to the zone file at `revision` (no size limit: `ranking` is unused)."""
     _redirect(settings)  # a bad redirect address is refused at plan time, not half-way through
     return SINK.plan(desired, revision, settings)
 

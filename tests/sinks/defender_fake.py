@@ -50,10 +50,19 @@ def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse
 class Tenant:
     """The tenant's state and the test's knobs."""
 
-    def __init__(self, page_size: int = 100, limit: int = 15_000) -> None:
+    def __init__(
+        self,
+        page_size: int = 100,
+        limit: int = 15_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.page_size = page_size
         self.limit = limit
+        self.clock = clock
         self.indicators: dict[str, dict[str, Any]] = {}
+        self._by_key: dict[tuple[str, str], str] = {}
+        self.times: list[float] = []
+        """The `clock` time of every /api request received (a test checks the rate limits)."""
         self._next_id = 1
         self.tokens: set[str] = set()
         self.issued = 0
@@ -86,6 +95,13 @@ class Tenant:
         }
         self._next_id += 1
         self.indicators[item["id"]] = item
+        self._by_key[(item["indicatorValue"], item["indicatorType"])] = item["id"]
+        return item
+
+    def remove(self, indicator_id: str) -> dict[str, Any] | None:
+        item = self.indicators.pop(indicator_id, None)
+        if item is not None:
+            self._by_key.pop((item["indicatorValue"], item["indicatorType"]), None)
         return item
 
     def by_value(self, value: str) -> dict[str, Any] | None:
@@ -114,14 +130,8 @@ class Tenant:
             problem = "Indicator value is on the tenant's exclusion list"
         if problem:
             return {"id": None, "indicator": value, "isFailed": True, "failureReason": problem}
-        current = next(
-            (
-                i
-                for i in self.indicators.values()
-                if i["indicatorValue"] == value and i["indicatorType"] == data["indicatorType"]
-            ),
-            None,
-        )
+        found = self._by_key.get((str(value), data["indicatorType"]))
+        current = self.indicators[found] if found is not None else None
         if current is None:
             if len(self.indicators) >= self.limit:
                 reason = f"The tenant has reached its limit of {self.limit} indicators"
@@ -143,6 +153,7 @@ def make_app(tenant: Tenant) -> FastAPI:
         with tenant.lock:
             tenant.seen += 1
             n = tenant.seen
+            tenant.times.append(tenant.clock())
             auth = request.headers.get("Authorization", "")
             if not auth.startswith("Bearer ") or auth[7:] not in tenant.tokens:
                 return _error(401, "Unauthorized", "Invalid or missing bearer token")
@@ -215,14 +226,14 @@ def make_app(tenant: Tenant) -> FastAPI:
         with tenant.lock:
             tenant.calls.append(("POST", "/api/indicators/BatchDelete", len(ids)))
             for indicator_id in ids:
-                tenant.indicators.pop(str(indicator_id), None)
+                tenant.remove(str(indicator_id))
         return Response(status_code=204)
 
     @app.delete("/api/indicators/{indicator_id}")
     async def delete_one(indicator_id: str) -> Response:
         with tenant.lock:
             tenant.calls.append(("DELETE", "/api/indicators/{id}", 1))
-            if tenant.indicators.pop(indicator_id, None) is None:
+            if tenant.remove(indicator_id) is None:
                 return _error(404, "NotFound", f"Indicator {indicator_id} was not found")
         return Response(status_code=204)
 

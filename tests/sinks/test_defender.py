@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,9 @@ def server(tenant: Tenant) -> Iterator[FakeDefender]:
 
 
 @pytest.fixture
-def cfg(server: FakeDefender) -> Settings:
+def cfg(server: FakeDefender, tmp_path: Path) -> Settings:
     return settings(
+        defender_state_dir=tmp_path / "state",
         defender_tenant_url=server.url,
         defender_token_url=f"{server.url}/oauth2/v2.0/token",
         defender_client_id=CLIENT_ID,
@@ -144,37 +146,24 @@ def test_indicators_the_tenant_refuses_are_listed(tenant: Tenant, cfg: Settings)
     assert not result.ok and tenant.by_value("a.example") is not None
 
 
-def test_more_than_15000_indicators_is_refused_before_any_write(
+def test_beyond_the_tenant_limit_the_rest_is_reported_not_refused(
     tenant: Tenant, cfg: Settings
 ) -> None:
     for i in range(10):
         tenant.add(f"soc{i}.example")
-    desired = [ind(f"n{i}.example") for i in range(14_991)]
-    with pytest.raises(SinkError, match=r"would hold 15,001 indicators .* allows 15,000"):
-        defender.plan(desired, 1, cfg)
-    assert tenant.calls_to(IMPORT) == []
-    assert len(defender.plan(desired[:-1], 1, cfg).changes) == 14_990
-
-
-def test_writes_are_paced_to_the_documented_rate() -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    client = defender.DefenderClient(
-        settings(
-            defender_token_url="http://127.0.0.1:9/token",
-            defender_client_id="x",
-            defender_calls_per_minute=2,
+    desired = [ind(f"n{i:05}.example") for i in range(14_991)]
+    plan = defender.plan(desired, 1, cfg)
+    assert plan.entries == 14_990 and len(plan.changes) == 14_990
+    assert plan.overflow == (
+        (
+            "n14990.example",
+            "does not fit the tenant's limit of 15,000 indicators: rank 14,991, "
+            "0 requests in 30 days, risk 0.0",
         ),
-        sleep=sleep,
-        clock=lambda: now[0],
     )
-    with client:
-        for _ in range(3):
-            client._pace()
-            now[0] += 1.0
-    assert slept == [58.0]
+    assert plan.notes[0] == (
+        "The tenant holds at most 15,000 indicators; 10 are not Enforcer's, which leaves room "
+        "for 14,990 of the 14,991 wanted."
+    )
+    assert defender.apply(plan, cfg).created == 14_990
+    assert len(tenant.indicators) == 15_000
