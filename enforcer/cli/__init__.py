@@ -20,6 +20,7 @@ from enforcer.cli import (
     doctor,
     events,
     indicators,
+    init,
     plan,
     policy,
     serve,
@@ -34,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+init.register(app)
 plan.register(app)
 doctor.register(app)
 daemon.register(app)
