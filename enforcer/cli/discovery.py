@@ -178,6 +178,31 @@ def _suggestion(files: list[Path], fmt: str) -> str:
     return f"; {path.name} looks like {found} (--format {found})"
 
 
+@app.command("sample")
+def sample_cmd(
+    out: Path = typer.Option(
+        Path("enforcer-sample"), "--out", help="Directory to write the logs into."
+    ),
+    days: int = typer.Option(30, "--days", min=1, max=366, help="Days of traffic, ending now."),
+    devices: int = typer.Option(50, "--devices", min=1, max=10_000, help="Made-up devices."),
+    seed: int = typer.Option(1, "--seed", help="Same seed, same traffic (only the dates move)."),
+) -> None:
+    """Write realistic sample logs of the last days (Squid and Zscaler NSS) to try discovery."""
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery.sample import SQUID_FILE, ZSCALER_FILE, write_sample
+
+    written = write_sample(
+        load_catalog(), out, days=days, device_count=devices, now=dt.datetime.now(dt.UTC), seed=seed
+    )
+    for path, lines in written.files.items():
+        typer.echo(f"wrote {path} ({lines:,} lines)")
+    typer.echo(
+        "Upload them with:\n"
+        f"  enforcer discovery upload --format squid {out / SQUID_FILE}\n"
+        f"  enforcer discovery upload --format zscaler-nss {out / ZSCALER_FILE}"
+    )
+
+
 @app.command("collect")
 def collect(
     listen: str = typer.Option(
