@@ -85,8 +85,21 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         host=cfg.server_host,
         port=cfg.server_port,
         store=engine.url.render_as_string(hide_password=True),
+        console_url=console_url(cfg),
+        policy_dir=str(cfg.policy_dir.resolve()),
     )
     return _server(config, app)
+
+
+def console_url(cfg: Settings) -> str:
+    """Where an admin on this machine opens the console (a wildcard listen address is reached
+    on the loopback one)."""
+    from enforcer.console.web import PREFIX
+
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(cfg.server_host)
+    if host is None:
+        host = f"[{cfg.server_host}]" if ":" in cfg.server_host else cfg.server_host
+    return f"http://{host}:{cfg.server_port}{PREFIX}/"
 
 
 def _head_timed_protocol(timeout: float) -> type[asyncio.Protocol]:
