@@ -6,7 +6,8 @@ Starts, on free ports of 127.0.0.1 and in a temporary directory (removed at exit
 
 * a tiny fake upstream DNS server (every name resolves to 192.0.2.1), so nothing outside this
   machine is ever asked;
-* `enforcer daemon --serve`: reconciles a copy of ``policies/`` into a SQLite store and serves
+* `enforcer daemon --serve`: reconciles the example policies (`enforcer init` in the temporary
+  directory, so an edited policy directory of yours does not matter) into a SQLite store and serves
   the API devices sync from;
 * `enforcer shim`: the endpoint agent (DNS sinkhole and proxy).
 
@@ -35,7 +36,6 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-ROOT = Path(__file__).resolve().parent.parent
 ENFORCER = [sys.executable, "-m", "enforcer"]
 ADMIN_TOKEN = "demo-admin-token-0123456789abcdef0123"
 ENROLL_SECRET = "demo-enroll-secret-0123456789abcdef"
@@ -135,8 +135,12 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     try:
+        # Its own copy of the shipped examples (as `enforcer init` writes them), never the
+        # policy directory the walkthrough or the console edit.
         policies = work / "policies"
-        shutil.copytree(ROOT / "policies", policies)
+        subprocess.run(
+            [*ENFORCER, "init", "--no-git", str(policies)], check=True, stdout=subprocess.DEVNULL
+        )
         server_port, proxy_port = free_port(), free_port()
         dns_port, upstream_port = free_udp_tcp_port(), free_port(socket.SOCK_DGRAM)
         threading.Thread(target=fake_upstream, args=(upstream_port, stop), daemon=True).start()
