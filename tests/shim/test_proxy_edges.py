@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import os
+import pwd
 import shutil
 import socket
 import ssl
@@ -19,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from enforcer.models import EventAction
@@ -29,6 +32,7 @@ from tests.shim.test_proxy import (
     _read_all,
     ca,  # noqa: F401 (fixture)
     ca_file,  # noqa: F401 (fixture)
+    form_fields,
     origins,  # noqa: F401 (fixture)
     proxy,  # noqa: F401 (fixture)
     serve_in_thread,
@@ -39,6 +43,12 @@ pytestmark = pytest.mark.timeout(60)
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+SETPRIV = shutil.which("setpriv")
+as_nobody_too = pytest.mark.skipif(
+    CURL is None or SETPRIV is None or os.getuid() != 0,
+    reason="needs curl, setpriv and root (to run a client as another OS user)",
+)
+ME = pwd.getpwuid(os.getuid()).pw_name
 
 
 class RecordingHandler(OriginHandler):
@@ -255,3 +265,101 @@ def test_a_blocked_sni_inside_a_connect_to_an_address_is_denied(
     with context.wrap_socket(sock, server_hostname="allowed.test") as tls:
         tls.sendall(b"GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n")
         assert b"hello from allowed.test/" in _read_all(tls)
+
+
+# ---------------------------------------------------------------------------------------------
+# A warning's "Continue": once, and only by whom it was shown to
+
+
+def warn_page(shim: Proxy) -> dict[str, str]:
+    """The hidden fields of the loopback warning page for warn.example."""
+    page = httpx.get(f"{shim.url}/warn?host=warn.example", timeout=10)
+    assert page.status_code == 200
+    return form_fields(page.text)
+
+
+def bypassed(shim: Proxy) -> set[str]:
+    """The users holding a bypass."""
+    return {user for user, _ in shim.call(lambda: shim.frontend.bypasses.active())}
+
+
+def test_a_continue_token_works_once(proxy: Proxy) -> None:  # noqa: F811
+    fields = warn_page(proxy)
+    done = httpx.post(f"{proxy.url}/continue", data=fields, timeout=10)
+    assert done.status_code == 303
+    assert len(bypassed(proxy)) == 1
+    # The bypass ends (revoked here; an expiry is the same), and the old form is posted again.
+    bypasses = proxy.frontend.bypasses
+    proxy.call(lambda: [bypasses.revoke(*key) for key in bypasses.active()])
+    replay = httpx.post(f"{proxy.url}/continue", data=fields, timeout=10)
+    assert replay.status_code == 403
+    assert "This confirmation was already used" in replay.text
+    assert bypassed(proxy) == set()
+    # A new page gives a new token.
+    assert httpx.post(f"{proxy.url}/continue", data=warn_page(proxy), timeout=10).status_code == 303
+
+
+def test_a_second_click_while_the_bypass_holds_is_not_an_error(proxy: Proxy) -> None:  # noqa: F811
+    fields = warn_page(proxy)
+    assert httpx.post(f"{proxy.url}/continue", data=fields, timeout=10).status_code == 303
+    again = httpx.post(f"{proxy.url}/continue", data=fields, timeout=10)
+    assert again.status_code == 200
+    assert "You already chose to continue" in again.text
+
+
+def nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    """curl run as the OS user nobody."""
+    assert CURL is not None and SETPRIV is not None
+    command = [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups", CURL]
+    return subprocess.run(
+        [*command, "-sS", "--max-time", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def post_args(fields: dict[str, str]) -> list[str]:
+    return [arg for key, value in fields.items() for arg in ("--data-urlencode", f"{key}={value}")]
+
+
+@as_nobody_too
+def test_a_continue_token_is_the_user_s_own(proxy: Proxy) -> None:  # noqa: F811
+    fields = warn_page(proxy)  # shown to this test's user
+    stolen = nobody("-w", "\n%{http_code}", *post_args(fields), f"{proxy.url}/continue")
+    assert stolen.stdout.endswith("\n403"), stolen.stderr
+    assert f"shown to another user ({ME}), not to you (nobody)" in stolen.stdout
+    assert bypassed(proxy) == set()
+    # The refused attempt did not spend it: its user still can.
+    assert httpx.post(f"{proxy.url}/continue", data=fields, timeout=10).status_code == 303
+    assert bypassed(proxy) == {ME}
+
+
+@as_nobody_too
+def test_a_bypass_through_the_explicit_proxy_is_the_os_user_s_own(proxy: Proxy) -> None:  # noqa: F811
+    # nobody confirms on its own warning page; this test's user is still warned.
+    page = nobody(f"{proxy.url}/warn?host=warn.example")
+    fields = form_fields(page.stdout)
+    assert fields["user"] == "nobody"
+    done = nobody(
+        "-o", "/dev/null", "-w", "%{http_code}", *post_args(fields), f"{proxy.url}/continue"
+    )
+    assert done.stdout == "303"
+    assert bypassed(proxy) == {"nobody"}
+    assert nobody("-x", proxy.url, "http://warn.example/x").stdout == "hello from warn.example/x"
+    with httpx.Client(proxy=proxy.url, timeout=10) as http:
+        assert http.get("http://warn.example/x").status_code == 403
+
+
+def test_without_an_os_user_the_client_address_owns_the_token(proxy: Proxy) -> None:  # noqa: F811
+    # A client on another host (no process to find): its address stands for the user.
+    proxy.call(lambda: setattr(proxy.frontend, "owner_of", lambda client, server: None))
+    fields = warn_page(proxy)
+    assert fields["user"] == "127.0.0.1"
+    other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10)
+    with other:
+        refused = other.post(f"{proxy.url}/continue", data=fields)
+        assert refused.status_code == 403
+        assert "shown to another user (127.0.0.1), not to you (127.0.0.2)" in refused.text
+    assert httpx.post(f"{proxy.url}/continue", data=fields, timeout=10).status_code == 303
+    assert bypassed(proxy) == {"127.0.0.1"}

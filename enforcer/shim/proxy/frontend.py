@@ -42,11 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import datetime as dt
 import getpass
 import logging
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import quote
@@ -72,6 +74,7 @@ from enforcer.shim.proxy.http1 import (
 from enforcer.shim.proxy.notify import Notifier, notify
 from enforcer.shim.proxy.parent import ParentProxy, ParentRefused
 from enforcer.shim.proxy.relay import CHUNK, Relay, close_client, peer_ip, send_quietly
+from enforcer.shim.report.process import ProcessFinder
 from enforcer.shim.verdict import EventRecorder, EventSink, Ruling, event_action, stricter
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,10 @@ log = logging.getLogger(__name__)
 StreamPair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Connector = Callable[[str, int], Awaitable[StreamPair]]
 """Opens the upstream TCP connection for (host, port); tests inject one that pins names."""
+
+OwnerOf = Callable[[tuple[str, int], tuple[str, int]], str | None]
+"""The OS user behind a client connection on this host, from (client address, proxy address);
+None when it cannot be found (a client on another host, no process table to read)."""
 
 SOURCE = "proxy"
 _ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -107,7 +114,34 @@ class ProxyLimits:
     """Seconds during which repeated denials of the same app do not notify again (a page load
     opens many connections)."""
     token_lifetime: dt.timedelta = dt.timedelta(hours=1)
-    """How long a warning page's "Continue" button stays valid."""
+    """How long a warning page's "Continue" button stays valid (and can be used once)."""
+
+
+@dataclass(slots=True)
+class _Client:
+    """The client of the explicit-proxy connection a task serves (see `ProxyFrontEnd.principal`)."""
+
+    address: tuple[str, int]
+    proxy: tuple[str, int]
+    principal: str | None = None
+
+
+_CLIENT: contextvars.ContextVar[_Client | None] = contextvars.ContextVar("client", default=None)
+"""Set by `ProxyFrontEnd.handle` for its connection's task: a warning's bypass depends on who
+asks, and only the warning paths need to know, so it is found there, once per connection."""
+
+
+def _process_owner() -> OwnerOf | None:
+    """The process table's answer on Linux (`ProcessFinder`), nothing elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    finder = ProcessFinder()
+
+    def owner_of(client: tuple[str, int], proxy: tuple[str, int]) -> str | None:
+        info = finder.lookup("tcp", client[0], client[1], proxy)
+        return info.user if info is not None else None
+
+    return owner_of
 
 
 def _utcnow() -> dt.datetime:
@@ -122,7 +156,9 @@ class ProxyFrontEnd:
     to local servers with it). `notifier` shows desktop notifications (default: `notify`).
     `app_names` maps app ids to display names for pages and notifications (default: the ids).
     `on_event` runs on the event loop, once per connection (once per request on plain HTTP):
-    it must not block. `parent`: a proxy that allowed traffic is relayed through.
+    it must not block. `parent`: a proxy that allowed traffic is relayed through. `owner_of`
+    finds the OS user of a client on this host, whose bypasses a warning decides on (default:
+    the process table on Linux); without one, the client's address stands for the user.
     """
 
     def __init__(
@@ -138,6 +174,7 @@ class ProxyFrontEnd:
         clock: Callable[[], dt.datetime] = _utcnow,
         app_names: Mapping[str, str] | None = None,
         parent: ParentProxy | None = None,
+        owner_of: OwnerOf | None = None,
     ) -> None:
         self.matcher = matcher
         self.parent = parent
@@ -154,6 +191,10 @@ class ProxyFrontEnd:
         """Signs the warning pages' "Continue" tokens."""
         self.notified: dict[tuple[EventAction, str], float] = {}
         """When each (outcome, app) was last notified (event-loop time)."""
+        self.spent: dict[str, float] = {}
+        """"Continue" tokens already used, with their expiry (POSIX time): each works once."""
+        self.owner_of = owner_of if owner_of is not None else _process_owner()
+        self._principal: str | None = None
         self.pages_host = "127.0.0.1"
         self.pages_port = 0
 
@@ -165,8 +206,32 @@ class ProxyFrontEnd:
         """
         view = copy.copy(self)
         view.user = user
+        view._principal = user
         view.events = EventRecorder(SOURCE, on_event, user) if on_event is not None else None
         return view
+
+    @property
+    def principal(self) -> str:
+        """Whom a warning's bypass (and a "Continue" token) belongs to.
+
+        A view `for_user` decides for its user. On an explicit-proxy connection: the OS user
+        behind the client when the shim can find it (a client on this host), else the client's
+        address, so that one person's "Continue" is not everyone's. Elsewhere: `user`.
+        """
+        if self._principal is not None:
+            return self._principal
+        client = _CLIENT.get()
+        if client is None:
+            return self.user
+        if client.principal is None:
+            user = None
+            if self.owner_of is not None:
+                try:
+                    user = self.owner_of(client.address, client.proxy)
+                except OSError as exc:
+                    log.info("cannot find the user of %s: %s", client.address[0], exc)
+            client.principal = user or client.address[0]
+        return client.principal
 
     # -- addresses of the proxy's own pages
 
@@ -225,7 +290,7 @@ class ProxyFrontEnd:
     def _outcome(self, verdict: Verdict) -> EventAction:
         action = event_action(verdict)
         if action is EventAction.WARNED and self.bypasses.is_bypassed(
-            self.user, warn.app_key(verdict), self.clock()
+            self.principal, warn.app_key(verdict), self.clock()
         ):
             return EventAction.BYPASSED
         return action
@@ -274,6 +339,9 @@ class ProxyFrontEnd:
         """Serve one client connection (the `asyncio.start_server` callback); never raises."""
         peer = writer.get_extra_info("peername")
         client_ip = peer[0] if isinstance(peer, tuple) else ""
+        local = writer.get_extra_info("sockname")
+        if isinstance(peer, tuple) and isinstance(local, tuple):
+            _CLIENT.set(_Client((peer[0], peer[1]), (local[0], local[1])))
         try:
             await self._serve(reader, writer, client_ip)
         except BadRequest as exc:

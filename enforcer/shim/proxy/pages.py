@@ -43,10 +43,13 @@ def warn_page(
     continue_url: str,
     expires: int,
     token: str,
+    nonce: str,
+    user: str,
     return_url: str,
     ttl: dt.timedelta,
 ) -> bytes:
-    """The warning page whose "Continue" button POSTs a bypass request to `continue_url`."""
+    """The warning page whose "Continue" button POSTs a bypass request to `continue_url`
+    (`token` signs the other fields; `user`: whom the page was shown to)."""
     return _render(
         "warn",
         app=app,
@@ -56,6 +59,8 @@ def warn_page(
         continue_url=continue_url,
         expires=str(expires),
         token=token,
+        nonce=nonce,
+        user=user,
         return_url=return_url,
         ttl=describe_ttl(ttl),
     )

@@ -9,9 +9,12 @@
   form, and the PAC file ``/proxy.pac`` of `enforcer.shim.proxy.pac`), which only answer
   requests addressed to the proxy itself (a Host check against DNS rebinding);
 * `continue_response`: the "Continue" form's answer. The form carries an HMAC token bound to
-  the user, the app, the host and an expiry, so only a warning page this process rendered can
-  grant a bypass; the bypass is recorded in the front end's `BypassStore` and as a "bypassed"
-  event, and the user is sent back to the page they wanted (on the bypassed host only).
+  the user it was shown to (`ProxyFrontEnd.principal`: the OS user behind the connection, or
+  the client's address), the app, the host, an expiry and a random nonce, so only a warning
+  page this process rendered for this user can grant a bypass, and only once: a token used by
+  another user, or used again, is refused with a page that says so. The bypass is recorded in
+  the front end's `BypassStore` and as a "bypassed" event, and the user is sent back to the
+  page they wanted (on the bypassed host only).
 
 The HTML is `enforcer.shim.proxy.pages`'s; the state (bypasses, token secret, notification
 times) is the `ProxyFrontEnd`'s, shared by its per-user views.
@@ -23,6 +26,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -170,22 +174,14 @@ def continue_response(
     if isinstance(ruling, bytes):
         return ruling
     app = app_key(ruling.verdict)
-    try:
-        expires = int(form.get("expires", [""])[0])
-    except ValueError:
-        expires = 0
-    token = form.get("token", [""])[0]
-    expected = _token(proxy, app, ruling.name, expires)
     now = proxy.clock()
-    if expires < now.timestamp() or not hmac.compare_digest(token.encode(), expected.encode()):
-        page = pages.message_page(
-            "Please try again",
-            "This confirmation has expired or was not made on this computer's warning page.",
-            proxy.warn_url(ruling.name),
-        )
+    refusal = _check_token(proxy, form, app, ruling.name, now.timestamp())
+    if refusal:
+        page = pages.message_page("Please try again", refusal, proxy.warn_url(ruling.name))
         return response(403, page)
-    proxy.bypasses.grant(proxy.user, app, now)
-    log.info("user %s bypassed the warning for %s", proxy.user, app)
+    user = proxy.principal
+    proxy.bypasses.grant(user, app, now)
+    log.info("user %s bypassed the warning for %s", user, app)
     peer = writer.get_extra_info("peername")
     client_ip = peer[0] if isinstance(peer, tuple) else ""
     proxy.record(ruling._replace(action=EventAction.BYPASSED), now, client_ip, port=0)
@@ -194,6 +190,42 @@ def continue_response(
     message = f"You can use {proxy.app_label(ruling)} for {ttl}."
     body = pages.message_page("Continue", message, return_url)
     return response(303, body, extra=[("Location", return_url)])
+
+
+def _check_token(
+    proxy: ProxyFrontEnd, form: dict[str, list[str]], app: str, host: str, now: float
+) -> str:
+    """Why a "Continue" form cannot grant a bypass ("" if it can; its token is then spent)."""
+
+    def field(name: str) -> str:
+        return form.get(name, [""])[0]
+
+    try:
+        expires = int(field("expires"))
+    except ValueError:
+        expires = 0
+    token, nonce, shown_to = field("token"), field("nonce"), field("user")
+    user = proxy.principal
+    if expires < now:
+        return "This confirmation has expired."
+    if not _same(token, _token(proxy, user, app, host, expires, nonce)):
+        if shown_to != user and _same(token, _token(proxy, shown_to, app, host, expires, nonce)):
+            return (
+                f"This confirmation was shown to another user ({shown_to}), not to you "
+                f"({user}). Each person confirms for themselves."
+            )
+        return "This confirmation was not made on this computer's warning page."
+    for spent, until in list(proxy.spent.items()):
+        if until < now:
+            del proxy.spent[spent]
+    if token in proxy.spent:
+        return "This confirmation was already used. Open the warning page again to continue."
+    proxy.spent[token] = expires
+    return ""
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _warn_ruling(proxy: ProxyFrontEnd, host_values: list[str] | None) -> Ruling | bytes:
@@ -227,6 +259,8 @@ def _warn_page(
 ) -> bytes:
     verdict = ruling.verdict
     expires = int((proxy.clock() + proxy.limits.token_lifetime).timestamp())
+    user = proxy.principal
+    nonce = secrets.token_urlsafe(12)
     return pages.warn_page(
         app=proxy.app_label(ruling),
         host=ruling.name,
@@ -234,15 +268,18 @@ def _warn_page(
         action=verdict.action.policy_word if verdict.action else "",
         continue_url=continue_url or f"{proxy.pages_url}/continue",
         expires=expires,
-        token=_token(proxy, app_key(verdict), ruling.name, expires),
+        token=_token(proxy, user, app_key(verdict), ruling.name, expires, nonce),
+        nonce=nonce,
+        user=user,
         return_url=return_url,
         ttl=proxy.bypasses.ttl,
     )
 
 
-def _token(proxy: ProxyFrontEnd, app: str, host: str, expires: int) -> str:
-    """Proof that a "Continue" POST comes from a warning page this process rendered."""
-    message = f"{proxy.user}\x1f{app}\x1f{host}\x1f{expires}".encode()
+def _token(proxy: ProxyFrontEnd, user: str, app: str, host: str, expires: int, nonce: str) -> str:
+    """Proof that a "Continue" POST comes from a warning page this process rendered for
+    `user`; the nonce makes every page's token a different one, so each can be spent once."""
+    message = f"{user}\x1f{app}\x1f{host}\x1f{expires}\x1f{nonce}".encode()
     return hmac.new(proxy.secret, message, hashlib.sha256).hexdigest()
 
 
