@@ -35,7 +35,7 @@ from enforcer.catalog import load_catalog
 from enforcer.decide.matcher import Matcher
 from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
 from enforcer.shim.dns.server import DnsServerHandle, run_dns
-from enforcer.shim.indicator_cache import IndicatorCache
+from enforcer.shim.indicator_cache import Condition, IndicatorCache, open_cache, recover
 from enforcer.shim.intercept.service import Interception, InterceptSettings, Wiring
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
@@ -53,6 +53,7 @@ _F = TypeVar("_F")
 
 CACHE_FILE = "indicators.sqlite"
 SPOOL_FILE = "events.sqlite"
+JOURNAL_DIR = "journal"
 BYPASS_FILE = "bypasses.json"
 
 
@@ -110,6 +111,9 @@ class Agent:
         self.interception: Interception | None = None
         self.failed = asyncio.Event()
         """Set when the sync or reporter loop died of an unexpected error."""
+        self.degraded: dict[str, str] = {}
+        """State files the disk did not let the shim keep as usual, by part ("cache", "spool",
+        "journal"): what it does instead ("read_only", "damaged", "memory", "unavailable")."""
 
     async def start(self) -> None:
         """Load the cache, open the listeners, start syncing and reporting."""
@@ -117,24 +121,9 @@ class Agent:
         state = cfg.state_dir
         secure_state_dir(state)  # the token, cache, spool and bypasses: 0700/0600
         device = self.device = load_identity(state, cfg.groups)
-        cache = self._cache = _open_or_reset(IndicatorCache, state / CACHE_FILE)
-        try:
-            held = SyncClient.load_cache(cache, device.groups, self.matcher)
-        except (sqlite3.DatabaseError, ValueError):
-            log.exception("shim.cache_unreadable", path=str(cache.path))
-            # Keep enforcing what can still be read of the old set until the server's whole set
-            # has replaced it: the fresh cache has no revision, so the first sync asks for a
-            # snapshot, which `DeviceIndicators.apply` swaps in domain by domain, removing what
-            # is gone. Starting from an empty matcher left the device open until the server
-            # answered, which for a laptop on a plane can be hours.
-            self.matcher = Matcher()
-            held = DeviceIndicators(device.groups)
-            held.load(cache.salvage(), self.matcher)
-            log.warning("shim.cache_salvaged", indicators=len(self.matcher))
-            cache.close()
-            _set_aside(cache.path)
-            cache = self._cache = IndicatorCache(state / CACHE_FILE)
-        loaded = cache.revision is not None
+        cache, held = self._load_cache(state / CACHE_FILE, device.groups)
+        self._cache = cache
+        loaded = cache.revision is not None or len(self.matcher) > 0
         log.info(
             "shim.starting",
             device_id=device.device_id,
@@ -148,9 +137,7 @@ class Agent:
             indicators=len(self.matcher),
             parent_proxy=cfg.parent_proxy.authority if cfg.parent_proxy else None,
         )
-        spool = _open_or_reset(
-            lambda path: Spool(path, max_events=cfg.spool_max_events), state / SPOOL_FILE
-        )
+        spool = self._open_spool(state / SPOOL_FILE)
         marks = Wiring(cfg.intercept, cfg.server)
         client = marks.client
         if cfg.parent_proxy is not None and not _on_loopback(cfg.server):
@@ -158,7 +145,9 @@ class Agent:
         session = self._session = ServerSession(
             cfg.server, cfg.enroll_secret, device, state, client=client
         )
-        reporter = self.reporter = Reporter(spool, device, session)
+        reporter = self.reporter = Reporter(spool, device, session, journal_dir=state / JOURNAL_DIR)
+        if reporter.journal is None:
+            self.degraded["journal"] = "unavailable"
         dns = self.dns = DnsFrontEnd(
             self.matcher,
             marks.dns(cfg.dns),
@@ -197,6 +186,54 @@ class Agent:
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_done)
+
+    def _load_cache(
+        self, path: Path, groups: tuple[str, ...]
+    ) -> tuple[IndicatorCache, DeviceIndicators]:
+        """The cache and the set to enforce from the first query on (into `self.matcher`).
+
+        A damaged cache is not the end of enforcement: the last good copy and what can still
+        be read of the damaged file are enforced until the server's whole set has replaced
+        them (the fresh cache has no revision, so the first sync asks for a snapshot, which
+        `DeviceIndicators.apply` swaps in domain by domain, removing what is gone). Starting
+        from an empty matcher left the device open until the server answered, which for a
+        laptop on a plane can be hours. A read-only cache is enforced as it is, and is not
+        mistaken for a damaged one.
+        """
+        cache, condition = open_cache(path)
+        if cache is not None:
+            if condition is Condition.READ_ONLY:
+                self.degraded["cache"] = str(condition)
+                log.error("shim.cache_read_only", path=str(path),
+                          detail="enforcing it; updates are applied in memory only")  # fmt: skip
+            try:
+                return cache, SyncClient.load_cache(cache, groups, self.matcher)
+            except (sqlite3.DatabaseError, ValueError):
+                log.exception("shim.cache_unreadable", path=str(path))
+                with contextlib.suppress(sqlite3.Error):
+                    cache.close()
+                self.matcher = Matcher()
+        self.degraded["cache"] = str(Condition.DAMAGED)
+        held = DeviceIndicators(groups)
+        held.load(recover(path), self.matcher)
+        log.warning("shim.cache_recovered", path=str(path), indicators=len(self.matcher))
+        try:
+            _set_aside(path)
+            return IndicatorCache(path), held
+        except (OSError, sqlite3.Error):
+            log.exception("shim.cache_not_writable", path=str(path))
+            return IndicatorCache(Path(":memory:")), held
+
+    def _open_spool(self, path: Path) -> Spool:
+        """The event spool; in memory (with what the file holds) when the disk takes no file."""
+        max_events = self.settings.spool_max_events
+        try:
+            return _open_or_reset(lambda p: Spool(p, max_events=max_events), path)
+        except (OSError, sqlite3.Error):
+            log.exception("shim.spool_not_writable", path=str(path),
+                          detail="events are kept in memory until sent")  # fmt: skip
+            self.degraded["spool"] = "memory"
+            return Spool.in_memory(max_events=max_events, source=path)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

@@ -53,12 +53,21 @@ class ShimCollector(Collector):
             depth = GaugeMetricFamily("enforcer_shim_spool_depth", "Events waiting in the spool.")
             depth.add_metric([], stats.get("pending", 0))
             yield depth
-            for name in ("sent", "dropped", "errors"):
+            for name in ("sent", "dropped", "errors", "lost", "journal_errors"):
                 family = CounterMetricFamily(
                     f"enforcer_shim_events_{name}", f"Events {name} by the reporter."
                 )
                 family.add_metric([], stats.get(name, 0))
                 yield family
+        degraded = GaugeMetricFamily(
+            "enforcer_shim_state_degraded",
+            "1 for each state file the disk did not let the shim keep as usual (part: cache, "
+            "spool, journal; condition: read_only, damaged, memory, unavailable).",
+            labels=["part", "condition"],
+        )
+        for part, condition in agent.degraded.items():
+            degraded.add_metric([part, condition], 1)
+        yield degraded
         sync = agent.sync
         if sync is not None:
             errors = CounterMetricFamily(

@@ -28,9 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from enforcer import __version__
 from enforcer.wire.enrolment import LIST_MAX
 from enforcer.wire.limits import AGENT_VERSION_MAX, HOSTNAME_MAX, OS_MAX, USER_MAX
+
+log = structlog.get_logger(__name__)
 
 DEVICE_ID_FILE = "device-id"
 TOKEN_FILE = "device-token"
@@ -90,7 +94,11 @@ def secure_state_dir(state_dir: Path) -> None:
     runs with umask 077, so the SQLite files (and their -wal/-shm) it creates later are 0600.
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o700)
+    try:
+        os.chmod(state_dir, 0o700)
+    except OSError as exc:  # a read-only file system: the shim still enforces (from memory)
+        log.error("shim.state_dir_not_writable", path=str(state_dir), error=repr(exc))
+        return
     for path in state_dir.rglob("*"):
         with contextlib.suppress(OSError):  # a file that went away meanwhile
             if path.is_symlink():
@@ -138,7 +146,10 @@ def device_id(state_dir: Path) -> str:
         with contextlib.suppress(ValueError):
             return str(uuid.UUID(text))
     new = str(uuid.uuid4())
-    write_private(path, new + "\n")
+    try:
+        write_private(path, new + "\n")
+    except OSError as exc:  # a read-only or full disk: this run uses the new id all the same
+        log.error("shim.device_id_not_saved", path=str(path), error=repr(exc))
     return new
 
 
@@ -152,9 +163,14 @@ def read_token(state_dir: Path) -> str | None:
 
 
 def save_token(state_dir: Path, token: str, groups: tuple[str, ...] = ()) -> None:
-    """Keep the device token (mode 0600) and the groups it was enrolled with."""
-    write_private(state_dir / GROUPS_FILE, "".join(f"{g}\n" for g in sorted(set(groups))))
-    write_private(state_dir / TOKEN_FILE, token + "\n")
+    """Keep the device token (mode 0600) and the groups it was enrolled with. A disk that
+    refuses (read-only, full) is logged: the caller keeps the token in memory, and the device
+    enrols again at its next start."""
+    try:
+        write_private(state_dir / GROUPS_FILE, "".join(f"{g}\n" for g in sorted(set(groups))))
+        write_private(state_dir / TOKEN_FILE, token + "\n")
+    except OSError as exc:
+        log.error("shim.token_not_saved", state_dir=str(state_dir), error=repr(exc))
 
 
 def enrolled_groups(state_dir: Path) -> tuple[str, ...] | None:

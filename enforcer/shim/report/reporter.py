@@ -1,9 +1,14 @@
 """The event reporter: front-end events, with device context, to the spool and on to the server.
 
 The front ends call `Reporter.on_event` on the event loop for every answer or connection they
-report, so it only appends the event to an in-memory list (no I/O, no formatting). A flusher
-moves that list to the on-disk spool every ``flush_interval`` seconds, or as soon as
-``flush_events`` are waiting, in a worker thread (one transaction per flush). A sender cuts
+report, *before* the answer leaves: it serialises the event (with the device context) and
+appends it to the write-ahead journal with one ``write(2)`` (`enforcer.shim.report.journal`),
+so that a `kill -9` right after an answer cannot lose its event, then keeps it in an in-memory
+list. A flusher moves that list to the on-disk spool every ``flush_interval`` seconds, or as
+soon as ``flush_events`` are waiting, in a worker thread (one transaction per flush), and then
+deletes the journal segments the spool now holds. At start the journal's events that had not
+reached the spool are appended to it first (exactly once: the spool keeps the journal sequence
+number of its last event). A sender cuts
 batches of up to 1,000 events from the spool and posts them to ``POST /api/v1/events``; a batch
 leaves the spool only after the server's 200 (see `enforcer.shim.report.spool` for the batch-id rules
 that make a re-send count once).
@@ -15,6 +20,12 @@ Errors: a server that is down or answers 5xx/429 is retried with full-jitter bac
 is lost. A batch the server refuses as malformed (422) or oversized (413) can never succeed: it
 is logged with its id and discarded so it does not block every later batch (``rejected``).
 
+Disk failures: an event the journal could not take (a full disk) stays in memory only; a flush
+the spool refuses keeps the events in memory (at most ``MAX_BUFFERED``; older ones beyond are
+counted in ``lost``) until a later flush succeeds. Events in memory only when the shim stops
+with a refusing disk are counted in ``lost`` too, as are the events of a spool kept in memory
+(a read-only state directory), so the ``shim.stopped`` log says what was lost.
+
 The spool's ``dropped`` counter (events lost to the spool bound) is reported with each batch in
 the ``X-Enforcer-Dropped`` header and in the periodic ``reporter.stats`` log event.
 """
@@ -23,15 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import structlog
 
 from enforcer.models import NetworkEvent
+from enforcer.shim.report import journal
 from enforcer.shim.report.identity import DeviceIdentity
 from enforcer.shim.report.spool import Batch, Spool
 from enforcer.shim.sync import Backoff, EnrolmentError, ServerError, ServerSession, retry_after
@@ -43,6 +58,15 @@ _T = TypeVar("_T")
 STATS_INTERVAL = 60.0
 MAX_BUFFERED = 100_000
 """Events kept in memory while the spool cannot be written; older ones are dropped (``lost``)."""
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(x, separators=...) builds
+# an encoder per call
+
+
+class _Unjournaled(str):
+    """An event body the journal did not take (a full disk): in memory only until spooled."""
+
+    __slots__ = ()
 
 
 def event_body(event: NetworkEvent, device: DeviceIdentity) -> dict[str, Any]:
@@ -62,7 +86,10 @@ class Reporter:
         flush_interval: float = 0.5,
         flush_events: int = 500,
         backoff: Backoff | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
+        """`journal_dir`: where the write-ahead journal lives (None: events are in memory
+        until each flush). Its events left by a previous run are spooled here, first."""
         self.spool = spool
         self.device = device
         self.session = session
@@ -74,45 +101,93 @@ class Reporter:
         self.rejected = 0
         self.errors = 0
         self.lost = 0
-        """Events dropped because the spool could not be written and the memory buffer was full."""
-        self._buffer: list[NetworkEvent] = []
+        """Events that could be kept neither on disk nor in memory (see the module docstring)."""
+        self.journal_errors = 0
+        """Events the journal could not take (a full or failing disk)."""
+        self.recovered = 0
+        """Events of the journal a previous run left that this one spooled at start."""
+        self._buffer: list[str] = []
+        self._seq = spool.journal_seq
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
         # One worker thread owns the spool: appends, cuts and acks never run concurrently.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self.journal: journal.Journal | None = None
+        self._journal_wanted = journal_dir is not None
+        if journal_dir is not None:
+            self._open_journal(journal_dir)
+
+    def _open_journal(self, directory: Path) -> None:
+        """Spool what the last run's journal holds beyond the spool, then open a new segment."""
+        spooled = self.spool.journal_seq
+        try:
+            pending = list(journal.replay(directory, spooled)) if directory.is_dir() else []
+        except OSError:
+            log.exception("reporter.journal_unreadable", path=str(directory))
+            pending = []
+        held = max((seq for seq, _ in pending), default=spooled)
+        self._seq = max(self._seq, held)
+        if pending:
+            bodies = [body for _, body in pending]
+            try:
+                self.spool.append(bodies, journal_seq=held)
+            except (sqlite3.Error, OSError):
+                log.exception("reporter.journal_replay_failed", events=len(bodies))
+                self._buffer = bodies  # still in the journal's segments, which are kept
+            else:
+                self.recovered = len(bodies)
+                log.info("reporter.journal_replayed", events=len(bodies), seq=held)
+        try:
+            self.journal = journal.Journal(directory, held_until=held)
+            self.journal.release(self.spool.journal_seq)
+        except OSError:
+            log.exception("reporter.journal_unavailable", path=str(directory))
 
     def on_event(self, event: NetworkEvent) -> None:
-        """The front ends' ``on_event`` callback: O(1), never blocks."""
-        self._buffer.append(event)
+        """The front ends' ``on_event`` callback: one ``write(2)`` to the journal, never blocks
+        on anything else. Called before the answer is sent."""
+        body = _encode(event_body(event, self.device))
+        self._seq += 1
+        journal_ = self.journal
+        if journal_ is None or not journal_.write(self._seq, body):
+            body = _Unjournaled(body)
+            if journal_ is not None or self._journal_wanted:
+                self.journal_errors += 1
+                if self.journal_errors == 1 or self.journal_errors % 10_000 == 0:
+                    log.error("reporter.journal_write_failed", events=self.journal_errors)
+        self._buffer.append(body)
         if len(self._buffer) >= self.flush_events:
             self._full.set()
 
     async def _in_worker(self, func: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, func, *args)
 
-    def _store(self, events: list[NetworkEvent]) -> int:
-        return self.spool.append([event_body(e, self.device) for e in events])
-
     async def flush(self) -> int:
         """Move the buffered events to the spool; returns how many were moved."""
-        events, self._buffer = self._buffer, []
+        bodies, self._buffer = self._buffer, []
+        seq = self._seq
         self._full.clear()
-        if not events:
+        if not bodies:
             return 0
+        if self.journal is not None:
+            self.journal.rotate()  # later events go to a new segment; this one is released below
+        append = functools.partial(self.spool.append, bodies, journal_seq=seq)
         try:
-            dropped = await self._in_worker(self._store, events)
+            dropped = await self._in_worker(append)
         except (sqlite3.Error, OSError):
             # A full or failing disk: keep the events in memory (bounded) and try again later.
-            log.exception("reporter.spool_write_failed", events=len(events))
+            log.exception("reporter.spool_write_failed", events=len(bodies))
             room = max(0, MAX_BUFFERED - len(self._buffer))
-            kept = events[len(events) - room :] if room < len(events) else events
-            self.lost += len(events) - len(kept)
+            kept = bodies[len(bodies) - room :] if room < len(bodies) else bodies
+            self.lost += len(bodies) - len(kept)
             self._buffer[:0] = kept
             return 0
+        if self.journal is not None:
+            self.journal.release(seq)
         if dropped:
             log.warning("reporter.spool_full", dropped=dropped, max_events=self.spool.max_events)
         self._spooled.set()
-        return len(events)
+        return len(bodies)
 
     async def _flusher(self) -> None:
         while True:
@@ -211,6 +286,7 @@ class Reporter:
             "rejected": self.rejected,
             "errors": self.errors,
             "lost": self.lost,
+            "journal_errors": self.journal_errors,
             "buffered": len(self._buffer),
             **self.spool.stats,
         }
@@ -223,12 +299,22 @@ class Reporter:
         await asyncio.gather(*tasks)
 
     async def aclose(self, send_timeout: float = 2.0) -> None:
-        """Shutdown: spool what is buffered, try a last short send, close the spool."""
+        """Shutdown: spool what is buffered, try a last short send, close the spool.
+
+        What cannot be kept is counted in ``lost`` before the caller logs the stats: events in
+        memory only (the spool and the journal refused them), and a volatile spool's events.
+        """
         await self.flush()
         if self.session is not None and len(self.spool):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(send_timeout):
                     await self.send_pending()
+        if self.journal is not None:
+            self.journal.close()  # what it holds beyond the spool is replayed at the next start
+            self.journal = None
+        self.lost += sum(isinstance(body, _Unjournaled) for body in self._buffer)
+        if self.spool.volatile:
+            self.lost += len(self.spool)
         await self._in_worker(self.spool.close)
         self._worker.shutdown(wait=True)
 
