@@ -3,7 +3,8 @@
 `enforcer discovery sample --days 30 --devices 50` writes what a new admin needs to see the
 reports and the console filled: a Squid ``access.log`` from the office proxy and a Zscaler NSS web
 feed (name=value pairs) from the laptops that work remotely, in the layouts the uploader reads.
-The traffic ends a minute before the time it is made, so ``--since 30d`` covers all of it.
+The traffic fills the last `days` UTC days, today up to a minute before the time it is made, so
+``--since 30d`` covers all of it.
 
 Given the same seed, device count and number of days, the logs differ only in their dates: the
 same requests, bytes, users and devices (so the quiet "weekend" days are every sixth and seventh
@@ -129,8 +130,9 @@ def devices(count: int) -> list[Device]:
 def requests(
     catalog: Catalog, *, days: int, device_count: int, now: dt.datetime, seed: int = 1
 ) -> Iterator[Request]:
-    """The sample's requests, in time order, over the `days` days that end a minute before
-    `now`. Their content depends only on `seed`, `days` and `device_count`."""
+    """The sample's requests, in time order, over the `days` UTC days that end with today (up to
+    a minute before `now`). What they are, and on which of those days, depends only on `seed`,
+    `days` and `device_count`."""
     rng = random.Random(seed)
     fleet = devices(device_count)
     hosts = {use.host: _hosts(catalog, use.host) for use in MIX}
@@ -138,11 +140,12 @@ def requests(
     habits = [
         ([use for use in MIX if rng.random() < use.reach], rng.uniform(0.5, 1.5)) for _ in fleet
     ]
-    end = now.timestamp() - 60
-    start = end - days * 86_400 + 540  # well inside `--since {days}d` when reported at once
-    slot = (end - start) / days
+    # Whole UTC days, as the reports count them (`--since 30d` is today and the 29 days before
+    # it); today's share of the traffic falls between midnight and a minute ago.
+    today = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     for day in range(days):
-        day_start = start + day * slot
+        day_start = today - (days - 1 - day) * 86_400
+        slot = 86_400.0 if day < days - 1 else max(60.0, now.timestamp() - 60 - day_start)
         # Two quiet days in every seven, counted from the first day rather than from the
         # calendar's weekend: otherwise the figures would change with the day of the week.
         weekend = day % 7 in (5, 6)

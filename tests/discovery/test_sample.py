@@ -40,11 +40,10 @@ def test_a_month_of_fifty_devices_parses_without_a_bad_line(tmp_path: Path) -> N
     assert not [r for r in records if isinstance(r, BadLine)]
     assert len(records) > 20_000
     good = [r for r in records if isinstance(r, Record)]
-    # All within the last 30 days, so `--since 30d` right after shows every request.
-    assert min(r.time for r in good) > (NOW - dt.timedelta(days=30)).timestamp()
-    assert max(r.time for r in good) < NOW.timestamp()
+    # Today and the 29 days before, as `--since 30d` counts them; nothing after now.
     days = {dt.datetime.fromtimestamp(r.time, dt.UTC).date() for r in good}
-    assert len(days) >= 30
+    assert days == {NOW.date() - dt.timedelta(days=n) for n in range(30)}
+    assert max(r.time for r in good) < NOW.timestamp()
     devices = {r.device or r.src_ip for r in good}
     assert len(devices) == 50
     assert {r.action for r in good} == {"allowed", "blocked"}
@@ -58,20 +57,23 @@ def test_the_same_seed_gives_the_same_traffic_on_other_dates(tmp_path: Path) -> 
     write_sample(catalog, tmp_path / "a", days=7, device_count=10, now=NOW)
     write_sample(catalog, tmp_path / "b", days=7, device_count=10, now=later)
     write_sample(catalog, tmp_path / "c", days=7, device_count=10, now=NOW, seed=2)
-    shift = (later - NOW).total_seconds()
 
-    def shape(directory: Path) -> list[tuple[object, ...]]:
+    def shape(directory: Path, now: dt.datetime) -> list[tuple[object, ...]]:
+        """Each request with the number of days before `now`'s day it was made, for its time."""
+        today = now.date()
         out = []
         for name, fmt in ((SQUID_FILE, "squid"), (ZSCALER_FILE, "zscaler-nss")):
             for r in _records(directory / name, fmt):
                 assert isinstance(r, Record)
-                out.append((round(r.time), *r[1:]))
+                assert r.time < now.timestamp()
+                day = dt.datetime.fromtimestamp(r.time, dt.UTC).date()
+                out.append(((today - day).days, *r[1:]))
         return out
 
-    a, b = shape(tmp_path / "a"), shape(tmp_path / "b")
-    assert len(a) == len(b)
-    assert all(abs(x[0] + shift - y[0]) <= 1 and x[1:] == y[1:] for x, y in zip(a, b, strict=True))
-    assert shape(tmp_path / "c") != a
+    a = shape(tmp_path / "a", NOW)
+    assert a == shape(tmp_path / "b", later)
+    assert {ago for ago, *_ in a} == set(range(7))
+    assert shape(tmp_path / "c", NOW) != a
 
 
 def test_the_command_writes_the_files_and_says_how_to_upload_them(tmp_path: Path) -> None:
