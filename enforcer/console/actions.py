@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from enforcer.catalog import App
 from enforcer.console import governance as gov
@@ -21,6 +22,7 @@ from enforcer.console.session import (
     new_session,
     read_session,
     set_cookie,
+    sign_out,
     token_matches,
 )
 from enforcer.console.web import PREFIX, CheckedForm, SignedIn, missing, render, state
@@ -61,7 +63,7 @@ def _safe_next(value: Any) -> str:
 @router.get("/login")
 def login_form(request: Request) -> Response:
     signer = state(request).signer
-    session = read_session(request, signer)
+    session = read_session(request, signer, state(request).engine)
     if session is not None and session.signed_in:
         return _see(_safe_next(request.query_params.get("next")))
     if session is None:
@@ -77,7 +79,7 @@ def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     signer = state(request).signer
     form = await request.form()
-    session = read_session(request, signer)
+    session = await run_in_threadpool(read_session, request, signer, state(request).engine)
     csrf = form.get("csrf")
     if session is None or not isinstance(csrf, str) or not signer.check_csrf(session, csrf):
         fresh = new_session(signed_in=False)
@@ -103,7 +105,8 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout(_form: CheckedForm) -> Response:
+def logout(request: Request, session: SignedIn, _form: CheckedForm) -> Response:
+    sign_out(state(request).engine, session)
     response = _see(f"{PREFIX}/login")
     clear_cookie(response)
     return response

@@ -10,11 +10,15 @@ when the admin token is rotated.
 Every state-changing form carries a CSRF token: an HMAC of the session's random id. Visitors who
 have not signed in get an anonymous session too, so the login form is protected the same way, and
 signing in issues a new session id (no session fixation).
+
+Signing out ends the session on the server too (`enforcer.store.sessions`): its id is recorded
+until the cookie's expiry, and a copy of the cookie no longer signs anyone in.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -23,6 +27,9 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Request, Response
+from sqlalchemy import Engine
+
+from enforcer.store.sessions import end_session, session_ended
 
 COOKIE = "enforcer_console"
 SESSION_SECONDS = 8 * 3600
@@ -113,9 +120,18 @@ def clear_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
 
 
-def read_session(request: Request, signer: SessionSigner) -> Session | None:
-    """The request's verified session, if any."""
-    return signer.decode(request.cookies.get(COOKIE))
+def read_session(request: Request, signer: SessionSigner, engine: Engine) -> Session | None:
+    """The request's verified session, if any; a signed-in session that was signed out is
+    none (its cookie may have been copied)."""
+    session = signer.decode(request.cookies.get(COOKIE))
+    if session is not None and session.signed_in and session_ended(engine, session.sid):
+        return None
+    return session
+
+
+def sign_out(engine: Engine, session: Session) -> None:
+    """End `session` on the server: its cookie, wherever it is, signs no one in any more."""
+    end_session(engine, session.sid, dt.datetime.fromtimestamp(session.expires, dt.UTC))
 
 
 def token_matches(given: str, admin_token: bytes) -> bool:

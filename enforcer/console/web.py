@@ -176,7 +176,8 @@ def state(request: Request) -> ConsoleState:
 
 def require_login(request: Request) -> Session:
     """The signed-in session; otherwise the request is sent to the login page."""
-    session = read_session(request, state(request).signer)
+    console = state(request)
+    session = read_session(request, console.signer, console.engine)
     if session is None or not session.signed_in:
         raise LoginRequiredError
     return session
