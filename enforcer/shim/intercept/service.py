@@ -168,6 +168,7 @@ class Interception:
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
+        self.transparent.close_all()
         for handle in self._dns:
             handle.close()
         for server in self._servers:

@@ -49,8 +49,9 @@ from typing import NamedTuple
 
 from enforcer.decide.matcher import NOT_GOVERNED
 from enforcer.models import Action, EventAction, NetworkEvent
-from enforcer.shim.intercept.mark import open_marked_connection
+from enforcer.shim.intercept.mark import open_marked_connection, set_mark
 from enforcer.shim.intercept.origdst import original_destination
+from enforcer.shim.intercept.pipe import OriginSide, Pipe, Side
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits
 from enforcer.shim.proxy.http1 import (
@@ -177,6 +178,17 @@ class TransparentFrontEnd:
         self.mark = mark
         self.own_ports = own_ports
         """Ports of the shim's own listeners: a connection diverted to one of them would loop."""
+        self.pipes: set[Pipe] = set()
+        """Allowed connections being relayed (`Diverted`)."""
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Allowed connections whose origin is being reached."""
+
+    def close_all(self) -> None:
+        """End every relayed connection (recording its event) and stop reaching origins."""
+        for task in list(self.tasks):
+            task.cancel()
+        for pipe in list(self.pipes):
+            pipe.end()
 
     def owner(self, writer: asyncio.StreamWriter, destination: tuple[str, int]) -> Owner | None:
         """The process and user behind a client connection, not looked up yet."""
@@ -412,6 +424,172 @@ class TransparentFrontEnd:
         await writer.drain()
 
 
+class Diverted(Side):
+    """A diverted connection as it arrives: its first bytes are read here, without a stream.
+
+    The hot case, a TLS connection (or one that carries no name) that is allowed, becomes the
+    client side of a `Pipe` to its original destination: no task beyond the one that connects,
+    no stream, no copy through a reader's buffer. Everything else (plain HTTP, whose requests
+    are decided one by one; a denial or a warning, with their pages, notifications and the
+    user's own bypass; a parent proxy; a client that ends before its first bytes are whole) is
+    handed, with the bytes read so far, to the stream-based `TransparentFrontEnd.handle`, which
+    decides it again from the start.
+    """
+
+    __slots__ = ("_timer", "buffer", "connecting", "dest", "frontend", "lost", "owner")
+
+    def __init__(self, frontend: TransparentFrontEnd) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.buffer = b""
+        self.dest: tuple[str, int] = ("", 0)
+        self.owner: Owner | None = None
+        self.lost = False
+        self.connecting = False
+        """Allowed; the origin is being reached (reading paused)."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        frontend = self.frontend
+        if frontend.proxy.parent is not None:
+            self._hand_over(b"", eof=False)  # every connection goes through the parent proxy
+            return
+        try:
+            self.dest = dest = original_destination(transport.get_extra_info("socket"))
+        except OSError:
+            transport.close()  # not diverted: someone connected to the listener itself
+            return
+        if dest[1] in frontend.own_ports and _is_loopback(dest[0]):
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(frontend.proxy.limits.head_timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        if self.transport is not None and self.pipe is None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.pipe is not None:
+            super().data_received(data)
+            return
+        if self.connecting:
+            self.buffer += data  # not expected: reading is paused meanwhile
+            return
+        if not self.buffer and data[:4] in _HTTP_METHODS:
+            self._hand_over(data, eof=False)
+            return
+        buffer = self.buffer = self.buffer + data
+        if buffer[0] != tls.RECORD_HANDSHAKE:
+            self._rule(_First(buffer))
+            return
+        try:
+            name = tls.server_name(buffer)
+        except tls.NeedMoreData:
+            if len(buffer) <= tls.MAX_CLIENT_HELLO + 1024:
+                return  # the rest of the ClientHello is on its way
+            self._hand_over(buffer, eof=False)  # refused there, with its event
+            return
+        except tls.ParseError:
+            self._hand_over(buffer, eof=False)
+            return
+        self._rule(_First(buffer, (name,) if name else (), "tls"))
+
+    def eof_received(self) -> bool:
+        if self.pipe is not None:
+            return super().eof_received()
+        self.eof = True
+        if not self.connecting:
+            # Ended before its first bytes were whole (or sent none): decided there.
+            self._hand_over(self.buffer, eof=True)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+        super().connection_lost(exc)
+
+    def _rule(self, first: _First) -> None:
+        """Decide a connection whose first bytes are whole: relay it here if it is allowed."""
+        frontend = self.frontend
+        proxy = frontend.proxy
+        decision = frontend._decide(proxy, first, self.dest[0])
+        if decision.denied or decision.verdict.action is Action.WARN:
+            self._hand_over(first.data, eof=False)
+            return
+        assert self.transport is not None and self._timer is not None
+        self._timer.cancel()
+        self.connecting = True
+        self.transport.pause_reading()
+        peer = self.transport.get_extra_info("peername")
+        if frontend.attribution is not None and isinstance(peer, tuple):
+            self.owner = frontend.attribution.owner("tcp", peer[0], peer[1], self.dest)
+        self.buffer = first.data
+        task = asyncio.get_running_loop().create_task(self._connect(decision, proxy.clock()))
+        frontend.tasks.add(task)
+        task.add_done_callback(frontend.tasks.discard)
+
+    async def _connect(self, decision: Ruling, when: dt.datetime) -> None:
+        """Reach the original destination from a marked socket, then relay."""
+        frontend = self.frontend
+        limits = frontend.proxy.limits
+        dest_ip, dest_port = self.dest
+        client_ip = self.transport.get_extra_info("peername")[0] if self.transport else ""
+        view = frontend._view(self.owner)
+
+        def closed(up: int, down: int) -> None:
+            frontend.pipes.discard(pipe)
+            view.record(
+                decision, when, client_ip, port=dest_port, dest_ip=dest_ip, up=up, down=down
+            )
+
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET6 if ":" in dest_ip else socket.AF_INET)
+        try:
+            set_mark(sock, frontend.mark)
+            sock.setblocking(False)
+            async with asyncio.timeout(limits.connect_timeout):
+                await loop.sock_connect(sock, self.dest)
+                _, origin = await loop.create_connection(OriginSide, sock=sock)
+        except (OSError, TimeoutError):
+            sock.close()
+            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        except BaseException:
+            sock.close()
+            raise
+        pipe = Pipe(self, origin, limits.idle_timeout, closed)
+        frontend.pipes.add(pipe)
+        if self.lost:
+            pipe.end()
+            return
+        pipe.start(self.buffer)
+        self.buffer = b""
+        frontend._attribute_soon(self.owner)  # after the first bytes are on their way
+
+    def _hand_over(self, data: bytes, *, eof: bool) -> None:
+        """Serve the connection with the stream-based front end, `data` read already."""
+        if self._timer is not None:
+            self._timer.cancel()
+        transport = self.transport
+        assert transport is not None
+        reader = asyncio.StreamReader(limit=_STREAM_LIMIT)
+        protocol = asyncio.StreamReaderProtocol(reader, self.frontend.handle)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if data:
+            reader.feed_data(data)
+        if eof:
+            reader.feed_eof()
+        if not transport.is_reading():
+            transport.resume_reading()
+
+
 class _Attribute:
     """An event sink that adds the process and user of one connection to its events."""
 
@@ -433,11 +611,7 @@ def _is_loopback(address: str) -> bool:
 async def start_transparent(frontend: TransparentFrontEnd, host: str, port: int) -> asyncio.Server:
     """Listen for diverted connections on (host, port); port 0 picks a free one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return await asyncio.start_server(
-        frontend.handle,
-        host,
-        port,
-        family=family,
-        limit=_STREAM_LIMIT,
-        backlog=1024,
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: Diverted(frontend), host, port, family=family, backlog=1024
     )

@@ -94,84 +94,92 @@ def _handshake_message(data: bytes) -> bytes:
     return bytes(message[4:])
 
 
-class _Cursor:
-    """A read position in a byte string; every read is bounds-checked against `end`."""
+_OVERRUN = "length field overruns its container"
 
-    __slots__ = ("buf", "end", "pos")
 
-    def __init__(self, buf: bytes, pos: int, end: int) -> None:
-        self.buf, self.pos, self.end = buf, pos, end
-
-    def take(self, n: int) -> int:
-        """Advance by n bytes and return the position before, or raise if they are not there."""
-        start = self.pos
-        if n > self.end - start:
-            raise ParseError("length field overruns its container")
-        self.pos = start + n
-        return start
-
-    def u8(self) -> int:
-        return self.buf[self.take(1)]
-
-    def u16(self) -> int:
-        at = self.take(2)
-        return (self.buf[at] << 8) | self.buf[at + 1]
-
-    def vector(self, length: int) -> _Cursor:
-        """A cursor over the next `length` bytes, consumed from this one."""
-        start = self.take(length)
-        return _Cursor(self.buf, start, start + length)
+def _u16(data: bytes, pos: int, end: int) -> int:
+    """The big-endian 16-bit number at `pos`, which must end by `end`."""
+    if pos + 2 > end:
+        raise ParseError(_OVERRUN)
+    return (data[pos] << 8) | data[pos + 1]
 
 
 def _parse_hello(body: bytes) -> str | None:
-    hello = _Cursor(body, 0, len(body))
-    if hello.u8() != 3:
+    """The SNI host name of a ClientHello message body (after its 4-byte header).
+
+    Every length is checked against the bytes of its container before it is used. Written with
+    plain offsets rather than a cursor object: this runs once per intercepted TLS connection.
+    """
+    end = len(body)
+    if end < 1 or body[0] != 3:
         raise ParseError("ClientHello version is not TLS")
-    hello.take(1 + 32)  # version minor, random
-    session_id = hello.u8()
+    pos = 1 + 1 + 32  # version major, minor, random
+    if pos + 1 > end:
+        raise ParseError(_OVERRUN)
+    session_id = body[pos]
     if session_id > 32:
         raise ParseError("session id longer than 32 bytes")
-    hello.take(session_id)
-    suites = hello.u16()
+    pos += 1 + session_id
+    suites = _u16(body, pos, end)
     if suites < 2 or suites % 2:
         raise ParseError("bad cipher suites length")
-    hello.take(suites)
-    compression = hello.u8()
+    pos += 2 + suites
+    if pos + 1 > end:
+        raise ParseError(_OVERRUN)
+    compression = body[pos]
     if compression < 1:
         raise ParseError("no compression method")
-    hello.take(compression)
-    if hello.pos == hello.end:
+    pos += 1 + compression
+    if pos > end:
+        raise ParseError(_OVERRUN)
+    if pos == end:
         return None  # no extensions at all (old clients)
-    extensions = hello.vector(hello.u16())
-    if hello.pos != hello.end:
+    extensions_end = pos + 2 + _u16(body, pos, end)
+    if extensions_end > end:
+        raise ParseError(_OVERRUN)
+    if extensions_end != end:
         raise ParseError("bytes after the extensions")
+    pos += 2
     name: str | None = None
     seen: set[int] = set()
-    while extensions.pos < extensions.end:
-        ext_type = extensions.u16()
-        ext = extensions.vector(extensions.u16())
+    while pos < end:
+        if pos + 4 > end:
+            raise ParseError(_OVERRUN)
+        ext_type = (body[pos] << 8) | body[pos + 1]
+        ext_end = pos + 4 + ((body[pos + 2] << 8) | body[pos + 3])
+        if ext_end > end:
+            raise ParseError(_OVERRUN)
         if ext_type in seen:
             raise ParseError(f"duplicate extension {ext_type}")
         seen.add(ext_type)
         if ext_type == _EXT_SERVER_NAME:
-            name = _parse_server_name(ext)
+            name = _parse_server_name(body, pos + 4, ext_end)
+        pos = ext_end
     return name
 
 
-def _parse_server_name(ext: _Cursor) -> str | None:
-    names = ext.vector(ext.u16())
-    if ext.pos != ext.end:
+def _parse_server_name(data: bytes, pos: int, end: int) -> str | None:
+    """The first ``host_name`` of a ``server_name`` extension's body at data[pos:end]."""
+    names_end = pos + 2 + _u16(data, pos, end)
+    if names_end > end:
+        raise ParseError(_OVERRUN)
+    if names_end != end:
         raise ParseError("bytes after the server name list")
+    pos += 2
     host: str | None = None
-    while names.pos < names.end:
-        name_type = names.u8()
-        entry = names.vector(names.u16())
-        if name_type != _NAME_TYPE_HOST or host is not None:
-            continue
-        raw = entry.buf[entry.pos : entry.end]
-        if not raw or len(raw) > DOMAIN_MAX or not _HOST_CHARS.issuperset(raw):
-            raise ParseError("server name is not a host name")
-        host = raw.decode("ascii").lower()
+    while pos < end:
+        if pos + 1 > end:
+            raise ParseError(_OVERRUN)
+        name_type = data[pos]
+        entry_end = pos + 3 + _u16(data, pos + 1, end)
+        if entry_end > end:
+            raise ParseError(_OVERRUN)
+        if name_type == _NAME_TYPE_HOST and host is None:
+            raw = data[pos + 3 : entry_end]
+            if not raw or len(raw) > DOMAIN_MAX or not _HOST_CHARS.issuperset(raw):
+                raise ParseError("server name is not a host name")
+            host = raw.decode("ascii").lower()
+        pos = entry_end
     return host
 
 

@@ -1,0 +1,192 @@
+"""`enforcer.shim.intercept.pipe`: the protocol relay of allowed diverted connections.
+
+Real sockets on 127.0.0.1 (no namespace needed): a client connects to a listener whose protocol
+is the pipe's client side, the pipe's origin side connects to an origin server, and the tests
+check what each end sees: bytes in order and in full, half-closes passed on in either order,
+back-pressure, the idle timeout and the byte counts reported once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from enforcer.shim.intercept.pipe import OriginSide, Pipe, Side
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class _Listener(Side):
+    """The client side, joined to the origin as soon as the client connects."""
+
+    def __init__(self, origin_port: int, idle: float, closed: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.origin_port = origin_port
+        self.idle = idle
+        self.closed = closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()
+        asyncio.get_running_loop().create_task(self._join())
+
+    async def _join(self) -> None:
+        loop = asyncio.get_running_loop()
+        _, origin = await loop.create_connection(OriginSide, "127.0.0.1", self.origin_port)
+        Pipe(self, origin, self.idle, lambda up, down: self.closed.append((up, down))).start(
+            b"first:"
+        )
+
+
+async def _pipe_to(
+    handler: Handler, idle: float = 30.0
+) -> tuple[int, list[tuple[int, int]], list[asyncio.Server]]:
+    origin = await asyncio.start_server(handler, "127.0.0.1", 0)
+    origin_port = origin.sockets[0].getsockname()[1]
+    closed: list[tuple[int, int]] = []
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        lambda: _Listener(origin_port, idle, closed), "127.0.0.1", 0
+    )
+    return listener.sockets[0].getsockname()[1], closed, [origin, listener]
+
+
+async def _until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def test_bytes_pass_in_full_both_ways_and_the_client_half_close_gets_the_answer() -> None:
+    payload = os.urandom(3 << 20)
+
+    async def echo_at_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read()  # until the client's half-close arrives
+        writer.write(data[::-1])
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        port, closed, servers = await _pipe_to(echo_at_eof)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(payload)
+        await writer.drain()
+        writer.write_eof()
+        answer = await reader.read()
+        writer.close()
+        sent = b"first:" + payload
+        assert answer == sent[::-1]
+        await _until(lambda: bool(closed))
+        assert closed == [(len(sent), len(sent))]
+        for server in servers:
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_an_origin_that_speaks_and_closes_first_still_reads_the_client() -> None:
+    received: list[bytes] = []
+
+    async def greet_then_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello")
+        writer.write_eof()  # done talking, still listening
+        received.append(await reader.read())
+        writer.close()
+
+    async def main() -> None:
+        port, closed, servers = await _pipe_to(greet_then_read)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.read() == b"hello"  # the origin's half-close reached the client
+        writer.write(b"after the origin's EOF")
+        writer.write_eof()
+        await _until(lambda: bool(closed))
+        assert received == [b"first:after the origin's EOF"]
+        assert closed == [(len(received[0]), 5)]
+        writer.close()
+        for server in servers:
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_a_slow_reader_holds_the_sender_back_instead_of_filling_memory() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        total = 0
+        while data := await reader.read(1 << 16):
+            total += len(data)
+        writer.write(str(total).encode())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        port, _closed, servers = await _pipe_to(slow)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.set_write_buffer_limits(high=1 << 16)
+        chunk = b"x" * (1 << 16)
+        sent = 0
+        # With the origin not reading, the client's writes must stall well before 64 MiB.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2.0):
+                while sent < 64 << 20:
+                    writer.write(chunk)
+                    sent += len(chunk)
+                    await writer.drain()
+        assert sent < 64 << 20
+        release.set()
+        writer.write_eof()
+        assert int(await reader.read()) == sent + len(b"first:")
+        writer.close()
+        for server in servers:
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_an_idle_pipe_is_closed_and_reported_once() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async def main() -> None:
+        port, closed, servers = await _pipe_to(silent, idle=0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # closed by the shim side after 0.2-0.4 s
+        await asyncio.sleep(0.5)
+        assert closed == [(len(b"first:"), 0)]
+        writer.close()
+        for server in servers:
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_a_client_reset_ends_the_pipe_and_closes_the_origin() -> None:
+    origin_saw_eof = asyncio.Event()
+
+    async def wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        origin_saw_eof.set()
+        writer.close()
+
+    async def main() -> None:
+        port, closed, servers = await _pipe_to(wait)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"abc")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.transport.abort()  # RST
+        async with asyncio.timeout(5):
+            await origin_saw_eof.wait()
+        await _until(lambda: bool(closed))
+        assert closed == [(len(b"first:abc"), 0)]
+        for server in servers:
+            server.close()
+
+    asyncio.run(main())
