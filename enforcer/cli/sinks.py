@@ -1,4 +1,5 @@
-"""`enforcer sinks list | plan NAME | apply NAME`: push the store's indicators to other engines.
+"""`enforcer sinks list | plan NAME | apply NAME | check [NAME...]`: push the store's indicators
+to other engines, and check that they still hold them.
 
 `sink_plan_text` is also what `enforcer plan --sink NAME` prints.
 """
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from enforcer.config import Settings
-    from enforcer.sinks.base import SinkPlan, SinkResult
+    from enforcer.pipeline.run import SinkCheck
+    from enforcer.sinks.base import SinkChange, SinkPlan, SinkResult
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -155,13 +157,13 @@ def apply_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Bring the sink's target in line with the store now (the daemon does it at each new revision)."""
-    from enforcer.pipeline.run import read_sink_input
-    from enforcer.sinks.base import SinkResult, get_sink
+    from enforcer.pipeline.run import plan_sink_for, read_sink_input
+    from enforcer.sinks.base import SinkResult
 
     config = settings()
-    sink = get_sink(name)
-    desired, revision = read_sink_input(store())
-    the_plan = sink.plan(desired, revision, config)
+    engine = store()
+    desired, revision = read_sink_input(engine)
+    sink, the_plan = plan_sink_for(name, desired, revision, config, engine)
     if not as_json:
         typer.echo(render_sink_plan(the_plan, limit))
     if not the_plan.has_changes:
@@ -184,3 +186,87 @@ def apply_cmd(
             typer.echo(f"error: {result.error}", err=True)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _drift_line(change: SinkChange) -> str:
+    from enforcer.plan.model import ChangeAction
+
+    if change.action is ChangeAction.CREATE:
+        detail = f"missing from the target (the store says {change.after})"
+    elif change.action is ChangeAction.DELETE:
+        detail = f"in the target ({change.before}), not in the store"
+    else:
+        detail = f"the target has {change.before}, the store says {change.after}"
+    return f"  {change.action.value} {change.name:<40} {detail}"
+
+
+def render_check(check: SinkCheck, limit: int | None = None) -> str:
+    """One sink's check: in sync, or its drift one entry a line, then the repair if any."""
+    where = f"{check.sink} -> {check.target}" if check.target else check.sink
+    if check.error and check.repaired is None:
+        return f"{where}: error: {check.error}"
+    if not check.drift:
+        return f"{where}: in sync with the store at revision {check.revision}"
+    out = [
+        f"{where}: DRIFT: {len(check.drift):,} entries differ from the store at revision "
+        f"{check.revision}"
+    ]
+    shown = check.drift if limit is None else check.drift[:limit]
+    out += (_drift_line(c) for c in shown)
+    if len(shown) < len(check.drift):
+        out.append(f"  ... and {len(check.drift) - len(shown):,} more")
+    if check.repaired is not None:
+        r = check.repaired
+        out.append(
+            f"  repaired: {r.created} added, {r.updated} changed, {r.deleted} destroyed"
+            + (f"; error: {r.error}" if r.error else "")
+        )
+    return "\n".join(out)
+
+
+@app.command("check")
+def check_cmd(
+    names: list[str] = typer.Argument(
+        None, help=f"Sinks to check (default: ENFORCER_SINKS): {', '.join(SINKS)}."
+    ),
+    repair: bool = typer.Option(False, "--repair", help="Apply the plan that removes the drift."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+    limit: int | None = typer.Option(50, "--limit", min=0, help="Show at most N entries a sink."),
+) -> None:
+    """Compare each sink's live content (its file, the Defender tenant's indicators) with the
+    store. Exit 0 when every sink is in sync, 2 on drift (repaired or not), 1 on an error."""
+    from enforcer import logs
+    from enforcer.pipeline.run import check_sinks
+
+    config = settings()
+    # The drift is printed below; the log lines (for the daemon) stay on stderr, errors only.
+    logs.configure(config.log_format, "error")
+    chosen = list(names or config.sinks)
+    if not chosen:
+        typer.echo("error: no sinks to check: name them or set ENFORCER_SINKS", err=True)
+        raise typer.Exit(1)
+    checks = check_sinks(config, store(), chosen, repair=repair)
+    if as_json:
+        typer.echo(json.dumps([_check_dict(c) for c in checks], indent=1))
+    else:
+        for check in checks:
+            typer.echo(render_check(check, limit))
+    if any(c.error for c in checks):
+        raise typer.Exit(1)
+    if any(c.drift for c in checks):
+        raise typer.Exit(2)
+
+
+def _check_dict(check: SinkCheck) -> dict[str, Any]:
+    return {
+        "sink": check.sink,
+        "target": check.target,
+        "revision": check.revision,
+        "in_sync": check.in_sync,
+        "drift": [
+            {"action": c.action.value, "name": c.name, "target": c.before, "store": c.after}
+            for c in check.drift
+        ],
+        "repaired": _result_dict(check.repaired) if check.repaired is not None else None,
+        "error": check.error or None,
+    }

@@ -3,8 +3,9 @@
 Jobs: ``reconcile`` (every `reconcile_interval` seconds, and at once when a policy file changes),
 then the sinks whose target is behind the store's revision; ``expire`` (every `expire_interval`
 seconds: expired indicators, old raw events); ``discovery`` (every `discovery_interval` seconds:
-device events into rollups). Only the leader (see `enforcer.store.lock`) works. A policy set with
-errors is logged once and skipped: the last good state stays in force.
+device events into rollups); ``sink_check`` (every `sink_check_interval` seconds: each sink's
+live content against the store, drift repaired). Only the leader (see `enforcer.store.lock`)
+works. A policy set with errors is logged once and skipped: the last good state stays in force.
 """
 
 from __future__ import annotations
@@ -29,8 +30,22 @@ from enforcer.discovery.continuous import process_events
 from enforcer.discovery.forward import forward_pending, receivers_from
 from enforcer.errors import MassDeletionRefused, PolicySetError
 from enforcer.pipeline.load import discovery_policy
-from enforcer.pipeline.metrics import PLAN_CHANGES, RECONCILE_SECONDS, RECONCILE_TOTAL
-from enforcer.pipeline.run import expand_state, load_state, plan_and_apply, run_sinks
+from enforcer.pipeline.metrics import (
+    PLAN_CHANGES,
+    RECONCILE_SECONDS,
+    RECONCILE_TOTAL,
+    SINK_CHECKS,
+    SINK_DRIFT,
+    SINK_OVERFLOW,
+)
+from enforcer.pipeline.run import (
+    SinkCheck,
+    check_sinks,
+    expand_state,
+    load_state,
+    plan_and_apply,
+    run_sinks,
+)
 from enforcer.policy.loader import directory_digest
 from enforcer.sinks.base import SinkResult
 from enforcer.store.alerts import prune_alerts
@@ -168,7 +183,29 @@ class Daemon:
         for result in results:
             if not result.error:
                 self._sink_revisions[result.sink] = result.revision
+                SINK_OVERFLOW.labels(result.sink).set(result.overflow)
         return tuple(results)
+
+    def check_tick(self) -> list[SinkCheck]:
+        """Compare each sink's live content with the store and repair what drifted (leader
+        only; every `sink_check_interval` seconds). Never raises."""
+        if not self.settings.sinks or not self.lock.acquire():
+            return []
+        with self._tick_lock:  # not while a reconcile tick applies the same sinks
+            try:
+                checks = check_sinks(self.settings, self.engine, repair=True)
+            except SQLAlchemyError as exc:
+                log.error("store_unavailable", job="sink_check", error=str(exc).splitlines()[0])
+                return []
+        for check in checks:
+            outcome = "error" if check.error else "in_sync"
+            if check.drift and not check.error:
+                outcome = "repaired"
+                self._sink_revisions[check.sink] = check.revision
+            SINK_CHECKS.labels(check.sink, outcome).inc()
+            if not check.error or check.repaired is not None:
+                SINK_DRIFT.labels(check.sink).set(len(check.drift))
+        return checks
 
     def expire_tick(self, now: dt.datetime | None = None) -> int:
         """Delete indicators whose expirationTime has passed (leader only). Never raises."""
@@ -261,6 +298,11 @@ class Daemon:
             self.expire_tick, "interval", seconds=self.settings.expire_interval,
             id="expire", max_instances=1, coalesce=True,
         )  # fmt: skip
+        if self.settings.sink_check_interval and self.settings.sinks:
+            scheduler.add_job(
+                self.check_tick, "interval", seconds=self.settings.sink_check_interval,
+                id="sink_check", max_instances=1, coalesce=True,
+            )  # fmt: skip
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         # SIGHUP (a closed terminal, `systemctl reload`, log rotation) must not kill the

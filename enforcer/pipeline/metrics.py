@@ -51,6 +51,24 @@ EVENTS_REJECTED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SINK_OVERFLOW = Gauge(
+    "enforcer_sink_overflow_indicators",
+    "Indicators a sink's target had no room for at its last run (the Defender tenant limit).",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_DRIFT = Gauge(
+    "enforcer_sink_drift_entries",
+    "Entries of a sink's target that differed from the store at the last check (0: in sync).",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_CHECKS = Counter(
+    "enforcer_sink_checks_total",
+    "Sink checks by sink and outcome (in_sync, repaired, drift, error).",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
 
 
 class StoreCollector(Collector):

@@ -9,6 +9,7 @@ instead of joining the core and the store themselves.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -29,7 +30,7 @@ from enforcer.pipeline.load import load_desired as load_desired  # re-exported
 from enforcer.pipeline.load import load_state as load_state  # re-exported
 from enforcer.plan.digest import digest_indicators
 from enforcer.plan.model import ChangeAction, Plan
-from enforcer.sinks.base import SinkPlan, SinkResult, get_sink
+from enforcer.sinks.base import Ranking, Sink, SinkChange, SinkPlan, SinkResult, get_sink
 from enforcer.store.feed import current_revision
 from enforcer.store.indicators import apply_plan, read_actual
 from enforcer.store.lookup import iter_indicators
@@ -138,11 +139,101 @@ def read_sink_input(engine: Engine) -> tuple[list[Indicator], int]:
     return indicators, revision
 
 
+RANKING_DAYS = 30
+"""The window of discovered traffic that ranks indicators for a target with a size limit."""
+
+
+def sink_ranking(engine: Engine, settings: Settings, days: int = RANKING_DAYS) -> Ranking:
+    """Requests of the last `days` days (by app, and by registrable domain for names of no app)
+    and risk scores (by app, custom apps included): what a limited target keeps first."""
+    from enforcer.discovery.reports import day_range
+    from enforcer.pipeline.load import catalog_with_custom_apps
+    from enforcer.store.queries import app_usage
+
+    first, last = day_range(days)
+    with engine.connect() as conn:
+        requests = {
+            k: t.transactions for k, t in app_usage(conn, first, last, unrecognised=True).items()
+        }
+        requests.update((k, t.transactions) for k, t in app_usage(conn, first, last).items())
+    try:
+        catalog = catalog_with_custom_apps(settings.policy_dir)
+    except EnforcerError:  # a broken policy set: the bundled apps' scores still rank
+        from enforcer.catalog import load_catalog
+
+        catalog = load_catalog()
+    return Ranking(requests=requests, risk={a.id: a.score for a in catalog}, days=days)
+
+
+def plan_sink_for(
+    name: str, desired: list[Indicator], revision: int, settings: Settings, engine: Engine
+) -> tuple[Sink, SinkPlan]:
+    """Sink `name` and its plan for `desired` at `revision` (with a `Ranking` when it is limited)."""
+    sink = get_sink(name)
+    ranking = sink_ranking(engine, settings) if getattr(sink, "LIMITED", False) else None
+    return sink, sink.plan(desired, revision, settings, ranking=ranking)
+
+
 def plan_sink(name: str, settings: Settings, engine: Engine) -> SinkPlan:
     """Plan one sink against the store as it is now."""
-    sink = get_sink(name)
     desired, revision = read_sink_input(engine)
-    return sink.plan(desired, revision, settings)
+    return plan_sink_for(name, desired, revision, settings, engine)[1]
+
+
+@dataclass(frozen=True)
+class SinkCheck:
+    """What one sink's target holds that the store does not say (its drift), and the repair."""
+
+    sink: str
+    target: str
+    revision: int
+    drift: tuple[SinkChange, ...] = ()
+    """Entries missing from the target (+), left in it (-) or different in it (~)."""
+    repaired: SinkResult | None = None
+    error: str = ""
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.error and not self.drift
+
+
+def check_sinks(
+    settings: Settings, engine: Engine, names: list[str] | None = None, *, repair: bool = False
+) -> list[SinkCheck]:
+    """Compare each sink's live content (its file, the tenant's indicators) with the store, and
+    with `repair` apply the plan that removes the drift. Never raises for a sink."""
+    from enforcer.logs import get_logger
+
+    log = get_logger(__name__)
+    names = list(settings.sinks if names is None else names)
+    desired, revision = read_sink_input(engine)
+    checks = []
+    for name in names:
+        try:
+            sink, plan = plan_sink_for(name, desired, revision, settings, engine)
+            drift = plan.changes
+            repaired = sink.apply(plan, settings) if drift and repair else None
+        except Exception as exc:  # one broken sink must not stop the others
+            text = str(exc) if isinstance(exc, EnforcerError) else f"{type(exc).__name__}: {exc}"
+            log.error("sink_check_failed", sink=name, revision=revision, error=text)
+            checks.append(SinkCheck(name, "", revision, error=text))
+            continue
+        check = SinkCheck(
+            name, plan.target, revision, drift, repaired, repaired.error if repaired else ""
+        )
+        if drift:
+            counts = {a.name.lower(): n for a, n in plan.counts.items()}
+            log.warning(
+                "sink_drift",
+                sink=name,
+                target=plan.target,
+                revision=revision,
+                **counts,
+                names=[c.name for c in drift[:20]],
+                repaired=repaired is not None and repaired.ok,
+            )
+        checks.append(check)
+    return checks
 
 
 def run_sinks(
@@ -165,8 +256,7 @@ def run_sinks(
     results = []
     for name in names:
         try:
-            sink = get_sink(name)
-            plan = sink.plan(desired, revision, settings)
+            sink, plan = plan_sink_for(name, desired, revision, settings, engine)
             result = sink.apply(plan, settings)
         except Exception as exc:  # one broken sink must not stop the others
             temporary = isinstance(exc, TemporaryError)
@@ -184,6 +274,7 @@ def run_sinks(
             deleted=result.deleted,
             written=result.written,
             failed=len(result.failed),
+            overflow=result.overflow,
             error=result.error or None,
         )
         results.append(result)

@@ -103,6 +103,8 @@ class SinkResult:
     failed: tuple[tuple[str, str], ...] = ()
     """(name, reason) of entries the target refused one by one (Defender's per-indicator results)."""
     error: str = ""
+    overflow: int = 0
+    """Indicators the target had no room for (listed in the plan's `overflow`)."""
 
     @property
     def ok(self) -> bool:
@@ -130,7 +132,11 @@ class Ranking:
 
 
 class Sink(Protocol):
-    """A sink module (see the module docstring)."""
+    """A sink module (see the module docstring).
+
+    A module whose target has a size limit sets ``LIMITED = True``: the pipeline then passes it
+    a `Ranking` (reading it costs a query over the discovery roll-ups).
+    """
 
     def plan(
         self,

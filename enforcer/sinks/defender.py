@@ -60,6 +60,8 @@ from enforcer.sinks.base import (
 )
 
 NAME = "defender"
+LIMITED = True
+"""The tenant holds at most `defender_max_indicators`: `plan` wants a `Ranking`."""
 _ACTIONS = {
     Action.BLOCK: "Block",
     Action.WARN: "Warn",
@@ -470,6 +472,7 @@ def apply(plan: SinkPlan, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) ->
         updated=counts[ChangeAction.UPDATE],
         deleted=counts[ChangeAction.DELETE],
         failed=tuple(failed),
+        overflow=len(plan.overflow),
     )
 
 
