@@ -137,6 +137,22 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=16_384, gt=0)
     """Connections and requests `enforcer serve` holds at once; beyond, new requests get 503."""
 
+    sync_cache_memory: int = Field(default=256 * 1024 * 1024, ge=0)
+    """Bytes of rendered sync answers (gzip-compressed) `enforcer serve` keeps in memory to
+    send to every device that asks the same question; the least recently used go first."""
+
+    sync_spill_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    """A rendered sync answer larger than this (compressed) is kept in a file in
+    ``sync_cache_dir`` instead of in memory."""
+
+    sync_cache_disk: int = Field(default=4 * 1024 * 1024 * 1024, ge=0)
+    """Bytes of spilled sync answers kept in ``sync_cache_dir``; the least recently used go
+    first."""
+
+    sync_cache_dir: Path | None = None
+    """Directory of spilled sync answers (unlinked temporary files: nothing stays in it after
+    the server stops); default ``sync`` in the user's cache directory (``~/.cache/enforcer``)."""
+
     server_host: str = "127.0.0.1"
     """Address `enforcer serve` listens on."""
 

@@ -35,6 +35,7 @@ from enforcer.api.routers import (
     metrics,
     sync,
 )
+from enforcer.api.sync_answers import SyncAnswers
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.errors import PermanentError
@@ -137,6 +138,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
         trusted_networks=tuple(
             ipaddress.ip_network(item, strict=False) for item in settings.trusted_proxies
         ),
+        answers=SyncAnswers.from_settings(settings),
     )
 
     @asynccontextmanager

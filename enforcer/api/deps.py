@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from enforcer.api.groups import GroupDecider
 from enforcer.api.problems import fail
 from enforcer.api.ratelimit import RateLimiter
-from enforcer.api.sync_answers import SharedAnswers, SharedSnapshots
+from enforcer.api.sync_answers import SyncAnswers
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
 from enforcer.store.devices import (
@@ -97,9 +97,8 @@ class ApiContext:
     """``trusted_proxies``, parsed: see `client_address`."""
     _seen: dict[str, float] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
-    answers: SharedAnswers = field(default_factory=SharedAnswers)
-    snapshots: SharedSnapshots = field(default_factory=SharedSnapshots)
-    """Sync answers shared by the devices that ask the same question at the same time."""
+    answers: SyncAnswers = field(default_factory=SyncAnswers)
+    """Sync answers, decided and rendered once per question and sent to every device asking."""
     _tokens: dict[str, tuple[Device, float]] = field(default_factory=dict)
     """SHA-256 of a device token -> (device, when looked up): see `cached_device`."""
     _handed: dict[str, float] = field(default_factory=dict)

@@ -1,6 +1,7 @@
 """The answers to ``GET /api/v1/sync``: a device's indicator set as a snapshot, or the delta
-since a revision, as `enforcer.wire.indicators.SyncBody` JSON; and the caches that let a herd of
-woken devices share one store read (`SharedAnswers`, `SharedSnapshots`).
+since a revision, as `enforcer.wire.indicators.SyncBody` JSON, decided and rendered once per
+question and shared by every device that asks it (`SyncAnswers`, over
+`enforcer.api.sync_cache.RenderCache`).
 
 A device in groups G gets the indicators scoped to all devices ("") and to each group in G. The
 store may hold a policy and a manual indicator for the same (scope, value); a device gets one
@@ -17,19 +18,21 @@ changes) gets a snapshot. Every answer, ETag and cache key carries the epoch wit
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import Any
 
+import platformdirs
 from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
+from enforcer.api.sync_cache import Blob, RenderCache
+from enforcer.config import Settings
 from enforcer.models import Action
 from enforcer.store.feed import (
     changes_since,
-    count_in_scopes,
     current_epoch,
     epoch_at,
     log_floor,
@@ -45,9 +48,6 @@ from enforcer.wire.indicators import (
 )
 
 SNAPSHOT_CHUNK = 2_000
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 def scopes_of(groups: Iterable[str]) -> list[str]:
@@ -185,91 +185,93 @@ def snapshot_chunks(
 _STRENGTH = {action.value: action.strength for action in Action}
 
 
-class Shared(Generic[K, V]):
-    """One blocking computation per key, however many coroutines ask for it at the same time.
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A sync question decided: a snapshot (its body is shared under its own key, see
+    `SyncAnswers.snapshot`) or a delta with its rendered body."""
 
-    When a revision lands, every waiting device wakes at once and asks the same question; the
-    first asker runs the store read in a worker thread, the others await its result. Keys carry
-    the revision, so a newer revision is a new question. Failed results are not kept.
+    revision: int
+    epoch: str
+    snapshot: bool
+    held: bool
+    """As `SyncAnswer.held`: the device's cursor names a revision of this store."""
+    body: Blob | None = None
+
+
+def _decide(cache: RenderCache, args: tuple[Any, ...]) -> Decided:
+    result = answer(*args)
+    if result.snapshot:
+        return Decided(result.revision, result.epoch, True, result.held)
+    body = cache.blob(lambda: (delta_json(result),), "delta")
+    return Decided(result.revision, result.epoch, False, result.held, body)
+
+
+def _store_state(engine: Engine) -> tuple[int, str, int]:
+    with engine.connect() as conn:
+        return (*current_epoch(conn), log_floor(conn))
+
+
+def render_cache(settings: Settings) -> RenderCache:
+    """A cache of rendered answers with the budgets and spill directory of `settings`."""
+    directory = settings.sync_cache_dir or Path(
+        platformdirs.user_cache_dir("enforcer", appauthor=False), "sync"
+    )
+    return RenderCache(
+        memory_bytes=settings.sync_cache_memory, disk_bytes=settings.sync_cache_disk,
+        spill_bytes=settings.sync_spill_bytes, directory=directory,
+    )  # fmt: skip
+
+
+class SyncAnswers:
+    """Every sync answer the server sends, decided and rendered once per question.
+
+    A delta is shared per (device's revision and epoch, store's revision and epoch, scopes),
+    a snapshot per (store's epoch and revision, scopes), by every device asking it while it is
+    in the cache: a herd of devices woken by one revision, or reconnecting after an outage,
+    costs one store read and one rendering per question. The epochs are part of the keys
+    because a restored store issues the same revision numbers again with other contents.
     """
 
-    def __init__(self, compute: Callable[..., V], size: int) -> None:
-        self.compute = compute
-        self.size = size
-        self._pending: dict[K, asyncio.Future[V]] = {}
+    def __init__(self, cache: RenderCache | None = None) -> None:
+        self.cache: RenderCache = cache or render_cache(Settings.model_construct())
 
-    async def get(self, key: K, *args: Any) -> V:
-        """`compute(*args)`, shared with every concurrent caller of the same `key`."""
-        future = self._pending.get(key)
-        if future is None or (future.done() and (future.cancelled() or future.exception())):
-            if len(self._pending) >= self.size:
-                self._pending.clear()
-            future = asyncio.ensure_future(run_in_threadpool(self.compute, *args))
-            self._pending[key] = future
-        return await asyncio.shield(future)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SyncAnswers:
+        """Answers cached within the budgets of `settings` (``sync_cache_*``)."""
+        return cls(render_cache(settings))
 
-
-_AnswerKey = tuple[int | None, str | None, int, str, tuple[str, ...]]
-
-
-class SharedAnswers:
-    """Sync answers shared per (device's revision and epoch, store's revision and epoch,
-    scopes) by the devices a revision woke. The epochs are part of the key because a restored
-    store issues the same revision numbers again with other contents."""
-
-    def __init__(self, size: int = 1024) -> None:
-        self._shared: Shared[_AnswerKey, SyncAnswer] = Shared(answer, size)
-
-    async def get(
+    async def decide(
         self,
         engine: Engine,
-        current: tuple[int, str | None],
+        current: tuple[int, str | None] | None,
         since: int | None,
         held_epoch: str | None,
         scopes: list[str],
         limit: int,
-    ) -> SyncAnswer:
-        """The answer for `since` of `held_epoch` and `scopes` while the watcher has seen the
-        `current` (revision, epoch)."""
-        revision, epoch = current
+    ) -> Decided:
+        """The answer for `since` of `held_epoch` and `scopes`, the store being at `current`
+        (revision, epoch) as the revision watcher saw it; None: read it from the store now
+        (a short query), so that a device that does not wait gets what was just committed.
+        (-1, None): the watcher does not know (not started, or failing to read the store),
+        and the question is not shared."""
+        floor = -1  # where delta sync starts: moves with a revision, except by hand
+        epoch: str | None
+        if current is None:
+            revision, epoch, floor = await run_in_threadpool(_store_state, engine)
+        else:
+            revision, epoch = current
         args = (engine, since, held_epoch, scopes, limit)
-        if revision < 0 or epoch is None:  # the watcher has not read the store yet
-            return await run_in_threadpool(answer, *args)
-        return await self._shared.get((since, held_epoch, revision, epoch, tuple(scopes)), *args)
+        if revision < 0 or epoch is None:
+            return await run_in_threadpool(_decide, self.cache, args)
+        key = ("answer", since, held_epoch, revision, epoch, floor, tuple(scopes), limit)
+        decided: Decided = await self.cache.get(key, _decide, self.cache, args)
+        return decided
 
-
-SHARED_SNAPSHOT_ENTRIES = 20_000
-"""A snapshot with at most this many entries is rendered once and shared (a few MB at most)."""
-
-
-def small_snapshot(
-    engine: Engine, revision: int, epoch: str, scopes: Sequence[str]
-) -> bytes | None:
-    """The whole snapshot body when it is small, else None (then each device streams its own)."""
-    with engine.connect() as conn:
-        count = count_in_scopes(conn, scopes=scopes)
-    if count > SHARED_SNAPSHOT_ENTRIES:
-        return None
-    return b"".join(snapshot_chunks(engine, revision, epoch, scopes))
-
-
-class SharedSnapshots:
-    """Small snapshots rendered once per (revision, epoch, scopes) for a herd of woken devices.
-
-    Devices at revision 0 (enrolled on an empty store) or below the log floor all need a
-    snapshot when a revision lands; rendering it once instead of once per device is what lets
-    thousands of them hear of the change within a second or two.
-    """
-
-    def __init__(self, size: int = 64) -> None:
-        self._shared: Shared[tuple[int, str, tuple[str, ...]], bytes | None] = Shared(
-            small_snapshot, size
-        )
-
-    async def get(
-        self, engine: Engine, revision: int, epoch: str, scopes: list[str]
-    ) -> bytes | None:
-        """The shared snapshot of `scopes` at `revision` of `epoch` (None when too big)."""
-        return await self._shared.get(
-            (revision, epoch, tuple(scopes)), engine, revision, epoch, scopes
-        )
+    async def snapshot(self, engine: Engine, revision: int, epoch: str, scopes: list[str]) -> Blob:
+        """The snapshot body of `scopes` at `revision` of `epoch`, rendered once."""
+        key = ("snapshot", epoch, revision, tuple(scopes))
+        blob: Blob = await self.cache.get(
+            key, self.cache.blob, lambda: snapshot_chunks(engine, revision, epoch, scopes),
+            "snapshot",
+        )  # fmt: skip
+        return blob

@@ -66,6 +66,12 @@ class RevisionWatcher:
         """The (revision, epoch) last seen; (-1, None) before the first read."""
         return self.revision, self.epoch
 
+    @property
+    def trusted(self) -> tuple[int, str | None]:
+        """`current` while the last read of the store succeeded, else (-1, None): a watcher
+        that cannot read the store does not know how far it has moved."""
+        return (-1, None) if self._failing else self.current
+
     async def wait_for_change(self, revision: int, epoch: str | None, timeout: float) -> bool:
         """Wait until the store is seen at another state than a device's `revision` of `epoch`
         (any epoch when None), or `timeout` passes. Returns whether it was seen.

@@ -42,6 +42,18 @@ PLAN_CHANGES = Gauge(
 SYNC_WAITING = Gauge(
     "enforcer_sync_clients_waiting", "Devices holding a long-poll sync request.", registry=REGISTRY
 )
+SYNC_RENDERS = Counter(
+    "enforcer_sync_renders_total",
+    "Sync answer bodies rendered (snapshot, delta); each is sent to every device asking it.",
+    ["kind"],
+    registry=REGISTRY,
+)
+SYNC_CACHE_BYTES = Gauge(
+    "enforcer_sync_cache_bytes",
+    "Bytes of rendered sync answers the server keeps, in memory and in spill files.",
+    ["where"],
+    registry=REGISTRY,
+)
 EVENTS_INGESTED = Counter(
     "enforcer_events_ingested_total", "Network events stored from devices.", registry=REGISTRY
 )

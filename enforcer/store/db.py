@@ -35,11 +35,12 @@ def store_url(url: str) -> str:
     raise StoreUrlError(f"ENFORCER_DATABASE_URL {shown!r} is not supported: {SUPPORTED}")
 
 
-def make_engine(url: str, *, pool: bool = True) -> Engine:
+def make_engine(url: str, *, pool: bool = True, **pool_options: Any) -> Engine:
     """An engine for `url` (see `store_url`); SQLite files get WAL and transactions that
     really begin at BEGIN. A SQLite file's directory must exist, except the default one (the
     user's data directory), which is created: a mistyped path is an error, not a new empty
-    store."""
+    store. `pool_options` (``pool_size``, ``max_overflow``, ``pool_timeout``) size the
+    connection pool."""
     url = store_url(url)
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
@@ -47,11 +48,14 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
             url,
             connect_args={"timeout": 30, "check_same_thread": False},
             poolclass=None if pool else NullPool,
+            **pool_options,
         )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, poolclass=None if pool else NullPool)
+    return create_engine(
+        url, pool_pre_ping=True, poolclass=None if pool else NullPool, **pool_options
+    )
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -4,27 +4,21 @@ Long-poll: a device that is up to date (``since`` is the current revision) may a
 hold the request for up to ``wait`` seconds; it is answered as soon as the revision moves. The
 wait is an `asyncio` wait on the `RevisionWatcher`, so a thousand waiting devices cost a thousand
 small coroutines and one store query per poll interval.
+
+Every answer is decided and rendered once per question (`SyncAnswers`) and sent from memory or a
+file with its Content-Length (gzip when the client accepts it): a download holds no database
+connection, however many devices a large change wakes.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Generator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import Ctx, CurrentDevice, bearer
-from enforcer.api.sync_answers import (
-    SyncAnswer,
-    answer,
-    delta_json,
-    etag,
-    scopes_of,
-    snapshot_chunks,
-)
+from enforcer.api.sync_answers import Decided, etag, scopes_of
+from enforcer.api.sync_cache import blob_response
 from enforcer.wire.indicators import EPOCH_PATTERN, SyncBody
 from enforcer.wire.limits import REVISION_MAX
 
@@ -107,7 +101,7 @@ async def sync(
         known = epoch or watcher.epoch or ""
         result = await _after_wait(ctx, woken, (since, known), epoch, scopes, limit)
     else:
-        result = await run_in_threadpool(answer, ctx.engine, since, epoch, scopes, limit)
+        result = await ctx.answers.decide(ctx.engine, None, since, epoch, scopes, limit)
         if since is not None and result.held:
             await ctx.record_applied(device.device_id, since, epoch)
         # `since=0` on an empty store (revision 0) waits too: the device is up to date, and
@@ -124,18 +118,12 @@ async def sync(
     unchanged = waited and result.held and since == result.revision
     if unchanged or _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
-    if result.snapshot and waited:
-        # A herd woken by one revision: share a small snapshot instead of one query each.
-        body = await ctx.snapshots.get(ctx.engine, result.revision, result.epoch, scopes)
-        if body is not None:
-            return Response(body, media_type="application/json", headers=headers)
     if result.snapshot:
-        return StreamingResponse(
-            _stream(snapshot_chunks(ctx.engine, result.revision, result.epoch, scopes)),
-            media_type="application/json",
-            headers=headers,
-        )
-    return Response(delta_json(result), media_type="application/json", headers=headers)
+        body = await ctx.answers.snapshot(ctx.engine, result.revision, result.epoch, scopes)
+    else:
+        assert result.body is not None  # a decided delta carries its body
+        body = result.body
+    return blob_response(body, request.headers.get("accept-encoding"), headers)
 
 
 async def _after_wait(
@@ -145,7 +133,7 @@ async def _after_wait(
     epoch: str | None,
     scopes: list[str],
     limit: int,
-) -> SyncAnswer:
+) -> Decided:
     """The answer once a long-poll ends: woken devices share one store read per question.
 
     `held` is the device's revision and its epoch (the one it sent, else the store's), what a
@@ -153,24 +141,11 @@ async def _after_wait(
     """
     since, known = held
     if not woken:  # timed out: nothing new, answered 304
-        return SyncAnswer(since, known, False, True)
-    return await ctx.answers.get(ctx.engine, ctx.watcher.current, since, epoch, scopes, limit)
+        return Decided(since, known, False, True)
+    return await ctx.answers.decide(ctx.engine, ctx.watcher.trusted, since, epoch, scopes, limit)
 
 
 def _matches(header: str | None, tag: str) -> bool:
     if not header:
         return False
     return any(part.strip().removeprefix("W/") == tag for part in header.split(","))
-
-
-async def _stream(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
-    """Pull a blocking generator in worker threads; close it (and its connection) if cut short."""
-    try:
-        while True:
-            chunk = await run_in_threadpool(next, chunks, None)
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        with contextlib.suppress(ValueError):  # still running in a worker: it ends on its own
-            chunks.close()
