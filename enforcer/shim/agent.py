@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sqlite3
@@ -75,6 +76,9 @@ class AgentSettings:
     proxy_port: int = 3128
     proxy: bool = True
     """Run the proxy front end (off: DNS only)."""
+    allow_clients: tuple[str, ...] | None = None
+    """Networks (CIDR) a DNS or proxy listener beyond loopback serves besides loopback; None:
+    the private networks (`enforcer.shim.clients`)."""
     groups: tuple[str, ...] = ()
     sync_wait: float = DEFAULT_WAIT
     spool_max_events: int = DEFAULT_MAX_EVENTS
@@ -157,7 +161,7 @@ class Agent:
         self.sync = SyncClient(
             session, self.matcher, held, cache, wait=cfg.sync_wait, on_ready=self._ready
         )
-        self._dns_handle = await run_dns(dns)
+        self._dns_handle = await run_dns(dns, allow_clients=cfg.allow_clients)
         self.dns_address = self._dns_handle.address
         if cfg.proxy:
             self.proxy = ProxyFrontEnd(
@@ -170,7 +174,9 @@ class Agent:
                 connect=marks.connect,
                 parent=cfg.parent_proxy,
             )
-            self._proxy_server = await start_proxy(self.proxy, cfg.proxy_host, cfg.proxy_port)
+            self._proxy_server = await start_proxy(
+                self.proxy, cfg.proxy_host, cfg.proxy_port, allow_clients=cfg.allow_clients
+            )
             self.proxy_address = (self.proxy.pages_host, self.proxy.pages_port)
             self.interception = marks.interception(dns, self.proxy)
         if self.interception is not None:
@@ -318,10 +324,13 @@ def _set_aside(path: Path) -> None:
 
 def _open_or_reset(open_file: Callable[[Path], _F], path: Path) -> _F:
     """Open a state file; a damaged one is set aside and started afresh (the shim must start:
-    the server resends the set, and a damaged spool's events are lost either way)."""
+    the server resends the set, and a damaged spool's events are lost either way). In a
+    directory that takes no writes the error is raised: the file is not damaged."""
     try:
         return open_file(path)
     except sqlite3.DatabaseError:
+        if not os.access(path.parent, os.W_OK):
+            raise
         log.exception("shim.state_file_unreadable", path=str(path))
         _set_aside(path)
         return open_file(path)
