@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=16_384, gt=0)
     """Connections and requests `enforcer serve` holds at once; beyond, new requests get 503."""
 
+    shim_allow_clients: Annotated[list[str] | None, NoDecode] = None
+    """Networks (comma-separated CIDRs) whose hosts a shim's DNS or proxy listener on an
+    address other than loopback serves, besides loopback (``enforcer shim --allow-clients``);
+    other clients are refused. Unset: the private networks (10/8, 172.16/12, 192.168/16,
+    link-local, IPv6 unique-local). ``0.0.0.0/0,::/0`` makes an open resolver and proxy."""
+
     sync_cache_memory: int = Field(default=256 * 1024 * 1024, ge=0)
     """Bytes of rendered sync answers (gzip-compressed) `enforcer serve` keeps in memory to
     send to every device that asks the same question; the least recently used go first."""
@@ -277,6 +283,18 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an address or network (CIDR)") from None
         return value
+
+    @field_validator("shim_allow_clients", mode="before")
+    @classmethod
+    def _split_clients(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("shim_allow_clients")
+    @classmethod
+    def _client_networks(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else cls._networks(value)
 
 
 def get_settings() -> Settings:

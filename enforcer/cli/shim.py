@@ -57,6 +57,18 @@ def parse_parent_proxy(url: str) -> ParentProxy:
         raise typer.BadParameter(str(exc), param_hint="--parent-proxy") from None
 
 
+def check_networks(text: str) -> tuple[str, ...]:
+    """The ``--allow-clients`` networks, or a usage error naming the one that is not."""
+    from enforcer.shim.clients import parse_networks, split_networks
+
+    items = split_networks(text)
+    try:
+        parse_networks(items)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--allow-clients") from None
+    return tuple(items)
+
+
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """A device group name, as the server accepts it at enrolment."""
 
@@ -97,6 +109,13 @@ def shim(
     dns_listen: str = typer.Option("127.0.0.1:53", "--dns-listen", help="DNS HOST:PORT."),
     proxy_listen: str = typer.Option("127.0.0.1:3128", "--proxy-listen", help="Proxy HOST:PORT."),
     no_proxy: bool = typer.Option(False, "--no-proxy", help="Run the DNS front end only."),
+    allow_clients: str | None = typer.Option(
+        None,
+        "--allow-clients",
+        help="With a --dns-listen/--proxy-listen address beyond loopback: the networks served "
+        "besides loopback, e.g. 10.0.0.0/8,192.168.0.0/16 (default: ENFORCER_SHIM_ALLOW_CLIENTS, "
+        "else the private networks); others are refused.",
+    ),
     upstream: list[str] = typer.Option(
         [], "--upstream", help="Upstream resolver HOST[:PORT] (repeatable, tried in order)."
     ),
@@ -178,6 +197,9 @@ def shim(
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     dns_host, dns_port = parse_hostport(dns_listen)
     proxy_host, proxy_port = parse_hostport(proxy_listen)
+    networks = check_networks(allow_clients) if allow_clients is not None else None
+    if networks is None and cfg.shim_allow_clients is not None:
+        networks = tuple(cfg.shim_allow_clients)
     agent_settings = AgentSettings(
         server=server,
         enroll_secret=enroll_secret,
@@ -194,6 +216,7 @@ def shim(
         proxy_host=proxy_host,
         proxy_port=proxy_port,
         proxy=not no_proxy,
+        allow_clients=networks,
         groups=check_groups(group),
         sync_wait=sync_wait,
         spool_max_events=spool_max_events,

@@ -290,7 +290,12 @@ def test_a_continue_token_works_once(proxy: Proxy) -> None:  # noqa: F811
     assert len(bypassed(proxy)) == 1
     # The bypass ends (revoked here; an expiry is the same), and the old form is posted again.
     bypasses = proxy.frontend.bypasses
-    proxy.call(lambda: [bypasses.revoke(*key) for key in bypasses.active()])
+
+    def revoke_all() -> None:
+        for key in list(bypasses.active()):
+            bypasses.revoke(*key)
+
+    proxy.call(revoke_all)
     replay = httpx.post(f"{proxy.url}/continue", data=fields, timeout=10)
     assert replay.status_code == 403
     assert "This confirmation was already used" in replay.text

@@ -7,6 +7,11 @@ length-prefixed queries (RFC 7766) until idle for 10 s; while one is open, the f
 ``tcp_clients`` maps its client to the address it connected to (its socket's other end, which
 finds the client's process). `run_dns` starts both and returns a
 `DnsServerHandle`; `serve` runs them until cancelled (the ``enforcer shim`` command's DNS task).
+
+On an address beyond loopback the listeners answer only the clients of their
+`enforcer.shim.clients.ClientFilter` (loopback and the private networks unless told otherwise);
+any other client gets REFUSED with its question and nothing else (never more bytes than it
+sent, so a spoofed query cannot be amplified), and costs no parsing beyond its question.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import asyncio
 import contextlib
 import functools
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
+from enforcer.shim import clients as client_filter
+from enforcer.shim.clients import ClientFilter
 from enforcer.shim.dns import upstream
+from enforcer.shim.dns import wire as dnswire
 from enforcer.shim.dns.answer import DnsFrontEnd
 from enforcer.shim.intercept.origdst import original_destination
 
@@ -32,23 +41,48 @@ _UDP_BATCH = 64
 """Datagrams read per wake-up of the event loop: amortises the loop's overhead under load."""
 
 
+def refused(data: bytes) -> bytes | None:
+    """REFUSED for a client the listener does not serve: the query's header and question, no
+    OPT (so never larger than the query); None for what is not a query with one question."""
+    if len(data) < dnswire.HEADER_LEN or data[2] & 0x80 or data[4:6] != b"\x00\x01":
+        return None
+    try:
+        qend = dnswire.skip_name(data, dnswire.HEADER_LEN) + 4
+    except ValueError:
+        return None
+    if qend > len(data):
+        return None
+    flags = bytes((0x80 | (data[2] & 0x79), 0x80 | dnswire.RCODE_REFUSED))
+    return data[:2] + flags + b"\x00\x01" + bytes(6) + data[dnswire.HEADER_LEN : qend]
+
+
 class _UdpListener:
     """Reads datagrams straight from the socket, many per event-loop wake-up."""
 
-    def __init__(self, frontend: DnsFrontEnd, sock: socket.socket) -> None:
+    def __init__(
+        self, frontend: DnsFrontEnd, sock: socket.socket, clients: ClientFilter | None
+    ) -> None:
         self._frontend = frontend
         self._sock = sock
+        self._clients = clients
         asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
         recvfrom = self._sock.recvfrom
         sendto = self._sock.sendto
         answer = self._frontend.answer
+        allows = self._clients.allows if self._clients is not None else None
         for _ in range(_UDP_BATCH):
             try:
                 data, addr = recvfrom(_UDP_MAX_QUERY)
             except OSError:  # BlockingIOError: drained; anything else: try again on next wake-up
                 return
+            if allows is not None and not allows(addr[0]):
+                denial = refused(data)
+                if denial is not None:
+                    with contextlib.suppress(OSError):
+                        sendto(denial, addr)
+                continue
             response = answer(data, addr, False)
             if response is None:
                 continue
@@ -83,12 +117,16 @@ class _UdpReply:
 async def _serve_tcp_client(
     frontend: DnsFrontEnd,
     connections: set[asyncio.StreamWriter],
+    clients: ClientFilter | None,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
 ) -> None:
     """Answer length-prefixed queries on one connection until it is idle or closed (RFC 7766)."""
     peer = writer.get_extra_info("peername")
     client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+    if clients is not None and (client is None or not clients.allows(client[0])):
+        await _refuse_tcp(reader, writer)
+        return
     if client is not None:
         frontend.tcp_clients[client] = _connected_to(writer)
     connections.add(writer)
@@ -117,6 +155,18 @@ async def _serve_tcp_client(
             frontend.tcp_clients.pop(client, None)
         connections.discard(writer)
         writer.close()
+
+
+async def _refuse_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer a client the listener does not serve: REFUSED to its first query, then close."""
+    with contextlib.suppress(asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+        async with asyncio.timeout(_TCP_IDLE):
+            length = int.from_bytes(await reader.readexactly(2), "big")
+            response = refused(await reader.readexactly(length))
+        if response is not None:
+            writer.write(len(response).to_bytes(2, "big") + response)
+            await writer.drain()
+    writer.close()
 
 
 def _connected_to(writer: asyncio.StreamWriter) -> tuple[str, int]:
@@ -193,19 +243,36 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
 
 
 async def run_dns(
-    frontend: DnsFrontEnd, host: str | None = None, port: int | None = None
+    frontend: DnsFrontEnd,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    allow_clients: Sequence[str] | None = None,
 ) -> DnsServerHandle:
-    """Start answering on ``host:port`` (default: the settings'), UDP and TCP; returns at once."""
+    """Start answering on ``host:port`` (default: the settings'), UDP and TCP; returns at once.
+
+    `allow_clients`: the networks served besides loopback when the address is not a loopback
+    one (None: the private networks; see `enforcer.shim.clients`); ValueError if one is not
+    a network.
+    """
     settings = frontend.settings
     host = settings.listen_host if host is None else host
     port = settings.listen_port if port is None else port
     udp_sock, tcp_sock = _bind_pair(host, port)
-    udp = _UdpListener(frontend, udp_sock)
+    address = udp_sock.getsockname()[:2]
+    try:
+        clients = client_filter.for_listener("dns", host, address[1], allow_clients)
+    except ValueError:
+        udp_sock.close()
+        tcp_sock.close()
+        raise
+    udp = _UdpListener(frontend, udp_sock, clients)
     connections: set[asyncio.StreamWriter] = set()
     tcp = await asyncio.start_server(
-        functools.partial(_serve_tcp_client, frontend, connections), sock=tcp_sock, backlog=128
+        functools.partial(_serve_tcp_client, frontend, connections, clients),
+        sock=tcp_sock,
+        backlog=128,
     )
-    address = udp_sock.getsockname()[:2]
     log.info(
         "dns.listening",
         address=f"{address[0]}:{address[1]}",

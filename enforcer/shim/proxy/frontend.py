@@ -49,12 +49,14 @@ import getpass
 import logging
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from enforcer.decide.matcher import NOT_GOVERNED, Matcher, Verdict
 from enforcer.models import Action, EventAction, normalize_host
+from enforcer.shim import clients as client_filter
+from enforcer.shim.clients import ClientFilter
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.http1 import (
@@ -195,6 +197,8 @@ class ProxyFrontEnd:
         """"Continue" tokens already used, with their expiry (POSIX time): each works once."""
         self.owner_of = owner_of if owner_of is not None else _process_owner()
         self._principal: str | None = None
+        self.clients: ClientFilter | None = None
+        """The clients served (`start_proxy` sets it for a listener beyond loopback)."""
         self.pages_host = "127.0.0.1"
         self.pages_port = 0
 
@@ -339,6 +343,11 @@ class ProxyFrontEnd:
         """Serve one client connection (the `asyncio.start_server` callback); never raises."""
         peer = writer.get_extra_info("peername")
         client_ip = peer[0] if isinstance(peer, tuple) else ""
+        if self.clients is not None and not self.clients.allows(client_ip):
+            # Before reading a byte: a client outside the allowed networks learns nothing else.
+            await send_quietly(writer, error_response(403, "this proxy does not serve you"))
+            await close_client(reader, writer)
+            return
         local = writer.get_extra_info("sockname")
         if isinstance(peer, tuple) and isinstance(local, tuple):
             _CLIENT.set(_Client((peer[0], peer[1]), (local[0], local[1])))
@@ -742,17 +751,25 @@ class ProxyFrontEnd:
 
 
 async def start_proxy(
-    frontend: ProxyFrontEnd, host: str = "127.0.0.1", port: int = 0
+    frontend: ProxyFrontEnd,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    allow_clients: Sequence[str] | None = None,
 ) -> asyncio.Server:
     """Listen on (host, port) and serve `frontend`; port 0 picks a free port.
 
-    The caller stops it with ``server.close()`` and ``await server.wait_closed()``; the bound
-    port is ``frontend.pages_port``.
+    On an address beyond loopback only loopback and `allow_clients` are served (None: the
+    private networks; see `enforcer.shim.clients`); ValueError if one is not a network. The
+    caller stops it with ``server.close()`` and ``await server.wait_closed()``; the bound port
+    is ``frontend.pages_port``.
     """
+    client_filter.parse_networks(allow_clients or ())  # a bad item fails before listening
     server = await asyncio.start_server(
         frontend.handle, host, port, limit=frontend.limits.max_head_bytes
     )
     bound = server.sockets[0].getsockname()
+    frontend.clients = client_filter.for_listener("proxy", host, int(bound[1]), allow_clients)
     frontend.listening_on(str(bound[0]), int(bound[1]))
     log.info(
         "proxy listening on %s for user %s: %d indicators, bypasses for %s (%s), parent %s, "
