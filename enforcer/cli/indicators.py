@@ -24,6 +24,21 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+class ManualAction(StrEnum):
+    block = "block"
+    warn = "warn"
+    audit = "audit"
+    alert = "alert"
+    allow = "allow"
+
+
+class SeverityWord(StrEnum):
+    informational = "informational"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
 def _as_dict(s: StoredIndicator) -> dict[str, object]:
     from enforcer.wire.indicators import to_defender
 
@@ -94,8 +109,8 @@ def export(fmt: ExportFormat = typer.Option(ExportFormat.json, "--format")) -> N
 @app.command("add")
 def add(
     value: str = typer.Argument(..., help="The domain to block, warn on, audit or allow."),
-    action: str = typer.Option("block", "--action", help="block, warn, audit, alert or allow."),
-    severity: str = typer.Option("medium", "--severity"),
+    action: ManualAction = typer.Option(ManualAction.block, "--action", help="What to do."),
+    severity: SeverityWord = typer.Option(SeverityWord.medium, "--severity"),
     scope: str = typer.Option("", "--group", help="Device group (default: all devices)."),
     title: str = typer.Option("Manual indicator", "--title"),
     description: str = typer.Option("", "--description"),
@@ -109,8 +124,8 @@ def add(
     try:
         ind = Indicator(
             value=normalize(value),
-            action=Action.from_policy(action),
-            severity=Severity.parse(severity),
+            action=Action.from_policy(action.value),
+            severity=Severity.parse(severity.value),
             scope=scope,
             title=title,
             description=description,
@@ -129,8 +144,23 @@ def add(
 
 @app.command("delete")
 def delete(indicator_id: int = typer.Argument(..., help="Id of a manual indicator.")) -> None:
-    """Delete a manual indicator."""
+    """Delete a manual indicator (policy indicators follow the policy files)."""
+    from enforcer.store.lookup import UnknownIndicatorError, get_indicator
     from enforcer.store.manual import delete_manual
 
-    revision = delete_manual(store(), indicator_id, actor="cli")
+    engine = store()
+    try:
+        with engine.connect() as conn:
+            found = get_indicator(conn, indicator_id)
+    except UnknownIndicatorError:
+        found = None
+    if found is not None and found.source != "manual":
+        where = f" for app {found.indicator.app_id}" if found.indicator.app_id else ""
+        raise typer.BadParameter(
+            f"indicator {indicator_id} ({found.indicator.value}{where}) is managed by policy: "
+            "change the policy files and run `enforcer plan` / `enforcer apply` (or add an allow "
+            "entry), not the store",
+            param_hint="INDICATOR_ID",
+        )
+    revision = delete_manual(engine, indicator_id, actor="cli")
     typer.echo(f"Deleted indicator {indicator_id}; the store is at revision {revision}.")

@@ -47,6 +47,11 @@ def plan(
     ),
 ) -> None:
     """Show what applying the policy set would change in the store (a dry run)."""
+    if as_json and fmt not in (Format.text, Format.json):
+        raise typer.BadParameter(
+            f"--json means --format json; it cannot go with --format {fmt.value}",
+            param_hint="--json",
+        )
     from enforcer.pipeline.run import load_desired, make_plan
     from enforcer.plan.render import RENDERERS, render_text
 
@@ -156,6 +161,8 @@ def explain(
     groups = {group} if group else set()
     with store().connect() as conn:
         stored = [s for s in covering(conn, name) if s.indicator.scope in scopes]
+    if group and not any(s.indicator.scope == group for s in stored):
+        _check_group(policy_dir(policies), group)
     effective = effective_indicators([s.indicator for s in stored], groups)
     verdict = Matcher(match_entries(effective.values(), groups)).verdict(name)
     decider = effective.get(verdict.indicator)
@@ -193,6 +200,23 @@ def explain(
         typer.echo(json.dumps(report, indent=2))
         return
     typer.echo(_explain_text(report))
+
+
+def _check_group(directory: Path, group: str) -> None:
+    """Refuse a group the policy set does not declare: explaining for it would silently answer
+    for a device in no group. Nothing is checked while the policy set cannot be read."""
+    from enforcer.policy.loader import read_policy_files
+
+    try:
+        declared = sorted({g.item.name for g in read_policy_files(directory).device_groups})
+    except (OSError, EnforcerError):
+        return
+    if group not in declared:
+        raise typer.BadParameter(
+            f"unknown device group {group!r}: the policy set declares "
+            f"{', '.join(declared) if declared else 'no device groups'}",
+            param_hint="--group",
+        )
 
 
 def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any] | None:
