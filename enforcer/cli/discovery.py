@@ -37,6 +37,23 @@ class Output(StrEnum):
 SINCE = typer.Option("7d", "--since", help="How far back: 24h, 7d, 30d ...")
 FORMAT = typer.Option(Output.table, "--format", help="table, csv or json.")
 JSON = typer.Option(False, "--json", help="Same as --format json.")
+_selected = {"report": "all"}
+
+
+def _select_report(value: str) -> str:
+    """Keep the command's --report for `_report`, which every report command calls (some
+    several times): the commands' own `report` parameter only declares the option."""
+    _selected["report"] = value
+    return value
+
+
+REPORT = typer.Option(
+    "all",
+    "--report",
+    "-r",
+    help="A named report (`enforcer discovery reports`: an upload or a live source) or all.",
+    callback=_select_report,
+)
 
 
 def _days(since: str) -> int:
@@ -99,14 +116,17 @@ def _stale_after() -> dt.timedelta:
 
 
 def _report(since: str, build: Callable[[Connection, int, int], T]) -> T:
-    """Run a report over the last `since`; a missing machine or user is an error, exit 1."""
+    """Run a report over the last `since`, of the report chosen with --report; a missing
+    machine, user or report is an error, exit 1."""
     from enforcer.discovery import reports
+    from enforcer.store.named_reports import ReportError, find_report, scoped
 
     first, last = reports.day_range(_days(since))
     with store().connect() as conn:
         try:
+            scoped(conn, find_report(conn, _selected["report"]))
             return build(conn, first, last)
-        except reports.NotFoundError as exc:
+        except (reports.NotFoundError, ReportError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
 
@@ -120,19 +140,26 @@ def upload(
     mapping: str | None = typer.Option(
         None, "--map", help="For csv/jsonl: field=column,... (time, host, src_ip, user, ...)."
     ),
+    report_name: str | None = typer.Option(
+        None, "--report", help="Name of the snapshot report (default: the first file's name)."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Parse firewall / proxy logs into a snapshot report (streaming; bad lines are reported)."""
+    """Parse firewall / proxy logs into a named snapshot report (streaming; bad lines are
+    reported)."""
     from enforcer.discovery.ingest import ingest_files
     from enforcer.discovery.records import FormatError
+    from enforcer.store.named_reports import ReportError
 
     if fmt not in FORMATS:
         raise typer.BadParameter(
             f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
         )
     try:
-        stats = ingest_files(store(), _catalog(), files, fmt, mapping=mapping)
-    except FormatError as exc:
+        stats = ingest_files(
+            store(), _catalog(), files, fmt, mapping=mapping, report_name=report_name
+        )
+    except (FormatError, ReportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if as_json:
@@ -143,6 +170,8 @@ def upload(
         f"{stats.unrecognised:,} to unrecognised domains, {stats.without_host:,} without a host name, "
         f"{stats.bad_lines:,} bad lines."
     )
+    if stats.report:
+        typer.echo(f"Snapshot report: {stats.report} (--report {_quoted(stats.report)})")
     for name, when in stats.skipped:
         typer.echo(
             f"  skipped {name}: the same content was uploaded at "
@@ -213,6 +242,9 @@ def collect(
     ),
     mapping: str | None = typer.Option(None, "--map"),
     flush_seconds: float = typer.Option(5.0, "--flush-seconds", min=0.1),
+    report_name: str | None = typer.Option(
+        None, "--report", help="Name of this source's report (default: syslog LISTEN FORMAT)."
+    ),
 ) -> None:
     """Listen for syslog (RFC 3164/5424, UDP and TCP) carrying log lines and roll them up."""
     import asyncio
@@ -225,6 +257,7 @@ def collect(
     from enforcer.discovery.formats import parser_for
     from enforcer.discovery.records import BadLine, Record
     from enforcer.discovery.syslog import start_collector
+    from enforcer.store.named_reports import add_to_report, continuous_report
     from enforcer.store.rollups import merge_rollup
 
     logs.configure("json", "info")
@@ -232,6 +265,9 @@ def collect(
     host, _, port = listen.rpartition(":")
     parse = parser_for(fmt, mapping)
     engine = store()
+    source = f"syslog {listen} {fmt}"
+    with engine.begin() as conn:
+        report = continuous_report(conn, source, name=report_name)
     aggregator = Aggregator(Attributor(_catalog()))
     pending: list[str] = []
     counts = {"records": 0, "bad": 0}
@@ -249,7 +285,14 @@ def collect(
                 records.append(item)
         aggregator.add_all(records)
         counts["records"] += len(records)
-        merge_rollup(engine, aggregator.rollup())
+        merge_rollup(engine, aggregator.rollup(), report=report)
+        if records:
+            with engine.begin() as conn:
+                add_to_report(
+                    conn, report, records=len(records), bad_lines=len(lines) - len(records),
+                    first_seen=min(r.time for r in records),
+                    last_seen=max(r.time for r in records),
+                )  # fmt: skip
         if lines:
             log.info("syslog_flushed", lines=len(lines), **counts)
 
@@ -285,7 +328,9 @@ def process() -> None:
 
 
 @app.command("apps")
-def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+def apps_cmd(
+    since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON, report: str = REPORT
+) -> None:
     """Discovered apps: category, risk, tag, transactions, traffic, users, devices, first/last seen."""
     from enforcer.discovery import reports
 
@@ -311,7 +356,9 @@ def apps_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> 
 
 
 @app.command("domains")
-def domains_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+def domains_cmd(
+    since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON, report: str = REPORT
+) -> None:
     """Unrecognised domains (no catalog app), ranked by traffic: candidates for custom apps."""
     from enforcer.discovery import reports
 
@@ -332,6 +379,7 @@ def machines_cmd(
     fmt: Output = FORMAT,
     as_json: bool = JSON,
     limit: int = typer.Option(100, "--limit", min=1),
+    report: str = REPORT,
 ) -> None:
     """Machines by traffic, with their risk level, last user, OS, groups and enrolment state."""
     from enforcer.discovery import reports
@@ -361,6 +409,7 @@ def machine_cmd(
     since: str = SINCE,
     fmt: Output = FORMAT,
     as_json: bool = JSON,
+    report: str = REPORT,
 ) -> None:
     """One machine: overview, risk explained, enrolled devices, discovered apps, top processes,
     user history, IP address history."""
@@ -411,6 +460,7 @@ def app_cmd(
     since: str = SINCE,
     fmt: Output = FORMAT,
     as_json: bool = JSON,
+    report: str = REPORT,
 ) -> None:
     """One app: usage, the machines and users that reached it, its top processes."""
     from enforcer.discovery import reports
@@ -433,7 +483,9 @@ def app_cmd(
 
 
 @app.command("users")
-def users_cmd(since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+def users_cmd(
+    since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON, report: str = REPORT
+) -> None:
     """Users by traffic, with how many devices and apps each used."""
     from enforcer.discovery import reports
 
@@ -446,6 +498,7 @@ def user_cmd(
     since: str = SINCE,
     fmt: Output = FORMAT,
     as_json: bool = JSON,
+    report: str = REPORT,
 ) -> None:
     """One user: the devices they used (follow with `enforcer discovery machine ID`) and their apps."""
     from enforcer.discovery import reports
@@ -456,23 +509,32 @@ def user_cmd(
 @app.command("alerts")
 def alerts_cmd(
     since: str = SINCE,
-    status: str | None = typer.Option(None, "--status", help="open or acknowledged."),
+    status: str | None = typer.Option(None, "--status", help="open, acknowledged or closed."),
     severity: str | None = typer.Option(None, "--severity"),
+    policy: str | None = typer.Option(
+        None, "--policy", help="Only this alert policy's alerts ('' for the indicators')."
+    ),
     fmt: Output = FORMAT,
     as_json: bool = JSON,
 ) -> None:
-    """Alerts raised by hits on indicators with generateAlert."""
+    """Alerts: raised by alert policies, and by hits on indicators with generateAlert."""
     from enforcer.store.alerts import list_alerts
 
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=_days(since))
     with store().connect() as conn:
-        rows = list_alerts(conn, since=start, status=status, severity=severity, limit=1000)
+        rows = list_alerts(
+            conn, since=start, status=status, severity=severity, policy=policy, limit=1000
+        )
+    for row in rows:
+        row["machine"] = row["machine"] or row["device_id"]
+        row["lastSeen"] = row["last_seen"] or row["time"]
     _emit(
         rows,
         fmt,
         as_json,
-        ["id", "time", "severity", "status", "device_id", "user", "domain", "app_id", "action"],
-    )
+        ["id", "time", "lastSeen", "severity", "status", "policy", "machine", "user", "app_id",
+         "domain", "hits", "action"],
+    )  # fmt: skip
 
 
 @app.command("ack")
@@ -484,3 +546,63 @@ def ack_cmd(alert_id: int = typer.Argument(..., metavar="ALERT_ID")) -> None:
         typer.echo(f"error: no alert with id {alert_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Alert {alert_id} acknowledged.")
+
+
+@app.command("close")
+def close_cmd(alert_id: int = typer.Argument(..., metavar="ALERT_ID")) -> None:
+    """Close an alert (handled): the next hit on its policy, machine, user and app opens a new one."""
+    from enforcer.store.alerts import close_alert
+
+    if not close_alert(store(), alert_id, actor="cli"):
+        typer.echo(f"error: no alert with id {alert_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Alert {alert_id} closed.")
+
+
+REPORT_COLUMNS = [
+    "name", "kind", "source", "files", "periodStart", "periodEnd", "lines", "badLines",
+]  # fmt: skip
+
+
+@app.command("reports")
+def reports_cmd(fmt: Output = FORMAT, as_json: bool = JSON) -> None:
+    """The named reports: one snapshot per upload (its files, period, lines and bad lines) and
+    one per live source (the devices' events, each syslog collector). Select one with --report."""
+    from enforcer.store.named_reports import list_reports
+
+    with store().connect() as conn:
+        rows = [r.as_json() for r in list_reports(conn)]
+    if not rows and not as_json and fmt is Output.table:
+        typer.echo("No reports yet: upload logs (enforcer discovery upload) or run the daemon.")
+        return
+    _emit(rows, fmt, as_json, REPORT_COLUMNS)
+
+
+@app.command("delete")
+def delete_cmd(
+    name: str = typer.Argument(..., metavar="REPORT"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+) -> None:
+    """Delete a snapshot report and its data (its files may then be uploaded again)."""
+    from enforcer.store.named_reports import ReportError, delete_report, find_report
+
+    try:
+        with store().connect() as conn:
+            found = find_report(conn, name)
+        if found is None:
+            raise ReportError("name the report to delete ('all' cannot be deleted)")
+        if not yes and not typer.confirm(
+            f"Delete the report {found.name!r} ({found.records:,} records) and its data?"
+        ):
+            raise typer.Exit(1)
+        deleted = delete_report(store(), str(found.id))
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"Deleted the report {deleted.name!r} and its data.")
+
+
+def _quoted(name: str) -> str:
+    import shlex
+
+    return shlex.quote(name)

@@ -14,6 +14,8 @@ in the reports. The device's record is used rather than each event's own hostnam
 device names one machine at a time. A device without a hostname is named by its id. The enrolled
 device ids behind a machine name are listed on its report
 (`enforcer.discovery.reports.machine_report`).
+
+The devices' events are one named report, ``endpoint events`` (`enforcer.store.named_reports`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from enforcer.store.alerts import (
 )
 from enforcer.store.devices import groups_of, hostnames_of
 from enforcer.store.events import events_of_batches, take_pending_batches
+from enforcer.store.named_reports import ENDPOINT, ENDPOINT_NAME, add_to_report, continuous_report
 from enforcer.store.rollups import merge_rollup_in
 
 ALERTING = {
@@ -83,7 +86,13 @@ def process_events(
         )
         rollup = aggregator.rollup()
         known = alert_facts.apps_before(conn, rollup, policies)
-        merge_rollup_in(conn, rollup)
+        report = continuous_report(conn, ENDPOINT, name=ENDPOINT_NAME)
+        merge_rollup_in(conn, rollup, report=report)
+        add_to_report(
+            conn, report, records=len(rows),
+            first_seen=min(r.time for r in rows).timestamp(),
+            last_seen=max(r.time for r in rows).timestamp(),
+        )  # fmt: skip
         alerts = _alerts(conn, rows)
         insert_alerts(conn, alerts)
         if policies:

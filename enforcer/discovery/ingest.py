@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.reader import open_lines
 from enforcer.discovery.records import BadLine, FormatError
+from enforcer.store.named_reports import Report, add_to_report, create_snapshot
 from enforcer.store.rollups import merge_rollup
 from enforcer.store.uploads import record_upload, uploaded_at
 
@@ -41,6 +42,8 @@ class UploadStats:
     samples: list[tuple[str, BadLine]] = field(default_factory=list)
     skipped: list[tuple[str, dt.datetime]] = field(default_factory=list)
     """Files whose content was uploaded before (name, when): not counted again."""
+    report: str = ""
+    """The snapshot report the upload made ("" when every file was skipped)."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +53,7 @@ class UploadStats:
             "unrecognised": self.unrecognised,
             "withoutHost": self.without_host,
             "badLines": self.bad_lines,
+            "report": self.report,
             "skipped": [{"file": f, "uploadedAt": when.isoformat()} for f, when in self.skipped],
             "badLineSamples": [
                 {"file": f, "line": b.line_no, "reason": b.reason, "text": b.text}
@@ -61,19 +65,27 @@ class UploadStats:
 def ingest_files(
     engine: Engine,
     catalog: Catalog,
-    paths: Iterable[Path],
+    paths: Sequence[Path],
     fmt: str,
     *,
     mapping: str | None = None,
     max_keys: int = 200_000,
+    report_name: str | None = None,
 ) -> UploadStats:
-    """Parse, attribute, aggregate and store the records of some log files."""
+    """Parse, attribute, aggregate and store the records of some log files, as a new snapshot
+    report named `report_name` (refused when taken) or after the first file."""
     parse = parser_for(fmt, mapping)
     aggregator = Aggregator(Attributor(catalog), max_keys=max_keys)
     stats = UploadStats()
 
+    report: Report | None = None
+    period = [float("inf"), 0.0]
+
     def flush() -> None:
-        merge_rollup(engine, aggregator.rollup())
+        rollup = aggregator.rollup()
+        for usage in (d.usage for d in rollup.devices.values()):
+            period[0], period[1] = min(period[0], usage.first_seen), max(period[1], usage.last_seen)
+        merge_rollup(engine, rollup, report=report.id if report else 0)
 
     done: list[tuple[str, str, int]] = []
     seen_now: set[str] = set()
@@ -87,6 +99,14 @@ def ingest_files(
             stats.skipped.append((name, before or dt.datetime.now(dt.UTC)))
             continue
         seen_now.add(sha256)
+        if report is None:
+            names = [str(p) for p in paths]
+            default = Path(name).name + (f" +{len(names) - 1}" if len(names) > 1 else "")
+            report = create_snapshot(
+                engine, name=report_name or default, fmt=fmt, files=names,
+                exact=report_name is not None,
+            )  # fmt: skip
+            stats.report = report.name
         records_before = aggregator.records
 
         def bad(line: BadLine, name: str = name) -> None:
@@ -104,9 +124,16 @@ def ingest_files(
             raise FormatError(exc.message, line=exc.line, file=name) from exc
         done.append((sha256, name, aggregator.records - records_before))
     flush()
+    report_id = report.id if report else 0
     for sha256, name, records in done:
         if records:  # a file nothing was read from may be uploaded again in the right format
-            record_upload(engine, sha256, name=name, fmt=fmt, records=records)
+            record_upload(engine, sha256, name=name, fmt=fmt, records=records, report=report_id)
+    if report is not None:
+        with engine.begin() as conn:
+            add_to_report(
+                conn, report.id, records=aggregator.records, bad_lines=stats.bad_lines,
+                first_seen=period[0], last_seen=period[1],
+            )  # fmt: skip
     stats.records = aggregator.records
     stats.attributed = aggregator.attributed
     stats.unrecognised = aggregator.unrecognised

@@ -2,18 +2,63 @@
 
 `enforcer.discovery.reports` (the CLI and API reports) and the console read the rollups only
 through these; the per-page reads at the end answer a table page of 50 rows in one query each.
+
+Every read is limited to the named report its connection is scoped to
+(`enforcer.store.named_reports.scoped`); unscoped, it reads every report, and rows of the same
+key from several reports are combined (sums, first and last seen, bitsets ORed) where a caller
+expects one row per key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from enforcer.store.encoding import from_bytes
+from enforcer.store.encoding import from_bytes, to_bytes
+from enforcer.store.named_reports import scope_of
 from enforcer.store.tables.discovery import APP_DAY, DEV_APP, DEV_DAY, HOUR, USER_DAY
+
+
+def _scoped(conn: Connection, query: Any, table: Any) -> Any:
+    """`query` limited to the report `conn` is scoped to, if any."""
+    report = scope_of(conn)
+    return query if report is None else query.where(table.c.report == report)
+
+
+_SUMMED = ("transactions", "bytes_up", "bytes_down", "blocked")
+
+
+def _merged(
+    conn: Connection, query: Any, table: Any, key: Sequence[str], bitsets: Sequence[str] = ()
+) -> list[Any]:
+    """The rows of `query` (in its order), one per `key`: every report's rows of a key combined."""
+    if scope_of(conn) is not None:
+        return list(conn.execute(_scoped(conn, query, table)))
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in conn.execute(query):
+        new = dict(row._mapping)
+        k = tuple(new[c] for c in key)
+        old = out.get(k)
+        if old is None:
+            out[k] = new
+            continue
+        for name in _SUMMED:
+            if name in old:
+                old[name] += new[name]
+        if "first_seen" in old:
+            old["first_seen"] = min(old["first_seen"], new["first_seen"])
+            old["last_seen"] = max(old["last_seen"], new["last_seen"])
+        for name in bitsets:
+            old[name] = to_bytes(from_bytes(old[name]) | from_bytes(new[name]))
+        if "apps" in old:
+            old["apps"] = " ".join(sorted(set(old["apps"].split()) | set(new["apps"].split())))
+        if "last_user_seen" in old and new["last_user_seen"] > old["last_user_seen"]:
+            old["last_user"], old["last_user_seen"] = new["last_user"], new["last_user_seen"]
+    return [SimpleNamespace(**row) for row in out.values()]
 
 
 @dataclass
@@ -57,7 +102,7 @@ def app_usage(
     if app_ids is not None:
         query = query.where(APP_DAY.c.app_id.in_(list(app_ids)))
     accs: dict[str, _Acc] = {}
-    for r in conn.execute(query):
+    for r in conn.execute(_scoped(conn, query, APP_DAY)):
         key = r.domain if unrecognised else r.app_id
         acc = accs.get(key)
         if acc is None:
@@ -100,7 +145,7 @@ def device_usage(
     )
     if device is not None:
         query = query.where(DEV_DAY.c.device == device)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [dict(r._mapping) for r in conn.execute(_scoped(conn, query, DEV_DAY))]
 
 
 def device_days(conn: Connection, device: int, first_day: int, last_day: int) -> list[Any]:
@@ -110,7 +155,7 @@ def device_days(conn: Connection, device: int, first_day: int, last_day: int) ->
         .where(DEV_DAY.c.device == device, DEV_DAY.c.day >= first_day, DEV_DAY.c.day <= last_day)
         .order_by(DEV_DAY.c.day)
     )
-    return list(conn.execute(query))
+    return _merged(conn, query, DEV_DAY, ("day", "device"), ("users", "ips"))
 
 
 def device_app_days(
@@ -120,7 +165,7 @@ def device_app_days(
     query = select(DEV_APP).where(and_(DEV_APP.c.day >= first_day, DEV_APP.c.day <= last_day))
     if device is not None:
         query = query.where(DEV_APP.c.device == device)
-    return list(conn.execute(query))
+    return _merged(conn, query, DEV_APP, ("device", "day", "app_id"))
 
 
 def user_days(
@@ -129,7 +174,7 @@ def user_days(
     query = select(USER_DAY).where(USER_DAY.c.day >= first_day, USER_DAY.c.day <= last_day)
     if user is not None:
         query = query.where(USER_DAY.c.user == user)
-    return list(conn.execute(query))
+    return _merged(conn, query, USER_DAY, ("day", "user"), ("devices",))
 
 
 def app_hours(conn: Connection, first_hour: int, last_hour: int) -> list[Any]:
@@ -138,7 +183,7 @@ def app_hours(conn: Connection, first_hour: int, last_hour: int) -> list[Any]:
         .where(HOUR.c.hour >= first_hour, HOUR.c.hour <= last_hour)
         .order_by(HOUR.c.hour)
     )
-    return list(conn.execute(query))
+    return _merged(conn, query, HOUR, ("hour", "app_id"))
 
 
 # --- per-page reads (the console's tables): one query for a page of devices or users ---------
@@ -152,7 +197,8 @@ def device_day_users(
         DEV_DAY.c.day.in_(list(range(first_day, last_day + 1))),
         DEV_DAY.c.device.in_(list(devices)),
     )
-    return [(device, day, from_bytes(users)) for device, day, users in conn.execute(query)]
+    rows = conn.execute(_scoped(conn, query, DEV_DAY))
+    return [(device, day, from_bytes(users)) for device, day, users in rows]
 
 
 def device_app_history(
@@ -163,7 +209,7 @@ def device_app_history(
     query = select(
         c.device, c.day, c.app_id, c.transactions, c.bytes_up, c.bytes_down, c.blocked
     ).where(c.device.in_(list(devices)), c.day >= first_day, c.day <= last_day)
-    return list(conn.execute(query))
+    return list(conn.execute(_scoped(conn, query, DEV_APP)))
 
 
 def user_sums(conn: Connection, *, first_day: int, last_day: int) -> list[Any]:
@@ -180,7 +226,7 @@ def user_sums(conn: Connection, *, first_day: int, last_day: int) -> list[Any]:
         .where(u.day >= first_day, u.day <= last_day)
         .group_by(u.user)
     )
-    return list(conn.execute(query))
+    return list(conn.execute(_scoped(conn, query, USER_DAY)))
 
 
 def user_day_members(
@@ -191,14 +237,15 @@ def user_day_members(
     query = select(u.user, u.devices, u.apps).where(
         u.day.in_(list(range(first_day, last_day + 1))), u.user.in_(list(users))
     )
-    return [(user, from_bytes(bits), apps) for user, bits, apps in conn.execute(query)]
+    rows = conn.execute(_scoped(conn, query, USER_DAY))
+    return [(user, from_bytes(bits), apps) for user, bits, apps in rows]
 
 
 def distinct_users(conn: Connection, *, first_day: int, last_day: int) -> int:
     """Users seen in the range (OR of the apps' daily user bitsets)."""
     bits = 0
     query = select(APP_DAY.c.users).where(APP_DAY.c.day >= first_day, APP_DAY.c.day <= last_day)
-    for (users,) in conn.execute(query):
+    for (users,) in conn.execute(_scoped(conn, query, APP_DAY)):
         bits |= from_bytes(users)
     return bits.bit_count()
 
@@ -212,7 +259,7 @@ def app_members(conn: Connection, *, app_id: str, first_day: int, last_day: int)
         APP_DAY.c.day <= last_day,
     )
     devices = users = 0
-    for d, u in conn.execute(query):
+    for d, u in conn.execute(_scoped(conn, query, APP_DAY)):
         devices |= from_bytes(d)
         users |= from_bytes(u)
     return devices, users

@@ -47,13 +47,14 @@ def _lock(conn: Connection) -> None:
     conn.execute(lock.values(last_event_id=CURSOR.c.last_event_id))
 
 
-def merge_rollup(engine: Engine, rollup: Rollup) -> None:
-    """Add a batch's aggregates to the rollup tables, in one transaction."""
+def merge_rollup(engine: Engine, rollup: Rollup, *, report: int = 0) -> None:
+    """Add a batch's aggregates to the rollup tables, in one transaction, under the named
+    report `report` (`enforcer.store.named_reports`; 0: none)."""
     with engine.begin() as conn:
-        merge_rollup_in(conn, rollup)
+        merge_rollup_in(conn, rollup, report=report)
 
 
-def merge_rollup_in(conn: Connection, rollup: Rollup) -> None:
+def merge_rollup_in(conn: Connection, rollup: Rollup, *, report: int = 0) -> None:
     """`merge_rollup` inside the caller's transaction (to commit it with other writes)."""
     _lock(conn)
     devices = entity_ordinals(
@@ -74,11 +75,11 @@ def merge_rollup_in(conn: Connection, rollup: Rollup) -> None:
         [i for a in rollup.apps.values() for i in a.ips]
         + [i for d in rollup.devices.values() for i in d.ips],
     )
-    _merge_apps(conn, rollup, devices, users, ips)
-    _merge_devices(conn, rollup, devices, users, ips)
-    _merge_device_apps(conn, rollup, devices)
-    _merge_users(conn, rollup, devices, users)
-    _merge_hours(conn, rollup)
+    _merge_apps(conn, rollup, devices, users, ips, report)
+    _merge_devices(conn, rollup, devices, users, ips, report)
+    _merge_device_apps(conn, rollup, devices, report)
+    _merge_users(conn, rollup, devices, users, report)
+    _merge_hours(conn, rollup, report)
 
 
 _SUMS = ("transactions", "bytes_up", "bytes_down", "blocked")
@@ -127,10 +128,16 @@ def _replace(
     pk: Sequence[str],
     rows: list[dict[str, Any]],
     bitsets: Sequence[str] = (),
+    report: int | None = None,
 ) -> None:
-    """Upsert by primary key: read the existing rows of these keys, combine, delete, insert."""
+    """Upsert by primary key: read the existing rows of these keys, combine, delete, insert.
+    With `report`, the rows are that report's (the report is part of the key)."""
     if not rows:
         return
+    if report is not None:
+        pk = (*pk, "report")
+        for row in rows:
+            row["report"] = report
     unique: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:  # names made storable can meet (a NUL and a U+FFFD): one row per key
         key = tuple(row[c] for c in pk)
@@ -183,6 +190,7 @@ def _merge_apps(
     devices: Mapping[str, int],
     users: Mapping[str, int],
     ips: Mapping[str, int],
+    report: int,
 ) -> None:
     rows = []
     for (day, app_id, domain), a in rollup.apps.items():
@@ -191,7 +199,7 @@ def _merge_apps(
         row["users"] = to_bytes(bits_of(users[u] for u in a.users))
         row["ips"] = to_bytes(bits_of(ips[i] for i in a.ips))
         rows.append(row)
-    _replace(conn, APP_DAY, ("day", "app_id", "domain"), rows, ("devices", "users", "ips"))
+    _replace(conn, APP_DAY, ("day", "app_id", "domain"), rows, ("devices", "users", "ips"), report)
 
 
 def _merge_devices(
@@ -200,6 +208,7 @@ def _merge_devices(
     devices: Mapping[str, int],
     users: Mapping[str, int],
     ips: Mapping[str, int],
+    report: int,
 ) -> None:
     rows = []
     for (day, device), d in rollup.devices.items():
@@ -207,19 +216,25 @@ def _merge_devices(
         row["users"] = to_bytes(bits_of(users[u] for u in d.users))
         row["ips"] = to_bytes(bits_of(ips[i] for i in d.ips))
         rows.append(row)
-    _replace(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"))
+    _replace(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"), report)
 
 
-def _merge_device_apps(conn: Connection, rollup: Rollup, devices: Mapping[str, int]) -> None:
+def _merge_device_apps(
+    conn: Connection, rollup: Rollup, devices: Mapping[str, int], report: int
+) -> None:
     rows = [
         {"device": devices[device], "day": day, "app_id": app_id, **_usage_values(u)}
         for (device, day, app_id), u in rollup.device_apps.items()
     ]
-    _replace(conn, DEV_APP, ("device", "day", "app_id"), rows)
+    _replace(conn, DEV_APP, ("device", "day", "app_id"), rows, (), report)
 
 
 def _merge_users(
-    conn: Connection, rollup: Rollup, devices: Mapping[str, int], users: Mapping[str, int]
+    conn: Connection,
+    rollup: Rollup,
+    devices: Mapping[str, int],
+    users: Mapping[str, int],
+    report: int,
 ) -> None:
     rows = []
     for (day, user), u in rollup.users.items():
@@ -227,24 +242,25 @@ def _merge_users(
         row["devices"] = to_bytes(bits_of(devices[d] for d in u.devices))
         row["apps"] = " ".join(sorted(u.apps))
         rows.append(row)
-    _replace(conn, USER_DAY, ("day", "user"), rows, ("devices",))
+    _replace(conn, USER_DAY, ("day", "user"), rows, ("devices",), report)
 
 
-def _merge_hours(conn: Connection, rollup: Rollup) -> None:
+def _merge_hours(conn: Connection, rollup: Rollup, report: int) -> None:
     rows = []
     for (hour, app_id), u in rollup.hours.items():
         values = _usage_values(u)
         del values["first_seen"], values["last_seen"]
-        rows.append({"hour": hour, "app_id": app_id, **values})
+        rows.append({"hour": hour, "app_id": app_id, "report": report, **values})
     if not rows:
         return
-    pk = ("hour", "app_id")
-    keys = [(r["hour"], r["app_id"]) for r in rows]
+    pk = ("hour", "app_id", "report")
+    keys = [(r["hour"], r["app_id"], report) for r in rows]
     existing = {
-        (r.hour, r.app_id): r._mapping for r in _by_keys(conn, HOUR, pk, keys, select(HOUR))
+        (r.hour, r.app_id, r.report): r._mapping
+        for r in _by_keys(conn, HOUR, pk, keys, select(HOUR))
     }
     for r in rows:
-        old = existing.get((r["hour"], r["app_id"]))
+        old = existing.get((r["hour"], r["app_id"], report))
         if old is not None:
             for name in _SUMS:
                 r[name] = _saturated(r[name] + old[name])

@@ -21,14 +21,17 @@ def uploaded_at(conn: Connection, sha256: str) -> dt.datetime | None:
     return when
 
 
-def record_upload(engine: Engine, sha256: str, *, name: str, fmt: str, records: int) -> None:
-    """Remember an upload's content (a second record of the same content is a no-op)."""
+def record_upload(
+    engine: Engine, sha256: str, *, name: str, fmt: str, records: int, report: int = 0
+) -> None:
+    """Remember an upload's content, in the snapshot report it went to (a second record of
+    the same content is a no-op; deleting the report forgets it)."""
     try:
         with engine.begin() as conn:
             conn.execute(
                 insert(UPLOAD).values(
                     sha256=sha256, name=name[-512:], format=fmt, records=records,
-                    uploaded_at=dt.datetime.now(dt.UTC),
+                    uploaded_at=dt.datetime.now(dt.UTC), report=report,
                 )
             )  # fmt: skip
     except IntegrityError:

@@ -1,5 +1,5 @@
-"""Cloud Discovery over HTTP (admin): the same reports as `enforcer discovery`, CSV or JSON, and
-log upload for snapshot reports.
+"""Cloud Discovery over HTTP (admin): the same reports as `enforcer discovery`, CSV or JSON, each
+of one named report (``?report=NAME``) or all; log upload into named snapshot reports; alerts.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import fastapi
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from enforcer.api.deps import MAX_INT64, Admin, Ctx
@@ -21,12 +22,30 @@ from enforcer.discovery.formats import FORMATS
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.records import FormatError
 from enforcer.pipeline.load import catalog_with_custom_apps
-from enforcer.store.alerts import acknowledge_alert, list_alerts
+from enforcer.store.alerts import acknowledge_alert, close_alert, list_alerts
+from enforcer.store.named_reports import (
+    ReportError,
+    delete_report,
+    find_report,
+    list_reports,
+    scoped,
+)
 
 router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"])
 
 Since = Query("7d", pattern=r"^\d{1,4}[dh]$", description="How far back: 24h, 7d, 30d ...")
 Fmt = Query("json", description="json or csv")
+ReportParam = Query(
+    "all", max_length=256, description="A named report (GET /reports), or all (the default)."
+)
+
+
+def _scope(conn: Connection, report: str) -> None:
+    """Limit the reports read on `conn` to a named report; 404 when there is none."""
+    try:
+        scoped(conn, find_report(conn, report))
+    except ReportError as exc:
+        raise fail(404, str(exc)) from exc
 
 
 def _days(since: str) -> int:
@@ -48,11 +67,18 @@ def _answer(rows: list[dict[str, Any]] | dict[str, Any], fmt: str) -> Any:
 
 
 @router.get("/apps", summary="Discovered apps")
-async def apps(ctx: Ctx, _: Admin, since: str = Since, format: Literal["json", "csv"] = Fmt) -> Any:
+async def apps(
+    ctx: Ctx,
+    _: Admin,
+    since: str = Since,
+    format: Literal["json", "csv"] = Fmt,
+    report: str = ReportParam,
+) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.apps_report(
                 conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last
             )
@@ -64,11 +90,14 @@ async def apps(ctx: Ctx, _: Admin, since: str = Since, format: Literal["json", "
     "/apps/{app_id}",
     summary="One app: usage, the machines and users that reached it, top processes",
 )
-async def app_detail(ctx: Ctx, _: Admin, app_id: str, since: str = Since) -> Any:
+async def app_detail(
+    ctx: Ctx, _: Admin, app_id: str, since: str = Since, report: str = ReportParam
+) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.app_report(
                 conn, catalog_with_custom_apps(ctx.settings.policy_dir), app_id, first, last
             )
@@ -81,12 +110,17 @@ async def app_detail(ctx: Ctx, _: Admin, app_id: str, since: str = Since) -> Any
 
 @router.get("/domains", summary="Unrecognised domains, by traffic")
 async def domains(
-    ctx: Ctx, _: Admin, since: str = Since, format: Literal["json", "csv"] = Fmt
+    ctx: Ctx,
+    _: Admin,
+    since: str = Since,
+    format: Literal["json", "csv"] = Fmt,
+    report: str = ReportParam,
 ) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.domains_report(conn, first, last)
 
     return _answer(await run_in_threadpool(run), format)
@@ -100,11 +134,13 @@ async def machines(
     format: Literal["json", "csv"] = Fmt,
     top: int = Query(100, ge=1, le=1000),
     skip: int = Query(0, ge=0),
+    report: str = ReportParam,
 ) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.machines_report(
                 conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last, stale_after=_stale_after(ctx), limit=top,
                 offset=skip,
@@ -118,11 +154,14 @@ async def machines(
     summary="One machine (by hostname): risk explained, enrolled devices, apps, top processes, "
     "users, IP addresses",
 )
-async def machine(ctx: Ctx, _: Admin, device: str, since: str = Since) -> Any:
+async def machine(
+    ctx: Ctx, _: Admin, device: str, since: str = Since, report: str = ReportParam
+) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.machine_report(
                 conn,
                 catalog_with_custom_apps(ctx.settings.policy_dir),
@@ -140,23 +179,29 @@ async def machine(ctx: Ctx, _: Admin, device: str, since: str = Since) -> Any:
 
 @router.get("/users", summary="Users, by traffic")
 async def users(
-    ctx: Ctx, _: Admin, since: str = Since, format: Literal["json", "csv"] = Fmt
+    ctx: Ctx,
+    _: Admin,
+    since: str = Since,
+    format: Literal["json", "csv"] = Fmt,
+    report: str = ReportParam,
 ) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.users_report(conn, first, last)
 
     return _answer(await run_in_threadpool(run), format)
 
 
 @router.get("/users/{name}", summary="One user: their devices and apps")
-async def user(ctx: Ctx, _: Admin, name: str, since: str = Since) -> Any:
+async def user(ctx: Ctx, _: Admin, name: str, since: str = Since, report: str = ReportParam) -> Any:
     first, last = reports.day_range(_days(since))
 
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
+            _scope(conn, report)
             return reports.user_report(conn, name, first, last)
 
     try:
@@ -165,20 +210,23 @@ async def user(ctx: Ctx, _: Admin, name: str, since: str = Since) -> Any:
         raise fail(404, str(exc)) from exc
 
 
-@router.get("/alerts", summary="Alerts raised by generateAlert indicators")
+@router.get("/alerts", summary="Alerts raised by alert policies and generateAlert indicators")
 async def alerts(
     ctx: Ctx,
     _: Admin,
     since: str = Since,
-    status: Literal["open", "acknowledged"] | None = None,
+    status: Literal["open", "acknowledged", "closed"] | None = None,
     severity: str | None = Query(None, max_length=16),
+    policy: str | None = Query(None, max_length=128, description="An alert policy's name"),
     format: Literal["json", "csv"] = Fmt,
 ) -> Any:
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=_days(since))
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
-            rows = list_alerts(conn, since=start, status=status, severity=severity, limit=1000)
+            rows = list_alerts(
+                conn, since=start, status=status, severity=severity, policy=policy, limit=1000
+            )
         return [
             {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()}
             for r in rows
@@ -196,6 +244,35 @@ async def acknowledge(
     return Response(status_code=204)
 
 
+@router.post("/alerts/{alert_id}/close", status_code=204, summary="Close an alert")
+async def close(
+    ctx: Ctx, _: Admin, alert_id: Annotated[int, fastapi.Path(ge=0, le=MAX_INT64)]
+) -> Response:
+    if not await run_in_threadpool(close_alert, ctx.engine, alert_id, actor="api"):
+        raise fail(404, f"no alert with id {alert_id}")
+    return Response(status_code=204)
+
+
+@router.get("/reports", summary="Named reports: one per upload, one per live source")
+async def named_reports(ctx: Ctx, _: Admin) -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:
+        with ctx.engine.connect() as conn:
+            return [r.as_json() for r in list_reports(conn)]
+
+    return await run_in_threadpool(run)
+
+
+@router.delete("/reports/{name}", status_code=204, summary="Delete a snapshot report and its data")
+async def delete_named_report(
+    ctx: Ctx, _: Admin, name: Annotated[str, fastapi.Path(max_length=256)]
+) -> Response:
+    try:
+        await run_in_threadpool(delete_report, ctx.engine, name)
+    except ReportError as exc:
+        raise fail(404 if "no report named" in str(exc) else 409, str(exc)) from exc
+    return Response(status_code=204)
+
+
 @router.post("/upload", summary="Upload a firewall/proxy log (body: the log, gzip accepted)")
 async def upload(
     ctx: Ctx,
@@ -203,11 +280,14 @@ async def upload(
     request: Request,
     format: str = Query(..., description=f"One of {', '.join(FORMATS)}"),
     map: str | None = Query(None, max_length=2000, description="csv/jsonl column mapping"),
+    report: str | None = Query(
+        None, max_length=240, description="Name of the snapshot report (default: upload TIME)"
+    ),
 ) -> dict[str, Any]:
     if format not in FORMATS:
         raise fail(422, f"format {format!r} is not one of {', '.join(FORMATS)}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upload.log"
+        path = Path(tmp) / f"upload {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S}"
         with path.open("wb") as out:
             async for chunk in request.stream():
                 out.write(chunk)
@@ -219,9 +299,12 @@ async def upload(
                 [path],
                 format,
                 mapping=map,
+                report_name=report,
             )
         except FormatError as exc:
             raise fail(422, exc.message) from exc
+        except ReportError as exc:
+            raise fail(409, str(exc)) from exc
     data = stats.as_dict()
     for sample in data["badLineSamples"]:  # type: ignore[attr-defined]
         sample["file"] = "upload"
