@@ -283,6 +283,9 @@ def run_shim(
                     "--intercept", "--intercept-ports", "443",
                 ],
                 stdout=out, stderr=out, env=env,
+                # `-m` puts the working directory first on sys.path, before PYTHONPATH: the
+                # baseline's shim must start in its own checkout to import its own code.
+                cwd=src or Path(__file__).resolve().parents[1],
             )  # fmt: skip
         try:
             deadline = time.monotonic() + 60

@@ -10,49 +10,61 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from enforcer.shim.intercept.pipe import OriginSide, Pipe, Side
+from enforcer.shim.intercept.pipe import Pipe, Pipes
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-class _Listener(Side):
-    """The client side, joined to the origin as soon as the client connects."""
+class _Setup:
+    """A listener whose connections are piped to an origin served by a handler, with a sweep
+    every 0.1 s for idle pipes."""
 
-    def __init__(self, origin_port: int, idle: float, closed: list[tuple[int, int]]) -> None:
-        super().__init__()
-        self.origin_port = origin_port
-        self.idle = idle
-        self.closed = closed
+    def __init__(self) -> None:
+        self.closed: list[tuple[int, int]] = []
+        """The byte counts of the pipes that ended."""
+        self.port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], object]] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.pause_reading()
-        asyncio.get_running_loop().create_task(self._join())
-
-    async def _join(self) -> None:
+    async def start(self, handler: Handler, idle: float = 30.0) -> int:
+        origin = await asyncio.start_server(handler, "127.0.0.1", 0)
+        origin_address = origin.sockets[0].getsockname()
         loop = asyncio.get_running_loop()
-        _, origin = await loop.create_connection(OriginSide, "127.0.0.1", self.origin_port)
-        Pipe(self, origin, self.idle, lambda up, down: self.closed.append((up, down))).start(
-            b"first:"
-        )
+        pipes = Pipes(loop, idle)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        self._closers += [origin.close, listener.close, pipes.end_all]
 
+        async def accept() -> None:
+            while True:
+                client, _ = await loop.sock_accept(listener)
+                client.setblocking(False)
+                upstream = socket.socket()
+                upstream.setblocking(False)
+                await loop.sock_connect(upstream, origin_address)
+                pipe = Pipe(loop, client, upstream, lambda up, down: self.closed.append((up, down)))
+                pipes.add(pipe)
+                pipe.start(b"first:")
 
-async def _pipe_to(
-    handler: Handler, idle: float = 30.0
-) -> tuple[int, list[tuple[int, int]], list[asyncio.Server]]:
-    origin = await asyncio.start_server(handler, "127.0.0.1", 0)
-    origin_port = origin.sockets[0].getsockname()[1]
-    closed: list[tuple[int, int]] = []
-    loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        lambda: _Listener(origin_port, idle, closed), "127.0.0.1", 0
-    )
-    return listener.sockets[0].getsockname()[1], closed, [origin, listener]
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(0.1)
+                pipes.sweep()
+
+        self._tasks = [loop.create_task(accept()), loop.create_task(sweep())]
+        self.port = listener.getsockname()[1]
+        return self.port
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for close in self._closers:
+            close()
 
 
 async def _until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -71,7 +83,9 @@ def test_bytes_pass_in_full_both_ways_and_the_client_half_close_gets_the_answer(
         writer.close()
 
     async def main() -> None:
-        port, closed, servers = await _pipe_to(echo_at_eof)
+        setup = _Setup()
+        closed = setup.closed
+        port = await setup.start(echo_at_eof)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(payload)
         await writer.drain()
@@ -82,8 +96,7 @@ def test_bytes_pass_in_full_both_ways_and_the_client_half_close_gets_the_answer(
         assert answer == sent[::-1]
         await _until(lambda: bool(closed))
         assert closed == [(len(sent), len(sent))]
-        for server in servers:
-            server.close()
+        setup.stop()
 
     asyncio.run(main())
 
@@ -98,7 +111,9 @@ def test_an_origin_that_speaks_and_closes_first_still_reads_the_client() -> None
         writer.close()
 
     async def main() -> None:
-        port, closed, servers = await _pipe_to(greet_then_read)
+        setup = _Setup()
+        closed = setup.closed
+        port = await setup.start(greet_then_read)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await reader.read() == b"hello"  # the origin's half-close reached the client
         writer.write(b"after the origin's EOF")
@@ -107,8 +122,7 @@ def test_an_origin_that_speaks_and_closes_first_still_reads_the_client() -> None
         assert received == [b"first:after the origin's EOF"]
         assert closed == [(len(received[0]), 5)]
         writer.close()
-        for server in servers:
-            server.close()
+        setup.stop()
 
     asyncio.run(main())
 
@@ -126,7 +140,8 @@ def test_a_slow_reader_holds_the_sender_back_instead_of_filling_memory() -> None
         writer.close()
 
     async def main() -> None:
-        port, _closed, servers = await _pipe_to(slow)
+        setup = _Setup()
+        port = await setup.start(slow)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.transport.set_write_buffer_limits(high=1 << 16)
         chunk = b"x" * (1 << 16)
@@ -143,8 +158,7 @@ def test_a_slow_reader_holds_the_sender_back_instead_of_filling_memory() -> None
         writer.write_eof()
         assert int(await reader.read()) == sent + len(b"first:")
         writer.close()
-        for server in servers:
-            server.close()
+        setup.stop()
 
     asyncio.run(main())
 
@@ -154,15 +168,16 @@ def test_an_idle_pipe_is_closed_and_reported_once() -> None:
         await reader.read()
 
     async def main() -> None:
-        port, closed, servers = await _pipe_to(silent, idle=0.2)
+        setup = _Setup()
+        closed = setup.closed
+        port = await setup.start(silent, idle=0.2)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         async with asyncio.timeout(5):
             assert await reader.read() == b""  # closed by the shim side after 0.2-0.4 s
         await asyncio.sleep(0.5)
         assert closed == [(len(b"first:"), 0)]
         writer.close()
-        for server in servers:
-            server.close()
+        setup.stop()
 
     asyncio.run(main())
 
@@ -176,7 +191,9 @@ def test_a_client_reset_ends_the_pipe_and_closes_the_origin() -> None:
         writer.close()
 
     async def main() -> None:
-        port, closed, servers = await _pipe_to(wait)
+        setup = _Setup()
+        closed = setup.closed
+        port = await setup.start(wait)
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"abc")
         await writer.drain()
@@ -186,7 +203,6 @@ def test_a_client_reset_ends_the_pipe_and_closes_the_origin() -> None:
             await origin_saw_eof.wait()
         await _until(lambda: bool(closed))
         assert closed == [(len(b"first:abc"), 0)]
-        for server in servers:
-            server.close()
+        setup.stop()
 
     asyncio.run(main())

@@ -1,145 +1,217 @@
-"""Relaying an allowed diverted connection with asyncio protocols: no task, no stream per side.
+"""Relaying allowed diverted connections: two non-blocking sockets driven by the event loop's
+readiness callbacks, without transports, protocols, streams or tasks.
 
-A diverted connection that is allowed is a byte pipe between the client's socket and a marked
-socket to its original destination. Streams (`asyncio.StreamReader` per side and a task per
-direction, as `enforcer.shim.proxy.relay.Relay` does for the proxy) cost more Python per
-connection than the rest of its set-up, and copy every chunk once more through the reader's
-buffer. Here each side is a protocol whose ``data_received`` writes straight into the other
-side's transport:
+An allowed diverted connection is a byte pipe between the client's socket and a marked socket
+to its original destination. asyncio's transports cost several callbacks, futures and a task
+per connection (accepting, connecting), and streams add a buffer copy and a task per
+direction; at thousands of set-ups a second that Python is most of the shim's CPU. Here each
+direction is a `_Flow` registered with ``loop.add_reader`` on its source socket:
 
-* flow control is the transports' own: a side whose write buffer passes its high-water mark
-  pauses reading on the other side (``pause_writing``) until it drains (``resume_writing``);
-* a half-close passes on (``eof_received`` -> ``write_eof``), so request/response protocols
-  that end their upload first still get their answer; the pipe ends when both directions
-  ended, or when one side is lost, and then closes both (a transport's ``close`` still sends
-  what it buffered);
-* idleness is checked once per idle period (one timer per pipe, not per chunk): a pipe where
-  no byte moved for a whole period is closed;
-* the byte counts are kept per side and handed to `Pipe.on_close` once, when the pipe ends.
-
-`Pipe` owns the two sides: the client's (`ClientSide`, which the transparent listener's
-protocol becomes once its connection is allowed) and the origin's (`OriginSide`).
+* a readable source is read into one shared buffer (``recv_into``, no allocation) and sent at
+  once to the other socket; only what the other socket does not take is copied, kept as the
+  flow's backlog, and then the flow stops reading its source and waits for the other socket
+  to be writable (``add_writer``): back-pressure is the kernel's socket buffers;
+* the end of a source (``recv`` returns nothing) is passed on as a half-close
+  (``shutdown(SHUT_WR)``) once the backlog is sent, so a client that ends its upload first
+  still gets its answer; the pipe ends when both directions ended, or at the first error
+  (a reset), and then both sockets are closed and the byte counts reported once;
+* idleness is not a timer per pipe: `Pipes.sweep` runs once a second over all of them and
+  ends those where no byte moved for the idle timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 OnClose = Callable[[int, int], None]
 """Called once when a pipe ends, with the bytes sent up (client to origin) and down."""
 
+CHUNK = 256 * 1024
+"""Bytes read at a time (one buffer for every pipe of the loop)."""
+_BUFFER = bytearray(CHUNK)
+_VIEW = memoryview(_BUFFER)
+_AGAIN = (BlockingIOError, InterruptedError)
 
-class Side(asyncio.Protocol):
-    """One end of a pipe: what it receives goes out of the other end."""
 
-    __slots__ = ("eof", "n", "peer", "pipe", "transport")
+class _Flow:
+    """One direction of a pipe: from `src` to `dst`."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.peer: Side | None = None
-        self.pipe: Pipe | None = None
+    __slots__ = ("backlog", "dst", "dst_fd", "ended", "n", "pipe", "src", "src_fd")
+
+    def __init__(self, pipe: Pipe, src: socket.socket, dst: socket.socket) -> None:
+        self.pipe = pipe
+        self.src, self.dst = src, dst
+        self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
+        self.backlog = b""
+        """Bytes read from `src` that `dst` did not take yet."""
         self.n = 0
-        """Bytes received on this side (and written to the other)."""
-        self.eof = False
+        """Bytes read from `src`."""
+        self.ended = False
+        """`src` has no more to send."""
 
-    def data_received(self, data: bytes) -> None:
-        peer = self.peer
-        if peer is None or peer.transport is None:
-            return
-        self.n += len(data)
-        peer.transport.write(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        peer = self.peer
-        pipe = self.pipe
-        if peer is not None and peer.transport is not None and not peer.transport.is_closing():
-            with contextlib.suppress(OSError, RuntimeError):
-                if peer.transport.can_write_eof():
-                    peer.transport.write_eof()
-        if pipe is not None and peer is not None and peer.eof:
-            pipe.end()
-            return False
-        return True  # keep the other direction open
-
-    def pause_writing(self) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None and not peer.eof:
-            peer.transport.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.pipe is not None:
+    def send(self, data: bytes | memoryview) -> None:
+        """Send `data` on; what is not taken now waits, and reading `src` pauses meanwhile."""
+        try:
+            sent = self.dst.send(data)
+        except _AGAIN:
+            sent = 0
+        except OSError:
             self.pipe.end()
+            return
+        if sent < len(data):
+            self.backlog = bytes(data[sent:])
+            loop = self.pipe.loop
+            if not self.ended:
+                loop.remove_reader(self.src_fd)
+            loop.add_writer(self.dst_fd, self.on_writable)
 
+    def on_readable(self) -> None:
+        try:
+            size = self.src.recv_into(_BUFFER)
+        except _AGAIN:
+            return
+        except OSError:
+            self.pipe.end()
+            return
+        if size:
+            self.n += size
+            self.send(_VIEW[:size])
+            return
+        self.ended = True
+        self.pipe.loop.remove_reader(self.src_fd)
+        if not self.backlog:
+            self.pipe.passed_on(self)
 
-class OriginSide(Side):
-    """The pipe's end towards the original destination (made by ``loop.create_connection``)."""
-
-    __slots__ = ()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def on_writable(self) -> None:
+        try:
+            sent = self.dst.send(self.backlog)
+        except _AGAIN:
+            return
+        except OSError:
+            self.pipe.end()
+            return
+        self.backlog = self.backlog[sent:]
+        if self.backlog:
+            return
+        loop = self.pipe.loop
+        loop.remove_writer(self.dst_fd)
+        if self.ended:
+            self.pipe.passed_on(self)
+        else:
+            loop.add_reader(self.src_fd, self.on_readable)
 
 
 class Pipe:
-    """A client side and an origin side joined; see the module's description."""
+    """A connected client socket and origin socket relayed both ways; see the module's text."""
 
-    __slots__ = ("_idle", "_moved", "_timer", "client", "ended", "on_close", "origin")
+    __slots__ = (
+        "client",
+        "done",
+        "down",
+        "loop",
+        "on_close",
+        "origin",
+        "quiet_since",
+        "seen",
+        "up",
+    )
 
-    def __init__(self, client: Side, origin: Side, idle_timeout: float, on_close: OnClose) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: socket.socket,
+        origin: socket.socket,
+        on_close: OnClose,
+    ) -> None:
+        self.loop = loop
         self.client, self.origin = client, origin
-        client.peer, origin.peer = origin, client
-        client.pipe = origin.pipe = self
+        self.up = _Flow(self, client, origin)
+        self.down = _Flow(self, origin, client)
         self.on_close = on_close
-        self.ended = False
-        self._idle = idle_timeout
-        self._moved = -1
-        self._timer: asyncio.TimerHandle | None = None
+        self.done = False
+        self.seen = -1
+        self.quiet_since = 0.0
 
-    def start(self, first: bytes) -> None:
-        """Send the client's first bytes (already read and decided) on, then relay both ways.
-
-        The client's transport must be paused (it was, while the origin was being reached)."""
-        origin, client = self.origin.transport, self.client.transport
-        assert origin is not None and client is not None
+    def start(self, first: bytes, *, client_ended: bool = False) -> None:
+        """Send the client's first bytes (read and decided already) on, then relay both ways;
+        `client_ended`: the client has already half-closed its side."""
+        self.loop.add_reader(self.down.src_fd, self.down.on_readable)
+        up = self.up
+        up.ended = client_ended
+        if not client_ended:
+            self.loop.add_reader(up.src_fd, up.on_readable)
         if first:
-            origin.write(first)
-            self.client.n += len(first)
-        if self.client.eof:
-            with contextlib.suppress(OSError, RuntimeError):
-                origin.write_eof()
-        else:
-            client.resume_reading()
-        self._timer = asyncio.get_running_loop().call_later(self._idle, self._check_idle)
+            up.n += len(first)
+            up.send(first)
+        if client_ended and not up.backlog and not self.done:
+            self.passed_on(up)
 
-    def _check_idle(self) -> None:
-        moved = self.client.n + self.origin.n
-        if moved == self._moved:
-            self.end(abort=True)  # what is still buffered has waited a whole period already
+    def passed_on(self, flow: _Flow) -> None:
+        """`flow` ended and everything it read was sent: half-close its destination, or end
+        the pipe if the other direction ended too (closing sends the end of both)."""
+        other = self.down if flow is self.up else self.up
+        if other.ended and not other.backlog:
+            self.end()
             return
-        self._moved = moved
-        self._timer = asyncio.get_running_loop().call_later(self._idle, self._check_idle)
+        with contextlib.suppress(OSError):
+            flow.dst.shutdown(socket.SHUT_WR)
 
-    def end(self, *, abort: bool = False) -> None:
-        """Close both sides (what they buffered is still sent, unless `abort`) and report the
-        byte counts."""
-        if self.ended:
+    @property
+    def moved(self) -> int:
+        """Bytes moved so far, both directions."""
+        return self.up.n + self.down.n
+
+    def end(self) -> None:
+        """Stop relaying, close both sockets and report the byte counts (once)."""
+        if self.done:
             return
-        self.ended = True
-        if self._timer is not None:
-            self._timer.cancel()
-        for side in (self.client, self.origin):
-            if side.transport is not None:
-                if abort:
-                    side.transport.abort()
-                else:
-                    side.transport.close()
-        self.on_close(self.client.n, self.origin.n)
+        self.done = True
+        loop = self.loop
+        for flow in (self.up, self.down):
+            loop.remove_reader(flow.src_fd)
+            if flow.backlog:
+                loop.remove_writer(flow.dst_fd)
+        self.client.close()
+        self.origin.close()
+        self.on_close(self.up.n, self.down.n)
+
+
+class Pipes:
+    """The live pipes of one listener, with the sweep that ends idle ones."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle_timeout: float) -> None:
+        self.loop = loop
+        self.idle_timeout = idle_timeout
+        self.live: set[Pipe] = set()
+
+    def add(self, pipe: Pipe) -> None:
+        """Watch `pipe` for idleness until it ends."""
+        pipe.quiet_since = self.loop.time()
+        self.live.add(pipe)
+
+    def sweep(self) -> int:
+        """End the pipes where no byte moved for the idle timeout; returns how many."""
+        now = self.loop.time()
+        ended = 0
+        for pipe in list(self.live):
+            if pipe.done:
+                self.live.discard(pipe)
+                continue
+            moved = pipe.moved
+            if moved != pipe.seen:
+                pipe.seen = moved
+                pipe.quiet_since = now
+            elif now - pipe.quiet_since >= self.idle_timeout:
+                self.live.discard(pipe)
+                pipe.end()
+                ended += 1
+        return ended
+
+    def end_all(self) -> None:
+        """End every live pipe (shutdown)."""
+        for pipe in list(self.live):
+            pipe.end()
+        self.live.clear()

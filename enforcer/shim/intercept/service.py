@@ -32,6 +32,7 @@ from enforcer.shim.intercept import nft
 from enforcer.shim.intercept.mark import MARK, open_marked_connection
 from enforcer.shim.intercept.transparent import (
     AddressNames,
+    Listener,
     TransparentFrontEnd,
     start_transparent,
 )
@@ -77,7 +78,7 @@ class Interception:
         self.transparent = transparent
         self.ruleset: nft.Ruleset | None = None
         self._dns: list[DnsServerHandle] = []
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listener] = []
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -168,7 +169,6 @@ class Interception:
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
-        self.transparent.close_all()
         for handle in self._dns:
             handle.close()
         for server in self._servers:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import logging
 import socket
 from collections import OrderedDict
@@ -51,7 +52,7 @@ from enforcer.decide.matcher import NOT_GOVERNED
 from enforcer.models import Action, EventAction, NetworkEvent
 from enforcer.shim.intercept.mark import open_marked_connection, set_mark
 from enforcer.shim.intercept.origdst import original_destination
-from enforcer.shim.intercept.pipe import OriginSide, Pipe, Side
+from enforcer.shim.intercept.pipe import Pipe, Pipes
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits
 from enforcer.shim.proxy.http1 import (
@@ -76,6 +77,12 @@ _HEAD_END = b"\r\n\r\n"
 _STREAM_LIMIT = 1 << 20
 """Bytes a relayed stream buffers before it stops reading: a large window keeps the relay's
 wake-ups few on bulk transfers (a request head is bounded separately, by the proxy limits)."""
+_BACKLOG = 1024
+_ACCEPT_BATCH = 64
+"""Connections accepted per wake-up of the listener."""
+_SWEEP_SECONDS = 1.0
+"""How often the time limits of first bytes, connects and idle pipes are checked."""
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 _NAMES = 65_536
 """Addresses remembered with the name they were answered for."""
 _HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC")
@@ -178,17 +185,6 @@ class TransparentFrontEnd:
         self.mark = mark
         self.own_ports = own_ports
         """Ports of the shim's own listeners: a connection diverted to one of them would loop."""
-        self.pipes: set[Pipe] = set()
-        """Allowed connections being relayed (`Diverted`)."""
-        self.tasks: set[asyncio.Task[None]] = set()
-        """Allowed connections whose origin is being reached."""
-
-    def close_all(self) -> None:
-        """End every relayed connection (recording its event) and stop reaching origins."""
-        for task in list(self.tasks):
-            task.cancel()
-        for pipe in list(self.pipes):
-            pipe.end()
 
     def owner(self, writer: asyncio.StreamWriter, destination: tuple[str, int]) -> Owner | None:
         """The process and user behind a client connection, not looked up yet."""
@@ -424,170 +420,283 @@ class TransparentFrontEnd:
         await writer.drain()
 
 
-class Diverted(Side):
-    """A diverted connection as it arrives: its first bytes are read here, without a stream.
+class _Head:
+    """A diverted connection until its first bytes are whole and decided, then until its
+    origin answers the connect (an allowed one)."""
 
-    The hot case, a TLS connection (or one that carries no name) that is allowed, becomes the
-    client side of a `Pipe` to its original destination: no task beyond the one that connects,
-    no stream, no copy through a reader's buffer. Everything else (plain HTTP, whose requests
-    are decided one by one; a denial or a warning, with their pages, notifications and the
-    user's own bypass; a parent proxy; a client that ends before its first bytes are whole) is
-    handed, with the bytes read so far, to the stream-based `TransparentFrontEnd.handle`, which
-    decides it again from the start.
-    """
+    __slots__ = (
+        "buffer", "decision", "dest", "fd", "listener", "origin", "owner", "peer", "sock",
+        "started", "when",
+    )  # fmt: skip
 
-    __slots__ = ("_timer", "buffer", "connecting", "dest", "frontend", "lost", "owner")
-
-    def __init__(self, frontend: TransparentFrontEnd) -> None:
-        super().__init__()
-        self.frontend = frontend
+    def __init__(
+        self,
+        listener: Listener,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        dest: tuple[str, int],
+        now: float,
+    ) -> None:
+        self.listener = listener
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.dest = dest
+        self.started = now
         self.buffer = b""
-        self.dest: tuple[str, int] = ("", 0)
+        self.origin: socket.socket | None = None
+        """The marked socket to the original destination, once the connection is allowed."""
+        self.decision: Ruling | None = None
+        self.when = _EPOCH
         self.owner: Owner | None = None
-        self.lost = False
-        self.connecting = False
-        """Allowed; the origin is being reached (reading paused)."""
-        self._timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        frontend = self.frontend
-        if frontend.proxy.parent is not None:
-            self._hand_over(b"", eof=False)  # every connection goes through the parent proxy
-            return
+    def on_readable(self) -> None:
+        """The client's first bytes (and the rest of a ClientHello): decide, or hand over."""
+        listener = self.listener
         try:
-            self.dest = dest = original_destination(transport.get_extra_info("socket"))
+            data = self.sock.recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError:
-            transport.close()  # not diverted: someone connected to the listener itself
+            listener.drop(self)
             return
-        if dest[1] in frontend.own_ports and _is_loopback(dest[0]):
-            transport.close()
-            return
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(frontend.proxy.limits.head_timeout, self._too_slow)
-
-    def _too_slow(self) -> None:
-        if self.transport is not None and self.pipe is None:
-            self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self.pipe is not None:
-            super().data_received(data)
-            return
-        if self.connecting:
-            self.buffer += data  # not expected: reading is paused meanwhile
+        if not data:
+            # Ended before its first bytes were whole (or sent none): decided there.
+            listener.hand_over(self, self.buffer, eof=True)
             return
         if not self.buffer and data[:4] in _HTTP_METHODS:
-            self._hand_over(data, eof=False)
+            listener.hand_over(self, data, eof=False)
             return
         buffer = self.buffer = self.buffer + data
         if buffer[0] != tls.RECORD_HANDSHAKE:
-            self._rule(_First(buffer))
+            listener.rule(self, _First(buffer))
             return
         try:
             name = tls.server_name(buffer)
         except tls.NeedMoreData:
-            if len(buffer) <= tls.MAX_CLIENT_HELLO + 1024:
-                return  # the rest of the ClientHello is on its way
-            self._hand_over(buffer, eof=False)  # refused there, with its event
-            return
+            if len(buffer) > tls.MAX_CLIENT_HELLO + 1024:
+                listener.hand_over(self, buffer, eof=False)  # refused there, with its event
+            return  # else the rest of the ClientHello is on its way
         except tls.ParseError:
-            self._hand_over(buffer, eof=False)
+            listener.hand_over(self, buffer, eof=False)
             return
-        self._rule(_First(buffer, (name,) if name else (), "tls"))
+        listener.rule(self, _First(buffer, (name,) if name else (), "tls"))
 
-    def eof_received(self) -> bool:
-        if self.pipe is not None:
-            return super().eof_received()
-        self.eof = True
-        if not self.connecting:
-            # Ended before its first bytes were whole (or sent none): decided there.
-            self._hand_over(self.buffer, eof=True)
-        return True
+    def on_connected(self) -> None:
+        """The origin answered the connect (or refused it)."""
+        self.listener.connected(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self._timer is not None:
-            self._timer.cancel()
-        super().connection_lost(exc)
 
-    def _rule(self, first: _First) -> None:
+class Listener:
+    """The transparent listener on one loopback address, driven by the loop's readiness
+    callbacks (no `asyncio.Server`: see `enforcer.shim.intercept.pipe` for why).
+
+    Each accepted connection is a `_Head` until its first bytes are whole. The hot case, a TLS
+    connection (or one that carries no name) that is allowed, then reaches its original
+    destination from a marked socket and becomes a `Pipe`. Everything else (plain HTTP, whose
+    requests are decided one by one; a denial or a warning, with their pages, notifications
+    and the user's own bypass; a parent proxy; a client that ends before its first bytes are
+    whole) is handed, with the bytes read so far, to the stream-based
+    `TransparentFrontEnd.handle`, which decides it again from the start.
+
+    Offers what the interception service uses of an `asyncio.Server`: ``sockets``, ``close``
+    and ``wait_closed``. Timeouts (first bytes, connect, idle) are checked by one sweep a
+    second, not a timer per connection.
+    """
+
+    def __init__(
+        self, frontend: TransparentFrontEnd, sock: socket.socket, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.frontend = frontend
+        self.sock = sock
+        self.loop = loop
+        self.heads: set[_Head] = set()
+        self.pipes = Pipes(loop, frontend.proxy.limits.idle_timeout)
+        self.handed: set[asyncio.Task[None]] = set()
+        self.closed = False
+        loop.add_reader(sock.fileno(), self._accept)
+        self._sweeper = loop.call_later(_SWEEP_SECONDS, self._sweep)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening socket (as `asyncio.Server.sockets`)."""
+        return [self.sock]
+
+    def _accept(self) -> None:
+        frontend = self.frontend
+        loop = self.loop
+        now = loop.time()
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # Out of descriptors, most likely: stop accepting for a moment, as asyncio's
+                # own servers do, instead of spinning on a listener that stays readable.
+                log.warning("transparent listener cannot accept: %s", exc)
+                loop.remove_reader(self.sock.fileno())
+                loop.call_later(1.0, self._resume_accepting)
+                return
+            sock.setblocking(False)
+            if frontend.proxy.parent is not None:
+                self._serve_streams(sock, asyncio.StreamReader(limit=_STREAM_LIMIT))
+                continue
+            try:
+                dest = original_destination(sock)
+            except OSError:
+                sock.close()  # not diverted: someone connected to the listener itself
+                continue
+            if dest[1] in frontend.own_ports and _is_loopback(dest[0]):
+                sock.close()
+                continue
+            head = _Head(self, sock, peer, dest, now)
+            self.heads.add(head)
+            loop.add_reader(head.fd, head.on_readable)
+
+    def _resume_accepting(self) -> None:
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def rule(self, head: _Head, first: _First) -> None:
         """Decide a connection whose first bytes are whole: relay it here if it is allowed."""
         frontend = self.frontend
         proxy = frontend.proxy
-        decision = frontend._decide(proxy, first, self.dest[0])
+        decision = frontend._decide(proxy, first, head.dest[0])
         if decision.denied or decision.verdict.action is Action.WARN:
-            self._hand_over(first.data, eof=False)
+            self.hand_over(head, first.data, eof=False)
             return
-        assert self.transport is not None and self._timer is not None
-        self._timer.cancel()
-        self.connecting = True
-        self.transport.pause_reading()
-        peer = self.transport.get_extra_info("peername")
-        if frontend.attribution is not None and isinstance(peer, tuple):
-            self.owner = frontend.attribution.owner("tcp", peer[0], peer[1], self.dest)
-        self.buffer = first.data
-        task = asyncio.get_running_loop().create_task(self._connect(decision, proxy.clock()))
-        frontend.tasks.add(task)
-        task.add_done_callback(frontend.tasks.discard)
+        loop = self.loop
+        loop.remove_reader(head.fd)
+        head.decision, head.when, head.buffer = decision, proxy.clock(), first.data
+        head.started = loop.time()  # from now on: the connect timeout
+        if frontend.attribution is not None:
+            head.owner = frontend.attribution.owner("tcp", head.peer[0], head.peer[1], head.dest)
+        origin = socket.socket(socket.AF_INET6 if ":" in head.dest[0] else socket.AF_INET)
+        try:
+            set_mark(origin, frontend.mark)
+            origin.setblocking(False)
+            origin.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            error = origin.connect_ex(head.dest)
+        except OSError as exc:
+            error = exc.errno or errno.EIO
+        if error not in (0, errno.EINPROGRESS):
+            origin.close()
+            self._unreachable(head)
+            return
+        head.origin = origin
+        loop.add_writer(origin.fileno(), head.on_connected)
 
-    async def _connect(self, decision: Ruling, when: dt.datetime) -> None:
-        """Reach the original destination from a marked socket, then relay."""
+    def connected(self, head: _Head) -> None:
+        """An allowed connection's origin answered: relay, or record that it cannot."""
+        origin = head.origin
+        assert origin is not None and head.decision is not None
+        self.loop.remove_writer(origin.fileno())
+        error = origin.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            origin.close()
+            self._unreachable(head)
+            return
+        self.heads.discard(head)
         frontend = self.frontend
-        limits = frontend.proxy.limits
-        dest_ip, dest_port = self.dest
-        client_ip = self.transport.get_extra_info("peername")[0] if self.transport else ""
-        view = frontend._view(self.owner)
+        view = frontend._view(head.owner)
+        decision, when = head.decision, head.when
+        client_ip = head.peer[0]
+        dest_ip, dest_port = head.dest
+        pipes = self.pipes
 
         def closed(up: int, down: int) -> None:
-            frontend.pipes.discard(pipe)
+            pipes.live.discard(pipe)
             view.record(
                 decision, when, client_ip, port=dest_port, dest_ip=dest_ip, up=up, down=down
             )
 
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in dest_ip else socket.AF_INET)
-        try:
-            set_mark(sock, frontend.mark)
-            sock.setblocking(False)
-            async with asyncio.timeout(limits.connect_timeout):
-                await loop.sock_connect(sock, self.dest)
-                _, origin = await loop.create_connection(OriginSide, sock=sock)
-        except (OSError, TimeoutError):
-            sock.close()
-            view.record(decision, when, client_ip, port=dest_port, dest_ip=dest_ip)
-            if self.transport is not None:
-                self.transport.close()
-            return
-        except BaseException:
-            sock.close()
-            raise
-        pipe = Pipe(self, origin, limits.idle_timeout, closed)
-        frontend.pipes.add(pipe)
-        if self.lost:
-            pipe.end()
-            return
-        pipe.start(self.buffer)
-        self.buffer = b""
-        frontend._attribute_soon(self.owner)  # after the first bytes are on their way
+        pipe = Pipe(self.loop, head.sock, origin, closed)
+        pipes.add(pipe)
+        pipe.start(head.buffer)
+        frontend._attribute_soon(head.owner)  # after the first bytes are on their way
 
-    def _hand_over(self, data: bytes, *, eof: bool) -> None:
-        """Serve the connection with the stream-based front end, `data` read already."""
-        if self._timer is not None:
-            self._timer.cancel()
-        transport = self.transport
-        assert transport is not None
+    def _unreachable(self, head: _Head) -> None:
+        """An allowed connection whose origin cannot be reached: recorded, client closed."""
+        assert head.decision is not None
+        self.heads.discard(head)
+        view = self.frontend._view(head.owner)
+        view.record(head.decision, head.when, head.peer[0], port=head.dest[1], dest_ip=head.dest[0])
+        head.sock.close()
+
+    def drop(self, head: _Head) -> None:
+        """Close a connection that has not become a pipe (reset, timed out, shutdown)."""
+        self.heads.discard(head)
+        loop = self.loop
+        if head.origin is None:
+            loop.remove_reader(head.fd)
+        else:
+            loop.remove_writer(head.origin.fileno())
+            head.origin.close()
+        head.sock.close()
+
+    def hand_over(self, head: _Head, data: bytes, *, eof: bool) -> None:
+        """Serve `head`'s connection with the stream-based front end, `data` read already."""
+        self.heads.discard(head)
+        self.loop.remove_reader(head.fd)
         reader = asyncio.StreamReader(limit=_STREAM_LIMIT)
-        protocol = asyncio.StreamReaderProtocol(reader, self.frontend.handle)
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
         if data:
             reader.feed_data(data)
         if eof:
             reader.feed_eof()
-        if not transport.is_reading():
-            transport.resume_reading()
+        self._serve_streams(head.sock, reader)
+
+    def _serve_streams(self, sock: socket.socket, reader: asyncio.StreamReader) -> None:
+        handle = self.frontend.handle
+
+        async def serve() -> None:
+            try:
+                await self.loop.connect_accepted_socket(
+                    lambda: asyncio.StreamReaderProtocol(reader, handle), sock
+                )
+            except OSError:
+                sock.close()
+
+        task = self.loop.create_task(serve())
+        self.handed.add(task)
+        task.add_done_callback(self.handed.discard)
+
+    def _sweep(self) -> None:
+        """End what waited too long: first bytes, a connect, an idle pipe."""
+        limits = self.frontend.proxy.limits
+        now = self.loop.time()
+        for head in list(self.heads):
+            if head.origin is None:
+                late = now - head.started >= limits.head_timeout
+            else:
+                late = now - head.started >= limits.connect_timeout
+            if not late:
+                continue
+            if head.origin is not None:  # the connect timed out
+                self.loop.remove_writer(head.origin.fileno())
+                head.origin.close()
+                self._unreachable(head)
+            else:
+                self.drop(head)
+        self.pipes.sweep()
+        if not self.closed:
+            self._sweeper = self.loop.call_later(_SWEEP_SECONDS, self._sweep)
+
+    def close(self) -> None:
+        """Stop accepting; end the pipes and the connections not decided yet (connections
+        already handed to the stream front end end on their own, as a server's do)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._sweeper.cancel()
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for head in list(self.heads):
+            self.drop(head)
+        self.pipes.end_all()
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for once `close` returned (as `asyncio.Server.wait_closed`)."""
 
 
 class _Attribute:
@@ -608,10 +717,20 @@ def _is_loopback(address: str) -> bool:
     return address.startswith("127.") or address == "::1"
 
 
-async def start_transparent(frontend: TransparentFrontEnd, host: str, port: int) -> asyncio.Server:
+async def start_transparent(frontend: TransparentFrontEnd, host: str, port: int) -> Listener:
     """Listen for diverted connections on (host, port); port 0 picks a free one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: Diverted(frontend), host, port, family=family, backlog=1024
-    )
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        # Accepted sockets inherit it: the relay forwards what it reads at once.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return Listener(frontend, sock, asyncio.get_running_loop())
