@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     discovery_interval: float = 30.0
     """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
 
+    discovery_user_domains: bool = False
+    """Keep the domain of user names apart in Cloud Discovery: ``alice@contoso.com`` and
+    ``alice@fabrikam.com`` are then two users (by default ``alice``, ``alice@contoso.com`` and
+    ``CONTOSO\\alice`` are one user, ``alice``)."""
+
+    discovery_user_map: Path | None = None
+    """A file of ``FORM = USER`` lines joining user names that differ (``a.smith = alice``):
+    discovery counts FORM as USER (`enforcer.discovery.identity`)."""
+
     watch_policies: bool = True
     """Watch the policy directory and reconcile as soon as a file changes."""
 

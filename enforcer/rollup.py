@@ -39,6 +39,9 @@ class DeviceDay:
     usage: Usage = field(default_factory=Usage)
     users: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)
+    last_user: str = ""
+    """The user seen last that day, by time ("" when none)."""
+    last_user_seen: float = 0.0
 
 
 @dataclass
@@ -62,3 +65,7 @@ class Rollup:
     users: dict[tuple[int, str], UserDay] = field(default_factory=dict)
     hours: dict[tuple[int, str], Usage] = field(default_factory=dict)
     """(hour, app_id) for catalog apps."""
+    user_forms: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    """(user, raw form seen) -> (first seen, last seen): the names behind each user."""
+    sources: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    """(machine, source) -> (first seen, last seen): ``logs`` or ``device <id>``."""

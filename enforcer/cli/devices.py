@@ -61,6 +61,19 @@ def list_cmd(
         typer.echo(f"... {total - offset - len(rows)} more (--offset {offset + len(rows)})")
 
 
+@app.command("approve")
+def approve_cmd(device_id: str = typer.Argument(..., metavar="DEVICE_ID")) -> None:
+    """Trust a device's hostname: from now on its traffic counts in Cloud Discovery under that
+    hostname, together with uploaded logs of the same name (a device enrolled with a group's
+    own secret is trusted already; others are the machine 'hostname (device ID)')."""
+    from enforcer.store.trust import approve_device
+
+    if not approve_device(store(), device_id):
+        typer.echo(f"error: no device {device_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Approved {device_id}: its next events count under its hostname.")
+
+
 def _row(status: DeviceStatus, now: dt.datetime) -> tuple[str, ...]:
     d = status.device
     os_text = f"{d.os} {d.os_version}".strip() or "-"

@@ -10,10 +10,11 @@ flush early when a file has more than `max_keys`, so memory stays bounded.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.identity import UserNames
 from enforcer.discovery.records import BadLine, Record
 from enforcer.gcpause import paused_gc
 from enforcer.rollup import AppDay, DeviceDay, Rollup, Usage, UserDay
@@ -53,6 +54,29 @@ def _bump(table: dict[Any, Row], key: Any, acc: Acc, sets: int = 0) -> Row:
     return row
 
 
+def _span(
+    table: dict[tuple[str, str], tuple[float, float]],
+    key: tuple[str, str],
+    first: float,
+    last: float,
+) -> None:
+    """Widen `table[key]`'s (first seen, last seen) to include [first, last]."""
+    seen = table.get(key)
+    table[key] = (first, last) if seen is None else (min(seen[0], first), max(seen[1], last))
+
+
+def device_sources(
+    events: Iterable[Any], machines: Mapping[str, str]
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """(machine, ``device ID``) -> (first seen, last seen) of some devices' events (with
+    `device_id` and `time`), named as `machines` names them (by id when it does not)."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for e in events:
+        t = e.time.timestamp()
+        _span(out, (machines.get(e.device_id, e.device_id), f"device {e.device_id}"), t, t)
+    return out
+
+
 def _usage(acc: Acc) -> Usage:
     return Usage(int(acc[0]), int(acc[1]), int(acc[2]), int(acc[3]), acc[4], acc[5])
 
@@ -60,9 +84,21 @@ def _usage(acc: Acc) -> Usage:
 class Aggregator:
     """Accumulates records; `rollup()` turns them into per-app/device/user/day aggregates."""
 
-    def __init__(self, attributor: Attributor, *, max_keys: int = 200_000) -> None:
+    def __init__(
+        self,
+        attributor: Attributor,
+        *,
+        max_keys: int = 200_000,
+        users: UserNames | None = None,
+        source: str | None = "logs",
+    ) -> None:
         self.attributor = attributor
         self.max_keys = max_keys
+        self.users = users or UserNames()
+        """Raw user name -> the user reports show, applied in `rollup` (per key, not per line)."""
+        self.source = source
+        """What the machines of these records are seen through (`Rollup.sources`); None: the
+        caller fills the sources in (the continuous report knows each event's device)."""
         self.days: dict[int, dict[FineKey, Acc]] = {}
         """day -> (attribution, device, user, address) -> counters."""
         self.hours: dict[int, dict[str, list[int]]] = {}
@@ -186,15 +222,22 @@ class Aggregator:
         instead of tuples: one fine key updates up to four of them.
         """
         split = self._split
+        names = self.users
         without_host = attributed = unrecognised = 0
         out = Rollup()
+        forms = out.user_forms
         with paused_gc():
             for day, fine in self.days.items():
                 apps: dict[str, Row] = {}
                 devices: dict[str, Row] = {}
                 users: dict[str, Row] = {}
                 device_apps: dict[tuple[str, str], Row] = {}
-                for (who, device, user, ip), acc in fine.items():
+                last_user: dict[str, tuple[float, str]] = {}
+                for (who, device, raw_user, ip), acc in fine.items():
+                    user = ""
+                    if raw_user:
+                        user = names(raw_user)
+                        _span(forms, (user, raw_user), acc[4], acc[5])
                     if not who:
                         without_host += int(acc[0])
                         continue
@@ -212,6 +255,9 @@ class Aggregator:
                     if user:
                         row[7].add(user)
                         drow[6].add(user)
+                        # The latest by time (between equal times, the greater name: stable).
+                        if (acc[5], user) > last_user.get(device, (0.0, "")):
+                            last_user[device] = (acc[5], user)
                         urow = _bump(users, user, acc, 2)
                         urow[6].add(device)
                         if is_app:
@@ -220,7 +266,10 @@ class Aggregator:
                     app_id, domain = split[who]
                     out.apps[(day, app_id, domain)] = AppDay(_usage(r), r[6], r[7], r[8])
                 for device, r in devices.items():
-                    out.devices[(day, device)] = DeviceDay(_usage(r), r[6], r[7])
+                    seen_last, name = last_user.get(device, (0.0, ""))
+                    out.devices[(day, device)] = DeviceDay(_usage(r), r[6], r[7], name, seen_last)
+                    if self.source is not None:
+                        _span(out.sources, (device, self.source), r[4], r[5])
                 for user, r in users.items():
                     out.users[(day, user)] = UserDay(_usage(r), r[6], r[7])
                 for (device, who), r in device_apps.items():

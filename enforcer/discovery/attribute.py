@@ -13,6 +13,7 @@ from publicsuffixlist import PublicSuffixList
 
 from enforcer.catalog import Catalog
 from enforcer.decide.matcher import MatchEntry, Matcher
+from enforcer.discovery.records import APP_HOST
 from enforcer.models import Action, normalize
 from enforcer.wire.limits import DOMAIN_MAX
 
@@ -49,6 +50,9 @@ class Attributor:
     def _attribute(self, host: str) -> tuple[str, str]:
         if not host:
             return ("", "")
+        if host.startswith(APP_HOST):  # a log that named the application, not a host
+            app_id = host[len(APP_HOST) :]
+            return (app_id, "") if app_id in self.catalog.apps else ("", NOT_A_SITE)
         try:
             name = normalize(host)
         except (ValueError, UnicodeError):

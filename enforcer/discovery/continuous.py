@@ -10,8 +10,11 @@ another order than their ids (`enforcer.store.events` says why an id cursor coul
 A device's events are rolled up under the hostname the device last reported (at enrolment or
 with ``PUT /api/v1/devices/self``), the name uploaded logs give the same machine (a firewall's
 source hostname, a proxy's device name): a hostname seen from a shim and in logs is one machine
-in the reports. The device's record is used rather than each event's own hostname field, so one
-device names one machine at a time. A device without a hostname is named by its id. The enrolled
+in the reports when the server trusts the device (`enforcer.store.trust`: enrolled with a
+group's secret or approved by an admin); an untrusted device is the machine ``hostname (device
+ID)``, so it cannot take over a log machine's history. The device's record is used rather than
+each event's own hostname field, so one device names one machine at a time. A device without a
+hostname is named by its id. Each machine's sources are kept (``device ID``, ``logs``). The enrolled
 device ids behind a machine name are listed on its report
 (`enforcer.discovery.reports.machine_report`).
 
@@ -27,10 +30,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
+from enforcer.config import get_settings
 from enforcer.discovery import alert_facts
-from enforcer.discovery.aggregate import Aggregator
+from enforcer.discovery.aggregate import Aggregator, device_sources
 from enforcer.discovery.alert_policies import evaluate
 from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.records import Record
 from enforcer.models import EventAction
 from enforcer.policy.schema import AlertPolicy
@@ -40,10 +45,11 @@ from enforcer.store.alerts import (
     insert_alerts,
     raise_policy_alerts,
 )
-from enforcer.store.devices import groups_of, hostnames_of
+from enforcer.store.devices import groups_of
 from enforcer.store.events import events_of_batches, take_pending_batches
 from enforcer.store.named_reports import ENDPOINT, ENDPOINT_NAME, add_to_report, continuous_report
 from enforcer.store.rollups import merge_rollup_in
+from enforcer.store.trust import machine_names_of
 
 ALERTING = {
     EventAction.BLOCKED.value,
@@ -67,8 +73,11 @@ def process_events(
         rows = events_of_batches(conn, take_pending_batches(conn, events=batch))
         if not rows:
             return 0
-        machines = hostnames_of(conn, {r.device_id for r in rows})
-        aggregator = Aggregator(Attributor(catalog), max_keys=len(rows) + 1)
+        machines = machine_names_of(conn, {r.device_id for r in rows})
+        users = load_user_names(get_settings())
+        aggregator = Aggregator(
+            Attributor(catalog), max_keys=len(rows) + 1, users=users, source=None
+        )
         aggregator.add_all(
             Record(
                 time=r.time.timestamp(),
@@ -85,6 +94,7 @@ def process_events(
             for r in rows
         )
         rollup = aggregator.rollup()
+        rollup.sources = device_sources(rows, machines)
         known = alert_facts.apps_before(conn, rollup, policies)
         report = continuous_report(conn, ENDPOINT, name=ENDPOINT_NAME)
         merge_rollup_in(conn, rollup, report=report)

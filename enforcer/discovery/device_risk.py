@@ -1,16 +1,17 @@
 """Device risk level from how far a device's recent activity departs from its own baseline (pure).
 
-Inputs: the device's per-app daily usage over a *baseline* window (the 30 days before) and a
-*recent* window (the last day), each app's catalog risk score and sanction tag, and the blocked
-attempts. Points, each with the reason a person reads:
+Inputs: the device's per-app daily usage over a *recent* window (the period a report shows: the
+last day, the last 7 days ...) and a *baseline* window (the 30 days before that period), each
+app's catalog risk score and sanction tag, and the blocked attempts in the period. Points, each
+with the reason a person reads:
 
 ===============================================  ======  ==========================================
 signal                                           points  reason shown
 ===============================================  ======  ==========================================
 an app with risk >= 7 used recently, never in    3 each  "new risky app deepseek (risk 8.5)"
 the baseline                                     (max 6)
-upload to an app >= 10x its baseline daily       3       "upload 14x its 30-day median to mega.nz"
-median (and >= 10 MB)
+upload to an app on a day of the period >= 10x   3       "upload 14x its 30-day median to mega.nz"
+its baseline daily median (and >= 10 MB)
 ... >= 5x (and >= 10 MB)                         2
 traffic to unsanctioned apps recently            2       "traffic to unsanctioned mega (3 requests)"
 blocked attempts recently: >= 1 / >= 20          1 / 2   "37 blocked attempts"
@@ -130,9 +131,13 @@ def _upload_signal(
     for h in baseline:
         per_app_days.setdefault(h.app_id, {})
         per_app_days[h.app_id][h.day] = per_app_days[h.app_id].get(h.day, 0) + h.bytes_up
-    recent_up: dict[str, int] = {}
+    # The period's busiest day per app: a spike stays a spike in a 30-day report.
+    day_up: dict[tuple[str, int], int] = {}
     for h in recent:
-        recent_up[h.app_id] = recent_up.get(h.app_id, 0) + h.bytes_up
+        day_up[(h.app_id, h.day)] = day_up.get((h.app_id, h.day), 0) + h.bytes_up
+    recent_up: dict[str, int] = {}
+    for (app_id, _), uploaded in day_up.items():
+        recent_up[app_id] = max(recent_up.get(app_id, 0), uploaded)
     best = (0, "")
     for app_id, uploaded in recent_up.items():
         if uploaded < MIN_UPLOAD:

@@ -18,7 +18,8 @@ class Record(NamedTuple):
     time: float
     """Epoch seconds (UTC)."""
     host: str
-    """Destination host name: lower case, no port, no trailing dot; "" when only an IP is known."""
+    """Destination host name: lower case, no port, no trailing dot; "" when only an IP is known;
+    ``app:<catalog id>`` when the log names only the application (`formats.app_names`)."""
     src_ip: str
     """The device's (client's) IP address."""
     user: str = ""
@@ -33,6 +34,10 @@ class Record(NamedTuple):
     """Server to client."""
     action: str = ""
     """"allowed" or "blocked" when the log says, else ""."""
+
+
+APP_HOST = "app:"
+"""A `Record.host` starting with this names a catalog app, not a host (no host name has a colon)."""
 
 
 class BadLine(NamedTuple):

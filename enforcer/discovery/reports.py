@@ -26,9 +26,10 @@ from sqlalchemy import Connection
 from enforcer.catalog import Catalog
 from enforcer.discovery.attribute import is_junk_domain
 from enforcer.discovery.device_risk import DeviceAppDay, DeviceRisk, device_risk
+from enforcer.discovery.identity import UserNames
 from enforcer.store.devices import DeviceStatus, list_devices
-from enforcer.store.encoding import day_of, from_bytes, ordinals_in
-from enforcer.store.entities import entity_names, entity_ordinal
+from enforcer.store.encoding import bits_of, day_of, from_bytes, ordinals_in
+from enforcer.store.entities import entity_names, entity_ordinal, entity_search
 from enforcer.store.indicators import read_app_tags
 from enforcer.store.processes import top_processes as read_top_processes
 from enforcer.store.queries import (
@@ -37,14 +38,18 @@ from enforcer.store.queries import (
     app_usage,
     device_app_days,
     device_app_history,
-    device_day_users,
+    device_day_last_users,
+    device_day_members,
     device_days,
     device_usage,
+    machine_sources,
     user_day_members,
     user_days,
+    user_forms,
     user_sums,
 )
 from enforcer.store.queries import distinct_users as count_distinct_users
+from enforcer.store.trust import machine_name, trust_of, unverified_device
 from enforcer.textsafe import csv_cell
 
 
@@ -178,14 +183,18 @@ def device_risks(
     devices: Sequence[int],
     last_day: int,
     unsanctioned: set[str],
+    *,
+    first_day: int | None = None,
 ) -> dict[int, DeviceRisk]:
-    """Risk of each device: its last day against its own 30-day baseline, in one query."""
+    """Risk of each device: the period `first_day`..`last_day` (default: the last day alone)
+    against the device's own 30-day baseline before the period, in one query."""
     if not devices:
         return {}
+    first = last_day if first_day is None else min(first_day, last_day)
     history: dict[int, list[DeviceAppDay]] = {d: [] for d in devices}
     # Plain tuples: a page reads ~30,000 rows, and Row attribute access would double the time.
     for device, *usage in device_app_history(
-        conn, devices=devices, first_day=last_day - 30, last_day=last_day
+        conn, devices=devices, first_day=first - 30, last_day=last_day
     ):
         history[device].append(DeviceAppDay(*usage))
     seen = {h.app_id for rows in history.values() for h in rows}
@@ -193,26 +202,32 @@ def device_risks(
     return {
         d: device_risk(
             rows,
-            recent_from=last_day,
+            recent_from=first,
             app_scores=scores,
             unsanctioned=unsanctioned,
-            blocked_recent=sum(h.blocked for h in rows if h.day >= last_day),
+            blocked_recent=sum(h.blocked for h in rows if h.day >= first),
         )
         for d, rows in history.items()
     }
 
 
 def last_users(conn: Connection, devices: Sequence[int], first: int, last: int) -> dict[int, str]:
-    """The last user seen on each device in the range (highest ordinal on its latest day)."""
+    """The last user seen on each device in the range: the latest by time (each device-day
+    keeps its last user and when; days rolled up before that was kept fall back to their
+    highest user ordinal, and count as the start of their day)."""
     if not devices:
         return {}
-    latest: dict[int, tuple[int, int]] = {}
-    for device, day, users in device_day_users(
+    latest: dict[int, tuple[float, int]] = {}
+    for device, user, seen, bits in device_day_last_users(
         conn, devices=devices, first_day=first, last_day=last
     ):
-        ords = ordinals_in(users)
-        if ords and day >= latest.get(device, (-1, 0))[0]:
-            latest[device] = (day, max(ords))
+        if user < 0:
+            ords = ordinals_in(bits)
+            if not ords:
+                continue
+            user = max(ords)
+        if (seen, user) > latest.get(device, (-1.0, -1)):
+            latest[device] = (seen, user)
     names = entity_names(conn, "user", {o for _, o in latest.values()})
     return {d: names.get(o, "") for d, (_, o) in latest.items()}
 
@@ -224,19 +239,57 @@ def machine_devices(
     stale_after: dt.timedelta,
     now: dt.datetime | None = None,
 ) -> dict[str, list[DeviceStatus]]:
-    """The enrolled devices behind each machine name: those that report it as their hostname,
-    or whose id it is (a device without a hostname is named by its id)."""
+    """The enrolled devices behind each machine name: those whose traffic is rolled up under
+    it (`enforcer.store.trust.machine_name`: a trusted device's hostname, an untrusted one's
+    ``hostname (device ID)``, or the id of a device without a hostname)."""
     found: dict[str, list[DeviceStatus]] = {name: [] for name in names}
-    unique = list(found)
+    keys = [k for name in found for k in (name, unverified_device(name)) if k]
+    unique = list(dict.fromkeys(keys))
+    statuses: list[DeviceStatus] = []
     for start in range(0, len(unique), 500):
-        for status in list_devices(
+        statuses += list_devices(
             conn, stale_after=stale_after, now=now, machines=unique[start : start + 500],
             limit=100_000,
-        ):  # fmt: skip
-            d = status.device
-            for key in dict.fromkeys((d.hostname, d.device_id)):
-                if key in found:
-                    found[key].append(status)
+        )  # fmt: skip
+    trust = trust_of(conn, {s.device.device_id for s in statuses})
+    for status in statuses:
+        d = status.device
+        machine = machine_name(d.hostname, d.device_id, trust.get(d.device_id, ("", ""))[1])
+        if machine in found:
+            found[machine].append(status)
+    return found
+
+
+def machine_ips(
+    conn: Connection, devices: Sequence[int], first: int, last: int
+) -> dict[int, list[str]]:
+    """The addresses each device had in the range, sorted."""
+    if not devices:
+        return {}
+    bits: dict[int, int] = {}
+    for device, _, ips in device_day_members(conn, first_day=first, last_day=last, devices=devices):
+        bits[device] = bits.get(device, 0) | ips
+    names = entity_names(conn, "ip", {o for b in bits.values() for o in ordinals_in(b)})
+    return {d: sorted(names[o] for o in ordinals_in(b) if o in names) for d, b in bits.items()}
+
+
+def matching_machines(
+    conn: Connection, search: str, first: int, last: int, *, names: UserNames | None = None
+) -> set[int]:
+    """The devices whose hostname, or an address or user of theirs in the range, contains
+    `search` (any case; a user's name normalised as the roll-up does)."""
+    text = search.strip()
+    if not text:
+        return set()
+    found = set(entity_search(conn, "device", text))
+    ips = bits_of(entity_search(conn, "ip", text))
+    users = bits_of(entity_search(conn, "user", text)) | bits_of(
+        entity_search(conn, "user", (names or UserNames())(text))
+    )
+    if ips or users:
+        for device, user_bits, ip_bits in device_day_members(conn, first_day=first, last_day=last):
+            if user_bits & users or ip_bits & ips:
+                found.add(device)
     return found
 
 
@@ -303,24 +356,32 @@ def machines_report(
     stale_after: dt.timedelta,
     limit: int = 100,
     offset: int = 0,
+    search: str | None = None,
+    names: UserNames | None = None,
 ) -> list[dict[str, Any]]:
-    """Machines by traffic; risk level, last user and enrolment columns for the page shown."""
-    names = entity_names(conn, "device")
-    usage = sorted(
-        device_usage(conn, first_day, last_day),
-        key=lambda r: (-(r["bytes_up"] + r["bytes_down"]), r["device"]),
-    )
+    """Machines by traffic (those whose hostname, address or user contains `search`, when
+    given); risk level, last user, addresses and enrolment columns for the page shown."""
+    usage = device_usage(conn, first_day, last_day)
+    if search:
+        matching = matching_machines(conn, search, first_day, last_day, names=names)
+        usage = [r for r in usage if r["device"] in matching]
+    usage.sort(key=lambda r: (-(r["bytes_up"] + r["bytes_down"]), r["device"]))
     page = usage[offset : offset + limit]
     ordinals = [r["device"] for r in page]
-    risks = device_risks(conn, catalog, ordinals, last_day, unsanctioned_apps(conn))
+    names_of = entity_names(conn, "device", ordinals)
+    risks = device_risks(
+        conn, catalog, ordinals, last_day, unsanctioned_apps(conn), first_day=first_day
+    )
     users = last_users(conn, ordinals, first_day, last_day)
-    shown = [names.get(r["device"], str(r["device"])) for r in page]
+    ips = machine_ips(conn, ordinals, first_day, last_day)
+    shown = [names_of.get(r["device"], str(r["device"])) for r in page]
     enrolled = machine_devices(conn, shown, stale_after=stale_after)
     out = []
     for name, r in zip(shown, page, strict=True):
         out.append(
             {
                 "device": name,
+                "ips": ips.get(r["device"], []),
                 "riskLevel": risks[r["device"]].level.value,
                 "lastUser": users.get(r["device"], ""),
                 **enrolment_columns(enrolled[name]),
@@ -334,6 +395,22 @@ def machines_report(
             }
         )
     return out
+
+
+def machine_count(
+    conn: Connection,
+    first_day: int,
+    last_day: int,
+    *,
+    search: str | None = None,
+    names: UserNames | None = None,
+) -> int:
+    """How many machines `machines_report` has rows for (all pages)."""
+    usage = device_usage(conn, first_day, last_day)
+    if not search:
+        return len(usage)
+    matching = matching_machines(conn, search, first_day, last_day, names=names)
+    return sum(1 for r in usage if r["device"] in matching)
 
 
 class NotFoundError(LookupError):
@@ -354,11 +431,13 @@ def machine_report(
     enrolled = machine_devices(conn, [name], stale_after=stale_after)[name]
     device = entity_ordinal(conn, "device", name)
     if device is None and not enrolled:
-        raise NotFoundError(f"no discovery data for machine {name!r}")
+        raise NotFoundError(f"no discovery data for machine {name!r}{_untrusted_hint(conn, name)}")
     found = device_usage(conn, first_day, last_day, device=device) if device is not None else []
     totals = found[0] if found else None
     if device is not None:
-        risk = device_risks(conn, catalog, [device], last_day, unsanctioned_apps(conn))[device]
+        risk = device_risks(
+            conn, catalog, [device], last_day, unsanctioned_apps(conn), first_day=first_day
+        )[device]
     else:  # enrolled, but no traffic rolled up yet
         risk = device_risk(
             [], recent_from=last_day, app_scores={}, unsanctioned=set(), blocked_recent=0
@@ -395,6 +474,7 @@ def machine_report(
         "device": name,
         **enrolment_columns(enrolled),
         "enrolledDevices": [s.as_json() for s in enrolled],
+        "sources": machine_source_rows(conn, name),
         "riskLevel": risk.level.value,
         "riskScore": risk.score,
         "riskReasons": list(risk.reasons),
@@ -426,6 +506,36 @@ def machine_report(
             for o, (f, la) in sorted(ips_seen.items(), key=lambda x: -x[1][1])
         ],
     }
+
+
+def _untrusted_hint(conn: Connection, hostname: str) -> str:
+    """For a machine not found: the machines of untrusted devices that report this hostname."""
+    statuses = list_devices(conn, stale_after=dt.timedelta(days=1), machines=[hostname])
+    ids = [s.device.device_id for s in statuses if s.device.hostname == hostname]
+    found = [machine_name(hostname, d, t) for d, (_, t) in trust_of(conn, ids).items() if not t]
+    if not found:
+        return ""
+    listed = ", ".join(repr(m) for m in sorted(found))
+    return f" (devices not trusted with that hostname are the machines {listed})"
+
+
+def machine_source_rows(conn: Connection, name: str) -> list[dict[str, Any]]:
+    """Where a machine's traffic came from: ``logs`` and each ``device ID`` (with whether the
+    server trusts that device's hostname: ``group-secret``, ``admin``, or "" for no)."""
+    rows = machine_sources(conn, name)
+    ids = [source.removeprefix("device ") for source, _, _ in rows if source.startswith("device ")]
+    trust = trust_of(conn, ids)
+    return [
+        {
+            "source": source,
+            "trustedBy": trust.get(source.removeprefix("device "), ("", ""))[1]
+            if source.startswith("device ")
+            else None,
+            "firstSeen": _iso(first),
+            "lastSeen": _iso(last),
+        }
+        for source, first, last in rows
+    ]
 
 
 def _day(day: int) -> str:
@@ -461,9 +571,16 @@ def users_report(conn: Connection, first_day: int, last_day: int) -> list[dict[s
     return sorted(rows, key=lambda r: (-r["traffic"], r["user"]))
 
 
-def user_report(conn: Connection, name: str, first_day: int, last_day: int) -> dict[str, Any]:
-    """One user: the devices they used and the apps they reached (a risky user leads to devices)."""
-    user = entity_ordinal(conn, "user", name)
+def user_report(
+    conn: Connection, name: str, first_day: int, last_day: int, *, names: UserNames | None = None
+) -> dict[str, Any]:
+    """One user: the devices they used and the apps they reached (a risky user leads to
+    devices), and the raw forms of their name seen in logs and events. `name` may be any of
+    those forms (`names` normalises it as the roll-up did)."""
+    canonical = (names or UserNames())(name)
+    user = entity_ordinal(conn, "user", canonical)
+    if user is None:  # rolled up under its raw form (before names were normalised)
+        canonical, user = name, entity_ordinal(conn, "user", name)
     if user is None:
         raise NotFoundError(f"no discovery data for user {name!r}")
     devices = 0
@@ -475,12 +592,16 @@ def user_report(conn: Connection, name: str, first_day: int, last_day: int) -> d
         tx, up, down = tx + r.transactions, up + r.bytes_up, down + r.bytes_down
     device_names = entity_names(conn, "device", ordinals_in(devices))
     return {
-        "user": name,
+        "user": canonical,
         "transactions": tx,
         "upload": up,
         "download": down,
         "devices": sorted(device_names.values()),
         "apps": sorted(apps),
+        "forms": [
+            {"form": form, "firstSeen": _iso(first), "lastSeen": _iso(last)}
+            for form, first, last in user_forms(conn, canonical)
+        ],
     }
 
 

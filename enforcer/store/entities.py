@@ -71,3 +71,12 @@ def entity_ordinal(conn: Connection, kind: str, name: str) -> int | None:
         select(ENTITY.c.ordinal).where(ENTITY.c.kind == kind, ENTITY.c.name == name)
     ).scalar()
     return None if value is None else int(value)
+
+
+def entity_search(conn: Connection, kind: str, text: str) -> dict[int, str]:
+    """Names of a kind that contain `text` (any case), by ordinal."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = select(ENTITY.c.ordinal, ENTITY.c.name).where(
+        ENTITY.c.kind == kind, func.lower(ENTITY.c.name).like(f"%{escaped}%", escape="\\")
+    )
+    return {o: n for o, n in conn.execute(query)}

@@ -20,7 +20,15 @@ from sqlalchemy import Connection, and_, func, select
 
 from enforcer.store.encoding import from_bytes, to_bytes
 from enforcer.store.named_reports import scope_of
-from enforcer.store.tables.discovery import APP_DAY, DEV_APP, DEV_DAY, HOUR, USER_DAY
+from enforcer.store.tables.discovery import (
+    APP_DAY,
+    DEV_APP,
+    DEV_DAY,
+    HOUR,
+    MACHINE_SOURCE,
+    USER_DAY,
+    USER_FORM,
+)
 
 
 def _scoped(conn: Connection, query: Any, table: Any) -> Any:
@@ -189,16 +197,19 @@ def app_hours(conn: Connection, first_hour: int, last_hour: int) -> list[Any]:
 # --- per-page reads (the console's tables): one query for a page of devices or users ---------
 
 
-def device_day_users(
+def device_day_last_users(
     conn: Connection, *, devices: Sequence[int], first_day: int, last_day: int
-) -> list[tuple[int, int, int]]:
-    """(device, day, users bitset) of some devices' days in the range (primary-key lookups)."""
-    query = select(DEV_DAY.c.device, DEV_DAY.c.day, DEV_DAY.c.users).where(
-        DEV_DAY.c.day.in_(list(range(first_day, last_day + 1))),
-        DEV_DAY.c.device.in_(list(devices)),
+) -> list[tuple[int, int, float, int]]:
+    """(device, last user ordinal, when seen, users bitset) of some devices' days in the range;
+    the ordinal is -1 on rows rolled up before migration 0013 (then only the bitset tells)."""
+    c = DEV_DAY.c
+    query = select(c.device, c.last_user, c.last_user_seen, c.users, c.day).where(
+        c.day.in_(list(range(first_day, last_day + 1))), c.device.in_(list(devices))
     )
-    rows = conn.execute(_scoped(conn, query, DEV_DAY))
-    return [(device, day, from_bytes(users)) for device, day, users in rows]
+    return [
+        (device, user, seen if user >= 0 else day * 86_400.0, from_bytes(bits))
+        for device, user, seen, bits, day in conn.execute(_scoped(conn, query, DEV_DAY))
+    ]
 
 
 def device_app_history(
@@ -263,3 +274,34 @@ def app_members(conn: Connection, *, app_id: str, first_day: int, last_day: int)
         devices |= from_bytes(d)
         users |= from_bytes(u)
     return devices, users
+
+
+def user_forms(conn: Connection, user: str) -> list[Any]:
+    """The raw forms seen of a user's name (form, first_seen, last_seen), by form."""
+    c = USER_FORM.c
+    query = select(c.form, c.first_seen, c.last_seen).where(c.user == user).order_by(c.form)
+    return list(conn.execute(query))
+
+
+def machine_sources(conn: Connection, machine: str) -> list[Any]:
+    """Where a machine's traffic came from (source, first_seen, last_seen), by source."""
+    c = MACHINE_SOURCE.c
+    query = (
+        select(c.source, c.first_seen, c.last_seen).where(c.machine == machine).order_by(c.source)
+    )
+    return list(conn.execute(query))
+
+
+def device_day_members(
+    conn: Connection, *, first_day: int, last_day: int, devices: Sequence[int] | None = None
+) -> list[tuple[int, int, int]]:
+    """(device, users bitset, addresses bitset) of the device-days in the range (of some
+    devices, or all): a machine's addresses, and the machines of a user or an address."""
+    c = DEV_DAY.c
+    query = select(c.device, c.users, c.ips).where(c.day >= first_day, c.day <= last_day)
+    if devices is not None:
+        query = query.where(
+            c.day.in_(list(range(first_day, last_day + 1))), c.device.in_(list(devices))
+        )
+    rows = conn.execute(_scoped(conn, query, DEV_DAY))
+    return [(d, from_bytes(u), from_bytes(i)) for d, u, i in rows]

@@ -29,7 +29,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from enforcer.rollup import Rollup, Usage
 from enforcer.store.encoding import bits_of, from_bytes, to_bytes
 from enforcer.store.entities import entity_ordinals, storable
-from enforcer.store.tables.discovery import APP_DAY, CURSOR, DEV_APP, DEV_DAY, HOUR, USER_DAY
+from enforcer.store.tables.discovery import (
+    APP_DAY,
+    CURSOR,
+    DEV_APP,
+    DEV_DAY,
+    HOUR,
+    MACHINE_SOURCE,
+    USER_DAY,
+    USER_FORM,
+)
 
 
 def _lock(conn: Connection) -> None:
@@ -80,6 +89,8 @@ def merge_rollup_in(conn: Connection, rollup: Rollup, *, report: int = 0) -> Non
     _merge_device_apps(conn, rollup, devices, report)
     _merge_users(conn, rollup, devices, users, report)
     _merge_hours(conn, rollup, report)
+    _merge_spans(conn, USER_FORM, ("user", "form"), rollup.user_forms)
+    _merge_spans(conn, MACHINE_SOURCE, ("machine", "source"), rollup.sources)
 
 
 _SUMS = ("transactions", "bytes_up", "bytes_down", "blocked")
@@ -148,9 +159,12 @@ def _replace(
     }
     if existing:
         for key, old in existing.items():
+            new_last = (unique[key].get("last_user_seen", 0.0), unique[key].get("last_user", -1))
             row = unique[key] = _combine(unique[key], old, bitsets)
             if table is USER_DAY and old["apps"]:
                 row["apps"] = " ".join(sorted(set(row["apps"].split()) | set(old["apps"].split())))
+            if table is DEV_DAY and (old["last_user_seen"], old["last_user"]) > new_last:
+                row["last_user"], row["last_user_seen"] = old["last_user"], old["last_user_seen"]
         _by_keys(conn, table, pk, list(existing), delete(table))
     rows = list(unique.values())
     for start in range(0, len(rows), 1000):
@@ -215,8 +229,24 @@ def _merge_devices(
         row = {"day": day, "device": devices[device], **_usage_values(d.usage)}
         row["users"] = to_bytes(bits_of(users[u] for u in d.users))
         row["ips"] = to_bytes(bits_of(ips[i] for i in d.ips))
+        row["last_user"] = users[d.last_user] if d.last_user else -1
+        row["last_user_seen"] = d.last_user_seen
         rows.append(row)
     _replace(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"), report)
+
+
+def _merge_spans(
+    conn: Connection,
+    table: Any,
+    pk: tuple[str, str],
+    spans: Mapping[tuple[str, str], tuple[float, float]],
+) -> None:
+    """Upsert (name, name) -> first/last seen rows (user forms, machine sources)."""
+    rows = [
+        {pk[0]: storable(a)[:256], pk[1]: storable(b)[:256], "first_seen": first, "last_seen": last}
+        for (a, b), (first, last) in spans.items()
+    ]
+    _replace(conn, table, pk, rows)
 
 
 def _merge_device_apps(

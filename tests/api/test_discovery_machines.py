@@ -35,6 +35,14 @@ def test_machine_and_app_reports_by_hostname_with_top_processes(api: Api) -> Non
     assert (
         api.client.put("/api/v1/devices/self", json=facts, headers=bearer(token)).status_code == 204
     )
+    # Enrolled with the shared secret: its hostname counts once an admin approves the device.
+    approve = api.client.post("/api/v1/devices/dev-42/approve", headers=api.admin)
+    assert approve.status_code == 204
+    assert api.client.post("/api/v1/devices/nobody/approve", headers=api.admin).status_code == 404
+    assert api.client.post("/api/v1/devices/dev-42/approve", headers=bearer(token)).status_code in (
+        401,
+        403,
+    )
     events = [_event("firefox"), _event("firefox"), _event("rclone"), _event("", "github.com", "")]
     uploaded = api.client.post(
         "/api/v1/events", json={"batchId": "b1", "events": events}, headers=bearer(token)

@@ -27,7 +27,7 @@ def _csv(text: str) -> list[dict[str, str]]:
             MACHINES,
             ("riskLevel", "lastUser"),
         ),
-        ("users", "user", [*USERS, "CORP\\erin"], "CORP\\", ["CORP\\erin"], ("devices", "apps")),
+        ("users", "user", [*USERS, "erin"], "ERI", ["erin"], ("devices", "apps")),
     ],
 )
 def test_a_list_searches_by_name_and_exports_what_it_shows(

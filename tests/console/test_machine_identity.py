@@ -12,6 +12,7 @@ from sqlalchemy import update
 from enforcer.store.devices import enroll_device, record_applied
 from enforcer.store.events import EventRecord, store_batch
 from enforcer.store.tables.indicators import REV
+from enforcer.store.trust import approve_device
 from tests.console.conftest import Console
 from tests.console.test_access import session_cookie, sign_in
 
@@ -26,6 +27,7 @@ def _enrol_stale_pc03(console: Console) -> None:
         engine, device_id="dev-pc03", hostname="pc-03", os="Debian GNU/Linux", user="dave",
         local_ips=("10.0.3.1",), groups=("eng",), os_version="12", agent_version="0.1.0",
     )  # fmt: skip
+    approve_device(engine, "dev-pc03")  # trusted: one machine with pc-03 of the logs
     record_applied(engine, "dev-pc03", 0, now=now - dt.timedelta(hours=1))
     events = [
         EventRecord(now, "pc-03", "dave", "10.0.3.1", "mega.nz", "", 443, 10, 10, "blocked",

@@ -9,6 +9,7 @@ import io
 
 from enforcer.store.devices import enroll_device
 from enforcer.store.events import EventRecord, store_batch
+from enforcer.store.trust import approve_device
 from tests.console.conftest import Console
 from tests.console.test_access import session_cookie, sign_in
 
@@ -28,6 +29,7 @@ def test_the_timeline_lists_the_machines_events_newest_first(console: Console) -
             console.engine, device_id=device, hostname=host, os="Linux", user="alice",
             local_ips=[], groups=[],
         )  # fmt: skip
+        approve_device(console.engine, device)  # its machine is its hostname
         events = [_event(5, f"old.{host}.example", host), _event(1, f"new.{host}.example", host)]
         store_batch(console.engine, device_id=device, batch_id="b", events=events)
     with console.client() as client:

@@ -200,6 +200,47 @@ def test_panos_traffic_csv():
     assert {r.action for r in out} == {"allowed", "blocked"}
     url = out[10]  # the URL-filtering THREAT line carries the host
     assert (url.host, url.action, url.user) == ("chatgpt.com", "blocked", "contoso\\dave")
+    # TRAFFIC lines have no host: the App-ID maps to a catalog app through app_names.csv.
+    assert (out[2].host, out[2].dest_ip) == ("app:dropbox", "104.18.32.47")
+    assert {r.host for r in out if r.host.startswith("app:")} == {"app:dropbox", "app:slack"}
+
+
+@pytest.mark.parametrize(
+    ("vendor", "name", "host"),
+    [
+        ("panos", "dropbox-base", "app:dropbox"),
+        ("panos", "dropbox-uploading", "app:dropbox"),
+        ("panos", "ms-onedrive-base", "app:onedrive"),
+        ("panos", "web-browsing", ""),
+        ("panos", "ssl", ""),
+        ("zscaler", "Google Drive", "app:google-drive"),
+        ("zscaler", "General Browsing", ""),
+        ("zscaler", "dropbox-base", ""),  # App-ID families are PAN-OS names only
+    ],
+)
+def test_application_names_map_to_catalog_apps(vendor: str, name: str, host: str) -> None:
+    from enforcer.discovery.formats.app_names import app_host
+
+    assert app_host(vendor, name) == host
+
+
+def test_the_application_name_table_names_catalog_apps_only() -> None:
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery.formats.app_names import _table
+
+    catalog = load_catalog()
+    assert {app for app in _table().values() if app not in catalog.apps} == set()
+
+
+def test_an_app_name_without_a_host_is_attributed_to_its_app() -> None:
+    from enforcer.catalog import load_catalog
+    from enforcer.discovery.aggregate import Aggregator
+    from enforcer.discovery.attribute import Attributor
+
+    line = "time=Thu Nov 20 08:00:00 2025\tcip=10.1.2.20\tsip=203.0.113.5\tappname=Slack\treqsize=5\trespsize=6"
+    aggregator = Aggregator(Attributor(load_catalog()))
+    aggregator.add_all(FORMATS["zscaler-nss"]([line]))
+    assert [app for _, app, _ in aggregator.rollup().apps] == ["slack"]
 
 
 def test_panos_other_log_types_are_bad_lines_and_headers_skipped():

@@ -22,6 +22,7 @@ from enforcer.store.devices import enroll_device, record_applied, update_facts
 from enforcer.store.events import EventRecord, store_batch
 from enforcer.store.processes import top_processes, top_processes_query
 from enforcer.store.rollups import merge_rollup
+from enforcer.store.trust import approve_device
 from tests.api.helpers import apply_indicators, block
 
 STALE_AFTER = dt.timedelta(minutes=10)
@@ -54,6 +55,7 @@ def seeded(engine: Engine) -> dt.datetime:
         engine, "dev-7", hostname="pc-07", os="Debian GNU/Linux", os_version="12",
         agent_version="0.1.0", user="alice", local_ips=["10.0.0.7"],
     )  # fmt: skip
+    approve_device(engine, "dev-7")  # trusted: one machine with pc-07 of the logs
     record_applied(engine, "dev-7", revision)
     events = [event(now, "firefox") for _ in range(3)]
     events += [event(now, "curl", up=50_000), event(now, "curl", user="bob")]
@@ -137,6 +139,15 @@ def test_an_enrolled_machine_without_traffic_has_a_report(engine: Engine) -> Non
         groups=(),
     )  # fmt: skip
     first, last = reports.day_range(7)
+    # Not trusted yet: its machine is not the bare hostname, and the error says which it is.
+    with (
+        engine.connect() as conn,
+        pytest.raises(reports.NotFoundError, match=r"'quiet-pc \(device dev-9\)'"),
+    ):
+        reports.machine_report(
+            conn, load_catalog(), "quiet-pc", first, last, stale_after=STALE_AFTER
+        )
+    approve_device(engine, "dev-9")
     with engine.connect() as conn:
         report = reports.machine_report(
             conn, load_catalog(), "quiet-pc", first, last, stale_after=STALE_AFTER

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from enforcer.api.deps import MAX_INT64, Admin, Ctx, CurrentDevice
 from enforcer.api.problems import fail
 from enforcer.store.devices import assign_groups, count_devices, list_devices, update_facts
+from enforcer.store.trust import approve_device
 from enforcer.web.devices import DeviceList, DevicePublic
 from enforcer.wire.enrolment import DeviceFacts, GroupAssignment
 
@@ -81,4 +82,20 @@ async def put_groups(device_id: str, body: GroupAssignment, _admin: Admin, ctx: 
         raise fail(404, f"no device {device_id!r}")
     ctx.forget_device(device_id)  # its cached token entry held the old groups
     log.info("device_groups_assigned", device_id=device_id, groups=list(device.groups))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{device_id}/approve",
+    status_code=204,
+    summary="An admin trusts a device's hostname (discovery merges it with the log machine)",
+    responses={204: {"description": "Approved"}, 404: {"description": "No such device"}},
+)
+async def approve(device_id: str, _admin: Admin, ctx: Ctx) -> Response:
+    """From the next roll-up on, the device's traffic counts under its bare hostname, together
+    with uploaded logs of that hostname (`enforcer.store.trust`); before, it is the machine
+    ``hostname (device ID)``. Kept over its re-enrolments."""
+    if not await run_in_threadpool(lambda: approve_device(ctx.engine, device_id)):
+        raise fail(404, f"no device {device_id!r}")
+    log.info("device_approved", device_id=device_id)
     return Response(status_code=204)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from enforcer.api.deps import Ctx, client_address
 from enforcer.api.problems import fail
 from enforcer.store.devices import enroll_device
+from enforcer.store.trust import record_enrolment_trust
 from enforcer.wire.enrolment import EnrollRequest, EnrollResponse
 
 log = structlog.get_logger("enforcer.api")
@@ -51,6 +52,13 @@ async def enroll(body: EnrollRequest, request: Request, ctx: Ctx) -> EnrollRespo
             local_ips=body.local_ips,
             groups=granted,
             requested_groups=body.groups,
+        )
+    )
+    # A group's own secret vouches for the device's hostname (discovery merges its traffic
+    # with the log machine of that name); the shared secret does not.
+    await run_in_threadpool(
+        lambda: record_enrolment_trust(
+            ctx.engine, device.device_id, group_secret=bool(secret_groups)
         )
     )
     ctx.forget_device(device.device_id)  # its previous token stops working here at once

@@ -30,6 +30,7 @@ APP_COLUMNS = (
     t.Column("tag", "Tag", "tag"),
     *TRAFFIC_COLUMNS,
     *REACH_COLUMNS,
+    t.Column("ips", "IPs", "number"),
     LAST_SEEN_COLUMN,
 )
 

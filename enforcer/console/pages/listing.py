@@ -101,6 +101,9 @@ class Listing:
     totals: Callable[[Connection, int, int], list[dict[str, Any]]]
     columns: tuple[t.Column, ...]
     annotate: Annotate
+    search: Callable[[Connection, str, int, int], set[int]] | None = None
+    """Beyond the name: the ordinals of the rows a search also finds (a machine's addresses
+    and users)."""
 
     def page(self, request: Request, session: Session) -> Response:
         """The list page (or its CSV)."""
@@ -109,7 +112,11 @@ class Listing:
         rows = cached(request, self.report, first, last, self.totals)
         text = request.query_params.get("q", "").strip().lower()
         if text:
-            rows = [r for r in rows if text in r[self.key].lower()]
+            also: set[int] = set()
+            if self.search is not None:
+                with connect(request) as conn:
+                    also = self.search(conn, text, first, last)
+            rows = [r for r in rows if text in r[self.key].lower() or r["ordinal"] in also]
         return range_table(
             request, session, section=self.section, columns=self.columns, rows=rows,
             csv_name=self.section, days=days, first=first, last=last, annotate=self.annotate,

@@ -9,7 +9,8 @@ Number, 3 Type, 4 Threat/Content Type, 5 FUTURE_USE, 6 Generated Time, 7 Source 
 follows is read when present, so older releases' shorter lines parse too.
 
 The time is the Generated Time (``YYYY/MM/DD HH:MM:SS``, the firewall's clock, read as UTC).
-Traffic logs carry no host name, so `host` is "" and `dest_ip` is kept. A THREAT log line of
+Traffic logs carry no host name: `host` is the Application (App-ID) mapped to a catalog app by
+`app_names` (``app:dropbox`` for ``dropbox-uploading``), else "", and `dest_ip` is kept. A THREAT log line of
 subtype ``url`` (URL Filtering) is read too: its URL/Filename (position 31) gives the host.
 Other log types (SYSTEM, CONFIG, other THREAT subtypes) are reported as bad lines. A header line
 (the Web UI's CSV export starts with ``Domain,Receive Time,...``, same order) is skipped.
@@ -28,9 +29,10 @@ from enforcer.discovery.formats._util import (
     to_port,
     ymd_hms,
 )
+from enforcer.discovery.formats.app_names import app_host
 from enforcer.discovery.records import BadLine, Record, bad_line
 
-TYPE, SUBTYPE, GENERATED, SRC, DST, SRC_USER = 3, 4, 6, 7, 8, 12
+TYPE, SUBTYPE, GENERATED, SRC, DST, SRC_USER, APPLICATION = 3, 4, 6, 7, 8, 12, 14
 DST_PORT, ACTION, BYTES_SENT, BYTES_RECEIVED, URL = 25, 30, 32, 33, 31
 SRC_HOSTNAME = 82
 REQUIRED = 34
@@ -64,9 +66,8 @@ def parse(lines: Iterable[str]) -> Iterator[Record | BadLine]:
         except (ValueError, OverflowError):
             yield bad_line(line_no, f"bad time {f[GENERATED]!r}", line)
             continue
-        host = ""
-        if kind == "THREAT":
-            host = split_url(f[URL])[0]
+        # A TRAFFIC line has no host name: the App-ID's application, when the table maps it.
+        host = split_url(f[URL])[0] if kind == "THREAT" else app_host("panos", f[APPLICATION])
         try:
             yield Record(
                 time=t,

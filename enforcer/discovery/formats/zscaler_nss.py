@@ -35,6 +35,7 @@ from enforcer.discovery.formats._util import (
     split_url,
     to_int,
 )
+from enforcer.discovery.formats.app_names import app_host
 from enforcer.discovery.records import BadLine, Record, bad_line
 
 DEFAULT_FIELDS = (
@@ -115,6 +116,8 @@ def _record(t: float, d: dict[str, str]) -> Record:
         host, ip = split_host(d["ehost"])
     if not host and d.get("eurl", "") not in _NONE:
         host, ip, port = split_url(d["eurl"])
+    if not host and d.get("appname", "") not in _NONE:  # an application, no host: `app_names`
+        host = app_host("zscaler", d["appname"])
     sip = d.get("sip", "")
     device = d.get("devicehostname", "")
     return Record(
