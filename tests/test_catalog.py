@@ -15,12 +15,13 @@ from enforcer.catalog import (
     RiskAttributes,
     UnknownAppError,
     explain_risk,
+    facts_known,
     load_apps,
     load_catalog,
     risk_score,
 )
-from enforcer.catalog.loader import DATA_DIR
-from enforcer.catalog.risk import FACTORS, risk_factors
+from enforcer.catalog.loader import DATA_DIR, GENERATED
+from enforcer.catalog.risk import FACT_NAMES, FACTORS, risk_factors
 
 SAFEST = RiskAttributes(
     founded=2000,
@@ -97,17 +98,59 @@ def catalog() -> Catalog:
 # --- the bundled data -----------------------------------------------------------------------
 
 
-def test_bundled_catalog_has_at_least_300_apps_with_valid_categories(catalog: Catalog) -> None:
-    assert len(catalog) >= 300
+def test_bundled_catalog_has_at_least_1500_apps_with_valid_categories(catalog: Catalog) -> None:
+    assert len(catalog) >= 1_500
     assert {a.category for a in catalog} == set(CATEGORIES)
     assert list(catalog.apps) == sorted(catalog.apps)
 
 
-def test_each_data_file_holds_one_category_named_like_the_file(catalog: Catalog) -> None:
-    files = sorted(DATA_DIR.glob("*.yaml"))
-    assert {f.stem for f in files} == set(CATEGORIES)
-    for category in CATEGORIES:
-        assert catalog.by_category(category), category
+def test_each_data_file_holds_one_category_named_like_the_file() -> None:
+    hand_written = sorted(DATA_DIR.glob("*.yaml"))
+    generated = sorted((DATA_DIR / GENERATED).glob("*.yaml"))
+    assert {f.stem for f in hand_written} <= set(CATEGORIES)
+    assert {f.stem for f in hand_written + generated} == set(CATEGORIES)
+    for path in hand_written + generated:
+        assert {a.category for a in load_apps(path)} == {path.stem}, path
+
+
+def test_every_app_has_a_domain_and_a_category_and_shares_domains_only_with_a_reason(
+    catalog: Catalog,
+) -> None:
+    for a in catalog:
+        assert a.domains and a.category in CATEGORIES, a.id
+    for domain, owners in catalog.domain_owners().items():
+        if len(owners) > 1:
+            for owner in owners:
+                assert catalog.get(owner).shared.get(domain), (domain, owner)
+
+
+def test_generated_apps_state_no_fact_without_its_source(catalog: Catalog) -> None:
+    generated = [
+        app for path in sorted((DATA_DIR / GENERATED).glob("*.yaml")) for app in load_apps(path)
+    ]
+    assert len(generated) >= 900
+    for a in generated:
+        known = {name for name in FACT_NAMES if getattr(a.risk, name) is not None}
+        assert set(a.risk.sources) == known, a.id
+        assert a.vendor == "unknown" and "v2fly/domain-list-community" in a.description
+    cerebras = catalog.get("cerebras")
+    assert (cerebras.score, facts_known(cerebras)) == (5.0, "0 of 10 facts known")
+    assert facts_known(catalog.get("dropbox")) == "10 of 10 facts known"
+
+
+def test_a_fact_source_must_name_a_known_fact() -> None:
+    sourced = RiskAttributes(mfa=True, sources={"mfa": "https://example.com/security"})
+    assert (sourced.known, facts_known(sourced)) == (1, "1 of 10 facts known")
+    with pytest.raises(ValidationError, match="'mfa' has a source but no value"):
+        RiskAttributes(sources={"mfa": "https://example.com"})
+    with pytest.raises(ValidationError, match="'colour' is not a fact"):
+        RiskAttributes(sources={"colour": "https://example.com"})
+
+
+def test_a_shared_domain_must_be_one_of_the_apps_domains() -> None:
+    assert app(shared={"acme-share.example": "why"}).shared == {"acme-share.example": "why"}
+    with pytest.raises(ValidationError, match=r"'other\.example' is not one of the app's"):
+        app(shared={"other.example": "why"})
 
 
 NAMED_IN_THE_ISSUE = """

@@ -8,7 +8,7 @@ with `Catalog.with_custom`. See docs/catalog.md.
 
 from enforcer.catalog.loader import Catalog, CatalogError, UnknownAppError, load_apps, load_catalog
 from enforcer.catalog.model import CATEGORIES, App
-from enforcer.catalog.risk import RiskAttributes, explain_risk, risk_score
+from enforcer.catalog.risk import RiskAttributes, explain_risk, facts_known, risk_score
 
 __all__ = [
     "CATEGORIES",
@@ -18,6 +18,7 @@ __all__ = [
     "RiskAttributes",
     "UnknownAppError",
     "explain_risk",
+    "facts_known",
     "load_apps",
     "load_catalog",
     "risk_score",

@@ -11,31 +11,44 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from enforcer.catalog.risk import RiskAttributes, risk_score
 from enforcer.models import normalize
 from enforcer.wire.limits import DOMAIN_MAX
 
 CATEGORIES: tuple[str, ...] = (
+    "adult",
+    "advertising",
+    "business",
     "cloud-infrastructure",
     "cloud-storage",
     "code-hosting",
     "collaboration",
     "crm",
+    "cryptocurrency",
     "dev-tools",
     "dns-over-https",
+    "education",
     "email",
     "file-sharing",
+    "finance",
+    "gambling",
     "gaming",
     "generative-ai",
     "media-streaming",
     "messaging",
+    "news-media",
     "paste",
     "password-manager",
     "productivity",
+    "reference",
     "remote-access",
+    "security",
+    "shopping",
     "social-media",
+    "software-downloads",
+    "travel",
     "tunneling",
     "url-shortener",
     "video-conferencing",
@@ -45,6 +58,10 @@ CATEGORIES: tuple[str, ...] = (
 
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_CANONICAL = re.compile(
+    r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+)
+"""A name already in the canonical form (what `normalize_domain` would return unchanged)."""
 
 
 def normalize_domain(value: str) -> str:
@@ -54,6 +71,8 @@ def normalize_domain(value: str) -> str:
     at least two labels and only letters, digits, hyphens (and underscores, which real service
     names such as ``_dmarc`` use) in each label of at most 63 characters.
     """
+    if len(value) <= DOMAIN_MAX and _CANONICAL.fullmatch(value):
+        return value  # the catalog's names mostly are: one regex instead of the checks below
     try:
         domain = normalize(value)
     except (ValueError, UnicodeError):
@@ -96,8 +115,20 @@ class App(BaseModel):
     domains: Annotated[tuple[Domain, ...], AfterValidator(_unique_domains)] = Field(min_length=1)
     description: str = ""
     website: str = ""
-    risk: RiskAttributes = RiskAttributes()
+    # Factories, not shared default values: pydantic deep-copies a mutable default for every app.
+    risk: RiskAttributes = Field(default_factory=RiskAttributes)
+    shared: dict[Domain, str] = Field(default_factory=dict)
+    """Domains of this app that another app lists too, each with the reason (Jira and
+    Confluence sites both live on ``atlassian.net``); any other shared domain is an error of
+    the bundled data (the test suite checks it)."""
     custom: bool = False
+
+    @model_validator(mode="after")
+    def _shared_domains_are_listed(self) -> App:
+        for domain in self.shared:
+            if domain not in self.domains:
+                raise ValueError(f"shared: {domain!r} is not one of the app's domains")
+        return self
 
     @field_validator("category")
     @classmethod

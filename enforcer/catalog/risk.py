@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 REFERENCE_YEAR = 2026
 """The year the bundled facts were last reviewed; "young vendor" is measured from it."""
@@ -55,6 +55,20 @@ Framework), to which personal data may flow without extra safeguards."""
 
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+FACT_NAMES: tuple[str, ...] = (
+    "founded",
+    "hq_country",
+    "encryption_at_rest",
+    "mfa",
+    "sso",
+    "soc2",
+    "iso27001",
+    "gdpr",
+    "recent_breach",
+    "anonymous_use",
+)
+"""The facts of `RiskAttributes` the score is computed from."""
 
 
 class RiskAttributes(BaseModel):
@@ -87,6 +101,23 @@ class RiskAttributes(BaseModel):
     """A breach of the service was publicly reported within the last three years."""
     anonymous_use: bool | None = None
     """The service can be used without an account, so use leaves no identity with the vendor."""
+    sources: dict[str, str] = Field(default_factory=dict)
+    """Where a fact comes from, by fact name (a URL or a citation): each fact of a generated or
+    newly reviewed app is stated only with its public source."""
+
+    @model_validator(mode="after")
+    def _sources_name_known_facts(self) -> RiskAttributes:
+        for name in self.sources:
+            if name not in FACT_NAMES:
+                raise ValueError(f"sources: {name!r} is not a fact ({', '.join(FACT_NAMES)})")
+            if getattr(self, name) is None:
+                raise ValueError(f"sources: {name!r} has a source but no value")
+        return self
+
+    @property
+    def known(self) -> int:
+        """How many of the `FACT_NAMES` facts are known (not None)."""
+        return sum(getattr(self, name) is not None for name in FACT_NAMES)
 
     @field_validator("hq_country")
     @classmethod
@@ -220,6 +251,11 @@ def risk_score(subject: Rated | RiskAttributes) -> float:
 def _points(points: float) -> str:
     text = f"{points:.2f}"
     return text[:-1] if text.endswith("0") else text
+
+
+def facts_known(subject: Rated | RiskAttributes) -> str:
+    """How much a score rests on: ``"3 of 10 facts known"`` (unknown facts count half risky)."""
+    return f"{_attributes(subject).known} of {len(FACT_NAMES)} facts known"
 
 
 def explain_risk(subject: Rated | RiskAttributes) -> list[str]:

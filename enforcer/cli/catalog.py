@@ -42,6 +42,7 @@ def _catalog(policies: Path | None) -> Catalog:
 def _as_dict(item: App) -> dict[str, Any]:
     data = item.model_dump(mode="json")
     data["score"] = item.score
+    data["facts_known"] = item.risk.known
     return data
 
 
@@ -92,7 +93,7 @@ def show(
     policies: Path | None = POLICIES_OPTION,
 ) -> None:
     """Everything about one app: domains, risk attributes and how its score is made."""
-    from enforcer.catalog import explain_risk
+    from enforcer.catalog import explain_risk, facts_known
 
     item = _catalog(policies).get(app_id)
     if as_json:
@@ -106,6 +107,10 @@ def show(
     typer.echo("  domains (each covers its subdomains):")
     for domain in item.domains:
         typer.echo(f"    {domain}")
-    typer.echo(f"  risk score: {item.score:.1f}/10")
+    typer.echo(f"  risk score: {item.score:.1f}/10 ({facts_known(item)})")
     for reason in explain_risk(item):
         typer.echo(f"    {reason}")
+    for fact, source in sorted(item.risk.sources.items()):
+        typer.echo(f"    source of {fact}: {source}")
+    for domain, why in sorted(item.shared.items()):
+        typer.echo(f"  {domain} is shared with another app: {why}")
