@@ -14,6 +14,7 @@ rendering), `session` (cookie and CSRF), `tables` (sorting, paging, CSV), `chart
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from enforcer.console import actions, pages
 from enforcer.console.pages.cached import warm
 from enforcer.console.session import CsrfError, LoginRequiredError, SessionSigner
 from enforcer.console.web import HERE, PREFIX, ConsoleState, Limiter, make_templates, no_store
+from enforcer.store.named_reports import ReportError
 
 
 def install(
@@ -58,6 +60,7 @@ def install(
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(CsrfError, _csrf_refused)
+    app.add_exception_handler(ReportError, _unknown_report)
     app.add_api_route("/", _home, include_in_schema=False)
     _run_at_start_up(app, lambda: warm(console))
 
@@ -84,6 +87,15 @@ async def _to_login(request: Request, _exc: Exception) -> Response:
     if request.url.query and request.method == "GET":
         target += f"?{request.url.query}"
     return no_store(RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303))
+
+
+async def _unknown_report(request: Request, exc: Exception) -> Response:
+    """A page asked for a named report that does not exist (deleted since the link was made)."""
+    body = (
+        f"<!doctype html><title>Not found</title><h1>Not found</h1><p>{html.escape(str(exc))}</p>"
+    )
+    body += f'<p><a href="{PREFIX}/">Back to the dashboard</a></p>'
+    return no_store(HTMLResponse(body, status_code=404))
 
 
 async def _csrf_refused(_request: Request, _exc: Exception) -> Response:

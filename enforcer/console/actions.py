@@ -29,7 +29,7 @@ from enforcer.console.web import PREFIX, CheckedForm, SignedIn, missing, render,
 from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.models import Action, Tag
 from enforcer.pipeline.run import apply
-from enforcer.store.alerts import acknowledge_alert
+from enforcer.store.alerts import acknowledge_alert, close_alert
 from enforcer.store.lookup import UnknownIndicatorError
 from enforcer.store.manual import DuplicateIndicatorError, add_manual, delete_manual
 from enforcer.textsafe import download_name
@@ -217,6 +217,12 @@ def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Respon
 @router.post("/alerts/{alert_id}/ack")
 def ack_alert(request: Request, alert_id: RecordId, _form: CheckedForm) -> Response:
     acknowledge_alert(state(request).engine, alert_id, actor=ACTOR)
+    return _see(f"{PREFIX}/alerts")
+
+
+@router.post("/alerts/{alert_id}/close")
+def close_one_alert(request: Request, alert_id: RecordId, _form: CheckedForm) -> Response:
+    close_alert(state(request).engine, alert_id, actor=ACTOR)
     return _see(f"{PREFIX}/alerts")
 
 

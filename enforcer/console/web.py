@@ -34,6 +34,7 @@ from enforcer.console.session import (
 from enforcer.errors import PolicySetError
 from enforcer.pipeline.run import load_state
 from enforcer.policy.loader import directory_digest
+from enforcer.store.named_reports import list_reports
 from enforcer.textsafe import visible_bidi
 
 HERE = Path(__file__).parent
@@ -230,6 +231,10 @@ def render(
         signed_in=bool(session and session.signed_in),
         url_with=lambda **kw: url_with(request, **kw),
     )
+    if session and session.signed_in and "report_names" not in context:
+        with console.engine.connect() as conn:
+            context["report_names"] = [r.name for r in list_reports(conn)]
+        context["report"] = request.query_params.get("report", "")
     response = console.templates.TemplateResponse(request, template, context, status_code=status)
     no_store(response)
     return response

@@ -135,6 +135,12 @@ def raise_policy_alerts(conn: Connection, hits: Sequence[Mapping[str, Any]]) -> 
     return opened
 
 
+def alert_policy_names(conn: Connection) -> list[str]:
+    """The alert policies that have raised alerts, by name."""
+    query = select(ALERT.c.policy).where(ALERT.c.policy != "").distinct().order_by(ALERT.c.policy)
+    return list(conn.scalars(query))
+
+
 def pending_forward(conn: Connection, *, limit: int = 500) -> list[dict[str, Any]]:
     """Alerts not yet forwarded to the configured receivers, oldest first."""
     query = select(ALERT).where(ALERT.c.forwarded_at.is_(None)).order_by(ALERT.c.id).limit(limit)

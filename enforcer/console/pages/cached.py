@@ -20,6 +20,7 @@ from enforcer.catalog import Catalog
 from enforcer.console.web import ConsoleState, state
 from enforcer.discovery import reports
 from enforcer.discovery.reports import day_range
+from enforcer.store.named_reports import ALL, Report, ReportError, find_report, scoped
 
 T = TypeVar("T")
 log = structlog.get_logger("enforcer.console")
@@ -31,13 +32,29 @@ def catalog(request: Request) -> Catalog:
 
 
 def connect(request: Request) -> Connection:
-    """A connection to the store, for the reads a page makes itself."""
-    return state(request).engine.connect()
+    """A connection to the store, for the reads a page makes itself, its discovery reads
+    limited to the named report the page's ``?report=`` selects (none: all reports)."""
+    conn = state(request).engine.connect()
+    try:
+        scoped(conn, find_report(conn, selected_report(request)))
+    except ReportError:
+        conn.close()
+        raise
+    return conn
+
+
+def selected_report(request: Request) -> str:
+    """The named report a page shows (``?report=NAME``), or ``all``."""
+    return request.query_params.get("report") or ALL
 
 
 def cached(request: Request, name: Hashable, first: int, last: int, read: Callable[..., T]) -> T:
-    """A range-wide read through the report cache: `read(conn, first, last)`."""
-    return _through_cache(state(request), name, first, last, read)
+    """A range-wide read through the report cache: `read(conn, first, last)`, of the page's
+    selected report (its id is part of the cache key)."""
+    console = state(request)
+    with console.engine.connect() as conn:
+        report = find_report(conn, selected_report(request))
+    return _through_cache(console, name, first, last, read, report)
 
 
 def _apps_report(console: ConsoleState) -> tuple[Hashable, Callable[[Connection, int, int], Any]]:
@@ -75,13 +92,23 @@ def warm(console: ConsoleState) -> None:
 
 
 def _through_cache(
-    console: ConsoleState, name: Hashable, first: int, last: int, read: Callable[..., T]
+    console: ConsoleState,
+    name: Hashable,
+    first: int,
+    last: int,
+    read: Callable[..., T],
+    report: Report | None = None,
 ) -> T:
-    return console.reports.get(
-        (name, first, last), partial(_read, console.engine, read, first, last)
-    )
+    key = (name, first, last, report.id if report else None)
+    return console.reports.get(key, partial(_read, console.engine, read, first, last, report))
 
 
-def _read(engine: Engine, read: Callable[[Connection, int, int], T], first: int, last: int) -> T:
+def _read(
+    engine: Engine,
+    read: Callable[[Connection, int, int], T],
+    first: int,
+    last: int,
+    report: Report | None,
+) -> T:
     with engine.connect() as conn:
-        return read(conn, first, last)
+        return read(scoped(conn, report), first, last)
