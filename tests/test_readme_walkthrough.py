@@ -114,6 +114,32 @@ def _console(url: str, token: str) -> dict[str, str]:
     return {label.strip(): value for value, label in kpis}
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = REPO / "test-artifacts" / "readme" / "console-dashboard.png"
+"""The README's screenshot (docs/images/console-dashboard.png) is a copy of this one."""
+
+
+def _screenshot(url: str, token: str) -> None:
+    """The dashboard at a laptop's 1366x768, with Debian's Chromium (when it is installed)."""
+    if not CHROMIUM.exists():
+        return
+    from playwright.sync_api import sync_playwright
+
+    from tests.console.test_browser import ARGS
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(60_000)
+        page.goto(url + "login")
+        page.get_by_label("Admin token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/console/")
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        browser.close()
+
+
 @pytest.fixture(scope="module")
 def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
     work = tmp_path_factory.mktemp("walkthrough")
@@ -159,6 +185,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walk]:
                 assert time.monotonic() < deadline, "the server did not answer"
                 time.sleep(0.2)
         console = _console(event["console_url"], token.group(1))
+        _screenshot(event["console_url"], token.group(1))
         console["console_url"] = event["console_url"]
         console["policy_dir"] = event["policy_dir"]
     finally:
