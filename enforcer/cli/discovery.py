@@ -522,11 +522,10 @@ def user_cmd(
     from enforcer.discovery.identity import load_user_names
 
     names = load_user_names(settings())
-    _emit(
-        _report(since, lambda c, f, la: reports.user_report(c, name, f, la, names=names)),
-        fmt,
-        as_json,
-    )
+    data = _report(since, lambda c, f, la: reports.user_report(c, name, f, la, names=names))
+    if not as_json and fmt is not Output.json:  # a table or CSV cell lists the forms by name
+        data["forms"] = [form["form"] for form in data["forms"]]
+    _emit(data, fmt, as_json)
 
 
 @app.command("alerts")
