@@ -112,3 +112,11 @@ def test_daemon_once_without_its_policy_directory_fails(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "policy directory does not exist" in done.stdout + done.stderr
+
+
+def test_catalog_search_has_a_header_row(tmp_path: Path) -> None:
+    done = _enforcer("catalog", "search", "dropbox", cwd=tmp_path, db=tmp_path / "s.db")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "CATEGORY", "RISK"]
+    assert lines[1].startswith("dropbox ")

@@ -46,6 +46,9 @@ def _as_dict(item: App) -> dict[str, Any]:
     return data
 
 
+HEADER = f"{'ID':<28} {'NAME':<30} {'CATEGORY':<20} RISK"
+
+
 def _row(item: App) -> str:
     return f"{item.id:<28} {item.name[:30]:<30} {item.category:<20} {item.score:>4.1f}"
 
@@ -62,7 +65,7 @@ def list_apps(
     if as_json:
         typer.echo(json.dumps([_as_dict(a) for a in apps], indent=2))
         return
-    typer.echo(f"{'ID':<28} {'NAME':<30} {'CATEGORY':<20} RISK")
+    typer.echo(HEADER)
     for item in apps:
         typer.echo(_row(item))
     typer.echo(f"\n{len(apps)} apps")
@@ -82,6 +85,7 @@ def search(
     if not found:
         typer.echo(f"No app matches {text!r}.")
         raise typer.Exit(1)
+    typer.echo(HEADER)
     for item in found:
         typer.echo(_row(item))
 
