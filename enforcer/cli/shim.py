@@ -193,11 +193,11 @@ def shim(
         else None
     )
     parent = parse_parent_proxy(parent_proxy) if parent_proxy else None
+    networks = check_networks(allow_clients) if allow_clients is not None else None
     cfg = settings()
     logs.configure("json" if cfg.log_format == "auto" else cfg.log_format, cfg.log_level)
     dns_host, dns_port = parse_hostport(dns_listen)
     proxy_host, proxy_port = parse_hostport(proxy_listen)
-    networks = check_networks(allow_clients) if allow_clients is not None else None
     if networks is None and cfg.shim_allow_clients is not None:
         networks = tuple(cfg.shim_allow_clients)
     agent_settings = AgentSettings(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -28,13 +29,16 @@ from typer.testing import CliRunner
 
 from enforcer.cli import app
 from enforcer.decide.matcher import MatchEntry, Matcher
-from enforcer.models import Action
+from enforcer.models import Action, Indicator
 from enforcer.shim.clients import ClientFilter, for_listener, parse_networks
 from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
 from enforcer.shim.dns.server import DnsServerHandle, refused, run_dns
 from enforcer.shim.proxy.bypass import BypassStore
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, start_proxy
+from tests.shim import test_agent as agent_tests
 from tests.shim.conftest import FakeUpstream
+from tests.shim.test_agent import Shim, free_dns_port, server  # noqa: F401 (fixture)
+from tests.shim.test_sync import LiveServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,14 +171,14 @@ def start(loop: Loop, allow: list[str] | None) -> tuple[ProxyFrontEnd, asyncio.S
     frontend = ProxyFrontEnd(
         Matcher(ENTRIES), bypasses=BypassStore(), notifier=lambda title, body: None, user="u"
     )
-    server = loop.call(start_proxy(frontend, "0.0.0.0", 0, allow_clients=allow))
-    return frontend, server
+    listener = loop.call(start_proxy(frontend, "0.0.0.0", 0, allow_clients=allow))
+    return frontend, listener
 
 
-def stop(loop: Loop, server: asyncio.Server) -> None:
+def stop(loop: Loop, listener: asyncio.Server) -> None:
     async def close() -> None:
-        server.close()
-        await server.wait_closed()
+        listener.close()
+        await listener.wait_closed()
 
     loop.call(close())
 
@@ -182,7 +186,7 @@ def stop(loop: Loop, server: asyncio.Server) -> None:
 @needs_own_address
 def test_a_proxy_beyond_loopback_refuses_clients_outside_its_networks(loop: Loop) -> None:
     assert OWN is not None
-    frontend, server = start(loop, ["198.51.100.0/24"])
+    frontend, listener = start(loop, ["198.51.100.0/24"])
     try:
         url = f"http://{OWN}:{frontend.pages_port}"
         outside = httpx.Client(
@@ -199,16 +203,16 @@ def test_a_proxy_beyond_loopback_refuses_clients_outside_its_networks(loop: Loop
         pac = httpx.get(f"http://127.0.0.1:{frontend.pages_port}/proxy.pac", timeout=5)
         assert pac.status_code == 200
     finally:
-        stop(loop, server)
+        stop(loop, listener)
 
 
 def test_a_loopback_proxy_checks_no_client(loop: Loop) -> None:
     frontend = ProxyFrontEnd(Matcher(ENTRIES), bypasses=BypassStore(), user="u")
-    server = loop.call(start_proxy(frontend, "127.0.0.1", 0))
+    listener = loop.call(start_proxy(frontend, "127.0.0.1", 0))
     try:
         assert frontend.clients is None
     finally:
-        stop(loop, server)
+        stop(loop, listener)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,3 +277,49 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ENFORCER_SHIM_ALLOW_CLIENTS", "10.0.0.0/33")
     with pytest.raises(ValueError, match="is not an address or network"):
         Settings()
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole `enforcer shim` process
+
+
+@needs_own_address
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("env", "flag"),
+    [("198.51.100.0/24", None), ("0.0.0.0/0", "198.51.100.0/24")],
+    ids=["setting", "flag-over-setting"],
+)
+def test_enforcer_shim_beyond_loopback_refuses_outsiders(
+    server: LiveServer,  # noqa: F811
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: str,
+    flag: str | None,
+) -> None:
+    assert OWN is not None
+    server.add(Indicator("blocked.example", Action.BLOCK))
+    dns_port, proxy_port = free_dns_port(), free_port()
+    # The shim harness listens on ports it picks; these make it pick the wildcard's.
+    monkeypatch.setattr(agent_tests, "free_dns_port", lambda: dns_port)
+    monkeypatch.setattr(agent_tests, "free_port", lambda: proxy_port)
+    monkeypatch.setenv("ENFORCER_SHIM_ALLOW_CLIENTS", env)
+    extra = ["--dns-listen", f"0.0.0.0:{dns_port}", "--proxy-listen", f"0.0.0.0:{proxy_port}"]
+    if flag is not None:
+        extra += ["--allow-clients", flag]
+    shim = Shim(server.url, tmp_path / "state", upstream.port, *extra, log_file=tmp_path / "log")
+    try:
+        shim.wait_for(lambda: shim.dig("blocked.example")[0] == "NXDOMAIN")  # from loopback
+        assert ask(dns_port, "blocked.example", OWN).rcode() == dns.rcode.REFUSED
+        outside = httpx.Client(
+            proxy=f"http://{OWN}:{proxy_port}",
+            transport=httpx.HTTPTransport(local_address=OWN),
+            timeout=5,
+        )
+        with outside, pytest.raises(httpx.ProxyError, match="403"):
+            outside.get("https://allowed.example.test/")
+    finally:
+        assert shim.stop() == 0
+    events = {json.loads(line)["event"] for line in shim.log().splitlines() if line.startswith("{")}
+    assert {"dns.listening_beyond_loopback", "proxy.listening_beyond_loopback"} <= events
