@@ -135,17 +135,21 @@ class Pipe:
         self.seen = -1
         self.quiet_since = 0.0
 
-    def start(self, first: bytes, *, client_ended: bool = False) -> None:
-        """Send the client's first bytes (read and decided already) on, then relay both ways;
-        `client_ended`: the client has already half-closed its side."""
-        self.loop.add_reader(self.down.src_fd, self.down.on_readable)
+    def start(self, first: bytes, *, sent: int = 0, client_ended: bool = False) -> None:
+        """Relay both ways, beginning with the client's first bytes (read and decided already),
+        of which the origin took `sent` already; `client_ended`: the client has half-closed
+        its side already."""
+        loop = self.loop
+        loop.add_reader(self.down.src_fd, self.down.on_readable)
         up = self.up
         up.ended = client_ended
-        if not client_ended:
-            self.loop.add_reader(up.src_fd, up.on_readable)
-        if first:
-            up.n += len(first)
-            up.send(first)
+        if client_ended:
+            loop.remove_reader(up.src_fd)
+        else:
+            loop.add_reader(up.src_fd, up.on_readable)  # replaces an earlier callback
+        up.n += len(first)
+        if sent < len(first):
+            up.send(first[sent:] if sent else first)
         if client_ended and not up.backlog and not self.done:
             self.passed_on(up)
 
@@ -171,7 +175,8 @@ class Pipe:
         self.done = True
         loop = self.loop
         for flow in (self.up, self.down):
-            loop.remove_reader(flow.src_fd)
+            if not flow.ended:
+                loop.remove_reader(flow.src_fd)
             if flow.backlog:
                 loop.remove_writer(flow.dst_fd)
         self.client.close()

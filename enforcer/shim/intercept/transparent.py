@@ -425,8 +425,8 @@ class _Head:
     origin answers the connect (an allowed one)."""
 
     __slots__ = (
-        "buffer", "decision", "dest", "fd", "listener", "origin", "owner", "peer", "sock",
-        "started", "when",
+        "buffer", "decision", "dest", "ended", "fd", "listener", "origin", "owner", "peer",
+        "sock", "started", "when",
     )  # fmt: skip
 
     def __init__(
@@ -449,9 +449,12 @@ class _Head:
         self.decision: Ruling | None = None
         self.when = _EPOCH
         self.owner: Owner | None = None
+        self.ended = False
+        """The client half-closed while its origin was being reached."""
 
     def on_readable(self) -> None:
-        """The client's first bytes (and the rest of a ClientHello): decide, or hand over."""
+        """The client's first bytes (and the rest of a ClientHello): decide, or hand over;
+        once allowed, what else the client sends while its origin is being reached."""
         listener = self.listener
         try:
             data = self.sock.recv(_CHUNK)
@@ -459,6 +462,12 @@ class _Head:
             return
         except OSError:
             listener.drop(self)
+            return
+        if self.decision is not None:  # allowed, the origin not connected yet
+            self.buffer += data
+            if not data or len(self.buffer) > _STREAM_LIMIT:
+                self.ended = not data
+                listener.loop.remove_reader(self.fd)  # the rest waits in the kernel
             return
         if not data:
             # Ended before its first bytes were whole (or sent none): decided there.
@@ -567,7 +576,7 @@ class Listener:
             self.hand_over(head, first.data, eof=False)
             return
         loop = self.loop
-        loop.remove_reader(head.fd)
+        # The client's reader stays: its callback now keeps what else arrives meanwhile.
         head.decision, head.when, head.buffer = decision, proxy.clock(), first.data
         head.started = loop.time()  # from now on: the connect timeout
         if frontend.attribution is not None:
@@ -578,25 +587,39 @@ class Listener:
             origin.setblocking(False)
             origin.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             error = origin.connect_ex(head.dest)
+            if error in (0, errno.EINPROGRESS):
+                # A nearby origin (loopback, a LAN) has often answered by now: then the first
+                # bytes go at once, without a wait for writability. A connect still under
+                # way refuses them (EAGAIN), a refused one names its error.
+                sent = origin.send(head.buffer)
+                head.origin = origin
+                self._relay(head, sent)
+                return
+        except (BlockingIOError, InterruptedError):
+            head.origin = origin
+            loop.add_writer(origin.fileno(), head.on_connected)
+            return
         except OSError as exc:
             error = exc.errno or errno.EIO
-        if error not in (0, errno.EINPROGRESS):
-            origin.close()
-            self._unreachable(head)
-            return
-        head.origin = origin
-        loop.add_writer(origin.fileno(), head.on_connected)
+        origin.close()
+        self._unreachable(head)
 
     def connected(self, head: _Head) -> None:
         """An allowed connection's origin answered: relay, or record that it cannot."""
         origin = head.origin
-        assert origin is not None and head.decision is not None
+        assert origin is not None
         self.loop.remove_writer(origin.fileno())
-        error = origin.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
+        if origin.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
             origin.close()
             self._unreachable(head)
             return
+        self._relay(head, 0)
+
+    def _relay(self, head: _Head, sent: int) -> None:
+        """Relay an allowed connection whose origin is connected; `sent`: how many of the
+        first bytes it took already."""
+        origin = head.origin
+        assert origin is not None and head.decision is not None
         self.heads.discard(head)
         frontend = self.frontend
         view = frontend._view(head.owner)
@@ -613,13 +636,14 @@ class Listener:
 
         pipe = Pipe(self.loop, head.sock, origin, closed)
         pipes.add(pipe)
-        pipe.start(head.buffer)
+        pipe.start(head.buffer, sent=sent, client_ended=head.ended)
         frontend._attribute_soon(head.owner)  # after the first bytes are on their way
 
     def _unreachable(self, head: _Head) -> None:
         """An allowed connection whose origin cannot be reached: recorded, client closed."""
         assert head.decision is not None
         self.heads.discard(head)
+        self.loop.remove_reader(head.fd)
         view = self.frontend._view(head.owner)
         view.record(head.decision, head.when, head.peer[0], port=head.dest[1], dest_ip=head.dest[0])
         head.sock.close()
@@ -628,9 +652,8 @@ class Listener:
         """Close a connection that has not become a pipe (reset, timed out, shutdown)."""
         self.heads.discard(head)
         loop = self.loop
-        if head.origin is None:
-            loop.remove_reader(head.fd)
-        else:
+        loop.remove_reader(head.fd)
+        if head.origin is not None:
             loop.remove_writer(head.origin.fileno())
             head.origin.close()
         head.sock.close()
