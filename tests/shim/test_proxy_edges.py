@@ -23,8 +23,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enforcer.models import EventAction
+from enforcer.shim.proxy.http1 import starts_request
 from tests.shim.test_proxy import (
     KNOWN_NAMES,
     OriginHandler,
@@ -217,6 +220,28 @@ def test_other_protocols_in_a_tunnel_are_still_relayed(by_address: Proxy) -> Non
     server.close()
     assert got == [b"SSH-2.0-test-client\r\n"]
     assert answer == b"SSH-2.0-test-server\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=60),
+        st.builds(
+            lambda method, target, rest: method + b" " + target + b" HTTP/1.1\r\n" + rest,
+            st.sampled_from([b"GET", b"POST", b"PROPFIND", b"X-CUSTOM"]),
+            st.binary(min_size=1, max_size=20).filter(lambda t: b" " not in t),
+            st.binary(max_size=20),
+        ),
+    ),
+    st.integers(min_value=0, max_value=80),
+)
+def test_the_http_check_only_settles_once_it_is_sure(data: bytes, cut: int) -> None:
+    # However a client splits its first bytes, a prefix that is settled (True or False) stays
+    # settled the same way when more arrives: the tunnel reads on only while it cannot tell.
+    whole = starts_request(data)
+    prefix = starts_request(data[:cut])
+    if prefix is not None:
+        assert whole is prefix
 
 
 @needs_curl
