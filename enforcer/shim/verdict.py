@@ -96,8 +96,14 @@ class EventRecorder:
         dest_port: int = 0,
         bytes_up: int = 0,
         bytes_down: int = 0,
+        user: str | None = None,
+        pid: int = 0,
+        process_name: str = "",
+        process_path: str = "",
     ) -> None:
-        """Record what happened to traffic for `name`, decided by `verdict` (now by default)."""
+        """Record what happened to traffic for `name`, decided by `verdict` (now by default);
+        `user`, `pid` and the process name the OS user and process that made it, when known
+        (the recorder's user otherwise)."""
         event = NetworkEvent(
             time=when or dt.datetime.now(dt.UTC),
             source=self.source,
@@ -109,9 +115,12 @@ class EventRecorder:
             dest_port=dest_port,
             bytes_up=bytes_up,
             bytes_down=bytes_down,
-            user=self.user,
+            user=self.user if user is None else user,
             client_ip=client_ip,
             client_port=client_port,
+            pid=pid,
+            process_name=process_name,
+            process_path=process_path,
         )
         try:
             self.sink(event)

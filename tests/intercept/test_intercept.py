@@ -237,3 +237,19 @@ def test_a_host_without_nft_is_told_what_is_missing(origin: Netns, tmp_path: Pat
     assert origin.table() is None
     # The shim did not stay half-started: nothing listens on the diverted DNS port.
     assert origin.run("ss", "-lnu").stdout.count(b":970 ") == 0
+
+
+def test_an_allowed_relayed_connection_names_its_process_user_and_bytes(shim: Shim) -> None:
+    space = shim.netns
+    payload = os.urandom(50_000)
+    code, status, body = space.curl("https://allowed.example/relayed", body=payload)
+    assert (code, status, body) == (0, "200", payload)
+    event = shim.wait_event(
+        lambda e: e["domain"] == "allowed.example" and e["source"] == "proxy"
+        and e["destPort"] == 443
+    )  # fmt: skip
+    assert event["action"] == "allowed"
+    assert (event["user"], event["processName"]) == ("nobody", "curl"), event
+    assert str(event["processPath"]).endswith("/curl") and int(str(event["pid"])) > 0
+    # The TLS records around the 50 kB each way: both directions counted.
+    assert int(str(event["bytesUp"])) > 50_000 and int(str(event["bytesDown"])) > 50_000

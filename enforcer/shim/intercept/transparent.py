@@ -67,7 +67,13 @@ from enforcer.shim.proxy.http1 import (
 )
 from enforcer.shim.proxy.relay import Relay, close_client, peer_ip, send_quietly
 from enforcer.shim.proxy.warn import INBAND_CONTINUE
-from enforcer.shim.report.process import Attribution, Owner, ProcessFinder, attribute
+from enforcer.shim.report.process import (
+    Attribution,
+    Owner,
+    ProcessFinder,
+    ProcessInfo,
+    attribute,
+)
 from enforcer.shim.verdict import Ruling
 
 log = logging.getLogger(__name__)
@@ -83,6 +89,8 @@ _ACCEPT_BATCH = 64
 _SWEEP_SECONDS = 1.0
 """How often the time limits of first bytes, connects and idle pipes are checked."""
 _EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
+_NO_OWNER = ProcessInfo(0, "", "", -1, "")
+"""Where a connection's owner is not known: the event keeps the front end's user."""
 _NAMES = 65_536
 """Addresses remembered with the name they were answered for."""
 _HTTP_METHODS = (b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC")
@@ -622,17 +630,27 @@ class Listener:
         assert origin is not None and head.decision is not None
         self.heads.discard(head)
         frontend = self.frontend
-        view = frontend._view(head.owner)
-        decision, when = head.decision, head.when
+        events = frontend.proxy.events
+        decision, when, owner = head.decision, head.when, head.owner
         client_ip = head.peer[0]
         dest_ip, dest_port = head.dest
         pipes = self.pipes
 
         def closed(up: int, down: int) -> None:
+            # The event is built here with its process and user (no per-connection view of
+            # the front end, as the stream path makes): this runs once per connection.
             pipes.live.discard(pipe)
-            view.record(
-                decision, when, client_ip, port=dest_port, dest_ip=dest_ip, up=up, down=down
-            )
+            if events is None:
+                return
+            info = owner.info if owner is not None else None
+            if info is None:
+                info = _NO_OWNER
+            events.record(
+                decision.name, decision.action, decision.verdict,
+                when=when, client_ip=client_ip, dest_ip=dest_ip, dest_port=dest_port,
+                bytes_up=up, bytes_down=down, user=info.user or None, pid=info.pid,
+                process_name=info.name, process_path=info.path,
+            )  # fmt: skip
 
         pipe = Pipe(self.loop, head.sock, origin, closed)
         pipes.add(pipe)
