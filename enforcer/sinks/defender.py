@@ -501,11 +501,14 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _read_json(path: Path) -> Any:
+    """The file's JSON; None when it is missing or damaged (then the sink starts afresh: a plan
+    reads the tenant again, and a 429 still stops a run that the lost call history lets
+    through)."""
     try:
         return json.loads(path.read_bytes())
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise SinkError(f"sink defender: cannot read its state file {path}: {exc}") from exc
 
 

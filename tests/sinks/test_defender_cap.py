@@ -133,6 +133,8 @@ def test_the_budget_paces_per_minute_and_stops_at_the_hour(tmp_path: Path) -> No
         again.take()
     clock.time += 3600
     again.take()
+    defender.State(cfg).path.write_text("{not json")  # damaged: ignored, started afresh
+    assert defender.State(cfg).calls == []
 
 
 # --- 40,000 desired indicators against the contract fake -------------------------------------
