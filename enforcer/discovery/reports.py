@@ -397,6 +397,13 @@ def machines_report(
     return out
 
 
+def matching_users(conn: Connection, search: str, *, names: UserNames | None = None) -> set[int]:
+    """The users whose name contains `search` as the roll-up normalises it (``CORP\\erin``
+    finds erin), any case."""
+    text = (names or UserNames())(search.strip())
+    return set(entity_search(conn, "user", text)) if text else set()
+
+
 def machine_count(
     conn: Connection,
     first_day: int,

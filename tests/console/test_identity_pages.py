@@ -66,3 +66,12 @@ def test_a_users_page_lists_the_forms_of_their_name(console: Console) -> None:
         page = client.get("/console/users/erin", headers=cookie)
     assert page.status_code == 200
     assert "Names seen" in page.text and "CORP\\erin" in page.text
+
+
+def test_the_users_list_finds_a_user_by_a_raw_form_of_the_name(console: Console) -> None:
+    with console.client() as client:
+        cookie = session_cookie(sign_in(client))
+        page = client.get(
+            "/console/users", params={"q": "CORP\\erin", "format": "csv"}, headers=cookie
+        )
+    assert [r["user"] for r in _csv(page.text)] == ["erin"]

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from enforcer.config import get_settings
 from enforcer.console import tables as t
 from enforcer.console.pages.cached import connect
 from enforcer.console.pages.links import user_link
@@ -18,6 +19,7 @@ from enforcer.console.pages.listing import (
 )
 from enforcer.console.web import PREFIX, SignedIn
 from enforcer.discovery import reports
+from enforcer.discovery.identity import load_user_names
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -47,10 +49,13 @@ def _device_and_app_counts(
 USERS = Listing(
     section="users",
     heading="Users",
-    search_label="User name",
+    search_label="User name (any form: CONTOSO\\alice finds alice)",
     key="user",
     report="users",
     totals=reports.user_totals,
     columns=USER_COLUMNS,
     annotate=_device_and_app_counts,
+    search=lambda conn, text, _first, _last: reports.matching_users(
+        conn, text, names=load_user_names(get_settings())
+    ),
 )
