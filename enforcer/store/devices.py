@@ -447,18 +447,6 @@ def count_devices(
     return int(conn.execute(query).scalar_one())
 
 
-def hostnames_of(conn: Connection, device_ids: Collection[str]) -> dict[str, str]:
-    """The hostname each of these devices last reported (devices without one are left out)."""
-    ids = list(device_ids)
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), 500):
-        query = select(DEVICE.c.device_id, DEVICE.c.hostname).where(
-            DEVICE.c.device_id.in_(ids[start : start + 500]), DEVICE.c.hostname != ""
-        )
-        found.update((device_id, hostname) for device_id, hostname in conn.execute(query))
-    return found
-
-
 def groups_of(conn: Connection, device_ids: Collection[str]) -> dict[str, tuple[str, ...]]:
     """The device groups (as the server decided them) of each of these devices."""
     ids = list(device_ids)
@@ -536,7 +524,6 @@ __all__ = [
     "groups_of",
     "hand_out_token",
     "hash_token",
-    "hostnames_of",
     "list_devices",
     "new_token",
     "record_applied",
