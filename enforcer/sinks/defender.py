@@ -36,7 +36,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,12 +244,13 @@ def fit(
     everything: Iterable[Indicator] = (),
     ranking: Ranking | None = None,
     collapse: bool = True,
+    held: Container[str] = (),
     limit_text: str = "",
 ) -> Fit:
     """The indicators a tenant with room for `room` gets, and what does not fit (pure).
 
     First, while there are more than `room`, the largest collapsible groups (`_collapsible`)
-    become their registrable domain. Then the indicators are ranked: Allowed exceptions first
+    become their registrable domain, unless another owner `held` that domain. Then the indicators are ranked: Allowed exceptions first
     (few, and dropping one would block what the policy allows), then by requests seen in the
     ranking's window, then by risk score, then by name; the first `room` are chosen.
     """
@@ -260,6 +261,8 @@ def fit(
         for domain, names in _collapsible(wanted, everything):
             if len(current) <= room:
                 break
+            if domain in held:  # another owner's indicator: importing it would overwrite theirs
+                continue
             first = current[names[0]]
             for name in names:
                 del current[name]
@@ -352,6 +355,7 @@ def diff(
         everything=desired,
         ranking=ranking,
         collapse=settings.defender_collapse,
+        held=theirs,
         limit_text=f" the tenant's limit of {limit:,} indicators",
     )
     chosen = {ind.value: ind for ind in fitted.chosen}

@@ -62,6 +62,9 @@ def test_names_of_one_app_collapse_into_their_registrable_domain_only_when_neede
     assert (domain.app_id, domain.action) == ("files", Action.BLOCK)
     assert "Managed by Enforcer" in domain.description
     assert defender.fit(wanted, 2, everything=wanted.values(), collapse=False).collapsed == ()
+    # The domain is another owner's indicator in the tenant: importing it would overwrite theirs.
+    held = defender.fit(wanted, 2, everything=wanted.values(), held={"example.co.uk"})
+    assert held.collapsed == () and len(held.overflow) == 2
 
 
 @pytest.mark.parametrize(
