@@ -33,6 +33,7 @@ from enforcer.config import Settings
 from enforcer.models import Action
 from enforcer.store.feed import (
     changes_since,
+    count_changes_since,
     current_epoch,
     epoch_at,
     log_floor,
@@ -102,6 +103,9 @@ def answer(
             return SyncAnswer(revision, epoch, True, held)
         if since == revision:
             return SyncAnswer(revision, epoch, False, held)
+        # Counted first: a change too large for a delta is not read row by row to learn so.
+        if count_changes_since(conn, since, scopes, limit=max_changes + 1) > max_changes:
+            return SyncAnswer(revision, epoch, True, held)
         rows = changes_since(conn, since, scopes, limit=max_changes + 1)
         if len(rows) > max_changes:
             return SyncAnswer(revision, epoch, True, held)

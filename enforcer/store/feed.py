@@ -177,6 +177,18 @@ def changes_since(
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def count_changes_since(conn: Connection, since: int, scopes: Iterable[str], *, limit: int) -> int:
+    """How many change-log rows after revision `since` the scopes have, counted up to `limit`
+    (enough to tell a delta from a snapshot without reading the rows)."""
+    rows = (
+        select(LOG.c.id)
+        .where(LOG.c.revision > since, LOG.c.scope.in_(list(scopes)))
+        .limit(limit)
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(rows)).scalar_one())
+
+
 # --- what devices receive: the current entries of some keys, or of a whole scope set ---------
 
 SYNC_COLUMNS = (

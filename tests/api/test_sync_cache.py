@@ -12,9 +12,15 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import Engine
 
+from enforcer.api import ApiLimits, create_app
 from enforcer.api.sync_cache import Blob, RenderCache, accepts_gzip, render_safely
+from tests.api.conftest import bearer, enroll_body, running, settings
+from tests.api.helpers import apply_indicators, block
+from tests.api.test_sync import SYNC
 
 # Varied enough that gzip does not shrink it to nothing: a few hundred KB compressed.
 BODY = b"".join(
@@ -136,3 +142,29 @@ def test_the_least_recently_used_answers_go_beyond_the_memory_budget() -> None:
 )
 def test_accept_encoding(header: str | None, gzip_ok: bool) -> None:
     assert accepts_gzip(header) is gzip_ok
+
+
+def test_an_answer_cut_short_is_an_error_to_the_client_never_a_short_200(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A snapshot rendered into a spill file, which then loses its end under the server (a
+    # failing disk): the next device gets the declared length, then a cut connection.
+    apply_indicators(engine, [block(f"host{i:05d}.example") for i in range(5_000)])
+    config = settings().model_copy(
+        update={"sync_spill_bytes": 1_000, "sync_cache_dir": tmp_path / "sync"}
+    )
+    app = create_app(config, engine, ApiLimits(poll_interval=0.1))
+    with running(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        tokens = [
+            client.post("/api/v1/enroll", json=enroll_body(f"dev-{n}")).json()["deviceToken"]
+            for n in range(2)
+        ]
+        first = client.get(SYNC, headers=bearer(tokens[0]))
+        assert first.status_code == 200 and len(first.json()["upserts"]) == 5_000
+        (blob,) = (v for k, v in app.state.ctx.answers.cache._done.items() if k[0] == "snapshot")
+        assert blob.disk > 1_000
+        os.ftruncate(blob._file.fileno(), blob.size // 2)
+        # (The server logs the error with its traceback before it closes the connection: the
+        # console renderer of the test log takes its time.)
+        with pytest.raises(httpx.RemoteProtocolError, match=r"incomplete|complete message body"):
+            client.get(SYNC, headers=bearer(tokens[1]), timeout=180)
