@@ -86,14 +86,13 @@ class Settings(BaseSettings):
     discovery_interval: float = 30.0
     """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
 
-    discovery_user_domains: bool = False
-    """Keep the domain of user names apart in Cloud Discovery: ``alice@contoso.com`` and
-    ``alice@fabrikam.com`` are then two users (by default ``alice``, ``alice@contoso.com`` and
-    ``CONTOSO\\alice`` are one user, ``alice``)."""
+    discovery_max_line: int = Field(default=65_536, ge=256)
+    """Longest log line (bytes) an upload reads (API and ``enforcer discovery upload``); a
+    longer line is skipped without being held in memory and counted as a bad line."""
 
-    discovery_user_map: Path | None = None
-    """A file of ``FORM = USER`` lines joining user names that differ (``a.smith = alice``):
-    discovery counts FORM as USER (`enforcer.discovery.identity`)."""
+    discovery_max_expansion: float = Field(default=100.0, ge=1)
+    """A gzip log file is read up to this many times its own size (plus 1 MiB): real logs
+    compress about 10 times, a decompression bomb 1,000 times. The rest is a bad line."""
 
     watch_policies: bool = True
     """Watch the policy directory and reconcile as soon as a file changes."""

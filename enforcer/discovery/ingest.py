@@ -16,13 +16,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
-from enforcer.config import get_settings
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
-from enforcer.discovery.identity import load_user_names
-from enforcer.discovery.reader import open_lines
+from enforcer.discovery.reader import ReadLimits, open_lines
 from enforcer.discovery.records import BadLine, FormatError
 from enforcer.store.named_reports import Report, add_to_report, create_snapshot
 from enforcer.store.rollups import merge_rollup
@@ -73,12 +71,12 @@ def ingest_files(
     mapping: str | None = None,
     max_keys: int = 200_000,
     report_name: str | None = None,
+    limits: ReadLimits | None = None,
 ) -> UploadStats:
     """Parse, attribute, aggregate and store the records of some log files, as a new snapshot
     report named `report_name` (refused when taken) or after the first file."""
     parse = parser_for(fmt, mapping)
-    users = load_user_names(get_settings())
-    aggregator = Aggregator(Attributor(catalog), max_keys=max_keys, users=users)
+    aggregator = Aggregator(Attributor(catalog), max_keys=max_keys)
     stats = UploadStats()
 
     report: Report | None = None
@@ -120,9 +118,10 @@ def ingest_files(
         try:
             fused = LOOPS.get(fmt)
             if fused is not None:
-                fused(aggregator, open_lines(path), bad, flush)
+                fused(aggregator, open_lines(path, limits, bad), bad, flush)
             else:
-                aggregator.add_all(parse(open_lines(path)), on_bad=bad, on_full=flush)
+                lines = open_lines(path, limits, bad)
+                aggregator.add_all(parse(lines), on_bad=bad, on_full=flush)
         except FormatError as exc:
             raise FormatError(exc.message, line=exc.line, file=name) from exc
         done.append((sha256, name, aggregator.records - records_before))

@@ -19,8 +19,8 @@ from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.discovery import reports
 from enforcer.discovery.formats import FORMATS
-from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.ingest import ingest_files
+from enforcer.discovery.reader import ReadLimits
 from enforcer.discovery.records import FormatError
 from enforcer.pipeline.load import catalog_with_custom_apps
 from enforcer.store.alerts import acknowledge_alert, close_alert, list_alerts
@@ -136,19 +136,15 @@ async def machines(
     top: int = Query(100, ge=1, le=1000),
     skip: int = Query(0, ge=0),
     report: str = ReportParam,
-    search: str | None = Query(
-        None, max_length=256, description="Part of a hostname, an IP address or a user name."
-    ),
 ) -> Any:
     first, last = reports.day_range(_days(since))
-    names = load_user_names(ctx.settings)
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
             _scope(conn, report)
             return reports.machines_report(
                 conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last, stale_after=_stale_after(ctx), limit=top,
-                offset=skip, search=search, names=names,
+                offset=skip,
             )  # fmt: skip
 
     return _answer(await run_in_threadpool(run), format)
@@ -204,12 +200,10 @@ async def users(
 async def user(ctx: Ctx, _: Admin, name: str, since: str = Since, report: str = ReportParam) -> Any:
     first, last = reports.day_range(_days(since))
 
-    names = load_user_names(ctx.settings)
-
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             _scope(conn, report)
-            return reports.user_report(conn, name, first, last, names=names)
+            return reports.user_report(conn, name, first, last)
 
     try:
         return await run_in_threadpool(run)
@@ -307,6 +301,7 @@ async def upload(
                 format,
                 mapping=map,
                 report_name=report,
+                limits=ReadLimits.of(ctx.settings),
             )
         except FormatError as exc:
             raise fail(422, exc.message) from exc

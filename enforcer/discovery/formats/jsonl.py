@@ -38,6 +38,9 @@ def parse(lines: Iterable[str], mapping: str | dict[str, str]) -> Iterator[Recor
         except ValueError as exc:
             yield bad_line(line_no, f"not JSON: {exc}", line)
             continue
+        except RecursionError:  # json's C parser recurses per level: a parser bomb
+            yield bad_line(line_no, "not JSON: nested too deeply", line)
+            continue
         if not isinstance(obj, dict):
             yield bad_line(line_no, "not a JSON object", line)
             continue

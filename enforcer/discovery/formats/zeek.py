@@ -226,6 +226,8 @@ def _json_line(line_no: int, line: str) -> Record | BadLine:
         d = json.loads(line)
     except ValueError as exc:
         return bad_line(line_no, f"not JSON: {exc}", line)
+    except RecursionError:  # json's C parser recurses per level: a parser bomb
+        return bad_line(line_no, "not JSON: nested too deeply", line)
     if not isinstance(d, dict):
         return bad_line(line_no, "not a JSON object", line)
     kind = _kind(str(d.get("_path", "")), d)
