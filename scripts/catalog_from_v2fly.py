@@ -9,8 +9,8 @@ becomes one app of the matching Enforcer category (`CATEGORY_MAP`; the first mat
 wins). Its domains are the file's own ``domain:`` and ``full:`` rules (not its includes, which
 are other services, nor keyword or regexp rules, nor rules marked ``@ads``), normalized,
 without shared infrastructure (`SHARED_INFRASTRUCTURE`), without names a hand-written app
-already covers, without a name below another of the same app, at most 15 (the shortest
-first). A domain two services list goes to one of them (`_owner`): the generated apps share no
+already covers or a parent of one (a suite's ``openai.com`` above ``chat.openai.com``), without
+a name below another of the same app, at most 15 (the shortest first). A domain two services list goes to one of them (`_owner`): the generated apps share no
 domain. Services that keep no domain, or whose id a hand-written app already has, are left out.
 
 Nothing is guessed: the vendor is "unknown", every risk fact is null (unknown, so the score is
@@ -295,6 +295,9 @@ def build(data: Path) -> dict[str, list[dict[str, object]]]:
     files = read_lists(data)
     categorized = categories_of_services(files)
     taken_ids, taken_domains = hand_written()
+    # A suite's parent domain stays out when a hand-written app lists a host below it
+    # (openai.com above chat.openai.com): listing it would make a second, broader app of them.
+    taken_parents = {d.split(".", i)[-1] for d in taken_domains for i in range(1, d.count("."))}
     candidates: dict[str, list[str]] = {}
     for name in sorted(categorized):
         app_id = _app_id(name)
@@ -303,7 +306,7 @@ def build(data: Path) -> dict[str, list[dict[str, object]]]:
         domains = [
             d
             for d in _tidy(files[name].domains)
-            if d not in taken_domains and not _under(d, taken_domains)
+            if d not in taken_domains and d not in taken_parents and not _under(d, taken_domains)
         ]
         if domains:
             candidates[name] = domains
