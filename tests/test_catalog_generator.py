@@ -109,3 +109,5 @@ def test_the_bundled_generated_apps_never_take_a_hand_written_name(generator: Mo
             for domain in app.domains:
                 assert domain not in hand_domains, (app.id, domain)
                 assert domain not in generator.SHARED_INFRASTRUCTURE, (app.id, domain)
+                # Not a suite's parent domain above a reviewed app's host either.
+                assert not any(d.endswith(f".{domain}") for d in hand_domains), (app.id, domain)
