@@ -2,6 +2,7 @@
 
 Modules: `app` (the application factory `create_app`), `deps` (the context and who is calling),
 `routers/` (one module per route group), `sync_answers` (snapshots and deltas for ``/sync``),
+`sync_cache` (answers rendered once, kept in memory or a file, sent to every device asking),
 `watcher` (the long-poll revision watcher), `problems` (errors as problem details), `body_limit`
 (request-body size), `ratelimit` (token buckets per address and per device) and `groups` (the
 server's rules for device groups). `enforcer.webapp` adds the
