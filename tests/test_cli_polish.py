@@ -120,3 +120,13 @@ def test_catalog_search_has_a_header_row(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["ID", "NAME", "CATEGORY", "RISK"]
     assert lines[1].startswith("dropbox ")
+
+
+def test_discovery_options_say_what_they_are() -> None:
+    helps = {path: cmd.get_help(ctx) for path, cmd, ctx in _commands()}
+    upload = helps["enforcer discovery upload"]
+    assert "Print the upload's counts as JSON." in upload and "Same as --format json" not in upload
+    assert "The machine's name, or its IP address" in helps["enforcer discovery machine"]
+    collect = " ".join(helps["enforcer discovery collect"].split())
+    assert "--map <str> For csv/jsonl: field=column" in collect
+    assert "--flush-seconds <float range> Seconds between two roll-ups" in collect

@@ -37,6 +37,7 @@ class Output(StrEnum):
 SINCE = typer.Option("7d", "--since", help="How far back: 24h, 7d, 30d ...")
 FORMAT = typer.Option(Output.table, "--format", help="table, csv or json.")
 JSON = typer.Option(False, "--json", help="Same as --format json.")
+UPLOAD_JSON = typer.Option(False, "--json", help="Print the upload's counts as JSON.")
 _selected = {"report": "all"}
 
 
@@ -143,7 +144,7 @@ def upload(
     report_name: str | None = typer.Option(
         None, "--report", help="Name of the snapshot report (default: the first file's name)."
     ),
-    as_json: bool = JSON,
+    as_json: bool = UPLOAD_JSON,
 ) -> None:
     """Parse firewall / proxy logs into a named snapshot report (streaming; bad lines are
     reported)."""
@@ -242,8 +243,12 @@ def collect(
     fmt: str = typer.Option(
         ..., "--format", help=f"Format of the syslog payloads: {', '.join(FORMATS)}."
     ),
-    mapping: str | None = typer.Option(None, "--map"),
-    flush_seconds: float = typer.Option(5.0, "--flush-seconds", min=0.1),
+    mapping: str | None = typer.Option(
+        None, "--map", help="For csv/jsonl: field=column,... (as for upload)."
+    ),
+    flush_seconds: float = typer.Option(
+        5.0, "--flush-seconds", min=0.1, help="Seconds between two roll-ups of the lines received."
+    ),
     report_name: str | None = typer.Option(
         None, "--report", help="Name of this source's report (default: syslog LISTEN FORMAT)."
     ),
@@ -407,7 +412,11 @@ def machines_cmd(
 
 @app.command("machine")
 def machine_cmd(
-    device: str = typer.Argument(..., metavar="HOSTNAME"),
+    device: str = typer.Argument(
+        ...,
+        metavar="HOSTNAME",
+        help="The machine's name, or its IP address, as `machines` lists it.",
+    ),
     since: str = SINCE,
     fmt: Output = FORMAT,
     as_json: bool = JSON,
