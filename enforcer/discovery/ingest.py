@@ -22,7 +22,7 @@ from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.reader import ReadLimits, open_lines
 from enforcer.discovery.records import BadLine, FormatError
-from enforcer.store.named_reports import Report, add_to_report, create_snapshot
+from enforcer.store.named_reports import Report, add_to_report, create_snapshot, delete_report
 from enforcer.store.rollups import merge_rollup
 from enforcer.store.uploads import record_upload, uploaded_at
 
@@ -74,7 +74,8 @@ def ingest_files(
     limits: ReadLimits | None = None,
 ) -> UploadStats:
     """Parse, attribute, aggregate and store the records of some log files, as a new snapshot
-    report named `report_name` (refused when taken) or after the first file."""
+    report named `report_name` (refused when taken) or after the first file. An upload refused
+    with a FormatError, or from which no record was read, leaves no report."""
     parse = parser_for(fmt, mapping)
     aggregator = Aggregator(Attributor(catalog), max_keys=max_keys)
     stats = UploadStats()
@@ -123,9 +124,13 @@ def ingest_files(
                 lines = open_lines(path, limits, bad)
                 aggregator.add_all(parse(lines), on_bad=bad, on_full=flush)
         except FormatError as exc:
+            delete_report(engine, str(report.id))  # nothing of a refused upload is kept
             raise FormatError(exc.message, line=exc.line, file=name) from exc
         done.append((sha256, name, aggregator.records - records_before))
     flush()
+    if report is not None and not aggregator.records:  # nothing read: no report to keep
+        delete_report(engine, str(report.id))
+        report, stats.report = None, ""
     report_id = report.id if report else 0
     for sha256, name, records in done:
         if records:  # a file nothing was read from may be uploaded again in the right format

@@ -18,6 +18,7 @@ from enforcer.catalog import load_catalog
 from enforcer.discovery import reports
 from enforcer.discovery.continuous import process_events
 from enforcer.discovery.ingest import ingest_files
+from enforcer.discovery.records import FormatError
 from enforcer.store.events import EventRecord, store_batch
 from enforcer.store.named_reports import (
     ReportError,
@@ -154,3 +155,22 @@ def test_the_cli_lists_selects_and_deletes_reports(db_url: str) -> None:
     assert run(["delete", "proxy nov", "--yes"], db_url).returncode == 0
     after = run_json(["apps", "--since", "3650d"], db_url)
     assert after == run_json(["apps", "--since", "3650d", "--report", "zeek-http.log"], db_url)
+
+
+def test_an_upload_that_reads_nothing_or_is_refused_leaves_no_report(
+    engine: Engine, tmp_path: Path
+) -> None:
+    catalog = load_catalog()
+    wrong = ingest_files(engine, catalog, [LOGS / "zeek-http.log"], "squid")  # every line bad
+    assert wrong.records == 0 and wrong.bad_lines > 0 and wrong.report == ""
+    damaged = tmp_path / "cut.log.gz"
+    damaged.write_bytes((LOGS / "squid-access.log.gz").read_bytes()[:300])
+    with pytest.raises(FormatError):
+        ingest_files(
+            engine, catalog, [LOGS / "squid-access.log", damaged], "squid", report_name="x"
+        )
+    with engine.connect() as conn:
+        assert list_reports(conn) == []
+    assert _apps(engine, "all") == {}  # the first file's records went with the report
+    kept = ingest_files(engine, catalog, [LOGS / "squid-access.log"], "squid", report_name="x")
+    assert kept.skipped == [] and kept.report == "x"
