@@ -23,7 +23,8 @@ from enforcer.api import ApiLimits, create_app
 from enforcer.models import Indicator
 from enforcer.pipeline.metrics import REGISTRY
 from enforcer.store.db import make_engine
-from tests.api.conftest import enroll_body, running, settings
+from enforcer.store.devices import enroll_device
+from tests.api.conftest import running, settings
 from tests.api.helpers import apply_indicators, block
 from tests.api.test_sync import SYNC
 
@@ -89,7 +90,7 @@ def test_a_large_change_reaches_every_device_through_a_small_pool(small_pool: En
     engine = small_pool
     seed = [block(f"seed{i:03d}.example") for i in range(100)]
     first = apply_indicators(engine, seed)
-    limits = ApiLimits(poll_interval=0.1, max_delta_changes=DELTA_LIMIT, enroll_per_minute=1_000)
+    limits = ApiLimits(poll_interval=0.1, max_delta_changes=DELTA_LIMIT)
     groups = [[]] * PLAIN + [["engineering"]] * ENGINEERING
     big = seed + [
         block(f"host{i:05d}.example", scope="engineering" if i % 10 == 0 else "", app="bulk")
@@ -99,10 +100,12 @@ def test_a_large_change_reaches_every_device_through_a_small_pool(small_pool: En
         running(create_app(settings(), engine, limits)) as url,
         httpx.Client(base_url=url, timeout=30) as admin,
     ):
-        tokens = []
-        for n, wanted in enumerate(groups):
-            answer = admin.post("/api/v1/enroll", json=enroll_body(f"dev-{n:03d}", wanted))
-            tokens.append(answer.json()["deviceToken"])
+        # Enrolled in the store (the API's enrolment is tested elsewhere), groups decided.
+        tokens = [
+            enroll_device(engine, device_id=f"dev-{n:03d}", hostname=f"pc{n}", os="Linux",
+                          user="u", local_ips=["10.0.0.5"], groups=wanted)[1]
+            for n, wanted in enumerate(groups)
+        ]  # fmt: skip
         epoch = admin.get(SYNC, headers={"Authorization": f"Bearer {tokens[0]}"}).json()["epoch"]
         snapshots_before = renders("snapshot")
 
