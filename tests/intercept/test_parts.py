@@ -13,7 +13,7 @@ import pytest
 
 from enforcer.shim.intercept import nft
 from enforcer.shim.intercept.transparent import AddressNames
-from enforcer.shim.report.process import ProcessFinder
+from enforcer.shim.report.process import ProcessFinder, _SockDiag
 
 RULESET = nft.Ruleset(dns_port_v4=970, dns_port_v6=970, tcp_port_v4=971, tcp_port_v6=971)
 
@@ -85,6 +85,30 @@ def test_the_finder_names_the_process_and_user_of_a_socket(
     assert found.uid == os.getuid() and found.user == getpass.getuser()
     assert found.path == os.readlink("/proc/self/exe")
     assert found.name == Path("/proc/self/comm").read_text().strip()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="netlink sock_diag")
+def test_a_burst_of_connections_is_looked_up_in_one_netlink_request() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = server.getsockname()
+        clients = [socket.create_connection(address) for _ in range(40)]
+        try:
+            ends = [(*c.getsockname(), *address) for c in clients]
+            gone = ("127.0.0.1", 9, *address)  # no such connection
+            found = ProcessFinder().lookup_many(
+                [("tcp", src, sport, (dst, dport)) for src, sport, dst, dport in [*ends, gone]]
+            )
+            assert found[-1] is None or found[-1].pid == 0
+            assert [info.pid if info else None for info in found[:-1]] == [os.getpid()] * 40
+            diag = _SockDiag()
+            ids = diag.tcp_many([*ends[:3], gone, *ends[3:]])
+            inodes = [os.fstat(c.fileno()).st_ino for c in clients]
+            assert ids[3] is None
+            assert [i[0] if i else None for i in ids[:3] + ids[4:]] == inodes
+            assert {i[1] for i in ids if i} == {os.getuid()}
+        finally:
+            for client in clients:
+                client.close()
 
 
 def test_the_finder_finds_nothing_for_a_free_port() -> None:

@@ -5,7 +5,7 @@ An allowed diverted connection is a byte pipe between the client's socket and a 
 to its original destination. asyncio's transports cost several callbacks, futures and a task
 per connection (accepting, connecting), and streams add a buffer copy and a task per
 direction; at thousands of set-ups a second that Python is most of the shim's CPU. Here each
-direction is a `_Flow` registered with ``loop.add_reader`` on its source socket:
+direction is a `Flow` registered with ``loop.add_reader`` on its source socket:
 
 * a readable source is read into one shared buffer (``recv_into``, no allocation) and sent at
   once to the other socket; only what the other socket does not take is copied, kept as the
@@ -36,7 +36,7 @@ _VIEW = memoryview(_BUFFER)
 _AGAIN = (BlockingIOError, InterruptedError)
 
 
-class _Flow:
+class Flow:
     """One direction of a pipe: from `src` to `dst`."""
 
     __slots__ = ("backlog", "dst", "dst_fd", "ended", "n", "pipe", "src", "src_fd")
@@ -128,32 +128,35 @@ class Pipe:
     ) -> None:
         self.loop = loop
         self.client, self.origin = client, origin
-        self.up = _Flow(self, client, origin)
-        self.down = _Flow(self, origin, client)
+        self.up = Flow(self, client, origin)
+        self.down = Flow(self, origin, client)
         self.on_close = on_close
         self.done = False
         self.seen = -1
         self.quiet_since = 0.0
 
-    def start(self, first: bytes, *, sent: int = 0, client_ended: bool = False) -> None:
+    def start(
+        self, first: bytes, *, sent: int = 0, client_ended: bool = False, reading: bool = False
+    ) -> None:
         """Relay both ways, beginning with the client's first bytes (read and decided already),
         of which the origin took `sent` already; `client_ended`: the client has half-closed
-        its side already."""
+        its side already; `reading`: the client socket's reader is registered already and
+        passes readiness on to ``self.up.on_readable``."""
         loop = self.loop
         loop.add_reader(self.down.src_fd, self.down.on_readable)
         up = self.up
         up.ended = client_ended
         if client_ended:
             loop.remove_reader(up.src_fd)
-        else:
-            loop.add_reader(up.src_fd, up.on_readable)  # replaces an earlier callback
+        elif not reading:
+            loop.add_reader(up.src_fd, up.on_readable)
         up.n += len(first)
         if sent < len(first):
             up.send(first[sent:] if sent else first)
         if client_ended and not up.backlog and not self.done:
             self.passed_on(up)
 
-    def passed_on(self, flow: _Flow) -> None:
+    def passed_on(self, flow: Flow) -> None:
         """`flow` ended and everything it read was sent: half-close its destination, or end
         the pipe if the other direction ended too (closing sends the end of both)."""
         other = self.down if flow is self.up else self.up

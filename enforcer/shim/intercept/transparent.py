@@ -52,7 +52,7 @@ from enforcer.decide.matcher import NOT_GOVERNED
 from enforcer.models import Action, EventAction, NetworkEvent
 from enforcer.shim.intercept.mark import open_marked_connection, set_mark
 from enforcer.shim.intercept.origdst import original_destination
-from enforcer.shim.intercept.pipe import Pipe, Pipes
+from enforcer.shim.intercept.pipe import Flow, Pipe, Pipes
 from enforcer.shim.proxy import tls, warn
 from enforcer.shim.proxy.frontend import ProxyFrontEnd, ProxyLimits
 from enforcer.shim.proxy.http1 import (
@@ -433,8 +433,8 @@ class _Head:
     origin answers the connect (an allowed one)."""
 
     __slots__ = (
-        "buffer", "decision", "dest", "ended", "fd", "listener", "origin", "owner", "peer",
-        "sock", "started", "when",
+        "buffer", "decision", "dest", "ended", "fd", "flow", "listener", "origin", "owner",
+        "peer", "reading", "sock", "started", "when",
     )  # fmt: skip
 
     def __init__(
@@ -459,10 +459,19 @@ class _Head:
         self.owner: Owner | None = None
         self.ended = False
         """The client half-closed while its origin was being reached."""
+        self.reading = True
+        """This callback is still registered as the client socket's reader."""
+        self.flow: Flow | None = None
+        """The client-to-origin flow of the relay, once there is one: this callback, still
+        registered, passes readiness on to it (one registration change less per connection)."""
 
     def on_readable(self) -> None:
         """The client's first bytes (and the rest of a ClientHello): decide, or hand over;
         once allowed, what else the client sends while its origin is being reached."""
+        flow = self.flow
+        if flow is not None:
+            flow.on_readable()
+            return
         listener = self.listener
         try:
             data = self.sock.recv(_CHUNK)
@@ -475,6 +484,7 @@ class _Head:
             self.buffer += data
             if not data or len(self.buffer) > _STREAM_LIMIT:
                 self.ended = not data
+                self.reading = False
                 listener.loop.remove_reader(self.fd)  # the rest waits in the kernel
             return
         if not data:
@@ -654,7 +664,9 @@ class Listener:
 
         pipe = Pipe(self.loop, head.sock, origin, closed)
         pipes.add(pipe)
-        pipe.start(head.buffer, sent=sent, client_ended=head.ended)
+        if head.reading:
+            head.flow = pipe.up
+        pipe.start(head.buffer, sent=sent, client_ended=head.ended, reading=head.reading)
         frontend._attribute_soon(head.owner)  # after the first bytes are on their way
 
     def _unreachable(self, head: _Head) -> None:

@@ -96,11 +96,17 @@ class ProcessFinder:
     def lookup_many(self, sockets: Sequence[Socket]) -> list[ProcessInfo | None]:
         """The owners of several sockets, each process's descriptors read at most once: a
         browser opening ten connections at once costs one scan, not ten."""
+        exact = [
+            (host, port, *remote)
+            for proto, host, port, remote in sockets
+            if proto == "tcp" and remote is not None
+        ]
+        by_diag = iter(self._diag.tcp_many(exact)) if exact else iter(())
         found: list[tuple[int, int] | None] = []
         for proto, host, port, remote in sockets:
             ids = None
             if proto == "tcp" and remote is not None:
-                ids = self._diag.tcp(host, port, *remote)
+                ids = next(by_diag)
             found.append(ids if ids is not None else self.socket(proto, host, port))
         pids = self._pids({inode: uid for inode, uid in (ids for ids in found if ids is not None)})
         programs: dict[int, tuple[str, str]] = {}
@@ -361,37 +367,60 @@ class _SockDiag:
     def tcp(self, src: str, sport: int, dst: str, dport: int) -> tuple[int, int] | None:
         """(inode, uid) of the TCP socket src:sport -> dst:dport, or None (also when netlink
         is not available, so the caller falls back to ``/proc/net``)."""
-        if self._broken:
-            return None
-        family = socket.AF_INET6 if ":" in src else socket.AF_INET
-        try:
-            local = socket.inet_pton(family, src).ljust(16, b"\0")
-            remote = socket.inet_pton(family, dst).ljust(16, b"\0")
-        except OSError:
-            return None  # not an address, or not of the same family as `src`
-        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
-        body = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, _ALL_STATES)
-        body += _PORTS.pack(sport, dport) + local + remote + _NO_INTERFACE_NO_COOKIE
-        header = _HEADER.pack(
-            _HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, seq, 0
-        )
+        return self.tcp_many([(src, sport, dst, dport)])[0]
+
+    def tcp_many(
+        self, sockets: Sequence[tuple[str, int, str, int]]
+    ) -> list[tuple[int, int] | None]:
+        """`tcp` for several sockets: the requests go in one datagram (the kernel answers
+        each on its own), so a burst of connections costs one send, not one each."""
+        results: list[tuple[int, int] | None] = [None] * len(sockets)
+        if self._broken or not sockets:
+            return results
+        pending: dict[int, int] = {}
+        requests = []
+        for index, (src, sport, dst, dport) in enumerate(sockets):
+            family = socket.AF_INET6 if ":" in src else socket.AF_INET
+            try:
+                local = socket.inet_pton(family, src).ljust(16, b"\0")
+                remote = socket.inet_pton(family, dst).ljust(16, b"\0")
+            except OSError:
+                continue  # not an address, or not of the same family as `src`
+            self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+            body = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, _ALL_STATES)
+            body += _PORTS.pack(sport, dport) + local + remote + _NO_INTERFACE_NO_COOKIE
+            header = _HEADER.pack(
+                _HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, seq, 0
+            )
+            requests.append(header + body)
+            pending[seq] = index
+        if not requests:
+            return results
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
                 self._sock.settimeout(1.0)
-            self._sock.send(header + body)
-            while True:
+            self._sock.send(b"".join(requests))
+            while pending:
                 reply = self._sock.recv(8192)
-                _, kind, _, seq, _ = _HEADER.unpack_from(reply)
-                if seq == self._seq:
-                    break
+                at = 0
+                while at + _HEADER.size <= len(reply) and pending:
+                    length, kind, _, seq, _ = _HEADER.unpack_from(reply, at)
+                    index = pending.pop(seq, -1)
+                    if index >= 0 and kind != _NLMSG_ERROR:
+                        end = at + length
+                        if end - at >= _UID_AT + _UID_INODE.size:
+                            uid, inode = _UID_INODE.unpack_from(reply, at + _UID_AT)
+                            results[index] = (inode, uid) if inode else None
+                    at += max(_align(length), _HEADER.size)
         except (OSError, struct.error):
             self._broken = self._sock is None  # netlink refused here: use /proc/net from now on
-            return None
-        if kind == _NLMSG_ERROR or len(reply) < _UID_AT + _UID_INODE.size:
-            return None
-        uid, inode = _UID_INODE.unpack_from(reply, _UID_AT)
-        return (inode, uid) if inode else None
+        return results
+
+
+def _align(length: int) -> int:
+    """A netlink message's length rounded up to the 4-byte boundary of the next one."""
+    return (length + 3) & ~3
 
 
 def attribute(event: NetworkEvent, owner: ProcessInfo) -> NetworkEvent:
