@@ -86,15 +86,6 @@ class Settings(BaseSettings):
     discovery_interval: float = 30.0
     """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
 
-    discovery_user_domains: bool = False
-    """Keep the domain of user names apart in Cloud Discovery: ``alice@contoso.com`` and
-    ``alice@fabrikam.com`` are then two users (by default ``alice``, ``alice@contoso.com`` and
-    ``CONTOSO\\alice`` are one user, ``alice``)."""
-
-    discovery_user_map: Path | None = None
-    """A file of ``FORM = USER`` lines joining user names that differ (``a.smith = alice``):
-    discovery counts FORM as USER (`enforcer.discovery.identity`)."""
-
     discovery_max_line: int = Field(default=65_536, ge=256)
     """Longest log line (bytes) an upload reads (API and ``enforcer discovery upload``); a
     longer line is skipped without being held in memory and counted as a bad line."""
@@ -150,6 +141,10 @@ class Settings(BaseSettings):
     """Seconds a client of `enforcer serve` has to send a whole request head: a connection
     that trickles (or never finishes) its head is closed, so thousands of them cannot hold
     the server's connections."""
+
+    body_timeout: float = Field(default=60.0, gt=0)
+    """Seconds a client of `enforcer serve` has to send a request's whole body once its head
+    has arrived: a client that trickles or stalls its body gets 408 and is disconnected."""
 
     max_connections: int = Field(default=16_384, gt=0)
     """Connections and requests `enforcer serve` holds at once; beyond, new requests get 503."""

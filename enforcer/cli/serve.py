@@ -7,6 +7,7 @@ next to the daemon's scheduler (the daemon keeps the main thread and its signal 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -77,7 +78,7 @@ def make_server(cfg: Settings, engine: Engine) -> uvicorn.Server:
         proxy_headers=False,  # the client address: api.deps.client_address (trusted proxies only)
         server_header=False,
         timeout_graceful_shutdown=5,
-        http=_head_timed_protocol(cfg.header_timeout),
+        http=_timed_protocol(cfg.header_timeout, cfg.body_timeout),
         limit_concurrency=cfg.max_connections,
     )
     get_logger("enforcer.serve").info(
@@ -102,36 +103,88 @@ def console_url(cfg: Settings) -> str:
     return f"http://{host}:{cfg.server_port}{PREFIX}/"
 
 
-def _head_timed_protocol(timeout: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP/1.1 protocol, which closes a connection that has not sent a whole
-    request head within `timeout` seconds of connecting (uvicorn itself waits for ever, so
-    slow clients could hold every connection and starve /healthz)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+def _timed_protocol(head_timeout: float, body_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol with read timeouts (uvicorn itself waits for ever, so slow
+    clients could hold every connection and starve /healthz):
 
-    class HeadTimedH11(H11Protocol):
+    * a request head (the first, and each next one on a kept-alive connection) must arrive
+      whole within `head_timeout` seconds, else the connection is closed;
+    * a request body must arrive whole within `body_timeout` seconds of its head, else the
+      client gets 408 and the connection is closed (the route sees a disconnect).
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
+
+    from enforcer.logs import get_logger
+
+    log = get_logger("enforcer.serve")
+
+    class TimedH11(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _body_timer: asyncio.TimerHandle | None = None
+        _timed: RequestResponseCycle | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
-            self._head_timer = asyncio.get_running_loop().call_later(timeout, self._too_slow)
+            self._wait_for_head()
 
         def handle_events(self) -> None:
             super().handle_events()
-            if self.cycle is not None and self._head_timer is not None:
-                self._head_timer.cancel()  # a whole head arrived: the request runs
-                self._head_timer = None
+            cycle = self.cycle
+            if cycle is not None and cycle is not self._timed:  # a whole head arrived
+                self._timed = cycle
+                self._cancel()
+                if cycle.more_body:
+                    self._body_timer = self.loop.call_later(
+                        body_timeout, self._body_too_slow, cycle
+                    )
+
+        def on_response_complete(self) -> None:
+            done = self.cycle
+            super().on_response_complete()  # may start a pipelined request already
+            if self.cycle is done and not self.transport.is_closing():
+                self._wait_for_head()  # the next request on this kept-alive connection
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
+            self._cancel()
             super().connection_lost(exc)
 
-        def _too_slow(self) -> None:
+        def _wait_for_head(self) -> None:
+            self._cancel()
+            self._head_timer = self.loop.call_later(head_timeout, self._head_too_slow, self.cycle)
+
+        def _cancel(self) -> None:
+            for timer in (self._head_timer, self._body_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._head_timer = self._body_timer = None
+
+        def _head_too_slow(self, waiting_after: RequestResponseCycle | None) -> None:
             self._head_timer = None
-            if self.cycle is None:
+            if self.cycle is waiting_after:  # no new request head since
                 self.transport.close()
 
-    return HeadTimedH11
+        def _body_too_slow(self, cycle: RequestResponseCycle) -> None:
+            self._body_timer = None
+            if cycle is not self.cycle or not cycle.more_body or cycle.disconnected:
+                return
+            log.warning("request_body_timeout", path=cycle.scope["path"], seconds=body_timeout)
+            answer = not cycle.response_started
+            # The route's next receive() is a disconnect, and what it sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if answer:
+                with contextlib.suppress(h11.LocalProtocolError):
+                    headers = [(b"content-type", b"text/plain"), (b"connection", b"close")]
+                    for event in (
+                        h11.Response(status_code=408, headers=headers, reason=b"Request Timeout"),
+                        h11.Data(data=b"the request body did not arrive in time"),
+                        h11.EndOfMessage(),
+                    ):
+                        self.transport.write(self.conn.send(event) or b"")
+            self.transport.close()
+
+    return TimedH11
 
 
 def _server(config: uvicorn.Config, app: FastAPI) -> uvicorn.Server:
