@@ -193,11 +193,11 @@ class IndicatorCache:
                 db.execute("DELETE FROM meta WHERE key = 'epoch'")
             else:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
+            db.execute("COMMIT")  # a full disk may refuse the commit itself
         except BaseException:
             if db.in_transaction:  # SQLite rolls back by itself after some errors
                 db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         if not self.kept:
             return
         if self._dirty_since is None:

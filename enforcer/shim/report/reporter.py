@@ -59,8 +59,9 @@ STATS_INTERVAL = 60.0
 MAX_BUFFERED = 100_000
 """Events kept in memory while the spool cannot be written; older ones are dropped (``lost``)."""
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(x, separators=...) builds
-# an encoder per call
+# One encoder for every event (json.dumps with separators builds one per call); an event body
+# is a flat dictionary, so the circular-reference check is skipped.
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 class _Unjournaled(str):
@@ -127,6 +128,12 @@ class Reporter:
             pending = []
         held = max((seq for seq, _ in pending), default=spooled)
         self._seq = max(self._seq, held)
+        if self.spool.volatile:
+            # A spool in memory (a read-only state directory) would take the journal's events
+            # again at every start, in new batches: they wait on disk for a writable spool.
+            log.warning("reporter.journal_left_on_disk", path=str(directory), events=len(pending))
+            self._journal_wanted = False
+            return
         if pending:
             bodies = [body for _, body in pending]
             try:

@@ -192,11 +192,11 @@ class Spool:
                 db.execute(
                     "INSERT OR REPLACE INTO counters VALUES ('journal_seq', ?)", (journal_seq,)
                 )
+            db.execute("COMMIT")  # a full disk may refuse the commit itself
         except BaseException:
             self._rollback()
-            self._open = None  # the rolled-back rows may have extended it: start a new one
+            self._open = None  # the rolled-back rows may have made or extended it
             raise
-        db.execute("COMMIT")
         self._acked.clear()  # their deletes are committed
         self._size += len(rows) - evicted - deleted
         if dropped:
@@ -213,11 +213,13 @@ class Spool:
             "SELECT (SELECT coalesce(max(last_id), 0) FROM batches) + 1, "
             "(SELECT coalesce(max(id), 0) FROM events)"
         ).fetchone()
+        row = None
         if self._open is not None and first <= last:
-            (start,) = db.execute(
+            row = db.execute(
                 "SELECT first_id FROM batches WHERE batch_id = ?", (self._open,)
             ).fetchone()
-            end = min(last, start + self.max_batch - 1)
+        if row is not None:
+            end = min(last, row[0] + self.max_batch - 1)
             if end >= first:
                 db.execute("UPDATE batches SET last_id = ? WHERE batch_id = ?", (end, self._open))
                 first = end + 1
@@ -288,10 +290,11 @@ class Spool:
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._assign()
+                db.execute("COMMIT")
             except BaseException:
                 self._rollback()
+                self._open = None
                 raise
-            db.execute("COMMIT")
             return self.cut()
         batch_id, first, last = oldest
         if batch_id == self._open:
@@ -333,13 +336,13 @@ class Spool:
         try:
             db.execute("BEGIN IMMEDIATE")
             deleted = self._delete_acked()
+            db.execute("COMMIT")
         except sqlite3.Error:
             self._rollback()
             return int(count)  # kept in memory; the next append deletes them
         except BaseException:
             self._rollback()
             raise
-        db.execute("COMMIT")
         self._acked.clear()
         self._size -= deleted
         return int(count)
