@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enforcer import __version__
-from enforcer.api import problems
+from enforcer.api import docs_page, problems
 from enforcer.api.body_limit import BodyLimitMiddleware
 from enforcer.api.deps import ApiContext, ApiLimits
 from enforcer.api.groups import GroupDecider
@@ -155,7 +155,10 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
             "and the admin Indicators API (Defender for Endpoint field names)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: docs_page serves /docs
+        redoc_url=None,
     )
+    docs_page.install(app)
     app.state.ctx = ctx
     problems.install(app)
     for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):

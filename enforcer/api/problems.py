@@ -107,12 +107,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if request.url.path == "/api/v1/events":
         EVENTS_REJECTED.labels("invalid").inc()
     errors = [
-        {"field": field_path(e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
+        {"field": field_path(e.get("loc", ())), "message": _without_input(e)} for e in exc.errors()
     ]
     first = errors[0] if errors else {"field": "", "message": "invalid request"}
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     detail = f"{first['field']}: {first['message']}{more}"
     return problem_response(422, detail, errors=errors[:50])
+
+
+def _without_input(error: Mapping[str, Any]) -> str:
+    """A validation message with the rejected value taken out: a validator's message may
+    quote it (``not a domain name: 'x'``), and the value may be a secret pasted in the wrong
+    field. Messages are for the field, never the value."""
+    message = str(error.get("msg", ""))
+    value = error.get("input")
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        text = str(value)
+        if len(text) >= 3:  # shorter values are not secrets, and would cut words apart
+            message = message.replace(repr(value), "the value").replace(text, "the value")
+    return message
 
 
 async def _store_error(_request: Request, exc: Exception) -> JSONResponse:

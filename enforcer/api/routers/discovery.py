@@ -286,7 +286,7 @@ async def upload(
     ),
 ) -> dict[str, Any]:
     if format not in FORMATS:
-        raise fail(422, f"format {format!r} is not one of {', '.join(FORMATS)}")
+        raise fail(422, f"format: not one of {', '.join(FORMATS)}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S}"
         with path.open("wb") as out:
