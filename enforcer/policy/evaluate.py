@@ -7,6 +7,11 @@ entries, custom-app collisions: every error at once) and evaluates precedence:
 2. an explicit ``apps`` entry for the app in that scope,
 3. the first matching rule for that scope (files in name order, rules in file order).
 
+An entry that names a schedule takes part only while `now` is inside the schedule's windows;
+outside them it is as if it were not written, and the next level decides. The state records
+every scheduled entry with its next edge (`ScheduledEntry`), so a caller can say when each
+decision will change; the daemon re-evaluates at that instant.
+
 A decision in one scope never leaks into another; docs/policy.md explains how scopes combine on a
 device that is in several of them.
 """
@@ -23,7 +28,8 @@ from enforcer.catalog import CATEGORIES, App, Catalog, CatalogError
 from enforcer.errors import Location, PolicyError, PolicySetError
 from enforcer.models import ALL_DEVICES, Action, Severity, Tag, normalize
 from enforcer.policy.loader import Located, PolicySet
-from enforcer.policy.schema import AppEntry, Rule, TagDefaults
+from enforcer.policy.schedule import in_force, next_edge
+from enforcer.policy.schema import AppEntry, Exception_, Rule, Schedule, TagDefaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,24 @@ class Decision:
     origin: Location
     reason: str
     """Human text: which kind of entry decided ("apps entry", "rule 'x'", "exception until ...")."""
+    schedule: str | None = None
+    """The schedule of the entry that decided, if it has one (it is in force now)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEntry:
+    """An app entry, rule or exception with a schedule, and where that schedule stands now."""
+
+    section: str
+    """``apps``, ``rules`` or ``exceptions``."""
+    label: str
+    """The app id (apps, exceptions) or the rule's name."""
+    schedule: str
+    timezone: str
+    in_force: bool
+    next_edge: dt.datetime | None
+    """When `in_force` next flips (None: never within a week)."""
+    origin: Location
 
 
 @dataclass(frozen=True)
@@ -51,16 +75,29 @@ class SanctionState:
     catalog: Catalog
     policy: PolicySet
     now: dt.datetime
+    scheduled: tuple[ScheduledEntry, ...] = ()
 
     def next_expiry(self) -> dt.datetime | None:
-        """When the next exception or allow entry expires after `now` (the state changes then)."""
+        """When the state next changes after `now`: an exception or allow entry expires, or a
+        scheduled entry's schedule reaches a window edge."""
         times = [e.item.expires for e in self.policy.exceptions if e.item.expires > self.now]
         times += [
             a.item.expires
             for a in self.policy.allow
             if a.item.expires and a.item.expires > self.now
         ]
+        times += [s.next_edge for s in self.scheduled if s.next_edge is not None]
         return min(times) if times else None
+
+    def schedules_of(self, app: App) -> list[ScheduledEntry]:
+        """The scheduled entries that can decide `app`: its apps entries and exceptions, and
+        the scheduled rules that match it."""
+        rules = {r.item.name for r in self.policy.rules if _rule_matches(r.item, app)}
+        return [
+            s
+            for s in self.scheduled
+            if (s.label in rules if s.section == "rules" else s.label == app.id)
+        ]
 
 
 def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> SanctionState:
@@ -74,22 +111,113 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
     _check_references(policy, full_catalog, errors)
     _check_domains(policy, errors)
     _check_alert_policies(policy, full_catalog, errors)
+    schedules = _schedules(policy, errors)
     explicit = _explicit_entries(policy, errors)
     if errors:
         raise PolicySetError(errors)
 
+    scheduled = _scheduled_entries(policy, schedules, now)
+    active = _Active(frozenset((s.section, s.origin, s.label) for s in scheduled if not s.in_force))
     decisions: dict[tuple[str, str], Decision] = {}
-    exceptions = _active_exceptions(policy, now)
+    exceptions = _active_exceptions(policy, now, active)
     for app in full_catalog:
         for scope in _scopes_mentioned(policy):
+            entry = explicit.get((app.id, scope))
             decision = (
                 exceptions.get((app.id, scope))
-                or _from_entry(explicit.get((app.id, scope)), policy, scope)
-                or _from_rules(app, policy, scope)
+                or _from_entry(entry if entry and active.apps(entry) else None, policy, scope)
+                or _from_rules(app, policy, scope, active)
             )
             if decision is not None:
                 decisions[(app.id, scope)] = decision
-    return SanctionState(decisions=decisions, catalog=full_catalog, policy=policy, now=now)
+    return SanctionState(
+        decisions=decisions,
+        catalog=full_catalog,
+        policy=policy,
+        now=now,
+        scheduled=tuple(scheduled),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Active:
+    """Whether an entry takes part now: it has no schedule, or its schedule is in force."""
+
+    dormant: frozenset[tuple[str, Location, str]]
+
+    def apps(self, entry: Located[AppEntry]) -> bool:
+        return ("apps", entry.at, entry.item.app) not in self.dormant
+
+    def rule(self, entry: Located[Rule]) -> bool:
+        return ("rules", entry.at, entry.item.name) not in self.dormant
+
+    def exception(self, entry: Located[Exception_]) -> bool:
+        return ("exceptions", entry.at, entry.item.app) not in self.dormant
+
+
+def _schedules(policy: PolicySet, errors: list[PolicyError]) -> dict[str, Schedule]:
+    """The declared schedules by name; a duplicate name or a reference to an undeclared one
+    is an error at the entry that has it."""
+    declared: dict[str, Located[Schedule]] = {}
+    for located in policy.schedules:
+        name = located.item.name
+        if name in declared:
+            errors.append(
+                PolicyError(
+                    located.at,
+                    "schedules.name",
+                    f"{name!r} already declared at {declared[name].at}",
+                )
+            )
+        else:
+            declared[name] = located
+    sections: list[tuple[str, Iterable[Located[Any]]]] = [
+        ("apps", policy.apps),
+        ("rules", policy.rules),
+        ("exceptions", policy.exceptions),
+    ]
+    for section, entries in sections:
+        for entry in entries:
+            name = entry.item.schedule
+            if name is not None and name not in declared and name not in policy.refused_names:
+                errors.append(
+                    PolicyError(
+                        entry.at,
+                        f"{section}.schedule",
+                        f"schedule {name!r} is not declared in any schedules section"
+                        + _suggest(name, declared),
+                    )
+                )
+    return {name: located.item for name, located in declared.items()}
+
+
+def _scheduled_entries(
+    policy: PolicySet, schedules: Mapping[str, Schedule], now: dt.datetime
+) -> list[ScheduledEntry]:
+    found: list[ScheduledEntry] = []
+    sections: list[tuple[str, Iterable[Located[Any]]]] = [
+        ("exceptions", policy.exceptions),
+        ("apps", policy.apps),
+        ("rules", policy.rules),
+    ]
+    for section, entries in sections:
+        for entry in entries:
+            schedule = schedules.get(entry.item.schedule or "")
+            if schedule is None:
+                continue
+            label = entry.item.name if section == "rules" else entry.item.app
+            found.append(
+                ScheduledEntry(
+                    section=section,
+                    label=label,
+                    schedule=schedule.name,
+                    timezone=schedule.timezone,
+                    in_force=in_force(schedule, now),
+                    next_edge=next_edge(schedule, now),
+                    origin=entry.at,
+                )
+            )
+    return found
 
 
 def _scopes(scope: list[str]) -> list[str]:
@@ -266,11 +394,13 @@ def _explicit_entries(
     return found
 
 
-def _active_exceptions(policy: PolicySet, now: dt.datetime) -> dict[tuple[str, str], Decision]:
+def _active_exceptions(
+    policy: PolicySet, now: dt.datetime, in_force: _Active
+) -> dict[tuple[str, str], Decision]:
     active: dict[tuple[str, str], Decision] = {}
     for located in policy.exceptions:
         exc = located.item
-        if exc.expires <= now:
+        if exc.expires <= now or not in_force.exception(located):
             continue
         defaults = _tag_defaults(policy, exc.tag)
         for scope in _scopes(exc.scope):
@@ -288,6 +418,7 @@ def _active_exceptions(policy: PolicySet, now: dt.datetime) -> dict[tuple[str, s
                     expires=exc.expires,
                     origin=located.at,
                     reason=f"exception until {exc.expires:%Y-%m-%d %H:%M} UTC: {exc.reason}",
+                    schedule=exc.schedule,
                 ),
             )
     return active
@@ -317,7 +448,9 @@ def _decide(
         action = Action.from_policy(entry.action or defaults.action)
         severity = Severity.parse(entry.severity or defaults.severity)
         alert = defaults.generate_alert if entry.generate_alert is None else entry.generate_alert
-    return Decision(app_id, scope, entry.tag, action, severity, alert, None, origin, reason)
+    return Decision(
+        app_id, scope, entry.tag, action, severity, alert, None, origin, reason, entry.schedule
+    )
 
 
 def _from_entry(
@@ -328,10 +461,10 @@ def _from_entry(
     return _decide(located.item.app, scope, located.item, policy, located.at, "apps entry")
 
 
-def _from_rules(app: App, policy: PolicySet, scope: str) -> Decision | None:
+def _from_rules(app: App, policy: PolicySet, scope: str, active: _Active) -> Decision | None:
     for located in policy.rules:
         rule = located.item
-        if scope in _scopes(rule.scope) and _rule_matches(rule, app):
+        if scope in _scopes(rule.scope) and _rule_matches(rule, app) and active.rule(located):
             return _decide(app.id, scope, rule, policy, located.at, f"rule {rule.name!r}")
     return None
 

@@ -33,6 +33,7 @@ from enforcer.policy.schema import (
     Exception_,
     PolicyFile,
     Rule,
+    Schedule,
 )
 
 T = TypeVar("T")
@@ -59,6 +60,7 @@ class PolicySet:
     defaults: Defaults = field(default_factory=Defaults)
     defaults_at: Location | None = None
     device_groups: tuple[Located[DeviceGroup], ...] = ()
+    schedules: tuple[Located[Schedule], ...] = ()
     apps: tuple[Located[AppEntry], ...] = ()
     rules: tuple[Located[Rule], ...] = ()
     exceptions: tuple[Located[Exception_], ...] = ()
@@ -69,8 +71,9 @@ class PolicySet:
     refused: tuple[PolicyError, ...] = ()
     """Schema errors of the entries left out of this set (only from `read_policy_files`)."""
     refused_names: frozenset[str] = frozenset()
-    """Ids of custom apps and names of device groups whose entries were refused: a reference to
-    one is a consequence of that error, not a second mistake, and is not reported again."""
+    """Ids of custom apps and names of device groups and schedules whose entries were refused:
+    a reference to one is a consequence of that error, not a second mistake, and is not reported
+    again."""
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -194,7 +197,7 @@ def _parse_file(name: str, data: bytes, errors: list[PolicyError]) -> _Parsed | 
         return _without_refused(plain, tree, exc)
 
 
-_NAMED_SECTIONS = {"device_groups": "name", "custom_apps": "id"}
+_NAMED_SECTIONS = {"device_groups": "name", "schedules": "name", "custom_apps": "id"}
 """Sections whose entries declare a name that other entries refer to, and that name's field."""
 
 
@@ -384,6 +387,7 @@ class _Merged:
         self.defaults_at: Location | None = None
         self.sections: dict[str, list[Located[Any]]] = {
             "device_groups": [],
+            "schedules": [],
             "apps": [],
             "rules": [],
             "exceptions": [],
@@ -419,6 +423,7 @@ class _Merged:
             defaults=self.defaults or Defaults(),
             defaults_at=self.defaults_at,
             device_groups=tuple(s["device_groups"]),
+            schedules=tuple(s["schedules"]),
             apps=tuple(s["apps"]),
             rules=tuple(s["rules"]),
             exceptions=tuple(s["exceptions"]),

@@ -4,22 +4,26 @@ A policy file is a YAML mapping with any of these sections::
 
     version: 1
     device_groups: [{name, description}]
+    schedules:   [{name, timezone, windows: [{days?, from, to}]}]
     defaults: {unsanctioned: {action, severity, generate_alert}, monitored: {...}}
-    apps:        [{app, tag, action?, severity?, generate_alert?, scope?, reason?}]
-    rules:       [{name, category?, min_risk?, max_risk?, tag, except?, action?, ..., scope?}]
-    exceptions:  [{app, tag?, scope?, expires, reason}]
+    apps:        [{app, tag, action?, severity?, generate_alert?, scope?, schedule?, reason?}]
+    rules:       [{name, category?, min_risk?, max_risk?, tag, except?, action?, ..., schedule?}]
+    exceptions:  [{app, tag?, scope?, schedule?, expires, reason}]
     allow:       [{domain, scope?, expires?, reason?}]
     conflicts:   [{domain, resolve: block | allow, reason?}]
     custom_apps: [catalog App entries]
     alert_policies: [{name, when, min_risk?, factor?, per?, min_upload?, apps?, severity, scope?}]
 
 Precedence for one app in one scope: an unexpired exception, then an explicit ``apps`` entry, then
-the first matching rule (files in name order, rules in file order). See docs/policy.md.
+the first matching rule (files in name order, rules in file order). An entry with a `schedule`
+takes part only inside its schedule's windows. See docs/policy.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -46,6 +50,76 @@ class DeviceGroup(_Strict):
     """Hostname patterns (``fnmatch``, case-insensitive: ``eng-*``) of the devices that are
     in the group: the server puts a device whose hostname matches one in the group when it
     enrols (the device cannot choose)."""
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""The days in ``datetime.weekday()`` order."""
+ScheduleName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+_CLOCK = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
+
+
+def clock_minutes(value: str) -> int:
+    """``"09:30"`` as 570 minutes after midnight; ``"24:00"`` (the end of the day) is 1440."""
+    found = _CLOCK.match(value)
+    if found is None:
+        raise ValueError(f"{value!r} is not a time of day written HH:MM (quote it in YAML)")
+    minutes = int(found[1]) * 60 + int(found[2])
+    if minutes > 24 * 60:
+        raise ValueError(f"{value!r} is after 24:00")
+    return minutes
+
+
+class Window(_Strict):
+    """Local times of some days of the week: from `from` on each listed day to `to`, the next
+    day's when `to` is not after `from` (``from: "22:00"``, ``to: "06:00"``)."""
+
+    days: list[Day] = Field(default_factory=lambda: list(DAYS), min_length=1)
+    """The days a window starts on; every day when left out."""
+    from_: str = Field(alias="from", json_schema_extra={"pattern": _CLOCK.pattern})
+    """``HH:MM``, local time in the schedule's time zone."""
+    to: str = Field(json_schema_extra={"pattern": _CLOCK.pattern})
+    """``HH:MM``; ``"24:00"`` is the end of the day."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        clock_minutes(value)
+        return value
+
+    @model_validator(mode="after")
+    def _times(self) -> Window:
+        start, end = clock_minutes(self.from_), clock_minutes(self.to)
+        if start == 24 * 60:
+            raise ValueError("from cannot be 24:00 (write 00:00 on the next day)")
+        if start == end:
+            raise ValueError(
+                "from and to are equal: an empty window (a whole day is 00:00 to 24:00)"
+            )
+        return self
+
+
+class Schedule(_Strict):
+    """A named set of weekly windows in a time zone; app entries, rules and exceptions that
+    name it are enforced only inside its windows."""
+
+    name: ScheduleName
+    timezone: str = Field(min_length=1)
+    """An IANA zone (``Europe/Berlin``): daylight saving time follows the zone's rules."""
+    windows: list[Window] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as Europe/Berlin or UTC)"
+            ) from exc
+        return value
 
 
 class TagDefaults(_Strict):
@@ -78,6 +152,8 @@ class _Enforcement(_Strict):
     generate_alert: bool | None = None
     scope: list[GroupName] = Field(default_factory=list)
     """Device groups the entry applies to; empty means every device."""
+    schedule: ScheduleName | None = None
+    """A schedule's name: the entry is enforced only inside its windows."""
     reason: str = ""
 
 
@@ -113,6 +189,8 @@ class Exception_(_Strict):
     app: AppId
     tag: Tag = Tag.SANCTIONED
     scope: list[GroupName] = Field(default_factory=list)
+    schedule: ScheduleName | None = None
+    """A schedule's name: the exception holds only inside its windows (until `expires`)."""
     expires: dt.datetime
     reason: str = Field(min_length=1)
 
@@ -200,6 +278,7 @@ class PolicyFile(_Strict):
 
     version: Literal[1] = 1
     device_groups: list[DeviceGroup] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
     defaults: Defaults | None = None
     apps: list[AppEntry] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
