@@ -225,7 +225,9 @@ class Aggregator:
         names = self.users
         without_host = attributed = unrecognised = 0
         out = Rollup()
-        forms = out.user_forms
+        canonical: dict[str, str] = {"": ""}
+        seen_as: dict[str, list[float]] = {}
+        """raw user name -> [first seen, last seen]: the forms behind each user."""
         with paused_gc():
             for day, fine in self.days.items():
                 apps: dict[str, Row] = {}
@@ -234,10 +236,19 @@ class Aggregator:
                 device_apps: dict[tuple[str, str], Row] = {}
                 last_user: dict[str, tuple[float, str]] = {}
                 for (who, device, raw_user, ip), acc in fine.items():
-                    user = ""
-                    if raw_user:
-                        user = names(raw_user)
-                        _span(forms, (user, raw_user), acc[4], acc[5])
+                    # Per key, inline: a function call here costs per fine key (see add_all).
+                    user = canonical.get(raw_user)
+                    if user is None:
+                        user = canonical[raw_user] = names(raw_user)
+                    if user:
+                        span = seen_as.get(raw_user)
+                        if span is None:
+                            seen_as[raw_user] = [acc[4], acc[5]]
+                        else:
+                            if acc[4] < span[0]:
+                                span[0] = acc[4]
+                            if acc[5] > span[1]:
+                                span[1] = acc[5]
                     if not who:
                         without_host += int(acc[0])
                         continue
@@ -256,7 +267,12 @@ class Aggregator:
                         row[7].add(user)
                         drow[6].add(user)
                         # The latest by time (between equal times, the greater name: stable).
-                        if (acc[5], user) > last_user.get(device, (0.0, "")):
+                        latest = last_user.get(device)
+                        if (
+                            latest is None
+                            or acc[5] > latest[0]
+                            or (acc[5] == latest[0] and user > latest[1])
+                        ):
                             last_user[device] = (acc[5], user)
                         urow = _bump(users, user, acc, 2)
                         urow[6].add(device)
@@ -274,6 +290,8 @@ class Aggregator:
                     out.users[(day, user)] = UserDay(_usage(r), r[6], r[7])
                 for (device, who), r in device_apps.items():
                     out.device_apps[(device, day, who)] = _usage(r)
+            for raw_user, (first, last) in seen_as.items():
+                out.user_forms[(canonical[raw_user], raw_user)] = (first, last)
             for hour, hourly in self.hours.items():
                 for app_id, (tx, up, down, blocked) in hourly.items():
                     out.hours[(hour, app_id)] = Usage(
