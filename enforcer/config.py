@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     discovery_interval: float = 30.0
     """Seconds between two runs of the daemon's continuous-report job (device events -> rollups)."""
 
+    discovery_user_domains: bool = False
+    """Keep the domain of user names apart in Cloud Discovery: ``alice@contoso.com`` and
+    ``alice@fabrikam.com`` are then two users (by default ``alice``, ``alice@contoso.com`` and
+    ``CONTOSO\\alice`` are one user, ``alice``)."""
+
+    discovery_user_map: Path | None = None
+    """A file of ``FORM = USER`` lines joining user names that differ (``a.smith = alice``):
+    discovery counts FORM as USER (`enforcer.discovery.identity`)."""
+
     discovery_max_line: int = Field(default=65_536, ge=256)
     """Longest log line (bytes) an upload reads (API and ``enforcer discovery upload``); a
     longer line is skipped without being held in memory and counted as a bad line."""

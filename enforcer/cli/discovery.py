@@ -86,10 +86,20 @@ def _emit(
         typer.echo("No discovery data in that range.")
         return
     cols = columns or list(listed[0])
-    widths = {c: max(len(c), *(len(_cell(r.get(c))) for r in listed)) for c in cols}
+    shown = [{c: _shown(r, c) for c in cols} for r in listed]
+    widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in cols}
     typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols))
-    for r in listed:
-        typer.echo("  ".join(_cell(r.get(c)).ljust(widths[c]) for c in cols))
+    for r in shown:
+        typer.echo("  ".join(r[c].ljust(widths[c]) for c in cols))
+    if "risk" in cols:
+        typer.echo("RISK: the catalog's score, 0 (lowest risk) to 10 (highest).", err=True)
+
+
+def _shown(row: dict[str, Any], column: str) -> str:
+    """A table cell; traffic made only of DNS answers (no byte counts) shows its queries."""
+    if column == "traffic" and not row.get("traffic") and row.get("transactions"):
+        return f"{row['transactions']} queries"
+    return _cell(row.get(column))
 
 
 def _cell(value: Any) -> str:
@@ -262,6 +272,7 @@ def collect(
     from enforcer.discovery.aggregate import Aggregator
     from enforcer.discovery.attribute import Attributor
     from enforcer.discovery.formats import parser_for
+    from enforcer.discovery.identity import load_user_names
     from enforcer.discovery.records import BadLine, Record
     from enforcer.discovery.syslog import start_collector
     from enforcer.store.named_reports import add_to_report, continuous_report
@@ -275,7 +286,7 @@ def collect(
     source = f"syslog {listen} {fmt}"
     with engine.begin() as conn:
         report = continuous_report(conn, source, name=report_name)
-    aggregator = Aggregator(Attributor(_catalog()))
+    aggregator = Aggregator(Attributor(_catalog()), users=load_user_names(settings()))
     pending: list[str] = []
     counts = {"records": 0, "bad": 0}
 
@@ -387,22 +398,28 @@ def machines_cmd(
     as_json: bool = JSON,
     limit: int = typer.Option(100, "--limit", min=1),
     report: str = REPORT,
+    search: str | None = typer.Option(
+        None, "--search", "-q", help="Part of a hostname, an IP address or a user name."
+    ),
 ) -> None:
-    """Machines by traffic, with their risk level, last user, OS, groups and enrolment state."""
+    """Machines by traffic, with their IP addresses, risk level (the period against the
+    device's 30 days before it), last user, OS, groups and enrolment state."""
     from enforcer.discovery import reports
+    from enforcer.discovery.identity import load_user_names
 
     after = _stale_after()
+    names = load_user_names(settings())
     rows = _report(
         since,
         lambda c, f, la: reports.machines_report(
-            c, _catalog(), f, la, stale_after=after, limit=limit + 1
+            c, _catalog(), f, la, stale_after=after, limit=limit + 1, search=search, names=names
         ),
     )
     _emit(rows[:limit], fmt, as_json)
     if len(rows) > limit:
-        from enforcer.store.queries import device_usage
-
-        total = _report(since, lambda c, f, la: len(device_usage(c, f, la)))
+        total = _report(
+            since, lambda c, f, la: reports.machine_count(c, f, la, search=search, names=names)
+        )
         # On stderr, so that --json and --format csv stay exactly the rows.
         typer.echo(
             f"{limit} of {total} machines shown (the most traffic first): --limit {total} for all",
@@ -513,8 +530,13 @@ def user_cmd(
 ) -> None:
     """One user: the devices they used (follow with `enforcer discovery machine ID`) and their apps."""
     from enforcer.discovery import reports
+    from enforcer.discovery.identity import load_user_names
 
-    _emit(_report(since, lambda c, f, la: reports.user_report(c, name, f, la)), fmt, as_json)
+    names = load_user_names(settings())
+    data = _report(since, lambda c, f, la: reports.user_report(c, name, f, la, names=names))
+    if not as_json and fmt is not Output.json:  # a table or CSV cell lists the forms by name
+        data["forms"] = [form["form"] for form in data["forms"]]
+    _emit(data, fmt, as_json)
 
 
 @app.command("alerts")

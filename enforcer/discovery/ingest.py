@@ -16,10 +16,12 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from enforcer.catalog import Catalog
+from enforcer.config import get_settings
 from enforcer.discovery.aggregate import Aggregator
 from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
+from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.reader import ReadLimits, open_lines
 from enforcer.discovery.records import BadLine, FormatError
 from enforcer.store.named_reports import Report, add_to_report, create_snapshot, delete_report
@@ -77,7 +79,8 @@ def ingest_files(
     report named `report_name` (refused when taken) or after the first file. An upload refused
     with a FormatError, or from which no record was read, leaves no report."""
     parse = parser_for(fmt, mapping)
-    aggregator = Aggregator(Attributor(catalog), max_keys=max_keys)
+    users = load_user_names(get_settings())
+    aggregator = Aggregator(Attributor(catalog), max_keys=max_keys, users=users)
     stats = UploadStats()
 
     report: Report | None = None

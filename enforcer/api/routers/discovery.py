@@ -19,6 +19,7 @@ from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.discovery import reports
 from enforcer.discovery.formats import FORMATS
+from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.reader import ReadLimits
 from enforcer.discovery.records import FormatError
@@ -136,15 +137,19 @@ async def machines(
     top: int = Query(100, ge=1, le=1000),
     skip: int = Query(0, ge=0),
     report: str = ReportParam,
+    search: str | None = Query(
+        None, max_length=256, description="Part of a hostname, an IP address or a user name."
+    ),
 ) -> Any:
     first, last = reports.day_range(_days(since))
+    names = load_user_names(ctx.settings)
 
     def run() -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
             _scope(conn, report)
             return reports.machines_report(
                 conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last, stale_after=_stale_after(ctx), limit=top,
-                offset=skip,
+                offset=skip, search=search, names=names,
             )  # fmt: skip
 
     return _answer(await run_in_threadpool(run), format)
@@ -200,10 +205,12 @@ async def users(
 async def user(ctx: Ctx, _: Admin, name: str, since: str = Since, report: str = ReportParam) -> Any:
     first, last = reports.day_range(_days(since))
 
+    names = load_user_names(ctx.settings)
+
     def run() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             _scope(conn, report)
-            return reports.user_report(conn, name, first, last)
+            return reports.user_report(conn, name, first, last, names=names)
 
     try:
         return await run_in_threadpool(run)
