@@ -4,8 +4,11 @@ Jobs: ``reconcile`` (every `reconcile_interval` seconds, and at once when a poli
 then the sinks whose target is behind the store's revision; ``expire`` (every `expire_interval`
 seconds: expired indicators, old raw events); ``discovery`` (every `discovery_interval` seconds:
 device events into rollups); ``sink_check`` (every `sink_check_interval` seconds: each sink's
-live content against the store, drift repaired). Only the leader (see `enforcer.store.lock`)
-works. A policy set with errors is logged once and skipped: the last good state stays in force.
+live content against the store, drift repaired); ``edge`` (once, at the instant the policy set
+next changes by itself: a schedule's window edge, an exception's expiry; a reconcile then, so
+the change reaches devices as fast as an edited file). Only the leader (see
+`enforcer.store.lock`) works. A policy set with errors is logged once and skipped: the last
+good state stays in force.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class Daemon:
         self._sink_revisions: dict[str, int] = {}
         self._tick_lock = threading.Lock()
         self.stop_event = threading.Event()
+        self.scheduler: BackgroundScheduler | None = None
+        """Set by `run`; the edge job is added to it."""
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -135,12 +140,15 @@ class Daemon:
                 self._failed_digest = digest
             return TickResult("policy_error", revision)
         self._failed_digest = None
+        # The mass-deletion brake guards against edited (or lost) policy files; the deletions
+        # that unchanged files make at a window edge or an expiry are what they asked for.
+        same_files = self._last is not None and self._last[0] == digest
         try:
             plan, revision = plan_and_apply(
                 self.engine,
                 expand_state(state),
                 actor="daemon",
-                max_delete_share=self.settings.max_delete_share,
+                max_delete_share=1.0 if same_files else self.settings.max_delete_share,
             )
         except MassDeletionRefused as exc:
             if self._refused_digest != digest:
@@ -150,6 +158,7 @@ class Daemon:
         self._refused_digest = None
         self._last = (digest, revision)
         self._next_expiry = state.next_expiry()
+        self._schedule_edge(self._next_expiry)
         if not plan.has_changes:
             return TickResult("no_changes", revision)
         counts = {a.name.lower(): n for a, n in plan.counts.items()}
@@ -164,6 +173,17 @@ class Daemon:
             apps=sorted({c.app_id for c in plan.changes if c.app_id})[:50],
         )
         return TickResult("applied", revision, len(plan.changes))
+
+    def _schedule_edge(self, when: dt.datetime | None) -> None:
+        """Reconcile again at `when`, the instant the policy set next changes by itself, rather
+        than at the next interval tick (which may be minutes later)."""
+        if self.scheduler is None or when is None:
+            return
+        self.scheduler.add_job(
+            self.reconcile_tick, "date", run_date=when, id="edge", replace_existing=True,
+            max_instances=1, misfire_grace_time=None,
+        )  # fmt: skip
+        log.info("next_policy_edge", at=when.isoformat())
 
     def _update_sinks(self) -> tuple[SinkResult, ...]:
         """Run each configured sink whose last good run was at another revision than the store's.
@@ -281,6 +301,7 @@ class Daemon:
     def run(self) -> None:
         """Run until SIGTERM/SIGINT; the running job finishes before the process exits."""
         scheduler = BackgroundScheduler(timezone=dt.UTC)
+        self.scheduler = scheduler
         now = dt.datetime.now(dt.UTC)
         scheduler.add_job(
             self.reconcile_tick, "interval", seconds=self.settings.reconcile_interval,
