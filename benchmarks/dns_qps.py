@@ -15,6 +15,9 @@ resident memory of each after loading (ps -o rss=) and start-up time (process st
 answers its first query, which for Unbound includes loading the zone).
 
     .venv/bin/python benchmarks/dns_qps.py --count 1000000
+
+``--events memory|journal`` adds the shim's event reporting (every blocked answer is an event),
+without and with the write-ahead journal that makes each event survive a kill -9.
 """
 
 from __future__ import annotations
@@ -37,18 +40,42 @@ from _unbound import FakeUpstream, free_port, load_domains, rss_kib, start_unbou
 ALLOWED_NAME = "allowed.example"
 
 
-def serve(domains_file: Path, port: int, upstream_port: int) -> None:
-    """The shim's side: load the domains into a matcher and serve DNS (runs in a subprocess)."""
+def serve(domains_file: Path, port: int, upstream_port: int, events: str) -> None:
+    """The shim's side: load the domains into a matcher and serve DNS (runs in a subprocess).
+
+    `events`: "off" (no event sink), "memory" (the agent's reporter and spool, without the
+    write-ahead journal) or "journal" (the reporter as `enforcer shim` runs it).
+    """
     from enforcer.decide.matcher import Matcher
     from enforcer.models import Action
     from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
     from enforcer.shim.dns.server import serve as serve_dns
+    from enforcer.shim.report.identity import load_identity
+    from enforcer.shim.report.reporter import Reporter
+    from enforcer.shim.report.spool import Spool
 
     matcher = Matcher()
     with domains_file.open() as lines:
         matcher.add_domains((line.rstrip("\n") for line in lines), Action.BLOCK, "benchmark")
     settings = DnsSettings(upstreams=(("127.0.0.1", upstream_port),))
-    asyncio.run(serve_dns(DnsFrontEnd(matcher, settings), "127.0.0.1", port))
+
+    async def run() -> None:
+        if events == "off":
+            await serve_dns(DnsFrontEnd(matcher, settings), "127.0.0.1", port)
+            return
+        state = domains_file.parent / "state"
+        # No keyword without the journal, so that an older checkout runs it too (PYTHONPATH).
+        journal = {"journal_dir": state / "journal"} if events == "journal" else {}
+        reporter = Reporter(Spool(state / "events.sqlite"), load_identity(state), None,
+                            **journal)  # fmt: skip
+        flushing = asyncio.create_task(reporter.run())
+        try:
+            await serve_dns(DnsFrontEnd(matcher, settings, on_event=reporter.on_event),
+                            "127.0.0.1", port)  # fmt: skip
+        finally:
+            flushing.cancel()
+
+    asyncio.run(run())
 
 
 def dnsperf(port: int, queries: Path, seconds: int, clients: int) -> float:
@@ -91,12 +118,18 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternate the peers this many times (noise)"
     )
+    parser.add_argument(
+        "--events",
+        choices=("off", "memory", "journal"),
+        default="off",
+        help="the shim's event reporting: none (default), without or with the journal",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.upstream_port)
+        serve(args.serve, args.port, args.upstream_port, args.events)
         return
 
     domains = load_domains(args.count)
@@ -126,6 +159,8 @@ def main() -> None:
                 str(port),
                 "--upstream-port",
                 str(upstream.port),
+                "--events",
+                args.events,
             ],
         )
         unbound = None
@@ -156,7 +191,10 @@ def main() -> None:
             upstream.close()
 
     print()
-    print(f"indicators: {len(domains):,}; dnsperf -l {args.seconds} -c {args.clients}")
+    print(
+        f"indicators: {len(domains):,}; dnsperf -l {args.seconds} -c {args.clients}; "
+        f"shim events: {args.events}"
+    )
     print(f"rounds: {args.rounds} (qps: the round with the median ratio)")
     print(f"{'':26}{'shim':>12}{'unbound':>12}{'shim/unbound':>14}")
     for case, pairs in results.items():
