@@ -15,7 +15,9 @@ from enforcer.errors import EnforcerError, PolicySetError
 from enforcer.models import ALL_DEVICES, normalize
 
 if TYPE_CHECKING:
+    from enforcer.decide.expand import DesiredState
     from enforcer.plan.model import Plan
+    from enforcer.policy.evaluate import SanctionState, ScheduledEntry
 
 
 class Format(StrEnum):
@@ -52,7 +54,7 @@ def plan(
             f"--json means --format json; it cannot go with --format {fmt.value}",
             param_hint="--json",
         )
-    from enforcer.pipeline.run import load_desired, make_plan
+    from enforcer.pipeline.run import expand_state, load_state, make_plan
     from enforcer.plan.render import RENDERERS, render_text
 
     if sink is not None:
@@ -61,13 +63,16 @@ def plan(
         typer.echo(sink_plan_text(sink, settings(), store()))
         return
     try:
-        the_plan = make_plan(store(), load_desired(policy_dir(policies)))
+        state = load_state(policy_dir(policies))
+        the_plan = make_plan(store(), expand_state(state))
     except EnforcerError:
         if detailed_exitcode:
             _render_error_and_exit()
         raise
     chosen = Format.json if as_json else fmt
     if chosen is Format.text:
+        for line in _schedule_lines(state):
+            typer.echo(line)
         typer.echo(render_text(the_plan, color=sys.stdout.isatty()))
     else:
         typer.echo(RENDERERS[chosen.value](the_plan))
@@ -80,6 +85,32 @@ def plan(
             typer.echo(f"\nSaved the plan to {out}. Apply exactly it with: enforcer apply {out}")
     if detailed_exitcode:
         raise typer.Exit(2 if the_plan.has_changes else 0)
+
+
+def _schedule_lines(state: SanctionState) -> list[str]:
+    """The scheduled entries under the plan: the plan is for now, and these change it later."""
+    if not state.scheduled:
+        return []
+    lines = ["Scheduled entries (the plan below is for now; each changes it at its next edge):"]
+    for entry in state.scheduled:
+        now = "in force" if entry.in_force else "not in force"
+        lines.append(
+            f"  {entry.section} {entry.label!r} [{entry.origin}]: schedule {entry.schedule!r}, "
+            f"{now}, {_next_change(entry)}"
+        )
+    return [*lines, ""]
+
+
+def _next_change(entry: ScheduledEntry) -> str:
+    if entry.next_edge is None:
+        return "no change within a week"
+    import zoneinfo
+
+    local = entry.next_edge.astimezone(zoneinfo.ZoneInfo(entry.timezone))
+    verb = "ends" if entry.in_force else "starts"
+    return (
+        f"{verb} {local:%a %Y-%m-%d %H:%M} {entry.timezone} ({entry.next_edge:%Y-%m-%d %H:%M} UTC)"
+    )
 
 
 def _render_error_and_exit() -> None:
@@ -220,15 +251,38 @@ def _check_group(directory: Path, group: str) -> None:
 
 
 def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any] | None:
-    """What the policy files (as they are now) say about the name, if they load."""
-    from enforcer.decide.expand import ancestors
+    """What the policy files (as they are now) say about the name, if they load, and the
+    scheduled entries that can change it, with when they next do."""
     from enforcer.pipeline.load import expand_state, load_state
 
     try:
         state = load_state(directory)
     except EnforcerError as exc:
         return {"error": str(exc)}
-    desired = expand_state(state)
+    view = _policy_view_of(state, expand_state(state), name, scopes)
+    scheduled = [
+        {
+            "entry": f"{entry.section} {entry.label!r}",
+            "schedule": entry.schedule,
+            "timezone": entry.timezone,
+            "in_force": entry.in_force,
+            "next_change": entry.next_edge.isoformat() if entry.next_edge else None,
+            "origin": str(entry.origin),
+            "text": _next_change(entry),
+        }
+        for app in state.catalog.apps_for_domain(name)
+        for entry in state.schedules_of(app)
+    ]
+    if scheduled:
+        view["schedules"] = scheduled
+    return view
+
+
+def _policy_view_of(
+    state: SanctionState, desired: DesiredState, name: str, scopes: list[str]
+) -> dict[str, Any]:
+    from enforcer.decide.expand import ancestors
+
     candidates = [name, *ancestors(name)]
     for value in candidates:
         for scope in scopes:
@@ -294,7 +348,7 @@ def _explain_text(report: dict[str, Any]) -> str:
             f"  policy: {policy['app']} is {policy['tag']} — {policy['reason']} at "
             f"{policy['origin']} (no indicator: it is not blocked)"
         )
-    elif policy:
+    elif "indicatorValue" in policy:
         lines.append(
             f"  policy: {policy['indicatorValue']} {policy['action']} — {policy['reason']}"
             + (f" at {policy['origin']}" if policy.get("origin") else "")
@@ -303,4 +357,10 @@ def _explain_text(report: dict[str, Any]) -> str:
             lines.append("  note: the store differs from the policy files; run `enforcer plan`.")
     else:
         lines.append("  policy: no policy entry covers this name.")
+    for entry in policy.get("schedules", []):
+        now = "in force" if entry["in_force"] else "not in force"
+        lines.append(
+            f"  schedule: {entry['entry']} at {entry['origin']} follows {entry['schedule']!r}: "
+            f"{now} now, {entry['text']}"
+        )
     return "\n".join(lines)

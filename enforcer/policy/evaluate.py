@@ -417,7 +417,9 @@ def _active_exceptions(
                     generate_alert=defaults.generate_alert if defaults else False,
                     expires=exc.expires,
                     origin=located.at,
-                    reason=f"exception until {exc.expires:%Y-%m-%d %H:%M} UTC: {exc.reason}",
+                    reason=f"exception until {exc.expires:%Y-%m-%d %H:%M} UTC"
+                    + (f" (schedule {exc.schedule!r})" if exc.schedule else "")
+                    + f": {exc.reason}",
                     schedule=exc.schedule,
                 ),
             )
@@ -448,6 +450,8 @@ def _decide(
         action = Action.from_policy(entry.action or defaults.action)
         severity = Severity.parse(entry.severity or defaults.severity)
         alert = defaults.generate_alert if entry.generate_alert is None else entry.generate_alert
+    if entry.schedule is not None:
+        reason = f"{reason} (schedule {entry.schedule!r})"
     return Decision(
         app_id, scope, entry.tag, action, severity, alert, None, origin, reason, entry.schedule
     )
