@@ -279,7 +279,7 @@ def test_bad_schedules_are_refused_with_file_and_line(tmp_path: Path, catalog: C
     assert errors[1].startswith("policies/s.yaml:8: schedules[1].windows[0].days[0]: 'monday'")
     assert errors[2] == (
         "policies/s.yaml:13: schedules[2].windows[0].to: Value error, '25:00' is not a time of "
-        "day written HH:MM (quote it in YAML)"
+        "day written HH:MM"
     )
     assert "from and to are equal" in errors[3] and errors[3].startswith("policies/s.yaml:16:")
     # A refused schedule's name is not reported again where it is used; a duplicate is.

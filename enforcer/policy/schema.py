@@ -63,7 +63,7 @@ def clock_minutes(value: str) -> int:
     """``"09:30"`` as 570 minutes after midnight; ``"24:00"`` (the end of the day) is 1440."""
     found = _CLOCK.match(value)
     if found is None:
-        raise ValueError(f"{value!r} is not a time of day written HH:MM (quote it in YAML)")
+        raise ValueError(f"{value!r} is not a time of day written HH:MM")
     minutes = int(found[1]) * 60 + int(found[2])
     if minutes > 24 * 60:
         raise ValueError(f"{value!r} is after 24:00")
