@@ -117,7 +117,7 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
         raise PolicySetError(errors)
 
     scheduled = _scheduled_entries(policy, schedules, now)
-    active = _Active(frozenset((s.section, s.origin, s.label) for s in scheduled if not s.in_force))
+    active = _Active({name: in_force(schedule, now) for name, schedule in schedules.items()})
     decisions: dict[tuple[str, str], Decision] = {}
     exceptions = _active_exceptions(policy, now, active)
     for app in full_catalog:
@@ -125,7 +125,7 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
             entry = explicit.get((app.id, scope))
             decision = (
                 exceptions.get((app.id, scope))
-                or _from_entry(entry if entry and active.apps(entry) else None, policy, scope)
+                or _from_entry(entry if entry and active(entry) else None, policy, scope)
                 or _from_rules(app, policy, scope, active)
             )
             if decision is not None:
@@ -143,16 +143,12 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
 class _Active:
     """Whether an entry takes part now: it has no schedule, or its schedule is in force."""
 
-    dormant: frozenset[tuple[str, Location, str]]
+    in_force: Mapping[str, bool]
+    """Schedule name -> whether it is in force now."""
 
-    def apps(self, entry: Located[AppEntry]) -> bool:
-        return ("apps", entry.at, entry.item.app) not in self.dormant
-
-    def rule(self, entry: Located[Rule]) -> bool:
-        return ("rules", entry.at, entry.item.name) not in self.dormant
-
-    def exception(self, entry: Located[Exception_]) -> bool:
-        return ("exceptions", entry.at, entry.item.app) not in self.dormant
+    def __call__(self, entry: Located[AppEntry] | Located[Rule] | Located[Exception_]) -> bool:
+        name = entry.item.schedule
+        return name is None or self.in_force[name]
 
 
 def _schedules(policy: PolicySet, errors: list[PolicyError]) -> dict[str, Schedule]:
@@ -395,12 +391,12 @@ def _explicit_entries(
 
 
 def _active_exceptions(
-    policy: PolicySet, now: dt.datetime, in_force: _Active
+    policy: PolicySet, now: dt.datetime, takes_part: _Active
 ) -> dict[tuple[str, str], Decision]:
     active: dict[tuple[str, str], Decision] = {}
     for located in policy.exceptions:
         exc = located.item
-        if exc.expires <= now or not in_force.exception(located):
+        if exc.expires <= now or not takes_part(located):
             continue
         defaults = _tag_defaults(policy, exc.tag)
         for scope in _scopes(exc.scope):
@@ -468,7 +464,7 @@ def _from_entry(
 def _from_rules(app: App, policy: PolicySet, scope: str, active: _Active) -> Decision | None:
     for located in policy.rules:
         rule = located.item
-        if scope in _scopes(rule.scope) and _rule_matches(rule, app) and active.rule(located):
+        if scope in _scopes(rule.scope) and _rule_matches(rule, app) and active(located):
             return _decide(app.id, scope, rule, policy, located.at, f"rule {rule.name!r}")
     return None
 
