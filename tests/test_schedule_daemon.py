@@ -66,3 +66,27 @@ def test_the_store_follows_the_window_edges(tmp_path: Path, db_url: str, engine:
     finally:
         scheduler.shutdown(wait=False)
         daemon.lock.release()
+
+
+def test_the_edges_follow_the_october_change(tmp_path: Path, db_url: str, engine: Engine) -> None:
+    """Friday 29 October 2027 is summer time in Berlin (17:30 is 15:30 UTC); clocks go back on
+    Sunday 31 October, so Monday's 09:00 is 08:00 UTC."""
+    write_policy(tmp_path / "policies", "a.yaml", POLICY)
+    settings = Settings(database_url=db_url, policy_dir=tmp_path / "policies", watch_policies=False)
+    daemon = Daemon(settings, engine)
+    scheduler = BackgroundScheduler(timezone=dt.UTC)
+    scheduler.start(paused=True)
+    daemon.scheduler = scheduler
+    try:
+        assert daemon.reconcile_tick(at(2027, 10, 29, 15, 29)).outcome == "applied"
+        assert "tiktok.com" in values(engine)
+        assert scheduler.get_job("edge").next_run_time == at(2027, 10, 29, 15, 30)
+        assert daemon.reconcile_tick(at(2027, 10, 29, 15, 30)).outcome == "applied"
+        assert values(engine) == set()
+        assert scheduler.get_job("edge").next_run_time == at(2027, 11, 1, 8, 0)
+        assert daemon.reconcile_tick(at(2027, 11, 1, 7, 59)).outcome == "unchanged"
+        assert daemon.reconcile_tick(at(2027, 11, 1, 8, 0)).outcome == "applied"
+        assert "tiktok.com" in values(engine)
+    finally:
+        scheduler.shutdown(wait=False)
+        daemon.lock.release()

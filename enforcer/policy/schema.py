@@ -115,7 +115,7 @@ class Schedule(_Strict):
     def _known_zone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(
                 f"unknown time zone {value!r} (an IANA name such as Europe/Berlin or UTC)"
             ) from exc
