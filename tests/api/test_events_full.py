@@ -19,7 +19,10 @@ def test_a_full_batch_is_stored_and_one_more_event_is_413(api: Api) -> None:
     elapsed = time.monotonic() - start
     assert response.status_code == 200, response.text
     assert response.json() == {
-        "accepted": ["full"], "duplicate": False, "count": 5_000, "refused": []
+        "accepted": ["full"],
+        "duplicate": False,
+        "count": 5_000,
+        "refused": [],
     }
     assert elapsed < 10
     over = api.client.post(

@@ -62,7 +62,7 @@ def add_sample_month(console: Console) -> None:
             bytes_up=r.up,
             bytes_down=r.down,
             action="blocked" if r.denied else "allowed",
-        )  # fmt: skip
+        )
         for r in requests(catalog, days=30, device_count=50, now=now)
     )
     merge_rollup(console.engine, agg.rollup())
