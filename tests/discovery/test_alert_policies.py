@@ -22,6 +22,7 @@ from enforcer.policy.schema import AlertPolicy
 from enforcer.store.alerts import close_alert, list_alerts
 from enforcer.store.devices import enroll_device
 from enforcer.store.events import EventRecord, store_batch
+from enforcer.store.trust import record_enrolment_trust
 from tests.conftest import write_policy
 
 MB = 1_000_000
@@ -52,6 +53,7 @@ def _device(engine: Engine, device_id: str, hostname: str, groups: tuple[str, ..
         engine, device_id=device_id, hostname=hostname, os="Linux", user="alice",
         local_ips=("10.0.0.7",), groups=groups,
     )  # fmt: skip
+    record_enrolment_trust(engine, device_id, group_secret=True)  # its machine is its hostname
 
 
 _batches = iter(range(1_000_000))

@@ -31,6 +31,7 @@ from enforcer.pipeline.daemon import Daemon
 from enforcer.store.alerts import list_alerts, raise_policy_alerts
 from enforcer.store.devices import enroll_device
 from enforcer.store.events import EventRecord, store_batch
+from enforcer.store.trust import record_enrolment_trust
 from tests.conftest import write_policy
 from tests.sinks.helpers import free_port
 
@@ -182,6 +183,7 @@ def test_the_daemon_raises_policy_alerts_and_forwards_them(
         engine, device_id="d1", hostname="pc-01", os="Linux", user="alice",
         local_ips=("10.0.0.7",), groups=(),
     )  # fmt: skip
+    record_enrolment_trust(engine, "d1", group_secret=True)  # its machine is its hostname
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     blocked = EventRecord(
         now, "pc-01", "alice", "10.0.0.7", "mega.nz", "192.0.2.9", 443, 0, 0, "blocked",
