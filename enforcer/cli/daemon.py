@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from enforcer.cli._common import POLICIES_OPTION, settings
-from enforcer.cli.serve import HOST_OPTION, PORT_OPTION, serve_in_background, with_address
+from enforcer.cli.serve import (
+    HOST_OPTION,
+    PORT_OPTION,
+    ServeFailed,
+    serve_in_background,
+    with_address,
+)
 
 if TYPE_CHECKING:
     from enforcer.pipeline.daemon import Daemon
@@ -59,8 +66,17 @@ def daemon(
     if metrics_listen:
         _serve_metrics(metrics_listen, worker)
     if serve:
-        with serve_in_background(cfg, worker.engine):
-            worker.run()
+        try:
+            with serve_in_background(cfg, worker.engine):
+                worker.run()
+        except ServeFailed as exc:
+            # Exit at once: the server's thread and the workers it started may still be
+            # unwinding, and an interpreter shutdown that meets them can abort (SIGABRT)
+            # instead of exiting 1, which systemd would read as a crash, not a bad port.
+            sys.stderr.write(f"error: {exc}\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)
     else:
         worker.run()
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 PLAIN, ENGINEERING = 40, 16
 """Devices for all-devices indicators only, and devices in the engineering group."""
-BIG = 30_000
+BIG = 15_000
 DELTA_LIMIT = 5_000
 
 
