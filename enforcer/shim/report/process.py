@@ -364,15 +364,11 @@ class _SockDiag:
         self._broken = False
         self._seq = 0
 
-    def tcp(self, src: str, sport: int, dst: str, dport: int) -> tuple[int, int] | None:
-        """(inode, uid) of the TCP socket src:sport -> dst:dport, or None (also when netlink
-        is not available, so the caller falls back to ``/proc/net``)."""
-        return self.tcp_many([(src, sport, dst, dport)])[0]
-
     def tcp_many(
         self, sockets: Sequence[tuple[str, int, str, int]]
     ) -> list[tuple[int, int] | None]:
-        """`tcp` for several sockets: the requests go in one datagram (the kernel answers
+        """(inode, uid) of each TCP socket (src, sport, dst, dport), or None (also when netlink
+        is not available, so the caller falls back to ``/proc/net``). The requests go in one datagram (the kernel answers
         each on its own), so a burst of connections costs one send, not one each."""
         results: list[tuple[int, int] | None] = [None] * len(sockets)
         if self._broken or not sockets:
