@@ -209,6 +209,9 @@ class AlertRow(SQLModel, table=True):
     """The machine (hostname in the reports) an alert policy's alert is about."""
     details: str = Field(default="", max_length=1024, sa_column_kwargs={"server_default": ""})
     """Why an alert policy raised it, for a person (the figures compared)."""
+    report: str = Field(default="", max_length=256, sa_column_kwargs={"server_default": ""})
+    """The named report (data source) whose data raised it last: ``endpoint events``, an
+    upload's snapshot, a syslog collector (migration 0015)."""
     forwarded_at: dt.datetime | None = None
     """When the alert was sent to the configured webhook and syslog receivers (None: not yet)."""
 
