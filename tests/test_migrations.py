@@ -12,9 +12,9 @@ from sqlmodel import SQLModel
 
 from enforcer.store.db import make_engine
 from enforcer.store.migrate import HEAD, _config, code_head, current_revision, is_current, upgrade
-from enforcer.store.tables import devices, discovery, indicators, sessions
+from enforcer.store.tables import accounts, devices, discovery, indicators, sessions
 
-TABLE_MODULES = (devices, discovery, indicators, sessions)
+TABLE_MODULES = (accounts, devices, discovery, indicators, sessions)
 """Imported for their effect: each registers its tables on `SQLModel.metadata`."""
 
 
