@@ -69,9 +69,10 @@ def serve(domains_file: Path, port: int, upstream_port: int, events: str) -> Non
         reporter = Reporter(Spool(state / "events.sqlite"), load_identity(state), None,
                             **journal)  # fmt: skip
         flushing = asyncio.create_task(reporter.run())
+        frontend = DnsFrontEnd(matcher, settings, on_event=reporter.on_event)
+        frontend.event_batch = reporter  # as `enforcer shim` (an older checkout ignores it)
         try:
-            await serve_dns(DnsFrontEnd(matcher, settings, on_event=reporter.on_event),
-                            "127.0.0.1", port)  # fmt: skip
+            await serve_dns(frontend, "127.0.0.1", port)
         finally:
             flushing.cancel()
 

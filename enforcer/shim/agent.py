@@ -158,6 +158,7 @@ class Agent:
             on_event=marks.dns_events(reporter.on_event),
             ready=loaded,
         )
+        dns.event_batch = reporter  # one journal write per pass of UDP answers, before them
         self.sync = SyncClient(
             session, self.matcher, held, cache, wait=cfg.sync_wait, on_ready=self._ready
         )

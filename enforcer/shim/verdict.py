@@ -12,7 +12,8 @@ The DNS and proxy front ends ask the same `Matcher` and must agree on what its a
 * `Ruling` is the proxy's outcome for one connection: the action and the name and verdict that
   decided it.
 * `EventRecorder` builds the `NetworkEvent` of one DNS answer or proxied connection and gives it
-  to the front end's ``on_event`` callback, which must never stop traffic by raising.
+  to the front end's ``on_event`` callback, which must never stop traffic by raising;
+  `EventBatch` lets the DNS listener hand over one pass's events at once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from enforcer.decide.matcher import Verdict
 from enforcer.models import Action, EventAction, NetworkEvent
@@ -29,6 +30,22 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[NetworkEvent], None]
 """Receives each event, on the event loop: it must not block."""
+
+
+class EventBatch(Protocol):
+    """An event sink that can take the events of several answers at once (the reporter).
+
+    A front end that answers many queries in one event-loop pass calls `hold` before them and
+    `commit` after them, *before sending any of their answers*: the sink writes their events
+    with one system call, and each still reaches the disk before its answer leaves.
+    """
+
+    def hold(self) -> None:
+        """Keep the events that follow until `commit`."""
+
+    def commit(self) -> None:
+        """Write the events kept since `hold`; never raises."""
+
 
 _EVENT_ACTIONS: dict[Action | None, EventAction] = {
     None: EventAction.ALLOWED,

@@ -15,9 +15,14 @@ import os
 import sqlite3
 from pathlib import Path
 
+import dns.message
+import dns.rcode
 import pytest
 
+from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.models import Action, EventAction, Indicator, NetworkEvent
+from enforcer.shim.dns.answer import DnsFrontEnd
+from enforcer.shim.dns.server import _UdpListener
 from enforcer.shim.indicator_cache import (
     Condition,
     IndicatorCache,
@@ -149,6 +154,94 @@ def test_a_full_disk_under_the_journal_and_spool_counts_what_is_lost_at_stop(
     assert rep.journal_errors == 7 and rep.lost == 7
     again = reporter(tmp_path)
     assert again.recovered == 5, "the journaled events come back at the next start"
+
+
+class _Datagrams:
+    """A UDP socket for `_UdpListener`: queued queries in, answers recorded with the number
+    of the journal's events at the moment each was sent."""
+
+    def __init__(self, queries: list[bytes], journal_dir: Path) -> None:
+        self.queries = list(queries)
+        self.journal_dir = journal_dir
+        self.sent: list[tuple[bytes, int]] = []
+        self._read_end, self._write_end = os.pipe()  # a real descriptor for add_reader
+
+    def fileno(self) -> int:
+        return self._read_end
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        if not self.queries:
+            raise BlockingIOError
+        return self.queries.pop(0), ("127.0.0.1", 40000 + len(self.queries))
+
+    def sendto(self, data: bytes, addr: object) -> int:
+        self.sent.append((data, len(list(journal.replay(self.journal_dir, 0)))))
+        return len(data)
+
+    def close(self) -> None:
+        os.close(self._read_end)
+        os.close(self._write_end)
+
+
+def _one_pass(state: Path, count: int) -> tuple[Reporter, _Datagrams]:
+    matcher = Matcher([MatchEntry("blocked.test", Action.BLOCK, "evilapp")])
+    queries = [dns.message.make_query(f"n{i}.blocked.test", "A").to_wire() for i in range(count)]
+
+    async def scenario() -> tuple[Reporter, _Datagrams]:
+        rep = reporter(state)
+        frontend = DnsFrontEnd(matcher, on_event=rep.on_event)
+        frontend.event_batch = rep
+        sock = _Datagrams(queries, state / "journal")
+        listener = _UdpListener(frontend, sock, None)  # type: ignore[arg-type]
+        listener._on_readable()  # one wake-up of the event loop
+        listener.close()
+        return rep, sock
+
+    return asyncio.run(scenario())
+
+
+def test_one_pass_of_udp_answers_is_journaled_with_one_write_before_any_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """14.7: the events of the answers of one event-loop pass are in the journal, written with
+    one write(2), before the first of those answers leaves (kill -9 then loses none)."""
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        if data[:1].isdigit():
+            writes.append(data.count(b"\n"))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counting)
+    rep, sock = _one_pass(tmp_path, 40)
+    assert len(sock.sent) == 40
+    assert all(
+        dns.message.from_wire(answer).rcode() == dns.rcode.NXDOMAIN for answer, _ in sock.sent
+    )
+    assert [journaled for _, journaled in sock.sent] == [40] * 40, "journaled before any answer"
+    assert writes == [40], "one write for the whole pass"
+    assert [seq for seq, _ in journal.replay(tmp_path / "journal", 0)] == list(range(1, 41))
+    assert len(rep._buffer) == 40 and rep.journal_errors == 0
+
+
+def test_a_pass_the_journal_refuses_is_answered_and_kept_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    rep, sock = _one_pass(tmp_path, 5)
+    monkeypatch.undo()
+    assert len(sock.sent) == 5, "a full disk never stops the answers"
+    assert rep.journal_errors == 5 and len(rep._buffer) == 5
+
+    async def spool() -> int:
+        return await rep.flush()
+
+    assert asyncio.run(spool()) == 5, "the events still reach the spool"
+    assert not list(journal.replay(tmp_path / "journal", 0))
 
 
 # --- a damaged cache -----------------------------------------------------------------------

@@ -68,7 +68,7 @@ from enforcer.shim.dns import wire as dnswire
 from enforcer.shim.dns.cache import AnswerCache, CachedAnswer, CacheKey
 from enforcer.shim.dns.upstream import Upstreams
 from enforcer.shim.dns.wire import UDP_PLAIN_LIMIT
-from enforcer.shim.verdict import EventRecorder, event_action
+from enforcer.shim.verdict import EventBatch, EventRecorder, event_action
 
 CANARY = "use-application-dns.net"
 """Firefox's DoH canary: an NXDOMAIN here keeps Firefox on the system resolver."""
@@ -153,6 +153,9 @@ class DnsFrontEnd:
         """The live matcher: may be updated in place or replaced while serving."""
         self.settings = settings or DnsSettings()
         self.events = EventRecorder(SOURCE, on_event) if on_event is not None else None
+        self.event_batch: EventBatch | None = None
+        """The event sink's batch interface (the reporter), when it has one: the UDP listener
+        holds the events of one pass of datagrams and commits them before sending any answer."""
         self.on_answer: Callable[[str, str], None] | None = None
         """Called with (name, first address) of each upstream answer that has one, once per
         miss: interception maps addresses back to the names they were answered for."""

@@ -1,7 +1,9 @@
 """The DNS front end's sockets: a UDP and a TCP listener on one address, serving a `DnsFrontEnd`.
 
 UDP datagrams are read straight from the socket, up to 64 per wake-up of the event loop (that
-amortises the loop's overhead under load), and answered with ``sendto``; a query that needs an
+amortises the loop's overhead under load), and answered with ``sendto``; when the front end's
+event sink takes batches (``event_batch``, the reporter), the answers of one wake-up are sent
+together after their events were journaled with one write (`enforcer.shim.verdict.EventBatch`); a query that needs an
 upstream answer is answered later, when `DnsFrontEnd.forward` calls back. TCP connections carry
 length-prefixed queries (RFC 7766) until idle for 10 s; while one is open, the front end's
 ``tcp_clients`` maps its client to the address it connected to (its socket's other end, which
@@ -68,6 +70,26 @@ class _UdpListener:
         asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
+        batch = self._frontend.event_batch
+        if batch is None:
+            self._answer_pass(None)
+            return
+        # The answers of this pass wait in `ready` until their events are journaled at once.
+        ready: list[tuple[bytes, Any]] = []
+        batch.hold()
+        try:
+            self._answer_pass(ready)
+        finally:
+            batch.commit()
+            sendto = self._sock.sendto
+            for response, addr in ready:
+                try:  # noqa: SIM105 (contextlib.suppress costs a Python call per answer)
+                    sendto(response, addr)
+                except OSError:
+                    pass
+
+    def _answer_pass(self, ready: list[tuple[bytes, Any]] | None) -> None:
+        """Answer up to `_UDP_BATCH` datagrams: sent at once, or appended to `ready`."""
         recvfrom = self._sock.recvfrom
         sendto = self._sock.sendto
         answer = self._frontend.answer
@@ -87,6 +109,9 @@ class _UdpListener:
             if response is None:
                 continue
             if isinstance(response, bytes):
+                if ready is not None:
+                    ready.append((response, addr))
+                    continue
                 try:  # noqa: SIM105 (contextlib.suppress costs a Python call per answer)
                     sendto(response, addr)
                 except OSError:

@@ -3,7 +3,10 @@
 The front ends call `Reporter.on_event` on the event loop for every answer or connection they
 report, *before* the answer leaves: it appends the event's own fields (one JSON array) to the
 write-ahead journal with one ``write(2)`` (`enforcer.shim.report.journal`), so that a `kill -9`
-right after an answer cannot lose its event, then keeps it in an in-memory list. The wire
+right after an answer cannot lose its event, then keeps it in an in-memory list. The DNS
+listener answers up to 64 datagrams per event-loop pass: it calls `Reporter.hold` before them
+and `Reporter.commit` before sending the first answer, so their events reach the journal with
+one ``write(2)`` for the whole pass (`enforcer.shim.verdict.EventBatch`). The wire
 object, with the device context, is built by the flush. A flusher moves that list to the on-disk spool every ``flush_interval`` seconds, or as
 soon as ``flush_events`` are waiting, in a worker thread (one transaction per flush), and then
 deletes the journal segments the spool now holds. At start the journal's events that had not
@@ -138,6 +141,9 @@ class Reporter:
         self.recovered = 0
         """Events of the journal a previous run left that this one spooled at start."""
         self._buffer: list[NetworkEvent | _Unjournaled] = []
+        self._holding = False
+        self._held: list[NetworkEvent] = []
+        """Events since `hold`, numbered up to ``_seq``: journaled at `commit`."""
         self._seq = spool.journal_seq
         self._full = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -187,8 +193,12 @@ class Reporter:
 
     def on_event(self, event: NetworkEvent) -> None:
         """The front ends' ``on_event`` callback: one ``write(2)`` to the journal, never blocks
-        on anything else. Called before the answer is sent."""
+        on anything else. Called before the answer is sent. Between `hold` and `commit` the
+        event waits for `commit`, which journals all of them at once."""
         self._seq += 1
+        if self._holding:
+            self._held.append(event)
+            return
         journal_ = self.journal
         kept: NetworkEvent | _Unjournaled = event
         if journal_ is None or not journal_.write(self._seq, journal_line(event)):
@@ -198,6 +208,38 @@ class Reporter:
                 if self.journal_errors == 1 or self.journal_errors % 10_000 == 0:
                     log.error("reporter.journal_write_failed", events=self.journal_errors)
         self._buffer.append(kept)
+        if len(self._buffer) >= self.flush_events:
+            self._full.set()
+
+    def hold(self) -> None:
+        """Keep the next events for one `commit`: a front end calls it before the answers of one
+        event-loop pass and `commit` before sending the first of them (`EventBatch`)."""
+        self._holding = True
+
+    def commit(self) -> None:
+        """Journal the events held since `hold` with one ``write(2)``; they then count as
+        `on_event` had taken them one by one (those the disk refused stay in memory only)."""
+        self._holding = False
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        journal_ = self.journal
+        first = self._seq - len(held) + 1
+        try:
+            lines = [(first + i, journal_line(event)) for i, event in enumerate(held)]
+        except Exception:  # an event that cannot be serialised: keep them all in memory
+            log.exception("reporter.journal_line_failed", events=len(held))
+            journal_ = None
+        if journal_ is not None and journal_.write_many(lines):
+            self._buffer.extend(held)
+        else:
+            self._buffer.extend(_Unjournaled(event) for event in held)
+            if journal_ is not None or self._journal_wanted:
+                before = self.journal_errors
+                self.journal_errors += len(held)
+                if before == 0 or before // 10_000 != self.journal_errors // 10_000:
+                    log.error("reporter.journal_write_failed", events=self.journal_errors)
         if len(self._buffer) >= self.flush_events:
             self._full.set()
 
