@@ -69,3 +69,6 @@ class Rollup:
     """(user, raw form seen) -> (first seen, last seen): the names behind each user."""
     sources: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     """(machine, source) -> (first seen, last seen): ``logs`` or ``device <id>``."""
+    blocked: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+    """(machine, user, app_id) -> (blocked transactions, last seen) for catalog apps: what the
+    blocked-app alert policies check in logs (the last seen is the key's, blocked or not)."""

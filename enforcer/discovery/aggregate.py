@@ -226,6 +226,7 @@ class Aggregator:
         without_host = attributed = unrecognised = 0
         out = Rollup()
         canonical: dict[str, str] = {"": ""}
+        blocked_hits = out.blocked
         seen_as: dict[str, list[float]] = {}
         """raw user name -> [first seen, last seen]: the forms behind each user."""
         with paused_gc():
@@ -256,6 +257,13 @@ class Aggregator:
                     if is_app:
                         attributed += int(acc[0])
                         _bump(device_apps, (device, who), acc)
+                        if acc[3]:
+                            hit = blocked_hits.get((device, user, who))
+                            blocked_hits[(device, user, who)] = (
+                                (int(acc[3]), acc[5])
+                                if hit is None
+                                else (hit[0] + int(acc[3]), max(hit[1], acc[5]))
+                            )
                     else:
                         unrecognised += int(acc[0])
                     row = _bump(apps, who, acc, 3)

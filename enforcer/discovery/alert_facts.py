@@ -1,13 +1,20 @@
-"""Gathering the `Facts` alert policies are checked against, after a roll-up of device events.
+"""Gathering the `Facts` alert policies are checked against, after a roll-up of any source.
 
 Reads the store inside the roll-up's transaction: the apps known before the merge (a new app
 is one no report had), each machine's and user's daily upload to each app with the 30 days
-before, and each machine's risk on the batch's last day and the day before.
+before, and each machine's risk on each day of the batch and the day before.
+
+`gather` is for the devices' events (their raw rows give the blocked hits' domains and the
+users' uploads); `gather_logs` for uploaded and collected logs, from the roll-up alone. A
+user's upload spike (``per: user``) needs each user's daily upload per app over 30 days, which
+only the devices' raw events keep: it is checked on the devices' events, not on logs. Users are
+named as the reports name them (`enforcer.discovery.identity`), whatever form a log or device
+gave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,10 +34,18 @@ from enforcer.discovery.reports import device_risks, unsanctioned_apps
 from enforcer.models import EventAction
 from enforcer.policy.schema import AlertPolicy
 from enforcer.rollup import Rollup
-from enforcer.store.alert_reads import device_daily_uploads, known_apps, user_daily_uploads
+from enforcer.store.alert_reads import (
+    device_daily_uploads,
+    known_apps,
+    raw_forms,
+    trusted_machine_groups,
+    user_daily_uploads,
+)
 from enforcer.store.entities import entity_ordinals
 
 DAY = 86_400
+RISK_DAYS = 31
+"""The last days of a batch whose risk turns are checked (an upload may span months)."""
 
 
 def apps_before(conn: Connection, rollup: Rollup, policies: Sequence[AlertPolicy]) -> set[str]:
@@ -50,26 +65,65 @@ def gather(
     rows: Sequence[Any],
     machines: Mapping[str, str],
     groups: Mapping[str, Iterable[str]],
+    users: Callable[[str], str] = str,
 ) -> Facts:
     """The facts of a merged batch of device events (`rows`, their devices' machine names and
-    groups) that the `policies` need (a kind no policy asks for is not read)."""
+    groups) that the `policies` need (a kind no policy asks for is not read); `users` names a
+    raw user name as the reports do."""
     kinds = {p.when for p in policies}
     machine_groups: dict[str, set[str]] = {}
     for device_id, found in groups.items():
         machine_groups.setdefault(machines.get(device_id, device_id), set()).update(found)
     facts = Facts(groups=machine_groups)
+    _common(conn, catalog, policies, facts, rollup, known)
+    if any(p.when == "upload_spike" and p.per == "user" for p in policies):
+        facts.user_uploads = _user_uploads(conn, catalog, rows, machines, users)
+    if "blocked_app" in kinds:
+        facts.blocked = _blocked(catalog, rows, machines, users)
+    return facts
+
+
+def gather_logs(
+    conn: Connection,
+    catalog: Catalog,
+    policies: Sequence[AlertPolicy],
+    *,
+    rollup: Rollup,
+    known: Collection[str],
+) -> Facts:
+    """The facts of a merged roll-up of log records (an upload's, a syslog collector's) that
+    the `policies` need. A log machine is in the groups of the trusted devices of its name."""
+    machines = {m for _, m in rollup.devices}
+    groups = trusted_machine_groups(conn, machines) if any(p.scope for p in policies) else {}
+    facts = Facts(groups=groups)
+    _common(conn, catalog, policies, facts, rollup, known)
+    if any(p.when == "blocked_app" for p in policies):
+        facts.blocked = [
+            BlockedHit(
+                machine=machine, user=user, app_id=app_id, domain="", count=count,
+                last_seen=last_seen,
+            )
+            for (machine, user, app_id), (count, last_seen) in sorted(rollup.blocked.items())
+        ]  # fmt: skip
+    return facts
+
+
+def _common(
+    conn: Connection,
+    catalog: Catalog,
+    policies: Sequence[AlertPolicy],
+    facts: Facts,
+    rollup: Rollup,
+    known: Collection[str],
+) -> None:
+    """The facts every source gives from its roll-up: new apps, machines' uploads, risk turns."""
+    kinds = {p.when for p in policies}
     if "new_app" in kinds:
         facts.new_apps = _new_apps(catalog, rollup, known)
-    if "upload_spike" in kinds:
-        if any(p.per != "user" for p in policies if p.when == "upload_spike"):
-            facts.device_uploads = _device_uploads(conn, rollup)
-        if any(p.per == "user" for p in policies if p.when == "upload_spike"):
-            facts.user_uploads = _user_uploads(conn, catalog, rows, machines)
+    if any(p.when == "upload_spike" and p.per != "user" for p in policies):
+        facts.device_uploads = _device_uploads(conn, rollup)
     if "device_high_risk" in kinds:
         facts.risk_turns = _risk_turns(conn, catalog, rollup)
-    if "blocked_app" in kinds:
-        facts.blocked = _blocked(catalog, rows, machines)
-    return facts
 
 
 def _new_apps(catalog: Catalog, rollup: Rollup, known: Collection[str]) -> list[NewApp]:
@@ -117,28 +171,35 @@ def _device_uploads(conn: Connection, rollup: Rollup) -> list[DailyUpload]:
 
 
 def _user_uploads(
-    conn: Connection, catalog: Catalog, rows: Sequence[Any], machines: Mapping[str, str]
+    conn: Connection,
+    catalog: Catalog,
+    rows: Sequence[Any],
+    machines: Mapping[str, str],
+    users: Callable[[str], str],
 ) -> list[DailyUpload]:
     attribute = Attributor(catalog)
     touched: dict[tuple[str, int, str], tuple[float, str]] = {}
     for r in rows:
         app_id, _ = attribute(r.domain)
-        if not r.user or not app_id or r.bytes_up <= 0:
+        user = users(r.user) if r.user else ""
+        if not user or not app_id or r.bytes_up <= 0:
             continue
         at = r.time.timestamp()
-        key = (r.user, int(at) // DAY, app_id)
+        key = (user, int(at) // DAY, app_id)
         if at >= touched.get(key, (0.0, ""))[0]:
             touched[key] = (at, machines.get(r.device_id, r.device_id))
     if not touched:
         return []
     days = [day for _, day, _ in touched]
-    by_domain = user_daily_uploads(
-        conn, {u for u, _, _ in touched}, min(days) - BASELINE_DAYS, max(days)
-    )
+    # The events keep each name as the device sent it: read every form seen behind the users.
+    named = {u for u, _, _ in touched}
+    forms = named | {r.user for r in rows if r.user} | raw_forms(conn, named)
+    by_domain = user_daily_uploads(conn, forms, min(days) - BASELINE_DAYS, max(days))
     daily: dict[tuple[str, int, str], int] = {}
-    for (user, day, domain), up in by_domain.items():
+    for (raw, day, domain), up in by_domain.items():
         app_id, _ = attribute(domain)
-        if app_id:
+        user = users(raw)
+        if app_id and user in named:
             daily[(user, day, app_id)] = daily.get((user, day, app_id), 0) + up
     return [
         DailyUpload(
@@ -157,25 +218,36 @@ def _user_uploads(
 
 
 def _risk_turns(conn: Connection, catalog: Catalog, rollup: Rollup) -> list[RiskTurn]:
+    """Machines high on a day of the batch and not the day before (each machine once, at its
+    first turn): an upload of a month of logs is checked day by day, as the daemon would have."""
     if not rollup.devices:
         return []
-    last_day = max(day for day, _ in rollup.devices)
-    seen = {m: d.usage.last_seen for (day, m), d in rollup.devices.items() if day == last_day}
-    ordinals = entity_ordinals(conn, "device", seen)
-    unsanctioned = unsanctioned_apps(conn)
-    now = device_risks(conn, catalog, list(ordinals.values()), last_day, unsanctioned)
-    high = [o for o, risk in now.items() if risk.level == RiskLevel.HIGH]
-    before = device_risks(conn, catalog, high, last_day - 1, unsanctioned)
+    by_day: dict[int, dict[str, float]] = {}
+    for (day, machine), d in rollup.devices.items():
+        by_day.setdefault(day, {})[machine] = d.usage.last_seen
+    ordinals = entity_ordinals(conn, "device", {m for _, m in rollup.devices})
     names = {o: m for m, o in ordinals.items()}
-    return [
-        RiskTurn(machine=names[o], reasons=now[o].reasons, time=seen[names[o]])
-        for o in sorted(high)
-        if before[o].level != RiskLevel.HIGH
-    ]
+    unsanctioned = unsanctioned_apps(conn)
+    turned: dict[str, RiskTurn] = {}
+    for day in sorted(by_day)[-RISK_DAYS:]:
+        seen = by_day[day]
+        wanted = [ordinals[m] for m in seen if m not in turned]
+        now = device_risks(conn, catalog, wanted, day, unsanctioned)
+        high = [o for o, risk in now.items() if risk.level == RiskLevel.HIGH]
+        before = device_risks(conn, catalog, high, day - 1, unsanctioned)
+        for o in high:
+            if before[o].level != RiskLevel.HIGH:
+                turned[names[o]] = RiskTurn(
+                    machine=names[o], reasons=now[o].reasons, time=seen[names[o]]
+                )
+    return [turned[m] for m in sorted(turned)]
 
 
 def _blocked(
-    catalog: Catalog, rows: Sequence[Any], machines: Mapping[str, str]
+    catalog: Catalog,
+    rows: Sequence[Any],
+    machines: Mapping[str, str],
+    users: Callable[[str], str],
 ) -> list[BlockedHit]:
     attribute = Attributor(catalog)
     hits: dict[tuple[str, str, str], list[Any]] = {}
@@ -185,7 +257,7 @@ def _blocked(
         app_id = r.app_id or attribute(r.domain)[0]
         if not app_id:
             continue
-        key = (machines.get(r.device_id, r.device_id), r.user, app_id)
+        key = (machines.get(r.device_id, r.device_id), users(r.user) if r.user else "", app_id)
         hits.setdefault(key, []).append(r)
     return [
         BlockedHit(
@@ -195,6 +267,7 @@ def _blocked(
             domain=max(found, key=lambda r: r.time).domain,
             count=len(found),
             last_seen=max(r.time for r in found).timestamp(),
+            forms=tuple(sorted({r.user for r in found if r.user and r.user != user})),
         )
         for (machine, user, app_id), found in sorted(hits.items())
     ]

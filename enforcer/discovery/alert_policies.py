@@ -1,6 +1,7 @@
 """Alert policies: what a roll-up's facts raise under each policy of the policy repo (pure).
 
-The daemon gathers, after each roll-up, the `Facts` of what it just rolled up (apps never seen
+Every source gathers, after each roll-up (the daemon's of device events, an upload's, a
+syslog collector's), the `Facts` of what it just rolled up (apps never seen
 before, each machine's upload to each app that day against its 30 days before, machines whose
 risk turned high, hits on blocked apps) and `evaluate` turns them into `AlertHit`s, one per
 (policy, machine, user, app): the store keeps one open alert per such key, with a count and a
@@ -64,8 +65,11 @@ class BlockedHit:
     user: str
     app_id: str
     domain: str
+    """The last blocked name ("" from logs: their roll-up keeps the app, not the name)."""
     count: int
     last_seen: float
+    forms: tuple[str, ...] = ()
+    """The raw user names behind `user` when they differ (``CONTOSO\\alice`` for ``alice``)."""
 
 
 @dataclass
@@ -211,7 +215,9 @@ def _blocked(policy: AlertPolicy, facts: Facts) -> Iterable[AlertHit]:
             domain=hit.domain,
             count=hit.count,
             time=_time(hit.last_seen),
-            details=f"{hit.count} hit(s) on blocked app {hit.app_id} ({hit.domain})",
+            details=f"{hit.count} hit(s) on blocked app {hit.app_id}"
+            + (f" ({hit.domain})" if hit.domain else "")
+            + (f", user seen as {', '.join(hit.forms)}" if hit.forms else ""),
         )
 
 

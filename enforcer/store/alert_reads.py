@@ -1,16 +1,18 @@
 """The store reads behind alert policies: which apps were ever rolled up, daily uploads of
 machines (from the rollups, every report) and of users (from the raw events: the rollups keep
-no per-user per-app figures), over a day range."""
+no per-user per-app figures), over a day range; the raw names seen behind users, and the device
+groups of the trusted devices behind machine names."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Collection
 
 from sqlalchemy import Connection, select
 
-from enforcer.store.tables.devices import EVENT
-from enforcer.store.tables.discovery import APP_DAY, DEV_APP
+from enforcer.store.tables.devices import DEVICE, EVENT
+from enforcer.store.tables.discovery import APP_DAY, DEV_APP, USER_FORM
 
 DAY = 86_400
 
@@ -66,4 +68,29 @@ def user_daily_uploads(
                 time = time.replace(tzinfo=dt.UTC)
             day = int(time.timestamp()) // DAY
             out[(user, day, domain)] = out.get((user, day, domain), 0) + up
+    return out
+
+
+def raw_forms(conn: Connection, users: Collection[str]) -> set[str]:
+    """The raw names rolled up under these users (``CONTOSO\\alice`` behind ``alice``)."""
+    wanted = sorted(set(users))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        query = select(USER_FORM.c.form).where(USER_FORM.c.user.in_(wanted[start : start + 500]))
+        found.update(conn.scalars(query))
+    return found
+
+
+def trusted_machine_groups(conn: Connection, machines: Collection[str]) -> dict[str, set[str]]:
+    """Machine name -> the device groups of the trusted enrolled devices with that hostname:
+    a log machine is the same machine as a trusted device of its name (`enforcer.store.trust`),
+    so a group-scoped alert policy watches it; an untrusted device's groups do not count."""
+    wanted = sorted(set(machines))
+    out: dict[str, set[str]] = {}
+    for start in range(0, len(wanted), 500):
+        query = select(DEVICE.c.hostname, DEVICE.c.groups).where(
+            DEVICE.c.hostname.in_(wanted[start : start + 500]), DEVICE.c.trusted_by != ""
+        )
+        for hostname, groups in conn.execute(query):
+            out.setdefault(hostname, set()).update(json.loads(groups))
     return out

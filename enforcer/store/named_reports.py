@@ -135,6 +135,11 @@ def find_report(conn: Connection, selector: str | None) -> Report | None:
     return _report(row)
 
 
+def report_name(conn: Connection, report_id: int) -> str:
+    """The name of the report numbered `report_id` ("" when there is none)."""
+    return conn.execute(select(REPORT.c.name).where(REPORT.c.id == report_id)).scalar() or ""
+
+
 def unique_name(conn: Connection, wanted: str) -> str:
     """`wanted`, or `wanted (2)`, `(3)`, ... when taken."""
     taken = set(conn.scalars(select(REPORT.c.name).where(REPORT.c.name.like(f"{wanted[:240]}%"))))
