@@ -13,11 +13,29 @@ from typing import NamedTuple
 
 
 class Tag(StrEnum):
-    """The sanction tag an organisation gives a cloud app."""
+    """The tag an organisation gives a cloud app: a sanction (sanctioned, unsanctioned,
+    monitored) or a review state (unreviewed, in-review).
+
+    A review state never enforces anything: an app under review is decided by the rules that
+    match it, as if its entry were not written (see `is_review`).
+    """
 
     SANCTIONED = "sanctioned"
     UNSANCTIONED = "unsanctioned"
     MONITORED = "monitored"
+    UNREVIEWED = "unreviewed"
+    """The default of a discovered app that no policy entry tags; may also be written."""
+    IN_REVIEW = "in-review"
+    """Someone (the entry's review owner) is deciding, by the review's due date."""
+
+    @property
+    def is_review(self) -> bool:
+        """A review state rather than a sanction: it makes no decision and no indicator."""
+        return self in (Tag.UNREVIEWED, Tag.IN_REVIEW)
+
+
+SANCTION_TAGS: tuple[Tag, ...] = (Tag.SANCTIONED, Tag.UNSANCTIONED, Tag.MONITORED)
+"""The tags that decide what endpoints do: the only ones a rule or an exception may give."""
 
 
 class Action(StrEnum):

@@ -120,7 +120,7 @@ def test_policy_errors_are_all_reported_with_file_and_line(
     result = run(["plan", "--detailed-exitcode"], env, tmp_path)
     assert result.returncode == 1
     assert (
-        "policies/files.yaml:3: apps[0].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored"
+        "policies/files.yaml:3: apps[0].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored, unreviewed, in-review"
         in result.stderr
     )
     # The schema error and the unknown app come out of the same run, not one run apart.

@@ -42,7 +42,7 @@ def test_bad_tag_names_file_line_and_field(tmp_path: Path, catalog: Catalog) -> 
         """,
     )
     assert errors_of(pol, catalog) == [
-        "policies/files.yaml:5: apps[1].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored"
+        "policies/files.yaml:5: apps[1].tag: 'unsactioned' is not one of sanctioned, unsanctioned, monitored, unreviewed, in-review"
     ]
 
 

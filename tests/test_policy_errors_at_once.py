@@ -44,7 +44,7 @@ def test_a_wrong_tag_and_an_unknown_app_are_reported_together(
     write_policy(pol, "other.yaml", "apps:\n  - app: megga\n    tag: unsanctioned\n")
     assert _errors(pol, catalog) == [
         "policies/files.yaml:5: apps[1].tag: 'unsactioned' is not one of sanctioned, "
-        "unsanctioned, monitored",
+        "unsanctioned, monitored, unreviewed, in-review",
         "policies/files.yaml:6: apps.app: unknown app 'dropbocks'",
         "policies/other.yaml:2: apps.app: unknown app 'megga'",
     ]
@@ -97,7 +97,7 @@ def test_policy_validate_prints_every_error_at_once(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "error: policies/files.yaml:3: apps[0].tag: 'unsactioned' is not one of sanctioned, "
-        "unsanctioned, monitored",
+        "unsanctioned, monitored, unreviewed, in-review",
         "error: policies/more.yaml:2: apps.app: unknown app 'dropbocks' (did you mean 'dropbox'?)",
         "2 error(s): the policy set was refused as a whole.",
     ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enforcer.catalog import App
 from enforcer.errors import Location
 from enforcer.models import ALL_DEVICES, Action, Indicator, Severity, Tag, normalize
-from enforcer.plan.model import AppState, ExpiredEntry
+from enforcer.plan.model import AppState, ExpiredEntry, ReviewNote
 from enforcer.policy.evaluate import Decision, SanctionState
 
 Key = tuple[str, str]
@@ -131,13 +131,33 @@ def _expired(state: SanctionState) -> tuple[ExpiredEntry, ...]:
 
 
 def _app_states(state: SanctionState) -> tuple[AppState, ...]:
+    """Every app with a decision, a custom tag or a review: what reports and the console show."""
     tags: dict[str, list[tuple[str, str, str]]] = {}
     for (app_id, scope), decision in sorted(state.decisions.items()):
         tags.setdefault(app_id, []).append((scope, decision.tag.value, str(decision.origin)))
     out = []
-    for app_id, app_tags in tags.items():
+    for app_id in sorted({*tags, *state.custom_tags, *state.reviews}):
         app = state.catalog.get(app_id)
-        out.append(AppState(app_id, app.name, app.category, app.score, tuple(app_tags)))
+        review = state.reviews.get(app_id)
+        note = (
+            ReviewNote(
+                review.owner, review.due.isoformat(), review.note, review.tag.value,
+                str(review.origin),
+            )
+            if review is not None
+            else None
+        )  # fmt: skip
+        out.append(
+            AppState(
+                app_id,
+                app.name,
+                app.category,
+                app.score,
+                tuple(tags.get(app_id, ())),
+                tuple(sorted(state.custom_tags.get(app_id, ()))),
+                note,
+            )
+        )
     return tuple(out)
 
 

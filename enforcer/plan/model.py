@@ -85,6 +85,23 @@ class ExpiredEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewNote:
+    """An app's review as the store remembers it (the policy's ``review`` of an apps entry)."""
+
+    owner: str
+    due: str
+    """The due date, ``YYYY-MM-DD``."""
+    note: str
+    tag: str
+    """``in-review``, or the sanction tag in force while the app is reconsidered."""
+    origin: str
+
+    def overdue(self, today: dt.date) -> bool:
+        """Whether the due date is before `today`."""
+        return dt.date.fromisoformat(self.due) < today
+
+
+@dataclass(frozen=True, slots=True)
 class AppState:
     """A catalog app and its tags as the store should remember them (not part of the revision feed)."""
 
@@ -94,6 +111,10 @@ class AppState:
     risk: float
     tags: tuple[tuple[str, str, str], ...]
     """(scope, tag, origin) per scope where the app has a decision."""
+    custom_tags: tuple[str, ...] = ()
+    """The app's custom tags (``approved-for-finance``), sorted."""
+    review: ReviewNote | None = None
+    """Set while an apps entry puts the app in review."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +137,11 @@ class Plan:
     would have affected ({"requests", "users", "devices"}). Explains; never drives apply."""
     expired: tuple[ExpiredEntry, ...] = ()
     """Allow entries and exceptions past their ``expires``: ignored, reported."""
+
+    def overdue_reviews(self) -> list[AppState]:
+        """The apps whose review was due before the day the plan was made."""
+        today = self.created_at.astimezone(dt.UTC).date()
+        return [a for a in self.apps if a.review is not None and a.review.overdue(today)]
 
     def starts_enforcing(self) -> list[str]:
         """Apps for which the plan creates or tightens a Block or Warn indicator."""

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from enforcer.plan.digest import BucketDigest
-from enforcer.plan.model import AppState, Change, ChangeAction, ConflictNote, ExpiredEntry, Plan
+from enforcer.plan.model import (
+    AppState,
+    Change,
+    ChangeAction,
+    ConflictNote,
+    ExpiredEntry,
+    Plan,
+    ReviewNote,
+)
 from enforcer.wire.indicators import from_defender, to_defender
 
 PLAN_FORMAT = 1
@@ -58,6 +66,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
                 "category": a.category,
                 "risk": a.risk,
                 "tags": [list(t) for t in a.tags],
+                "custom_tags": list(a.custom_tags),
+                "review": _review_to_dict(a.review),
             }
             for a in plan.apps
         ],
@@ -143,6 +153,8 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
                     a["category"],
                     float(a["risk"]),
                     tuple((t[0], t[1], t[2]) for t in a["tags"]),
+                    tuple(str(t) for t in a.get("custom_tags", [])),
+                    _review_from_dict(a.get("review")),
                 )
                 for a in data.get("apps", [])
             ),
@@ -160,6 +172,27 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
     # OverflowError: int() of Infinity, which Python's json module reads.
     except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
         raise ValueError(f"malformed plan file: {exc!r}") from exc
+
+
+def _review_to_dict(review: ReviewNote | None) -> dict[str, str] | None:
+    if review is None:
+        return None
+    return {
+        "owner": review.owner,
+        "due": review.due,
+        "note": review.note,
+        "tag": review.tag,
+        "origin": review.origin,
+    }
+
+
+def _review_from_dict(data: Any) -> ReviewNote | None:
+    if data is None:
+        return None
+    return ReviewNote(
+        str(data["owner"]), str(data["due"]), str(data["note"]), str(data["tag"]),
+        str(data["origin"]),
+    )  # fmt: skip
 
 
 def write_plan_file(path: Path, plan: Plan, key: bytes | None = None) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 
-from enforcer.plan.model import Change, ChangeAction, ConflictNote, ExpiredEntry, Plan
+from enforcer.plan.model import AppState, Change, ChangeAction, ConflictNote, ExpiredEntry, Plan
 from enforcer.plan.planfile import plan_to_dict
 
 
@@ -85,6 +85,14 @@ def _expired(entry: ExpiredEntry) -> str:
     return f"  ~ {entry.kind} {entry.subject} expired {entry.expires} ({entry.origin})"
 
 
+def _overdue(app: AppState) -> str:
+    assert app.review is not None
+    return (
+        f"  ! {app.app_id}: review by {app.review.owner} was due {app.review.due} "
+        f"({app.review.origin})"
+    )
+
+
 def render_text(plan: Plan, *, color: bool = False) -> str:
     """Terraform-style human view, grouped by app, ending with the summary line."""
     paint = _painter(color)
@@ -107,6 +115,16 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         out.append("")
         out.append(paint("Expired policy entries (no longer applied; remove them):", "warn"))
         out.extend(paint(_expired(e), "warn") for e in plan.expired)
+    overdue = plan.overdue_reviews()
+    if overdue:
+        out.append("")
+        out.append(
+            paint(
+                "Overdue reviews (nothing changes by itself: decide, then update the entry):",
+                "warn",
+            )
+        )
+        out.extend(paint(_overdue(a), "warn") for a in overdue)
     if plan.collapsed:
         out.append("")
         out.append(
@@ -156,6 +174,9 @@ def render_markdown(plan: Plan) -> str:
     if plan.expired:
         out += ["", "#### Expired policy entries (no longer applied)", ""]
         out += [f"- {_expired(e).strip()[2:]}" for e in plan.expired]
+    if plan.overdue_reviews():
+        out += ["", "#### Overdue reviews", ""]
+        out += [f"- {_overdue(a).strip()[2:]}" for a in plan.overdue_reviews()]
     return "\n".join(out) + "\n"
 
 

@@ -14,6 +14,12 @@ decision will change; the daemon re-evaluates at that instant.
 
 A decision in one scope never leaks into another; docs/policy.md explains how scopes combine on a
 device that is in several of them.
+
+Review states and custom tags ride along without deciding anything: an ``apps`` entry tagged
+``unreviewed`` or ``in-review`` is skipped by precedence (the rules decide that app), its review
+(owner, due date, note) is kept in `SanctionState.reviews`, and the custom tags of every apps
+entry are gathered per app in `SanctionState.custom_tags`, which rules match with ``tagged`` and
+``except_tagged``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from enforcer.catalog import CATEGORIES, App, Catalog, CatalogError
@@ -29,7 +35,7 @@ from enforcer.errors import Location, PolicyError, PolicySetError
 from enforcer.models import ALL_DEVICES, Action, Severity, Tag, normalize
 from enforcer.policy.loader import Located, PolicySet
 from enforcer.policy.schedule import in_force, next_edge
-from enforcer.policy.schema import AppEntry, Exception_, Rule, Schedule, TagDefaults
+from enforcer.policy.schema import AppEntry, Exception_, Review, Rule, Schedule, TagDefaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,23 @@ class ScheduledEntry:
     origin: Location
 
 
+@dataclass(frozen=True, slots=True)
+class AppReview:
+    """An app's review as the policy states it: who decides, by when, and about what."""
+
+    app_id: str
+    owner: str
+    due: dt.date
+    note: str
+    tag: Tag
+    """The entry's tag: ``in-review``, or the sanction in force while it is reconsidered."""
+    origin: Location
+
+    def overdue(self, now: dt.datetime) -> bool:
+        """Whether the due date (a whole UTC day) has passed at `now`."""
+        return now.astimezone(dt.UTC).date() > self.due
+
+
 @dataclass(frozen=True)
 class SanctionState:
     """The desired sanction state: every decision, the catalog it refers to and the policy set."""
@@ -76,6 +99,12 @@ class SanctionState:
     policy: PolicySet
     now: dt.datetime
     scheduled: tuple[ScheduledEntry, ...] = ()
+    custom_tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """App id -> the custom tags its apps entries give it."""
+    reviews: Mapping[str, AppReview] = field(default_factory=dict)
+    """App id -> its review, for the apps an entry puts in review."""
+    unreviewed: frozenset[str] = frozenset()
+    """Apps an entry explicitly tags ``unreviewed`` (every app without any entry is too)."""
 
     def next_expiry(self) -> dt.datetime | None:
         """When the state next changes after `now`: an exception or allow entry expires, or a
@@ -92,7 +121,8 @@ class SanctionState:
     def schedules_of(self, app: App) -> list[ScheduledEntry]:
         """The scheduled entries that can decide `app`: its apps entries and exceptions, and
         the scheduled rules that match it."""
-        rules = {r.item.name for r in self.policy.rules if _rule_matches(r.item, app)}
+        tags = self.custom_tags.get(app.id, frozenset())
+        rules = {r.item.name for r in self.policy.rules if _rule_matches(r.item, app, tags)}
         return [
             s
             for s in self.scheduled
@@ -113,6 +143,8 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
     _check_alert_policies(policy, full_catalog, errors)
     schedules = _schedules(policy, errors)
     explicit = _explicit_entries(policy, errors)
+    custom_tags = _custom_tags(policy, errors)
+    reviews = _reviews(policy, errors)
     if errors:
         raise PolicySetError(errors)
 
@@ -121,12 +153,13 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
     decisions: dict[tuple[str, str], Decision] = {}
     exceptions = _active_exceptions(policy, now, active)
     for app in full_catalog:
+        tags = custom_tags.get(app.id, frozenset())
         for scope in _scopes_mentioned(policy):
             entry = explicit.get((app.id, scope))
             decision = (
                 exceptions.get((app.id, scope))
                 or _from_entry(entry if entry and active(entry) else None, policy, scope)
-                or _from_rules(app, policy, scope, active)
+                or _from_rules(app, tags, policy, scope, active)
             )
             if decision is not None:
                 decisions[(app.id, scope)] = decision
@@ -136,7 +169,56 @@ def compile_policy(policy: PolicySet, catalog: Catalog, now: dt.datetime) -> San
         policy=policy,
         now=now,
         scheduled=tuple(scheduled),
+        custom_tags=custom_tags,
+        reviews=reviews,
+        unreviewed=frozenset(e.item.app for e in policy.apps if e.item.tag is Tag.UNREVIEWED),
     )
+
+
+def _custom_tags(policy: PolicySet, errors: list[PolicyError]) -> dict[str, frozenset[str]]:
+    """The custom tags per app; a rule naming a custom tag that no apps entry gives is an
+    error (a misspelt tag would otherwise match nothing, silently)."""
+    found: dict[str, set[str]] = {}
+    for located in policy.apps:
+        if located.item.tags:
+            found.setdefault(located.item.app, set()).update(located.item.tags)
+    given = {tag for tags in found.values() for tag in tags}
+    for rule in policy.rules:
+        for field_name in ("tagged", "except_tagged"):
+            for tag in getattr(rule.item, field_name):
+                if tag not in given:
+                    errors.append(
+                        PolicyError(
+                            rule.at,
+                            f"rules.{field_name}",
+                            f"custom tag {tag!r} is not given to any app by an apps entry"
+                            + _suggest(tag, given),
+                        )
+                    )
+    return {app_id: frozenset(tags) for app_id, tags in found.items()}
+
+
+def _reviews(policy: PolicySet, errors: list[PolicyError]) -> dict[str, AppReview]:
+    """Each app's review; an app has at most one."""
+    found: dict[str, AppReview] = {}
+    for located in policy.apps:
+        entry = located.item
+        review: Review | None = entry.review
+        if review is None:
+            continue
+        if entry.app in found:
+            errors.append(
+                PolicyError(
+                    located.at,
+                    "apps.review",
+                    f"{entry.app!r} is already in review at {found[entry.app].origin}",
+                )
+            )
+            continue
+        found[entry.app] = AppReview(
+            entry.app, review.owner, review.due, review.note, entry.tag, located.at
+        )
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,9 +406,11 @@ def _check_references(policy: PolicySet, catalog: Catalog, errors: list[PolicyEr
         lo, hi = rule.item.min_risk, rule.item.max_risk
         if lo is not None and hi is not None and lo > hi:
             errors.append(PolicyError(rule.at, "rules.min_risk", "min_risk is above max_risk"))
-        if not rule.item.categories and lo is None and hi is None:
+        if not rule.item.categories and lo is None and hi is None and not rule.item.tagged:
             errors.append(
-                PolicyError(rule.at, "rules", "a rule needs a category, min_risk or max_risk")
+                PolicyError(
+                    rule.at, "rules", "a rule needs a category, min_risk, max_risk or tagged"
+                )
             )
 
 
@@ -456,21 +540,28 @@ def _decide(
 def _from_entry(
     located: Located[AppEntry] | None, policy: PolicySet, scope: str
 ) -> Decision | None:
-    if located is None:
-        return None
+    if located is None or located.item.tag.is_review:
+        return None  # a review state decides nothing: the rules (or nothing) decide the app
     return _decide(located.item.app, scope, located.item, policy, located.at, "apps entry")
 
 
-def _from_rules(app: App, policy: PolicySet, scope: str, active: _Active) -> Decision | None:
+def _from_rules(
+    app: App, tags: frozenset[str], policy: PolicySet, scope: str, active: _Active
+) -> Decision | None:
     for located in policy.rules:
         rule = located.item
-        if scope in _scopes(rule.scope) and _rule_matches(rule, app) and active(located):
+        if scope in _scopes(rule.scope) and _rule_matches(rule, app, tags) and active(located):
             return _decide(app.id, scope, rule, policy, located.at, f"rule {rule.name!r}")
     return None
 
 
-def _rule_matches(rule: Rule, app: App) -> bool:
+def _rule_matches(rule: Rule, app: App, tags: frozenset[str]) -> bool:
+    """Whether a rule covers an app with these custom tags (its conditions are ANDed)."""
     if app.id in rule.except_:
+        return False
+    if rule.tagged and tags.isdisjoint(rule.tagged):
+        return False
+    if not tags.isdisjoint(rule.except_tagged):
         return False
     if rule.categories and app.category not in rule.categories:
         return False

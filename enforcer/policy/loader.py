@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from enforcer.catalog import App
 from enforcer.errors import Location, PolicyError, PolicySetError
@@ -175,7 +177,12 @@ def _parse_file(name: str, data: bytes, errors: list[PolicyError]) -> _Parsed | 
         # sequence as a mapping key `? - [a]` (TypeError). Found by tests/hardening's fuzzing:
         # the file is refused with its name like any syntax error, not with a traceback.
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        errors.append(PolicyError(Location(name), "", f"YAML cannot be read: {detail}"))
+        bad_date = _bad_date(data) if isinstance(exc, ValueError) else None
+        if bad_date is not None:
+            line, text = bad_date
+            errors.append(PolicyError(Location(name, line), "", f"{text} is not a date: {detail}"))
+        else:
+            errors.append(PolicyError(Location(name), "", f"YAML cannot be read: {detail}"))
         return None
     if tree is None:
         tree = CommentedMap()
@@ -195,6 +202,32 @@ def _parse_file(name: str, data: bytes, errors: list[PolicyError]) -> _Parsed | 
     except ValidationError as exc:
         errors.extend(_validation_errors(name, tree, exc))
         return _without_refused(plain, tree, exc)
+
+
+_DATE_LIKE = re.compile(r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}([Tt ].*)?$")
+
+
+def _bad_date(data: bytes) -> tuple[int, str] | None:
+    """(line, text) of the first unquoted date that does not exist (``due: 2026-02-30``):
+    YAML reads such a scalar as a timestamp and fails without saying where."""
+    try:
+        root = YAML(typ="rt").compose(data)
+    except (YAMLError, ValueError, TypeError, IndexError, AttributeError):
+        return None
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ScalarNode):
+            if node.style is None and _DATE_LIKE.match(str(node.value)):
+                try:
+                    dt.date.fromisoformat(str(node.value)[:10])
+                except ValueError:
+                    return node.start_mark.line + 1, str(node.value)
+        elif isinstance(node, MappingNode):
+            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+    return None
 
 
 _NAMED_SECTIONS = {"device_groups": "name", "schedules": "name", "custom_apps": "id"}

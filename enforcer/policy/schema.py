@@ -6,8 +6,10 @@ A policy file is a YAML mapping with any of these sections::
     device_groups: [{name, description}]
     schedules:   [{name, timezone, windows: [{days?, from, to}]}]
     defaults: {unsanctioned: {action, severity, generate_alert}, monitored: {...}}
-    apps:        [{app, tag, action?, severity?, generate_alert?, scope?, schedule?, reason?}]
-    rules:       [{name, category?, min_risk?, max_risk?, tag, except?, action?, ..., schedule?}]
+    apps:        [{app, tag, action?, severity?, generate_alert?, scope?, schedule?, reason?,
+                   tags?, review?: {owner, due, note?}}]
+    rules:       [{name, category?, min_risk?, max_risk?, tagged?, except_tagged?, tag, except?,
+                   action?, ..., schedule?}]
     exceptions:  [{app, tag?, scope?, schedule?, expires, reason}]
     allow:       [{domain, scope?, expires?, reason?}]
     conflicts:   [{domain, resolve: block | allow, reason?}]
@@ -16,7 +18,10 @@ A policy file is a YAML mapping with any of these sections::
 
 Precedence for one app in one scope: an unexpired exception, then an explicit ``apps`` entry, then
 the first matching rule (files in name order, rules in file order). An entry with a `schedule`
-takes part only inside its schedule's windows. See docs/policy.md.
+takes part only inside its schedule's windows. An ``apps`` entry whose tag is a review state
+(``unreviewed``, ``in-review``) decides nothing: the rules decide that app as if the entry were not
+written. Custom tags (``tags: [approved-for-finance]``) label apps for rules and reports. See
+docs/policy.md.
 """
 
 from __future__ import annotations
@@ -26,10 +31,17 @@ import re
 import zoneinfo
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from enforcer.catalog import App
-from enforcer.models import Tag
+from enforcer.models import SANCTION_TAGS, Tag
 from enforcer.wire.limits import HOSTNAME_MAX, GroupName
 
 PolicyAction = Literal["block", "warn", "audit", "alert"]
@@ -122,6 +134,58 @@ class Schedule(_Strict):
         return value
 
 
+def _not_builtin(value: str) -> str:
+    if value in {t.value for t in Tag}:
+        raise ValueError(f"{value!r} is a built-in tag: a custom tag needs a name of its own")
+    return value
+
+
+CustomTag = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64),
+    AfterValidator(_not_builtin),
+]
+"""An organisation's own label for apps (``approved-for-finance``): lower-case words and
+hyphens, never one of the built-in tags."""
+
+
+def _sanction(tag: Tag) -> Tag:
+    if tag.is_review:
+        words = ", ".join(t.value for t in SANCTION_TAGS)
+        raise ValueError(
+            f"{tag.value!r} is a review state, which only an apps entry can give: "
+            f"use one of {words}"
+        )
+    return tag
+
+
+SanctionTag = Annotated[Tag, AfterValidator(_sanction)]
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+class Review(_Strict):
+    """Who is reviewing an app, by when, and what is being looked at."""
+
+    owner: str = Field(min_length=1, max_length=128)
+    """The person (or team) deciding: a name or an e-mail address."""
+    due: dt.date = Field(json_schema_extra={"pattern": _ISO_DATE.pattern})
+    """The date the decision is due, written ``YYYY-MM-DD``; after it the review is overdue."""
+    note: str = Field(default="", max_length=2000)
+
+    @field_validator("due", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> dt.date:
+        text = value.isoformat() if isinstance(value, dt.date) else value
+        if not isinstance(text, str) or not _ISO_DATE.match(text):
+            raise ValueError(
+                f"{text!s} is not a date written YYYY-MM-DD (ISO 8601), such as 2026-12-31"
+            )
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"{text} is not a date: {exc}") from exc
+
+
 class TagDefaults(_Strict):
     """What a tag turns into when an entry does not say."""
 
@@ -158,10 +222,35 @@ class _Enforcement(_Strict):
 
 
 class AppEntry(_Enforcement):
-    """An explicit tag for one catalog (or custom) app."""
+    """An explicit tag for one catalog (or custom) app, its custom tags, and its review."""
 
     app: AppId
     tag: Tag
+    tags: list[CustomTag] = Field(default_factory=list)
+    """Custom tags of the app (``approved-for-finance``), for rules and reports; they label
+    the app itself, whatever the entry's scope or schedule."""
+    review: Review | None = None
+    """Required with ``tag: in-review``; with a sanction tag it says the decision is being
+    reconsidered (the tag stays in force meanwhile)."""
+
+    @model_validator(mode="after")
+    def _review_fields(self) -> AppEntry:
+        if self.tag is Tag.IN_REVIEW and self.review is None:
+            raise ValueError("tag: in-review needs a review: {owner, due, note}")
+        if self.tag is Tag.UNREVIEWED and self.review is not None:
+            raise ValueError("tag: unreviewed cannot have a review (write tag: in-review)")
+        if self.tag.is_review:
+            for name in ("action", "severity", "generate_alert", "schedule"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} does not apply to tag: {self.tag.value} "
+                        "(a review state enforces nothing)"
+                    )
+            if self.scope:
+                raise ValueError(
+                    f"tag: {self.tag.value} is for the app on every device: leave out scope"
+                )
+        return self
 
 
 class Rule(_Enforcement):
@@ -171,7 +260,11 @@ class Rule(_Enforcement):
     category: list[str] | str | None = None
     min_risk: float | None = Field(default=None, ge=0, le=10)
     max_risk: float | None = Field(default=None, ge=0, le=10)
-    tag: Tag
+    tagged: list[CustomTag] = Field(default_factory=list)
+    """Only apps with at least one of these custom tags."""
+    except_tagged: list[CustomTag] = Field(default_factory=list)
+    """Not apps with any of these custom tags."""
+    tag: SanctionTag
     except_: list[AppId] = Field(default_factory=list, alias="except")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -187,7 +280,7 @@ class Exception_(_Strict):
     """A time-limited exception: an app gets another tag for some scope until `expires`."""
 
     app: AppId
-    tag: Tag = Tag.SANCTIONED
+    tag: SanctionTag = Tag.SANCTIONED
     scope: list[GroupName] = Field(default_factory=list)
     schedule: ScheduleName | None = None
     """A schedule's name: the exception holds only inside its windows (until `expires`)."""
