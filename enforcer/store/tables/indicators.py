@@ -132,6 +132,29 @@ class AppTagRow(SQLModel, table=True):
     origin: str = Field(default="", max_length=512)
 
 
+class AppCustomTagRow(SQLModel, table=True):
+    """One custom tag (``approved-for-finance``) of an app, as last applied."""
+
+    __tablename__ = "app_custom_tag"
+
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
+    tag: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class AppReviewRow(SQLModel, table=True):
+    """An app under review, as last applied: who decides, by when, and about what."""
+
+    __tablename__ = "app_review"
+
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
+    owner: str = Field(max_length=128)
+    due: dt.date
+    note: str = Field(default="", max_length=2000)
+    tag: str = Field(max_length=16)
+    """``in-review``, or the sanction in force while the app is reconsidered."""
+    origin: str = Field(default="", max_length=512)
+
+
 class DeviceGroupRow(SQLModel, table=True):
     """A device group declared in policy."""
 
@@ -159,3 +182,5 @@ REV = RevisionRow.__table__  # type: ignore[attr-defined]
 APP = AppRow.__table__  # type: ignore[attr-defined]
 TAG = AppTagRow.__table__  # type: ignore[attr-defined]
 GROUP = DeviceGroupRow.__table__  # type: ignore[attr-defined]
+CUSTOM_TAG = AppCustomTagRow.__table__  # type: ignore[attr-defined]
+REVIEW = AppReviewRow.__table__  # type: ignore[attr-defined]
