@@ -41,7 +41,7 @@ from enforcer.store.tables.discovery import (
 )
 
 
-def _lock(conn: Connection) -> None:
+def lock_merges(conn: Connection) -> None:
     """Serialise rollup merges (the cursor table's lock row, created once: two first merges
     at once both find no row, so it is inserted with ON CONFLICT DO NOTHING, then locked)."""
     lock = update(CURSOR).where(CURSOR.c.name == "merge-lock")
@@ -65,7 +65,7 @@ def merge_rollup(engine: Engine, rollup: Rollup, *, report: int = 0) -> None:
 
 def merge_rollup_in(conn: Connection, rollup: Rollup, *, report: int = 0) -> None:
     """`merge_rollup` inside the caller's transaction (to commit it with other writes)."""
-    _lock(conn)
+    lock_merges(conn)
     devices = entity_ordinals(
         conn,
         "device",
@@ -133,7 +133,7 @@ def _combine(
     return new
 
 
-def _replace(
+def replace_rows(
     conn: Connection,
     table: Any,
     pk: Sequence[str],
@@ -213,7 +213,9 @@ def _merge_apps(
         row["users"] = to_bytes(bits_of(users[u] for u in a.users))
         row["ips"] = to_bytes(bits_of(ips[i] for i in a.ips))
         rows.append(row)
-    _replace(conn, APP_DAY, ("day", "app_id", "domain"), rows, ("devices", "users", "ips"), report)
+    replace_rows(
+        conn, APP_DAY, ("day", "app_id", "domain"), rows, ("devices", "users", "ips"), report
+    )
 
 
 def _merge_devices(
@@ -232,7 +234,7 @@ def _merge_devices(
         row["last_user"] = users[d.last_user] if d.last_user else -1
         row["last_user_seen"] = d.last_user_seen
         rows.append(row)
-    _replace(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"), report)
+    replace_rows(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"), report)
 
 
 def _merge_spans(
@@ -246,7 +248,7 @@ def _merge_spans(
         {pk[0]: storable(a)[:256], pk[1]: storable(b)[:256], "first_seen": first, "last_seen": last}
         for (a, b), (first, last) in spans.items()
     ]
-    _replace(conn, table, pk, rows)
+    replace_rows(conn, table, pk, rows)
 
 
 def _merge_device_apps(
@@ -256,7 +258,7 @@ def _merge_device_apps(
         {"device": devices[device], "day": day, "app_id": app_id, **_usage_values(u)}
         for (device, day, app_id), u in rollup.device_apps.items()
     ]
-    _replace(conn, DEV_APP, ("device", "day", "app_id"), rows, (), report)
+    replace_rows(conn, DEV_APP, ("device", "day", "app_id"), rows, (), report)
 
 
 def _merge_users(
@@ -272,7 +274,7 @@ def _merge_users(
         row["devices"] = to_bytes(bits_of(devices[d] for d in u.devices))
         row["apps"] = " ".join(sorted(u.apps))
         rows.append(row)
-    _replace(conn, USER_DAY, ("day", "user"), rows, ("devices",), report)
+    replace_rows(conn, USER_DAY, ("day", "user"), rows, ("devices",), report)
 
 
 def _merge_hours(conn: Connection, rollup: Rollup, report: int) -> None:

@@ -1,5 +1,6 @@
 """Alerts (``/console/alerts``): open, acknowledged, closed or all alerts, by severity and alert
-policy, newest first; each open alert can be acknowledged or closed."""
+policy, newest first, each with the report (data source) whose data raised it; each open alert
+can be acknowledged or closed."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ ALERT_COLUMNS = (
     t.Column("hits", "Hits", "number", sortable=False),
     t.Column("severity", "Severity", "severity", sortable=False),
     t.Column("policy", "Alert policy", sortable=False),
+    t.Column("report", "Report", sortable=False),
     t.Column("domain", "Domain", sortable=False),
     t.Column("app_id", "App", sortable=False, link=app_link("app_id")),
     t.Column("action", "Kind", sortable=False),
