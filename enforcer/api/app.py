@@ -26,6 +26,7 @@ from enforcer.api.deps import ApiContext, ApiLimits
 from enforcer.api.groups import GroupDecider
 from enforcer.api.ratelimit import RateLimiter
 from enforcer.api.routers import (
+    audit,
     devices,
     discovery,
     enroll,
@@ -161,7 +162,7 @@ def create_app(settings: Settings, engine: Engine, limits: ApiLimits | None = No
     docs_page.install(app)
     app.state.ctx = ctx
     problems.install(app)
-    for module in (health, enroll, sync, events, indicators, devices, discovery, metrics):
+    for module in (health, enroll, sync, events, indicators, devices, discovery, metrics, audit):
         app.include_router(module.router, responses=problems.PROBLEM_RESPONSES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)

@@ -1,8 +1,11 @@
-"""What routes depend on: the server's context, and who is calling (admin or a device).
+"""What routes depend on: the server's context, and who is calling (an account or a device).
 
-Admin routes take `Authorization: Bearer <admin token>`; device routes take the device's own
-token. Every answer to a bad credential says nothing about data: 401 for a missing or unknown
-token, 403 for a valid token of the wrong kind.
+Admin API routes take `Authorization: Bearer <token>` of an account: the built-in ``admin``
+(``ENFORCER_ADMIN_TOKEN``) or one made by ``enforcer accounts add`` (`enforcer.store.accounts`).
+Reading (GET, HEAD) needs any account; changing (POST, PUT, PATCH, DELETE) needs the admin role,
+so an analyst reads and exports and gets 403 on every change. Device routes take the device's
+own token. Every answer to a bad credential says nothing about data: 401 for a missing or
+unknown token, 403 for a valid token of the wrong kind or role.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from enforcer.api.ratelimit import RateLimiter
 from enforcer.api.sync_answers import SyncAnswers
 from enforcer.api.watcher import RevisionWatcher
 from enforcer.config import Settings
+from enforcer.store.accounts import BUILTIN, Account, Role, account_for_token
 from enforcer.store.devices import (
     LAST_SEEN_INTERVAL,
     Device,
@@ -42,6 +46,8 @@ from enforcer.store.tables.indicators import utcnow
 from enforcer.wire.enrolment import NEW_TOKEN_HEADER
 
 MAX_TOKEN_LENGTH = 512
+READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods an analyst may use on the admin API; every other method changes something."""
 
 log = structlog.get_logger("enforcer.api")
 
@@ -241,8 +247,14 @@ def _expired(device: Device) -> HTTPException:
     )  # fmt: skip
 
 
-async def require_admin(request: Request, ctx: Ctx) -> str:
-    """Allow the admin token only; returns the actor name recorded on changes."""
+def _account(ctx: ApiContext, token: str) -> Account | None:
+    with ctx.engine.connect() as conn:
+        return account_for_token(conn, token)
+
+
+async def require_account(request: Request, ctx: Ctx) -> Account:
+    """The calling account (the built-in admin or a stored one). A request that changes
+    something (any method but GET, HEAD, OPTIONS) needs the admin role: 403 otherwise."""
     client = client_address(request, ctx)
     locked = ctx.admin_limiter.waiting(client)
     if locked > 0:
@@ -252,13 +264,35 @@ async def require_admin(request: Request, ctx: Ctx) -> str:
             {"Retry-After": str(math.ceil(locked))},
         )  # fmt: skip
     token = bearer(request)
-    if _same(token, ctx.admin_token):
-        return "api"
-    ctx.admin_limiter.take(client)
-    if await run_in_threadpool(_lookup, ctx, token) is not None:
-        raise fail(403, "a device token cannot use the admin API")
-    log.warning("admin_token_refused", client=client)
-    raise fail(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    account = BUILTIN if _same(token, ctx.admin_token) else None
+    if account is None:
+        account = await run_in_threadpool(_account, ctx, token)
+    if account is None or account.disabled_at is not None:
+        ctx.admin_limiter.take(client)
+        if account is not None:
+            log.warning("disabled_account_refused", account=account.name, client=client)
+            raise fail(401, f"the account {account.name!r} is disabled")
+        if await run_in_threadpool(_lookup, ctx, token) is not None:
+            raise fail(403, "a device token cannot use the admin API")
+        log.warning("admin_token_refused", client=client)
+        raise fail(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    if request.method not in READING_METHODS and account.role is not Role.ADMIN:
+        log.warning(
+            "change_refused_by_role", account=account.name, role=account.role.value,
+            method=request.method, path=request.url.path,
+        )  # fmt: skip
+        raise fail(
+            403,
+            f"this needs the admin role: the account {account.name!r} has the "
+            f"{account.role.value} role, which reads and exports only",
+        )
+    return account
+
+
+async def require_admin(account: Annotated[Account, Depends(require_account)]) -> str:
+    """An account allowed this request (see `require_account`); returns its name, the actor
+    recorded on changes."""
+    return account.name
 
 
 async def require_device(request: Request, ctx: Ctx) -> Device:
@@ -286,4 +320,6 @@ async def require_device(request: Request, ctx: Ctx) -> Device:
 
 
 Admin = Annotated[str, Depends(require_admin)]
+"""The calling account's name: any account may read, only the admin role may change."""
+CurrentAccount = Annotated[Account, Depends(require_account)]
 CurrentDevice = Annotated[Device, Depends(require_device)]

@@ -13,6 +13,9 @@ import typer
 
 from enforcer import __version__
 from enforcer.cli import (
+    _common,
+    accounts,
+    audit,
     catalog,
     daemon,
     devices,
@@ -44,7 +47,7 @@ doctor.register(app)
 daemon.register(app)
 serve.register(app)
 shim.register(app)
-for _group in (catalog, indicators, policy, discovery, devices, events, sinks):
+for _group in (catalog, indicators, policy, discovery, devices, events, sinks, accounts, audit):
     _group.app.rich_markup_mode = None
 app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled and custom apps).")
 app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")
@@ -55,6 +58,8 @@ app.add_typer(
 app.add_typer(devices.app, name="devices", help="Enrolled devices: revision applied, stale ones.")
 app.add_typer(events.app, name="events", help="Search the network events devices reported.")
 app.add_typer(sinks.app, name="sinks", help="Push indicators to rpz, hosts, dnsmasq, Defender.")
+app.add_typer(accounts.app, name="accounts", help="Console/API accounts: admin or analyst tokens.")
+app.add_typer(audit.app, name="audit", help="The audit log: who changed what, and when.")
 
 
 def _version(value: bool) -> None:
@@ -68,8 +73,15 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    actor: str | None = typer.Option(
+        None,
+        "--actor",
+        help="Record this command's changes in the audit log as ACTOR (default: your OS user).",
+        metavar="ACTOR",
+    ),
 ) -> None:
     """Enforcer: policy-as-code for cloud apps, enforced on every endpoint."""
+    _common.set_actor(actor)
 
 
 def main() -> None:

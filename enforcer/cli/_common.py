@@ -1,4 +1,5 @@
-"""What every command needs: settings, the store, the policy directory (each imported on use)."""
+"""What every command needs: settings, the store, the policy directory (each imported on use), and
+who the command's changes are recorded as in the audit log (`actor`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,28 @@ def store() -> Engine:
     from enforcer.store.db import open_store
 
     return open_store(settings().database_url)
+
+
+_ACTOR: list[str] = []
+"""The root option ``--actor``, when given."""
+
+
+def set_actor(name: str | None) -> None:
+    """Record the changes of this command as `name` (the root option ``--actor``)."""
+    _ACTOR[:] = [name.strip()] if name and name.strip() else []
+
+
+def actor() -> str:
+    """Who this command's changes are recorded as: ``--actor``, else the OS user."""
+    if _ACTOR:
+        return _ACTOR[0]
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return f"uid {os.getuid()}"
 
 
 def raise_file_limit() -> None:

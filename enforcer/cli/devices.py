@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer.cli._common import settings, store
+from enforcer.cli._common import actor, settings, store
 
 if TYPE_CHECKING:
     from enforcer.store.devices import DeviceStatus
@@ -68,7 +68,7 @@ def approve_cmd(device_id: str = typer.Argument(..., metavar="DEVICE_ID")) -> No
     own secret is trusted already; others are the machine 'hostname (device ID)')."""
     from enforcer.store.trust import approve_device
 
-    if not approve_device(store(), device_id):
+    if not approve_device(store(), device_id, actor=actor()):
         typer.echo(f"error: no device {device_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Approved {device_id}: its next events count under its hostname.")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer.cli._common import store
+from enforcer.cli._common import actor, store
 
 if TYPE_CHECKING:
     from enforcer.store.by_name import StoredIndicator
@@ -136,7 +136,7 @@ def add(
         )
     except (ValueError, KeyError, UnicodeError) as exc:
         raise typer.BadParameter(f"{exc}") from exc
-    new_id, revision = add_manual(store(), ind, actor="cli")
+    new_id, revision = add_manual(store(), ind, actor=actor())
     typer.echo(
         f"Added manual indicator {new_id} for {ind.value}; the store is at revision {revision}."
     )
@@ -162,5 +162,5 @@ def delete(indicator_id: int = typer.Argument(..., help="Id of a manual indicato
             "entry), not the store",
             param_hint="INDICATOR_ID",
         )
-    revision = delete_manual(engine, indicator_id, actor="cli")
+    revision = delete_manual(engine, indicator_id, actor=actor())
     typer.echo(f"Deleted indicator {indicator_id}; the store is at revision {revision}.")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from enforcer.cli._common import POLICIES_OPTION, policy_dir, settings, store
+from enforcer.cli._common import POLICIES_OPTION, actor, policy_dir, settings, store
 from enforcer.errors import EnforcerError, PolicySetError
 from enforcer.models import ALL_DEVICES, normalize
 
@@ -155,7 +155,7 @@ def apply(
     typer.echo(render_text(the_plan, color=sys.stdout.isatty()))
     if not the_plan.has_changes:
         # Still record tags and device groups (they are not part of the revision feed).
-        apply_plan(engine, the_plan, actor="cli")
+        apply_plan(engine, the_plan, actor=actor())
         return
     if not yes and not sys.stdin.isatty():
         typer.echo(
@@ -166,7 +166,7 @@ def apply(
         raise typer.Exit(1)
     if not yes and not typer.confirm("\nApply these changes?", default=False):
         raise typer.Abort()
-    revision = apply_plan(engine, the_plan, actor="cli")
+    revision = apply_plan(engine, the_plan, actor=actor())
     typer.echo(f"\nApplied. The store is at revision {revision}.")
 
 

@@ -2,7 +2,8 @@
 
 `install(app, ...)` adds it to a FastAPI application (the one `enforcer serve` also serves the API
 from: one process, one port); the console needs the store, the policy directory and the admin
-token, never the API's modules. It signs in with the admin token (`session`), never caches data in
+token, never the API's modules. It signs in with an account's token (`session`: the admin token
+or one of ``enforcer accounts``; analysts read and export, admins also change), never caches data in
 the browser, and changes policy only through a console-managed policy file (`governance`).
 
 Modules: `pages` (the reading pages, one module each), `actions` (the forms), `governance` (the
@@ -28,7 +29,12 @@ from sqlalchemy import Engine
 
 from enforcer.console import actions, pages
 from enforcer.console.pages.cached import warm
-from enforcer.console.session import CsrfError, LoginRequiredError, SessionSigner
+from enforcer.console.session import (
+    CsrfError,
+    LoginRequiredError,
+    RoleRequiredError,
+    SessionSigner,
+)
 from enforcer.console.web import HERE, PREFIX, ConsoleState, Limiter, make_templates, no_store
 from enforcer.store.named_reports import ReportError
 
@@ -60,6 +66,7 @@ def install(
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(CsrfError, _csrf_refused)
+    app.add_exception_handler(RoleRequiredError, _role_refused)
     app.add_exception_handler(ReportError, _unknown_report)
     app.add_api_route("/", _home, include_in_schema=False)
     _run_at_start_up(app, lambda: warm(console))
@@ -96,6 +103,18 @@ async def _unknown_report(request: Request, exc: Exception) -> Response:
     )
     body += f'<p><a href="{PREFIX}/">Back to the dashboard</a></p>'
     return no_store(HTMLResponse(body, status_code=404))
+
+
+async def _role_refused(_request: Request, exc: Exception) -> Response:
+    """An analyst asked for a change: the page says which role it needs (403)."""
+    assert isinstance(exc, RoleRequiredError)
+    body = (
+        "<!doctype html><title>Refused</title><h1>Refused</h1><p>This change needs the admin "
+        f"role; you are signed in as {html.escape(exc.session.account)}, whose role is "
+        f"{html.escape(exc.session.role)} (it reads and exports only). "
+        f'<a href="{PREFIX}/">Back to the console</a>.</p>'
+    )
+    return no_store(HTMLResponse(body, status_code=403))
 
 
 async def _csrf_refused(_request: Request, _exc: Exception) -> Response:

@@ -1,7 +1,8 @@
 """The console's forms: sign in and out, governance (tag, custom app, apply, downloads of the
 console's policy file and patch), acknowledging alerts, adding and removing manual indicators.
 Every POST needs the session's CSRF token and answers with a redirect (or, when it refuses, the
-page to fix the form on).
+page to fix the form on). Every change needs the admin role (`CheckedForm`; an analyst gets
+403) and is recorded in the audit log as the signed-in account.
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from enforcer.catalog import App
 from enforcer.console import governance as gov
 from enforcer.console.pages.governance_review import governance_page
 from enforcer.console.session import (
+    account_for_login,
     clear_cookie,
     new_session,
     read_session,
     set_cookie,
     sign_out,
-    token_matches,
 )
-from enforcer.console.web import PREFIX, CheckedForm, SignedIn, missing, render, state
+from enforcer.console.web import PREFIX, CheckedForm, SessionForm, SignedIn, missing, render, state
 from enforcer.errors import PolicySetError, StalePlanError
 from enforcer.models import Action, Tag
 from enforcer.pipeline.run import apply
 from enforcer.store.alerts import acknowledge_alert, close_alert
+from enforcer.store.audit import record_edit
 from enforcer.store.lookup import UnknownIndicatorError
 from enforcer.store.manual import DuplicateIndicatorError, add_manual, delete_manual
 from enforcer.textsafe import download_name
@@ -39,7 +41,6 @@ RecordId = Annotated[int, Path(ge=0, le=(1 << 63) - 1)]
 """An alert's or indicator's id in a URL: a 64-bit number (a larger one is a 422, not a 500)."""
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-ACTOR = "console"
 
 
 def _see(url: str) -> RedirectResponse:
@@ -93,19 +94,27 @@ async def login(request: Request) -> Response:
     token = form.get("token")
     console = state(request)
     limited = console.login_limiter.take(f"console-login:{client}") > 0
-    if limited or not isinstance(token, str) or not token_matches(token, console.admin_token):
-        message = "Too many attempts; wait a minute." if limited else "That is not the admin token."
+    account = None
+    if not limited and isinstance(token, str):
+        account = await run_in_threadpool(
+            account_for_login, console.engine, token, console.admin_token
+        )
+    if account is None:
+        message = (
+            "Too many attempts; wait a minute." if limited
+            else "That is not the admin token nor an enabled account's token."
+        )  # fmt: skip
         return render(
             request, "login.html", session, status=429 if limited else 401,
             next=_safe_next(form.get("next")), error=message,
         )  # fmt: skip
     response = _see(_safe_next(form.get("next")))
-    set_cookie(response, signer, new_session(signed_in=True))
+    set_cookie(response, signer, new_session(signed_in=True, account=account))
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, session: SignedIn, _form: CheckedForm) -> Response:
+def logout(request: Request, session: SignedIn, _form: SessionForm) -> Response:
     sign_out(state(request).engine, session)
     response = _see(f"{PREFIX}/login")
     clear_cookie(response)
@@ -120,13 +129,19 @@ def tag_app(request: Request, app_id: str, session: SignedIn, form: CheckedForm)
     tag = form.get("tag")
     if tag not in {*(t.value for t in Tag), ""} or app_id not in state(request).catalog().apps:
         return missing(request, session, f"app {app_id!r}")
-    policy_dir = state(request).policy_dir
-    edit = gov.set_tag(policy_dir, app_id, str(tag), actor=ACTOR, now=dt.datetime.now(dt.UTC))
-    problems = gov.check(policy_dir)
+    console = state(request)
+    edit = gov.set_tag(
+        console.policy_dir, app_id, str(tag), actor=session.account, now=dt.datetime.now(dt.UTC)
+    )
+    problems = gov.check(console.policy_dir)
     if problems:
         # The console's file must never leave the policy set broken: take the change back.
         edit.undo()
         return governance_page(request, session, status=409, app_id=app_id, rejected=problems)
+    record_edit(
+        console.engine, actor=session.account, action="console.tag", target=app_id,
+        details={"tag": str(tag) or None, "file": gov.CONSOLE_FILE},
+    )  # fmt: skip
     return _see(f"{PREFIX}/governance?app={app_id}")
 
 
@@ -149,7 +164,7 @@ def apply_plan(request: Request, session: SignedIn, form: CheckedForm) -> Respon
     # running daemon reconciling the same files reaches the same store, whoever is first).
     gov.publish(console.policy_dir)
     try:
-        revision = apply(console.engine, plan, actor=ACTOR)
+        revision = apply(console.engine, plan, actor=session.account)
         console.reports.clear()  # the discovered apps' tags changed
     except StalePlanError:
         return governance_page(
@@ -200,14 +215,19 @@ def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Respon
             title="The custom app was not created",
             message=message,
         )
-    policy_dir = state(request).policy_dir
+    console = state(request)
     edit = gov.add_custom_app(
-        policy_dir, app_id=app.id, name=app.name, category=app.category, domains=list(app.domains)
-    )
-    problems = gov.check(policy_dir)
+        console.policy_dir, app_id=app.id, name=app.name, category=app.category,
+        domains=list(app.domains),
+    )  # fmt: skip
+    problems = gov.check(console.policy_dir)
     if problems:
         edit.undo()
         return governance_page(request, session, status=409, rejected=problems)
+    record_edit(
+        console.engine, actor=session.account, action="console.custom_app", target=app.id,
+        details={"name": app.name, "category": app.category, "domains": list(app.domains)},
+    )  # fmt: skip
     return _see(f"{PREFIX}/governance?app={app.id}")
 
 
@@ -215,19 +235,23 @@ def custom_app(request: Request, session: SignedIn, form: CheckedForm) -> Respon
 
 
 @router.post("/alerts/{alert_id}/ack")
-def ack_alert(request: Request, alert_id: RecordId, _form: CheckedForm) -> Response:
-    acknowledge_alert(state(request).engine, alert_id, actor=ACTOR)
+def ack_alert(
+    request: Request, alert_id: RecordId, session: SignedIn, _form: CheckedForm
+) -> Response:
+    acknowledge_alert(state(request).engine, alert_id, actor=session.account)
     return _see(f"{PREFIX}/alerts")
 
 
 @router.post("/alerts/{alert_id}/close")
-def close_one_alert(request: Request, alert_id: RecordId, _form: CheckedForm) -> Response:
-    close_alert(state(request).engine, alert_id, actor=ACTOR)
+def close_one_alert(
+    request: Request, alert_id: RecordId, session: SignedIn, _form: CheckedForm
+) -> Response:
+    close_alert(state(request).engine, alert_id, actor=session.account)
     return _see(f"{PREFIX}/alerts")
 
 
 @router.post("/indicators")
-def add_indicator(request: Request, form: CheckedForm) -> Response:
+def add_indicator(request: Request, session: SignedIn, form: CheckedForm) -> Response:
     scope = str(form.get("scope", "")).strip()
     expires = str(form.get("expires", "")).strip()
     try:
@@ -240,7 +264,7 @@ def add_indicator(request: Request, form: CheckedForm) -> Response:
             generateAlert=form.get("generate_alert") == "on",
             rbacGroupNames=[scope] if scope else [],
         )
-        add_manual(state(request).engine, body.to_indicator(), actor=ACTOR)
+        add_manual(state(request).engine, body.to_indicator(), actor=session.account)
     except (ValidationError, ValueError):
         return _see(f"{PREFIX}/indicators?error=invalid")
     except DuplicateIndicatorError:
@@ -249,9 +273,11 @@ def add_indicator(request: Request, form: CheckedForm) -> Response:
 
 
 @router.post("/indicators/{indicator_id}/delete")
-def remove_indicator(request: Request, indicator_id: RecordId, _form: CheckedForm) -> Response:
+def remove_indicator(
+    request: Request, indicator_id: RecordId, session: SignedIn, _form: CheckedForm
+) -> Response:
     try:
-        delete_manual(state(request).engine, indicator_id, actor=ACTOR)
+        delete_manual(state(request).engine, indicator_id, actor=session.account)
     except UnknownIndicatorError:
         return _see(f"{PREFIX}/indicators?error=missing")
     return _see(f"{PREFIX}/indicators?source=manual")

@@ -27,6 +27,7 @@ from enforcer.console.report_cache import ReportCache
 from enforcer.console.session import (
     CsrfError,
     LoginRequiredError,
+    RoleRequiredError,
     Session,
     SessionSigner,
     read_session,
@@ -187,8 +188,8 @@ def require_login(request: Request) -> Session:
 SignedIn = Annotated[Session, Depends(require_login)]
 
 
-async def checked_form(request: Request, session: SignedIn) -> FormData:
-    """The posted form of a signed-in session, after checking its CSRF token."""
+async def session_form(request: Request, session: SignedIn) -> FormData:
+    """The posted form of a signed-in session, after checking its CSRF token (any role)."""
     form = await request.form()
     token = form.get("csrf")
     if not isinstance(token, str) or not state(request).signer.check_csrf(session, token):
@@ -196,7 +197,19 @@ async def checked_form(request: Request, session: SignedIn) -> FormData:
     return form
 
 
+async def checked_form(request: Request, session: SignedIn) -> FormData:
+    """The posted form of a change: a signed-in session with the admin role (an analyst gets
+    403, `RoleRequiredError`), after checking its CSRF token."""
+    form = await session_form(request, session)
+    if not session.can_change:
+        raise RoleRequiredError(session)
+    return form
+
+
+SessionForm = Annotated[FormData, Depends(session_form)]
+"""A form any signed-in account may send (signing out)."""
 CheckedForm = Annotated[FormData, Depends(checked_form)]
+"""A form that changes something: the admin role only."""
 
 
 def days_param(request: Request) -> int:
@@ -229,6 +242,9 @@ def render(
         request=request,
         csrf=console.signer.csrf_token(session) if session else "",
         signed_in=bool(session and session.signed_in),
+        account=session.account if session else "",
+        role=session.role if session else "",
+        can_change=bool(session and session.can_change),
         url_with=lambda **kw: url_with(request, **kw),
     )
     if session and session.signed_in and "report_names" not in context:

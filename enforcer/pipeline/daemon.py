@@ -32,6 +32,7 @@ from enforcer.config import Settings
 from enforcer.discovery.continuous import process_events
 from enforcer.discovery.forward import forward_pending, receivers_from
 from enforcer.errors import MassDeletionRefused, PolicySetError
+from enforcer.pipeline.author import policy_author
 from enforcer.pipeline.load import discovery_policy
 from enforcer.pipeline.metrics import (
     PLAN_CHANGES,
@@ -143,11 +144,13 @@ class Daemon:
         # The mass-deletion brake guards against edited (or lost) policy files; the deletions
         # that unchanged files make at a window edge or an expiry are what they asked for.
         same_files = self._last is not None and self._last[0] == digest
+        author = policy_author(policy_dir)
         try:
             plan, revision = plan_and_apply(
                 self.engine,
                 expand_state(state),
-                actor="daemon",
+                actor=author.actor,
+                details=author.details,
                 max_delete_share=1.0 if same_files else self.settings.max_delete_share,
             )
         except MassDeletionRefused as exc:

@@ -9,7 +9,9 @@ instead of joining the core and the store themselves.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -94,13 +96,21 @@ def check_saved_plan(engine: Engine, saved: Plan, desired: DesiredState) -> None
         )
 
 
-def apply(engine: Engine, plan: Plan, *, actor: str = "") -> int:
-    """Apply a plan atomically; returns the store's revision afterwards."""
-    return apply_plan(engine, plan, actor=actor)
+def apply(
+    engine: Engine, plan: Plan, *, actor: str = "", details: Mapping[str, Any] | None = None
+) -> int:
+    """Apply a plan atomically; returns the store's revision afterwards. A plan with changes
+    records its audit row (``policy.apply`` by `actor`, with `details`) in the same transaction."""
+    return apply_plan(engine, plan, actor=actor, details=details)
 
 
 def plan_and_apply(
-    engine: Engine, desired: DesiredState, *, actor: str, max_delete_share: float = 1.0
+    engine: Engine,
+    desired: DesiredState,
+    *,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+    max_delete_share: float = 1.0,
 ) -> tuple[Plan, int]:
     """Plan `desired` against the store and apply it; returns the plan and the new revision.
 
@@ -118,10 +128,10 @@ def plan_and_apply(
             "own): review it with `enforcer plan` and apply it with `enforcer apply`"
         )
     try:
-        return plan, apply(engine, plan, actor=actor)
+        return plan, apply(engine, plan, actor=actor, details=details)
     except StalePlanError:
         plan = make_plan(engine, desired, impact_preview=False)
-    return plan, apply(engine, plan, actor=actor)
+    return plan, apply(engine, plan, actor=actor, details=details)
 
 
 def read_sink_input(engine: Engine) -> tuple[list[Indicator], int]:

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from enforcer.store.audit import record_change
 from enforcer.store.tables.devices import DEVICE
 from enforcer.store.tables.indicators import REV, utcnow
 
@@ -187,12 +188,25 @@ def enroll_device(
     return _device(row), token
 
 
-def assign_groups(engine: Engine, device_id: str, groups: Sequence[str]) -> Device | None:
-    """An admin puts a device in exactly `groups` (kept over re-enrolment); None: no device."""
-    chosen = json.dumps(sorted(set(groups)))
+def assign_groups(
+    engine: Engine, device_id: str, groups: Sequence[str], *, actor: str
+) -> Device | None:
+    """An admin puts a device in exactly `groups` (kept over re-enrolment); None: no device.
+    The assignment and its audit row (``device.groups`` by `actor`) are one transaction."""
+    chosen = sorted(set(groups))
     with engine.begin() as conn:
-        if not _update(conn, device_id, {"groups": chosen, "assigned_groups": chosen}):
+        before = conn.execute(
+            select(DEVICE.c.groups).where(DEVICE.c.device_id == device_id)
+        ).scalar()
+        encoded = json.dumps(chosen)
+        if before is None or not _update(
+            conn, device_id, {"groups": encoded, "assigned_groups": encoded}
+        ):
             return None
+        record_change(
+            conn, actor=actor, action="device.groups", target=device_id,
+            details={"groups": chosen, "before": json.loads(before or "[]")},
+        )  # fmt: skip
         row = conn.execute(select(DEVICE).where(DEVICE.c.device_id == device_id)).one()
     return _device(row)
 

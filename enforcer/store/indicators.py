@@ -19,6 +19,7 @@ from enforcer.gcpause import paused_gc
 from enforcer.models import POLICY, Action, Indicator, Severity
 from enforcer.plan.digest import BucketDigest, bucket_of, digest_indicators, dirty_buckets
 from enforcer.plan.model import ActualState, Change, ChangeAction, Plan
+from enforcer.store.audit import record_change
 from enforcer.store.bulk import chunks, insert_rows, insert_tuples
 from enforcer.store.feed import (
     current_revision,
@@ -27,6 +28,7 @@ from enforcer.store.feed import (
     set_log_floor,
     write_change_log,
 )
+from enforcer.store.reviews import write_custom_tags_and_reviews
 from enforcer.store.tables.indicators import APP, DIGEST, GROUP, IND, TAG, utcnow
 
 _SIGN = 1 << 63
@@ -127,11 +129,20 @@ def read_app_tags(conn: Connection) -> list[tuple[str, str, str, str]]:
     return [tuple(r) for r in rows]
 
 
-def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint = _no_fail) -> int:
+def apply_plan(
+    engine: Engine,
+    plan: Plan,
+    *,
+    actor: str = "",
+    details: Mapping[str, Any] | None = None,
+    fail: FailPoint = _no_fail,
+) -> int:
     """Write a whole plan in one transaction; returns the store's revision afterwards.
 
     Refuses (StalePlanError) a plan made against a revision that has since moved. A plan without
-    indicator changes only refreshes the remembered app tags and creates no revision.
+    indicator changes only refreshes the remembered app tags and creates no revision (and no
+    audit row); one with changes records ``policy.apply`` by `actor` in the audit log, with
+    the revision, its counts and `details` (the policy commit, for the daemon).
     """
     with engine.begin() as conn, paused_gc():
         revision = lock_revision(conn)
@@ -161,6 +172,20 @@ def apply_plan(engine: Engine, plan: Plan, *, actor: str = "", fail: FailPoint =
             fail("change_log")
             _write_digests(conn, _digests_of_rows(conn, plan))
             fail("digests")
+            record_change(
+                conn,
+                actor=actor,
+                action="policy.apply",
+                target=f"revision {revision}",
+                details={
+                    "revision": revision,
+                    "created": counts[ChangeAction.CREATE],
+                    "updated": counts[ChangeAction.UPDATE],
+                    "deleted": counts[ChangeAction.DELETE],
+                    "policy_digest": plan.policy_digest[:12],
+                    **(details or {}),
+                },
+            )
         _write_app_state(conn, plan)
         fail("app_state")
     return revision
@@ -291,6 +316,7 @@ def _write_app_state(conn: Connection, plan: Plan) -> None:
             TAG,
             [dict(zip(("app_id", "scope", "tag", "origin"), t, strict=True)) for t in sorted(tags)],
         )
+    write_custom_tags_and_reviews(conn, plan.apps)
     groups = set(plan.device_groups)
     if {tuple(r) for r in conn.execute(select(GROUP.c.name, GROUP.c.description))} != groups:
         conn.execute(delete(GROUP))

@@ -1,7 +1,7 @@
 """Manual indicators: created and deleted one at a time by people; reconciliation never touches them.
 
-Each create or delete is one transaction that makes its own revision and change-log entry, so
-devices hear of it like of a policy change.
+Each create or delete is one transaction that makes its own revision, change-log entry and audit
+row, so devices hear of it like of a policy change and the audit log says who made it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from sqlalchemy import Engine, delete, insert, select
 from enforcer.errors import PermanentError
 from enforcer.models import MANUAL, Indicator
 from enforcer.plan.model import Change, ChangeAction
+from enforcer.store.audit import record_change
 from enforcer.store.by_name import indicator_of
 from enforcer.store.feed import lock_revision, new_revision, write_change_log
 from enforcer.store.indicators import row_values
@@ -45,6 +46,10 @@ def add_manual(engine: Engine, indicator: Indicator, *, actor: str) -> tuple[int
         new_id = conn.execute(insert(IND).values(**values).returning(IND.c.id)).scalar_one()
         change = Change(ChangeAction.CREATE, indicator.key, None, indicator)
         write_change_log(conn, revision, MANUAL, [change])
+        record_change(
+            conn, actor=actor, action="indicator.add", target=indicator.value,
+            details={"id": int(new_id), "revision": revision, **_facts(indicator)},
+        )  # fmt: skip
     return int(new_id), revision
 
 
@@ -61,4 +66,19 @@ def delete_manual(engine: Engine, indicator_id: int, *, actor: str) -> int:
         conn.execute(delete(IND).where(IND.c.id == indicator_id))
         ind = indicator_of(row)
         write_change_log(conn, revision, MANUAL, [Change(ChangeAction.DELETE, ind.key, ind, None)])
+        record_change(
+            conn, actor=actor, action="indicator.remove", target=ind.value,
+            details={"id": indicator_id, "revision": revision, **_facts(ind)},
+        )  # fmt: skip
     return revision
+
+
+def _facts(indicator: Indicator) -> dict[str, object]:
+    """What the audit log keeps of an indicator besides its value."""
+    return {
+        "action": indicator.action.value,
+        "scope": indicator.scope,
+        "severity": indicator.severity.value,
+        "title": indicator.title,
+        "expires": indicator.expiration.isoformat() if indicator.expiration else None,
+    }

@@ -18,6 +18,7 @@ from collections.abc import Collection
 
 from sqlalchemy import Connection, Engine, select, update
 
+from enforcer.store.audit import record_change
 from enforcer.store.tables.devices import DEVICE
 
 GROUP_SECRET = "group-secret"
@@ -67,10 +68,18 @@ def record_enrolment_trust(engine: Engine, device_id: str, *, group_secret: bool
             conn.execute(query.where(DEVICE.c.trusted_by != ADMIN).values(trusted_by=""))
 
 
-def approve_device(engine: Engine, device_id: str) -> bool:
-    """An admin trusts a device's hostname from now on; False: no such device."""
+def approve_device(engine: Engine, device_id: str, *, actor: str = "unknown") -> bool:
+    """An admin trusts a device's hostname from now on; False: no such device. The approval
+    and its audit row (``device.approve`` by `actor`) are one transaction."""
     with engine.begin() as conn:
-        result = conn.execute(
-            update(DEVICE).where(DEVICE.c.device_id == device_id).values(trusted_by=ADMIN)
-        )
-    return bool(result.rowcount)
+        hostname = conn.execute(
+            select(DEVICE.c.hostname).where(DEVICE.c.device_id == device_id)
+        ).scalar()
+        if hostname is None:
+            return False
+        conn.execute(update(DEVICE).where(DEVICE.c.device_id == device_id).values(trusted_by=ADMIN))
+        record_change(
+            conn, actor=actor, action="device.approve", target=device_id,
+            details={"hostname": hostname},
+        )  # fmt: skip
+    return True

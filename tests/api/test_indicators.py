@@ -33,7 +33,7 @@ def test_create_read_delete_a_manual_indicator(api: Api) -> None:
     assert body["indicatorValue"] == "paste.example"
     assert body["action"] == "Warn" and body["severity"] == "High"
     assert body["rbacGroupNames"] == ["eng"] and body["generateAlert"] is True
-    assert body["source"] == "manual" and body["createdBy"] == "api"
+    assert body["source"] == "manual" and body["createdBy"] == "admin"
     assert dt.datetime.fromisoformat(body["expirationTime"]) == expires
     assert body["creationTimeDateTimeUtc"].endswith("Z")
 

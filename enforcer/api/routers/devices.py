@@ -74,10 +74,12 @@ async def put_self(body: DeviceFacts, device: CurrentDevice, ctx: Ctx) -> Respon
     summary="An admin puts a device in exactly these device groups",
     responses={204: {"description": "Assigned"}, 404: {"description": "No such device"}},
 )
-async def put_groups(device_id: str, body: GroupAssignment, _admin: Admin, ctx: Ctx) -> Response:
+async def put_groups(device_id: str, body: GroupAssignment, admin: Admin, ctx: Ctx) -> Response:
     """The device's groups from now on, kept over its re-enrolments (the device cannot choose
     its own; see `enforcer.api.groups`). Its next sync request is answered for them."""
-    device = await run_in_threadpool(lambda: assign_groups(ctx.engine, device_id, body.groups))
+    device = await run_in_threadpool(
+        lambda: assign_groups(ctx.engine, device_id, body.groups, actor=admin)
+    )
     if device is None:
         raise fail(404, f"no device {device_id!r}")
     ctx.forget_device(device_id)  # its cached token entry held the old groups
@@ -91,11 +93,11 @@ async def put_groups(device_id: str, body: GroupAssignment, _admin: Admin, ctx: 
     summary="An admin trusts a device's hostname (discovery merges it with the log machine)",
     responses={204: {"description": "Approved"}, 404: {"description": "No such device"}},
 )
-async def approve(device_id: str, _admin: Admin, ctx: Ctx) -> Response:
+async def approve(device_id: str, admin: Admin, ctx: Ctx) -> Response:
     """From the next roll-up on, the device's traffic counts under its bare hostname, together
     with uploaded logs of that hostname (`enforcer.store.trust`); before, it is the machine
     ``hostname (device ID)``. Kept over its re-enrolments."""
-    if not await run_in_threadpool(lambda: approve_device(ctx.engine, device_id)):
+    if not await run_in_threadpool(lambda: approve_device(ctx.engine, device_id, actor=admin)):
         raise fail(404, f"no device {device_id!r}")
     log.info("device_approved", device_id=device_id)
     return Response(status_code=204)

@@ -14,6 +14,7 @@ from enforcer.console.pages import (
     alert_list,
     app_detail,
     apps,
+    audit_log,
     dashboard,
     domains,
     governance_review,
@@ -36,6 +37,7 @@ PAGES = (
     alert_list,
     indicator_list,
     governance_review,
+    audit_log,
 )
 router = APIRouter()
 for _page in PAGES:
