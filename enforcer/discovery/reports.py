@@ -49,6 +49,7 @@ from enforcer.store.queries import (
     user_sums,
 )
 from enforcer.store.queries import distinct_users as count_distinct_users
+from enforcer.store.reviews import apps_with_custom_tag
 from enforcer.store.trust import machine_name, trust_of, unverified_device
 from enforcer.textsafe import csv_cell
 
@@ -71,11 +72,16 @@ def _tags(conn: Connection) -> dict[str, str]:
 
 
 def apps_report(
-    conn: Connection, catalog: Catalog, first_day: int, last_day: int
+    conn: Connection, catalog: Catalog, first_day: int, last_day: int, *, custom_tag: str = ""
 ) -> list[dict[str, Any]]:
+    """Discovered apps in the range, most traffic first; with `custom_tag`, only the apps the
+    policy (as last applied) gives that custom tag."""
     tags = _tags(conn)
+    only = apps_with_custom_tag(conn, custom_tag) if custom_tag else None
     rows = []
     for app_id, t in app_usage(conn, first_day, last_day).items():
+        if only is not None and app_id not in only:
+            continue
         app = catalog.apps.get(app_id)
         rows.append(
             {

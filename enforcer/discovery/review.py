@@ -1,0 +1,94 @@
+"""The review workflow's reports: the review queue (discovered apps nobody has decided about,
+most urgent first), the apps in review with their owners and due dates, and the custom tags.
+
+An app is *unreviewed* when no policy entry (apps entry, rule or exception, as last applied)
+gives it a sanction tag in any scope and no apps entry puts it in review. The queue ranks the
+discovered ones by how many people use them times one plus their risk score (`review_priority`),
+so an app 40 people use at risk 8 (360) comes before one 50 people use at risk 3 (200), and an
+app with a risk of 0 still climbs with its users; transactions break ties.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Connection
+
+from enforcer.catalog import Catalog
+from enforcer.store.indicators import read_app_tags
+from enforcer.store.queries import app_usage
+from enforcer.store.reviews import read_custom_tags, read_reviews
+
+UNKNOWN_RISK = 5.0
+"""The risk used to rank an app the catalog does not score (the middle of the 0-10 scale)."""
+
+
+def review_priority(users: int, risk: float | None) -> float:
+    """How urgently an unreviewed app needs a decision: its users times (1 + its risk score)."""
+    return round(users * (1 + (UNKNOWN_RISK if risk is None else risk)), 1)
+
+
+def review_queue(
+    conn: Connection, catalog: Catalog, first_day: int, last_day: int, *, limit: int = 0
+) -> list[dict[str, Any]]:
+    """Discovered, unreviewed apps in the range, most urgent first (`limit` > 0: only the
+    first that many)."""
+    decided = {app_id for app_id, _scope, _tag, _origin in read_app_tags(conn)}
+    in_review = set(read_reviews(conn))
+    ranked: list[tuple[float, int, str, dict[str, Any]]] = []
+    for app_id, t in app_usage(conn, first_day, last_day).items():
+        if app_id in decided or app_id in in_review:
+            continue
+        app = catalog.apps.get(app_id)
+        risk = app.score if app else None
+        priority = review_priority(t.users, risk)
+        row = {
+            "app": app_id,
+            "name": app.name if app else app_id,
+            "category": app.category if app else "",
+            "risk": risk,
+            "priority": priority,
+            "users": t.users,
+            "transactions": t.transactions,
+            "devices": t.devices,
+            "lastSeen": _iso(t.last_seen),
+        }
+        ranked.append((-priority, -t.transactions, app_id, row))
+    rows = [row for *_key, row in sorted(ranked, key=lambda r: r[:3])]
+    return rows[:limit] if limit > 0 else rows
+
+
+def reviews_report(conn: Connection, catalog: Catalog, today: dt.date) -> list[dict[str, Any]]:
+    """The apps in review (as last applied), overdue first, then by due date."""
+    rows = []
+    for app_id, review in read_reviews(conn).items():
+        app = catalog.apps.get(app_id)
+        rows.append(
+            {
+                "app": app_id,
+                "name": app.name if app else app_id,
+                "tag": review.tag,
+                "owner": review.owner,
+                "due": review.due,
+                "overdue": review.overdue(today),
+                "note": review.note,
+                "origin": review.origin,
+            }
+        )
+    return sorted(rows, key=lambda r: (not r["overdue"], r["due"], r["app"]))
+
+
+def custom_tags_report(conn: Connection) -> list[dict[str, Any]]:
+    """Each custom tag (as last applied) with the apps that carry it."""
+    by_tag: dict[str, list[str]] = {}
+    for app_id, tags in read_custom_tags(conn).items():
+        for tag in tags:
+            by_tag.setdefault(tag, []).append(app_id)
+    return [{"tag": tag, "apps": sorted(apps)} for tag, apps in sorted(by_tag.items())]
+
+
+def _iso(epoch: float) -> str | None:
+    if epoch in (0.0, float("inf")):
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
