@@ -26,6 +26,7 @@ from enforcer.cli import (
     init,
     plan,
     policy,
+    review,
     serve,
     shim,
     sinks,
@@ -47,7 +48,18 @@ doctor.register(app)
 daemon.register(app)
 serve.register(app)
 shim.register(app)
-for _group in (catalog, indicators, policy, discovery, devices, events, sinks, accounts, audit):
+for _group in (
+    catalog,
+    indicators,
+    policy,
+    discovery,
+    devices,
+    events,
+    sinks,
+    accounts,
+    audit,
+    review,
+):
     _group.app.rich_markup_mode = None
 app.add_typer(catalog.app, name="catalog", help="Browse the app catalog (bundled and custom apps).")
 app.add_typer(indicators.app, name="indicators", help="Show and manage the store's indicators.")
@@ -60,6 +72,9 @@ app.add_typer(events.app, name="events", help="Search the network events devices
 app.add_typer(sinks.app, name="sinks", help="Push indicators to rpz, hosts, dnsmasq, Defender.")
 app.add_typer(accounts.app, name="accounts", help="Console/API accounts: admin or analyst tokens.")
 app.add_typer(audit.app, name="audit", help="The audit log: who changed what, and when.")
+app.add_typer(
+    review.app, name="review", help="Review workflow: the queue of undecided apps, apps in review."
+)
 
 
 def _version(value: bool) -> None:
