@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer.cli._common import raise_file_limit, settings
+from enforcer.cli._common import limit_malloc_arenas, raise_file_limit, settings
 from enforcer.errors import EnforcerError
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
 
 def serve(host: str | None = HOST_OPTION, port: int | None = PORT_OPTION) -> None:
     """Run the API server: device enrolment and sync, event upload, the admin Indicators API."""
+    limit_malloc_arenas()  # before any thread: the server's memory stays flat (soak)
     from enforcer import logs
     from enforcer.api import check_server_settings
     from enforcer.store.db import open_store
