@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from enforcer.cli._common import POLICIES_OPTION, settings
+from enforcer.cli._common import POLICIES_OPTION, limit_malloc_arenas, settings
 from enforcer.cli.serve import (
     HOST_OPTION,
     PORT_OPTION,
@@ -42,6 +42,7 @@ def daemon(
     ),
 ) -> None:
     """Reconcile the store with the policy directory, continuously (logs JSON lines)."""
+    limit_malloc_arenas()  # a long-running process, with --serve the server's threads too
     from enforcer import logs
     from enforcer.pipeline.daemon import Daemon
     from enforcer.store.db import open_store
