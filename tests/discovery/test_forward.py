@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from enforcer.catalog import load_catalog
 from enforcer.config import Settings
+from enforcer.discovery import reports
 from enforcer.discovery.forward import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -162,7 +164,7 @@ def test_a_webhook_without_a_secret_is_refused_by_the_settings() -> None:
         Settings(alert_syslog="siem.example")
 
 
-def test_the_daemon_raises_policy_alerts_and_forwards_them(
+def test_the_daemon_raises_policy_alerts_and_forwards_them_with_custom_apps_attributed(
     tmp_path: Path, db_url: str, engine: Engine, hook: Hook
 ) -> None:
     write_policy(
@@ -173,6 +175,9 @@ def test_the_daemon_raises_policy_alerts_and_forwards_them(
           - name: blocked app hit
             when: blocked_app
             severity: high
+        custom_apps:
+          - {id: acme-share, name: Acme Share, vendor: Acme, category: file-sharing,
+             domains: [share.acme.example]}
         """,
     )
     settings = Settings(
@@ -189,13 +194,21 @@ def test_the_daemon_raises_policy_alerts_and_forwards_them(
         now, "pc-01", "alice", "10.0.0.7", "mega.nz", "192.0.2.9", 443, 0, 0, "blocked",
         "mega.nz", "mega", "dns",
     )  # fmt: skip
-    store_batch(engine, device_id="d1", batch_id="b1", events=[blocked, blocked])
+    custom = EventRecord(
+        now, "pc-01", "alice", "10.0.0.7", "files.share.acme.example", "192.0.2.9", 443, 10, 10,
+        "allowed", "", "", "proxy",
+    )  # fmt: skip
+    store_batch(engine, device_id="d1", batch_id="b1", events=[blocked, blocked, custom])
     daemon = Daemon(settings, engine)
     try:
-        assert daemon.discovery_tick() == 2
+        assert daemon.discovery_tick() == 3
     finally:
         daemon.lock.release()
     (body,) = hook.bodies
     (alert,) = json.loads(body)["alerts"]
     assert (alert["policy"], alert["app"], alert["hits"]) == ("blocked app hit", "mega", 2)
     assert alert["machine"].startswith("pc-01")  # 'pc-01 (device d1)' while not trusted
+    # The daemon attributes with the policy set's custom apps too, not the bundled catalog alone.
+    with engine.connect() as conn:
+        apps = {a["app"] for a in reports.apps_report(conn, load_catalog(), *reports.day_range(1))}
+    assert "acme-share" in apps
