@@ -17,7 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from enforcer.catalog import App
 from enforcer.console import governance as gov
-from enforcer.console.pages.governance_review import governance_page
+from enforcer.console.pages.governance_review import (
+    REVIEW_FIELDS,
+    governance_page,
+    tagged_in_git,
+)
 from enforcer.console.session import (
     account_for_login,
     clear_cookie,
@@ -129,10 +133,14 @@ def tag_app(request: Request, app_id: str, session: SignedIn, form: CheckedForm)
     tag = form.get("tag")
     if tag not in {*(t.value for t in Tag), ""} or app_id not in state(request).catalog().apps:
         return missing(request, session, f"app {app_id!r}")
+    in_git = tagged_in_git(request, session, app_id, form)
+    if in_git is not None:  # a git policy file tags the app: offer the patch, not a 409
+        return in_git
     console = state(request)
     edit = gov.set_tag(
-        console.policy_dir, app_id, str(tag), actor=session.account, now=dt.datetime.now(dt.UTC)
-    )
+        console.policy_dir, app_id, str(tag), actor=session.account, now=dt.datetime.now(dt.UTC),
+        review={k: str(form.get(k, "")) for k in REVIEW_FIELDS},
+    )  # fmt: skip
     problems = gov.check(console.policy_dir)
     if problems:
         # The console's file must never leave the policy set broken: take the change back.

@@ -135,7 +135,8 @@ def retag(text: str, change: TagChange, *, now: dt.datetime) -> str:
         entry["review"] = review
     else:
         entry.pop("review", None)  # a decision (or unreviewed) ends the review
-    entry["reason"] = f"Set in the console by {change.actor} on {now:%Y-%m-%d %H:%M} UTC"
+    if not entry.get("reason"):  # the file's own reason says more than who clicked
+        entry["reason"] = f"Set in the console by {change.actor} on {now:%Y-%m-%d %H:%M} UTC"
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()

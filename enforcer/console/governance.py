@@ -161,10 +161,20 @@ def _section(doc: CommentedMap, name: str) -> CommentedSeq:
     return seq
 
 
-def set_tag(policy_dir: Path, app_id: str, tag: str, *, actor: str, now: dt.datetime) -> Edit:
+def set_tag(
+    policy_dir: Path,
+    app_id: str,
+    tag: str,
+    *,
+    actor: str,
+    now: dt.datetime,
+    review: dict[str, str] | None = None,
+) -> Edit:
     """Tag an app for all devices in console.yaml, replacing an earlier console entry for it.
 
     An empty `tag` removes the console's entry (the app falls back to the other files' rules).
+    With ``in-review``, `review` holds the review's owner, due date (``YYYY-MM-DD``) and note;
+    the policy check that follows refuses a missing owner or a bad date at its line.
     """
     path = staged_path(policy_dir)
     before, doc = _load(path)
@@ -177,11 +187,23 @@ def set_tag(policy_dir: Path, app_id: str, tag: str, *, actor: str, now: dt.date
         entry = CommentedMap()
         entry["app"] = app_id
         entry["tag"] = tag
+        if tag == "in-review":
+            entry["review"] = _review(review or {})
         entry["reason"] = f"Set in the console by {actor} on {now:%Y-%m-%d %H:%M} UTC"
         apps.append(entry)
     if not apps:
         del doc["apps"]
     return _write(path, before, doc)
+
+
+def _review(fields: dict[str, str]) -> CommentedMap:
+    """A review mapping from the console's form (empty fields left out for the check to name)."""
+    review = CommentedMap()
+    for key in ("owner", "due", "note"):
+        value = fields.get(key, "").strip()
+        if value:
+            review[key] = value
+    return review
 
 
 def add_custom_app(

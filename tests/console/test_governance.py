@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -53,20 +54,76 @@ def _signed_in(console: Console, client: httpx.Client) -> tuple[dict[str, str], 
     return cookie, csrf_of(client.get("/console/", headers=cookie).text)
 
 
-def test_tagging_an_app_tagged_in_another_file_is_refused_and_nothing_is_written(
-    console: Console,
-) -> None:
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_tagging_an_app_tagged_in_git_offers_the_patch_and_a_branch(console: Console) -> None:
+    pol = console.policy_dir
+    _git(pol, "init", "-q", "-b", "main")
+    _git(pol, "add", ".")
+    _git(pol, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "policies")
     with console.client() as client:
         cookie, csrf = _signed_in(console, client)
-        response = client.post(
-            "/console/apps/dropbox/tag", headers=cookie, data={"csrf": csrf, "tag": "unsanctioned"}
+        form = {"csrf": csrf, "tag": "in-review", "owner": "ann", "due": "2026-12-31",
+                "note": "DPA check"}  # fmt: skip
+        response = client.post("/console/apps/mega/tag", headers=cookie, data=form)
+        # No 409: the change is offered as a patch of the git file that tags the app.
+        assert response.status_code == 200
+        page = html.unescape(response.text)
+        assert "<code>policies/file-sharing.yaml:18</code> already tags" in page
+        assert "-    tag: unsanctioned\n" in page and "+    tag: in-review\n" in page
+        assert "+      owner: ann\n+      due: 2026-12-31\n+      note: DPA check\n" in page
+        assert not (pol / "console.yaml").exists() and not gov.staged_path(pol).exists()
+        query = re.search(r'href="(/console/governance/git-patch\?[^"]+)"', response.text)
+        assert query is not None
+        patch = client.get(html.unescape(query.group(1)), headers=cookie)
+        assert patch.status_code == 200 and "attachment" in patch.headers["content-disposition"]
+        assert patch.text.startswith("--- a/file-sharing.yaml\n+++ b/file-sharing.yaml\n")
+        branch = client.post("/console/governance/git-branch", headers=cookie,
+                             data={**form, "app": "mega"})  # fmt: skip
+        assert branch.status_code == 200, branch.text[:2000]
+        name = re.search(r"new branch <code>(enforcer/mega-in-review-[0-9-]+)</code>", branch.text)
+        assert name is not None
+        committed = _git(pol, "show", f"{name.group(1)}:file-sharing.yaml")
+        assert "tag: in-review" in committed and "owner: ann" in committed
+        assert _git(pol, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+        assert _git(pol, "status", "--porcelain") == ""
+
+
+def test_the_governance_page_shows_the_review_workflow_and_schedules(console: Console) -> None:
+    with console.client() as client:
+        cookie, csrf = _signed_in(console, client)
+        page = html.unescape(client.get("/console/governance", headers=cookie).text)
+        review = page[page.index('id="in-review"') : page.index('id="custom-tags"')]
+        # The example policy puts dropbox in review (owner, due, note; monitored meanwhile).
+        assert "it-security@example.com" in review and "2027-03-31" in review
+        assert "policies/file-sharing.yaml:" in review
+        tags = page[page.index('id="custom-tags"') : page.index('id="schedules"')]
+        assert "approved-for-finance" in tags and ">box<" in tags
+        schedules = page[page.index('id="schedules"') :]
+        assert "work-hours" in schedules and "Europe/Berlin" in schedules
+        queue = page[page.index('id="review-queue"') : page.index('id="in-review"')]
+        assert "Trello" in queue  # discovered, and no policy entry tags it
+        assert "Dropbox" not in queue and "WeTransfer" not in queue  # in review / tagged
+        # An in-review tag chosen in the console goes to console.yaml with its review.
+        form = {"csrf": csrf, "tag": "in-review", "owner": "kim", "due": "2026-12-31"}
+        response = client.post("/console/apps/trello/tag", headers=cookie, data=form)
+        assert response.status_code == 303, response.text[:2000]
+        staged = gov.staged_path(console.policy_dir).read_text()
+        assert "tag: in-review" in staged and "owner: kim" in staged
+        bad = client.post(
+            "/console/apps/slack/tag", headers=cookie, data={**form, "due": "tomorrow"}
         )
-        assert response.status_code == 409
-        assert "file-sharing.yaml" in response.text and "already tagged" in response.text
-        # Named the right way round: the console's new entry, already tagged in the git file.
-        assert re.search(r"console\.yaml:\d+[^<]*already tagged at policies/file-sharing\.yaml",
-                         html.unescape(response.text)), response.text[:3000]  # fmt: skip
-        assert not (console.policy_dir / "console.yaml").exists()
+        assert bad.status_code == 409
+        assert "is not a date written YYYY-MM-DD" in html.unescape(bad.text)
+        everything = client.get("/console/apps?days=30", headers=cookie).text
+        only_box = client.get(
+            "/console/apps?custom_tag=approved-for-finance&days=30", headers=cookie
+        )
+        assert "Trello" in everything and "Trello" not in only_box.text  # box was not discovered
 
 
 def test_apply_refuses_a_plan_that_changed_since_the_preview(console: Console) -> None:

@@ -1,5 +1,5 @@
 """Discovered apps (``/console/apps``): every catalog app reached in the range, filtered by
-category, tag, risk range or text."""
+category, tag, custom tag (``?custom_tag=``), risk range or text."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from enforcer.console.pages.listing import (
     TRAFFIC_COLUMNS,
     range_table,
 )
-from enforcer.console.web import PREFIX, SignedIn, days_param
+from enforcer.console.web import PREFIX, SignedIn, days_param, state
 from enforcer.discovery.reports import day_range
+from enforcer.store.reviews import apps_with_custom_tag
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -68,6 +69,11 @@ def apps(request: Request, session: SignedIn) -> Response:
     days = days_param(request)
     first, last = day_range(days)
     rows = filter_apps(apps_rows(request, first, last), dict(request.query_params))
+    custom_tag = request.query_params.get("custom_tag", "")
+    if custom_tag:  # apps carrying a custom tag of the policy (as last applied)
+        with state(request).engine.connect() as conn:
+            tagged = apps_with_custom_tag(conn, custom_tag)
+        rows = [r for r in rows if r["app"] in tagged]
     return range_table(
         request, session, section="apps", columns=APP_COLUMNS, rows=rows,
         csv_name="discovered-apps", days=days, first=first, last=last, categories=CATEGORIES,
