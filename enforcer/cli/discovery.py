@@ -195,29 +195,10 @@ def upload(
     if stats.bad_lines > len(stats.samples):
         typer.echo(f"  ... and {stats.bad_lines - len(stats.samples):,} more bad lines")
     if stats.records == 0 and stats.bad_lines:
-        typer.echo(f"error: no line parsed as {fmt}{_suggestion(files, fmt)}", err=True)
+        from enforcer.discovery.formats import wrong_format_hint
+
+        typer.echo(f"error: no line parsed as {fmt}{wrong_format_hint(files[0], fmt)}", err=True)
         raise typer.Exit(1)
-
-
-def _suggestion(files: list[Path], fmt: str) -> str:
-    """``; it looks like FORMAT (--format FORMAT)`` from the first lines of the first file."""
-    import gzip
-
-    from enforcer.discovery.formats import sniff
-
-    path = files[0]
-    try:
-        with path.open("rb") as raw:
-            head = raw.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as text:
-            lines = [line for _, line in zip(range(200), text, strict=False)]
-    except OSError:
-        return ""
-    found = sniff(lines)
-    if found is None or found == fmt:
-        return ""
-    return f"; {path.name} looks like {found} (--format {found})"
 
 
 @app.command("sample")

@@ -62,3 +62,24 @@ def test_deeply_nested_json_is_a_bad_line_not_a_500(api: Api) -> None:
     stats = done.json()
     assert stats["records"] == 1 and stats["badLines"] == 1
     assert stats["badLineSamples"][0]["reason"] == "not JSON: nested too deeply"
+
+
+def test_an_upload_of_only_deeply_nested_json_is_a_422_naming_the_line(api: Api) -> None:
+    """Nothing of it can be kept: a 4xx that names the line, not a 500 and not an empty 200."""
+    body = '{"x": ' + "[" * 10_000 + "]" * 10_000 + "}\n"
+    done = api.client.post(
+        "/api/v1/discovery/upload?format=jsonl&map=time%3Dts,host%3Dhost",
+        content=body.encode(),
+        headers=api.admin,
+    )
+    assert done.status_code == 422, done.text
+    assert done.json()["detail"] == "no line parsed as jsonl: line 1: not JSON: nested too deeply"
+    assert api.client.get("/api/v1/discovery/reports", headers=api.admin).json() == []
+
+
+def test_an_upload_in_the_wrong_format_is_a_422_suggesting_the_right_one(api: Api) -> None:
+    done = api.client.post(
+        "/api/v1/discovery/upload?format=panos", content=LINE * 3, headers=api.admin
+    )
+    assert done.status_code == 422, done.text
+    assert done.json()["detail"].endswith("; the upload looks like squid (--format squid)")

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from enforcer.api.deps import MAX_INT64, Admin, Ctx
 from enforcer.api.problems import fail
 from enforcer.discovery import reports
-from enforcer.discovery.formats import FORMATS
+from enforcer.discovery.formats import FORMATS, wrong_format_hint
 from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.reader import ReadLimits
@@ -314,6 +314,15 @@ async def upload(
             raise fail(422, exc.message) from exc
         except ReportError as exc:
             raise fail(409, str(exc)) from exc
+        if stats.records == 0 and stats.samples:
+            # Nothing of the upload was kept: a wrong format, or only hostile lines (deeply
+            # nested JSON, a line over the length cap). The first bad line says which.
+            line = stats.samples[0][1]
+            raise fail(
+                422,
+                f"no line parsed as {format}: line {line.line_no}: {line.reason}"
+                + wrong_format_hint(path, format).replace(path.name, "the upload"),
+            )
     data = stats.as_dict()
     for sample in data["badLineSamples"]:  # type: ignore[attr-defined]
         sample["file"] = "upload"

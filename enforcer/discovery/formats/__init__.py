@@ -8,8 +8,11 @@ so that every caller sees the same one-argument parser.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from pathlib import Path
+from typing import IO
 
 from enforcer.discovery.formats import csv, jsonl, panos, squid, w3c, zeek, zscaler_nss
 from enforcer.discovery.formats._mapping import parse_mapping
@@ -67,4 +70,35 @@ def sniff(lines: Iterable[str]) -> str | None:
     return best
 
 
-__all__ = ["FORMATS", "MAPPED", "Parser", "parse_mapping", "parser_for", "sniff"]
+def sniff_file(path: Path) -> str | None:
+    """`sniff` over the first 200 lines of a log file (gzip or plain); None when unreadable."""
+    try:
+        with path.open("rb") as raw:
+            head = raw.read(2)
+        opener: Callable[..., IO[str]] = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as text:
+            lines = [line for _, line in zip(range(200), text, strict=False)]
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
+    return sniff(lines)
+
+
+def wrong_format_hint(path: Path, fmt: str) -> str:
+    """``; NAME looks like FORMAT (--format FORMAT)`` when another format reads `path`, else ``""``:
+    what an upload from which no line parsed says."""
+    found = sniff_file(path)
+    if found is None or found == fmt:
+        return ""
+    return f"; {path.name} looks like {found} (--format {found})"
+
+
+__all__ = [
+    "FORMATS",
+    "MAPPED",
+    "Parser",
+    "parse_mapping",
+    "parser_for",
+    "sniff",
+    "sniff_file",
+    "wrong_format_hint",
+]
