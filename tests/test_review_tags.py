@@ -15,7 +15,7 @@ from enforcer.errors import PolicySetError
 from enforcer.models import ALL_DEVICES, Action, Tag
 from enforcer.plan.model import Plan
 from enforcer.plan.planfile import plan_from_dict, plan_to_dict
-from enforcer.plan.render import render_text
+from enforcer.plan.render import render_markdown, render_text
 from enforcer.policy.evaluate import compile_policy
 from enforcer.policy.loader import load_policy_files, read_policy_files
 from tests.conftest import write_policy
@@ -108,6 +108,8 @@ def test_app_states_carry_custom_tags_and_reviews_through_the_plan_file(
     assert "Overdue reviews" in text
     assert "boxy: review by ann@example.com was due 2026-12-01 (policies/a.yaml:2)" in text
     assert "chatbot: review" not in text
+    markdown = render_markdown(dataclasses.replace(plan, created_at=NOW))
+    assert "#### Overdue reviews" in markdown and "- boxy: review by ann@example.com" in markdown
 
 
 @pytest.mark.parametrize(
