@@ -124,6 +124,7 @@ def test_the_governance_page_shows_the_review_workflow_and_schedules(console: Co
             "/console/apps?custom_tag=approved-for-finance&days=30", headers=cookie
         )
         assert "Trello" in everything and "Trello" not in only_box.text  # box was not discovered
+        assert 'name="custom_tag" value="approved-for-finance"' in only_box.text
 
 
 def test_apply_refuses_a_plan_that_changed_since_the_preview(console: Console) -> None:
