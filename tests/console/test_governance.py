@@ -125,6 +125,10 @@ def test_the_governance_page_shows_the_review_workflow_and_schedules(console: Co
         )
         assert "Trello" in everything and "Trello" not in only_box.text  # box was not discovered
         assert 'name="custom_tag" value="approved-for-finance"' in only_box.text
+        dropbox = html.unescape(client.get("/console/apps/dropbox", headers=cookie).text)
+        assert "In review: it-security@example.com, due 2027-03-31" in dropbox
+        box = client.get("/console/apps/box", headers=cookie).text
+        assert 'href="/console/apps?custom_tag=approved-for-finance"' in box
 
 
 def test_apply_refuses_a_plan_that_changed_since_the_preview(console: Console) -> None:

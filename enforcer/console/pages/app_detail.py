@@ -1,7 +1,10 @@
 """One app (``/console/apps/{app_id}``): its catalog entry and risk reasons, its usage in the
-range, the devices and users that reached it, the programs that made its traffic, and its tags."""
+range, the devices and users that reached it, the programs that made its traffic, its tags, custom
+tags and review."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,6 +16,7 @@ from enforcer.console.web import PREFIX, SignedIn, days_param, missing, render, 
 from enforcer.discovery.reports import app_member_names, day_range, top_processes
 from enforcer.store.indicators import read_app_tags
 from enforcer.store.queries import app_usage
+from enforcer.store.reviews import read_custom_tags, read_reviews
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -31,6 +35,8 @@ def app_page(request: Request, app_id: str, session: SignedIn) -> Response:
             for a, scope, tag, origin in read_app_tags(conn)
             if a == app_id
         ]
+        review = read_reviews(conn).get(app_id)
+        custom_tags = read_custom_tags(conn).get(app_id, ())
     if app is None and usage is None:
         return missing(request, session, f"app {app_id!r}")
     return render(
@@ -48,5 +54,8 @@ def app_page(request: Request, app_id: str, session: SignedIn) -> Response:
         users=users,
         processes=processes,
         tags=tags,
+        review=review,
+        overdue=review is not None and review.overdue(dt.datetime.now(dt.UTC).date()),
+        custom_tags=custom_tags,
         console_tag=gov.console_tag(state(request).policy_dir, app_id),
     )
