@@ -11,13 +11,14 @@ app with a risk of 0 still climbs with its users; transactions break ties.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection
 
 from enforcer.catalog import Catalog
+from enforcer.discovery.reports import apps_report
 from enforcer.store.indicators import read_app_tags
-from enforcer.store.queries import app_usage
 from enforcer.store.reviews import read_custom_tags, read_reviews
 
 UNKNOWN_RISK = 5.0
@@ -34,28 +35,40 @@ def review_queue(
 ) -> list[dict[str, Any]]:
     """Discovered, unreviewed apps in the range, most urgent first (`limit` > 0: only the
     first that many)."""
+    decided, in_review = undecided_filters(conn)
+    return rank_queue(apps_report(conn, catalog, first_day, last_day), decided, in_review, limit)
+
+
+def undecided_filters(conn: Connection) -> tuple[set[str], set[str]]:
+    """(apps some entry decides in some scope, apps in review), as last applied."""
     decided = {app_id for app_id, _scope, _tag, _origin in read_app_tags(conn)}
-    in_review = set(read_reviews(conn))
+    return decided, set(read_reviews(conn))
+
+
+def rank_queue(
+    apps: Iterable[Mapping[str, Any]], decided: set[str], in_review: set[str], limit: int = 0
+) -> list[dict[str, Any]]:
+    """The review queue from the discovered apps report's rows: those neither decided nor in
+    review, by `review_priority`, then transactions, then id."""
     ranked: list[tuple[float, int, str, dict[str, Any]]] = []
-    for app_id, t in app_usage(conn, first_day, last_day).items():
+    for r in apps:
+        app_id = str(r["app"])
         if app_id in decided or app_id in in_review:
             continue
-        app = catalog.apps.get(app_id)
-        risk = app.score if app else None
-        priority = review_priority(t.users, risk)
+        priority = review_priority(int(r["users"]), r["risk"])
         row = {
             "app": app_id,
-            "name": app.name if app else app_id,
-            "category": app.category if app else "",
-            "risk": risk,
+            "name": r["name"],
+            "category": r["category"],
+            "risk": r["risk"],
             "priority": priority,
-            "users": t.users,
-            "transactions": t.transactions,
-            "devices": t.devices,
-            "lastSeen": _iso(t.last_seen),
+            "users": r["users"],
+            "transactions": r["transactions"],
+            "devices": r["devices"],
+            "lastSeen": r["lastSeen"],
         }
-        ranked.append((-priority, -t.transactions, app_id, row))
-    rows = [row for *_key, row in sorted(ranked, key=lambda r: r[:3])]
+        ranked.append((-priority, -int(r["transactions"]), app_id, row))
+    rows = [row for *_key, row in sorted(ranked, key=lambda k: k[:3])]
     return rows[:limit] if limit > 0 else rows
 
 
@@ -86,9 +99,3 @@ def custom_tags_report(conn: Connection) -> list[dict[str, Any]]:
         for tag in tags:
             by_tag.setdefault(tag, []).append(app_id)
     return [{"tag": tag, "apps": sorted(apps)} for tag, apps in sorted(by_tag.items())]
-
-
-def _iso(epoch: float) -> str | None:
-    if epoch in (0.0, float("inf")):
-        return None
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")

@@ -21,10 +21,16 @@ from fastapi.responses import Response
 
 from enforcer.console import git_policy
 from enforcer.console import governance as gov
+from enforcer.console.pages.cached import apps_rows
 from enforcer.console.session import Session
 from enforcer.console.web import PREFIX, CheckedForm, SignedIn, render, state
 from enforcer.discovery.reports import day_range
-from enforcer.discovery.review import custom_tags_report, review_queue, reviews_report
+from enforcer.discovery.review import (
+    custom_tags_report,
+    rank_queue,
+    reviews_report,
+    undecided_filters,
+)
 from enforcer.errors import PolicyError, PolicySetError
 from enforcer.models import Tag
 from enforcer.plan.render import render_text
@@ -97,9 +103,11 @@ def _review_workflow(request: Request) -> dict[str, Any]:
     console = state(request)
     first, last = day_range(QUEUE_DAYS)
     catalog = console.catalog()
+    discovered = apps_rows(request, first, last)  # the apps page's cached report
     with console.engine.connect() as conn:
+        decided, in_review = undecided_filters(conn)
         return {
-            "queue": review_queue(conn, catalog, first, last, limit=QUEUE_LENGTH),
+            "queue": rank_queue(discovered, decided, in_review, QUEUE_LENGTH),
             "reviews": reviews_report(conn, catalog, dt.datetime.now(dt.UTC).date()),
             "custom_tags": custom_tags_report(conn),
         }
