@@ -275,6 +275,27 @@ def _policy_view(directory: Path, name: str, scopes: list[str]) -> dict[str, Any
     ]
     if scheduled:
         view["schedules"] = scheduled
+    apps = state.catalog.apps_for_domain(name)
+    reviews = [
+        {
+            "app": app.id,
+            "tag": review.tag.value,
+            "owner": review.owner,
+            "due": review.due.isoformat(),
+            "overdue": review.overdue(state.now),
+            "note": review.note,
+            "origin": str(review.origin),
+        }
+        for app in apps
+        if (review := state.reviews.get(app.id)) is not None
+    ]
+    if reviews:
+        view["reviews"] = reviews
+    custom_tags = {
+        app.id: sorted(state.custom_tags[app.id]) for app in apps if app.id in state.custom_tags
+    }
+    if custom_tags:
+        view["custom_tags"] = custom_tags
     return view
 
 
@@ -363,4 +384,17 @@ def _explain_text(report: dict[str, Any]) -> str:
             f"  schedule: {entry['entry']} at {entry['origin']} follows {entry['schedule']!r}: "
             f"{now} now, {entry['text']}"
         )
+    for review in policy.get("reviews", []):
+        meanwhile = (
+            "the rules decide it meanwhile"
+            if review["tag"] == "in-review"
+            else f"it stays {review['tag']} meanwhile"
+        )
+        overdue = " (OVERDUE)" if review["overdue"] else ""
+        lines.append(
+            f"  review: {review['app']} is in review by {review['owner']}, due {review['due']}"
+            f"{overdue} at {review['origin']}; {meanwhile}"
+        )
+    for app_id, tags in policy.get("custom_tags", {}).items():
+        lines.append(f"  custom tags: {app_id}: {', '.join(tags)}")
     return "\n".join(lines)
