@@ -29,6 +29,7 @@ PAGES = [
     "/console/machines/pc-01?days=30&tab=apps",
     "/console/machines/pc-01?days=30&tab=timeline", "/console/machines/CONTOSO-LT040?days=30",
     "/console/users/alice.smith?days=30", "/console/apps/microsoft-teams?days=30", "/console/users/alice?days=30",
+    "/console/governance",
 ]  # fmt: skip
 
 OVERFLOWS = """() => {
