@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import Engine, create_engine, text
 
 from enforcer.catalog import App, Catalog, RiskAttributes
@@ -21,6 +22,18 @@ from enforcer.store.db import make_engine
 from enforcer.store.migrate import upgrade
 
 PG_URL = os.environ.get("ENFORCER_TEST_DATABASE_URL", "")
+
+# Tests that do not configure logging get structlog's default console renderer, which formats an
+# exception with rich and every frame's local variables: a traceback over a 5,000-row answer took
+# most of a minute to render. Tests read the message, not the locals: plain tracebacks.
+structlog.configure(
+    processors=[
+        *structlog.get_config()["processors"][:-1],
+        structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        ),
+    ]
+)
 
 SAFE = RiskAttributes(
     founded=2005, hq_country="US", encryption_at_rest=True, mfa=True, sso=True, soc2=True,
