@@ -12,9 +12,10 @@ import httpx
 from sqlalchemy import Engine
 
 from enforcer.console.governance import current
+from enforcer.console.tables import PAGE_SIZE
 from enforcer.store.accounts import Role, add_account, disable_account, rotate_token
-from enforcer.store.audit import AuditEntry, list_audit
-from tests.console.conftest import Console
+from enforcer.store.audit import AuditEntry, list_audit, record_change
+from tests.console.conftest import ADMIN, Console
 from tests.console.test_access import _console_routes, csrf_of, session_cookie, sign_in
 
 SIGN_IN_AND_OUT = {"/console/login", "/console/logout"}
@@ -97,6 +98,20 @@ def test_console_changes_are_audited_as_the_signed_in_account(console: Console) 
         exported = client.get("/console/audit?format=csv&actor=ops", headers=cookie)
         rows = list(csv.DictReader(io.StringIO(exported.text)))
         assert [r["action"] for r in rows] == [e.action for e in newest]
+
+
+def test_the_audit_page_is_paged_newest_first(console: Console) -> None:
+    with console.engine.begin() as conn:
+        for i in range(PAGE_SIZE + 2):
+            record_change(conn, actor="bulk", action="device.approve", target=f"dev-{i:03d}")
+    with console.client() as client:
+        cookie = signed_in(client, ADMIN)
+        first = client.get("/console/audit?actor=bulk", headers=cookie).text
+        assert first.count("<td>bulk</td>") == PAGE_SIZE and 'rel="next"' in first
+        assert first.index(f"dev-{PAGE_SIZE + 1:03d}") < first.index(f"dev-{PAGE_SIZE:03d}")
+        second = client.get("/console/audit?actor=bulk&page=2", headers=cookie).text
+        assert second.count("<td>bulk</td>") == 2 and 'rel="next"' not in second
+        assert "<td>dev-000</td>" in second and 'rel="prev"' in second
 
 
 def test_a_disabled_account_or_a_new_token_ends_its_sessions(console: Console) -> None:
