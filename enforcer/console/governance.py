@@ -275,6 +275,20 @@ def check(policy_dir: Path) -> list[PolicyError]:
     return []
 
 
+def check_replaced(policy_dir: Path, path: Path, text: str) -> list[PolicyError]:
+    """Every error of the policy set (staged edit in place) if the policy file `path` held
+    `text` instead: a change to a git file is checked before it is offered."""
+    with effective_dir(policy_dir) as directory, tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / policy_dir.name
+        shutil.copytree(directory, copy, ignore=shutil.ignore_patterns(".*"))
+        (copy / path.relative_to(policy_dir)).write_text(text, encoding="utf-8")
+        try:
+            load_state(copy)
+        except PolicySetError as exc:
+            return list(exc.errors)
+    return []
+
+
 def preview(engine: Engine, policy_dir: Path) -> Plan:
     """The plan from the store to the policy set with the staged edit in place, with its impact
     preview (PolicySetError if invalid)."""

@@ -91,6 +91,16 @@ def test_tagging_an_app_tagged_in_git_offers_the_patch_and_a_branch(console: Con
         assert "tag: in-review" in committed and "owner: ann" in committed
         assert _git(pol, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
         assert _git(pol, "status", "--porcelain") == ""
+        # A change that would not load (in review without an owner) is neither offered nor
+        # committed: the errors are named at the git file's line.
+        for url, data in (
+            ("/console/apps/mega/tag", {**form, "owner": ""}),
+            ("/console/governance/git-branch", {**form, "owner": "", "app": "mega"}),
+        ):
+            refused = client.post(url, headers=cookie, data=data)
+            assert refused.status_code == 409
+            assert "policies/file-sharing.yaml:" in refused.text and "review.owner" in refused.text
+        assert len(_git(pol, "branch", "--list").split()) == 3  # main and the one branch
 
 
 def test_the_governance_page_shows_the_review_workflow_and_schedules(console: Console) -> None:

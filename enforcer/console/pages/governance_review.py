@@ -181,6 +181,9 @@ def tagged_in_git(
         return None
     if found is None:
         return None
+    problems = gov.check_replaced(policy_dir, found.path, found.after)
+    if problems:  # e.g. an in-review tag without an owner: the file would not load
+        return governance_page(request, session, status=409, app_id=app_id, rejected=problems)
     return governance_page(
         request, session, app_id=app_id, git=_git_context(request, change, found)
     )
@@ -238,6 +241,9 @@ def git_branch(request: Request, session: SignedIn, form: CheckedForm) -> Respon
         return governance_page(
             request, session, status=404, notice="No git policy file tags that app."
         )
+    problems = gov.check_replaced(policy_dir, found.path, found.after)
+    if problems:
+        return governance_page(request, session, status=409, app_id=app_id, rejected=problems)
     try:
         branch = git_policy.commit_on_branch(policy_dir, found, change, now=now)
     except git_policy.GitPolicyError as exc:
