@@ -29,8 +29,7 @@ from enforcer.discovery.alert_policies import (
     RiskTurn,
 )
 from enforcer.discovery.attribute import Attributor
-from enforcer.discovery.device_risk import RiskLevel
-from enforcer.discovery.reports import device_risks, unsanctioned_apps
+from enforcer.discovery.reports import risk_turns, unsanctioned_apps
 from enforcer.models import EventAction
 from enforcer.policy.schema import AlertPolicy
 from enforcer.rollup import Rollup
@@ -227,19 +226,17 @@ def _risk_turns(conn: Connection, catalog: Catalog, rollup: Rollup) -> list[Risk
         by_day.setdefault(day, {})[machine] = d.usage.last_seen
     ordinals = entity_ordinals(conn, "device", {m for _, m in rollup.devices})
     names = {o: m for m, o in ordinals.items()}
-    unsanctioned = unsanctioned_apps(conn)
+    days = sorted(by_day)[-RISK_DAYS:]
+    wanted = {day: [ordinals[m] for m in by_day[day]] for day in days}
     turned: dict[str, RiskTurn] = {}
-    for day in sorted(by_day)[-RISK_DAYS:]:
-        seen = by_day[day]
-        wanted = [ordinals[m] for m in seen if m not in turned]
-        now = device_risks(conn, catalog, wanted, day, unsanctioned)
-        high = [o for o, risk in now.items() if risk.level == RiskLevel.HIGH]
-        before = device_risks(conn, catalog, high, day - 1, unsanctioned)
-        for o in high:
-            if before[o].level != RiskLevel.HIGH:
-                turned[names[o]] = RiskTurn(
-                    machine=names[o], reasons=now[o].reasons, time=seen[names[o]]
-                )
+    for (device, day), risk in sorted(
+        risk_turns(conn, catalog, wanted, unsanctioned_apps(conn)).items(), key=lambda t: t[0][1]
+    ):
+        machine = names[device]
+        if machine not in turned:
+            turned[machine] = RiskTurn(
+                machine=machine, reasons=risk.reasons, time=by_day[day][machine]
+            )
     return [turned[m] for m in sorted(turned)]
 
 

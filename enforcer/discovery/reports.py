@@ -18,14 +18,14 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 
 from enforcer.catalog import Catalog
 from enforcer.discovery.attribute import is_junk_domain
-from enforcer.discovery.device_risk import DeviceAppDay, DeviceRisk, device_risk
+from enforcer.discovery.device_risk import DeviceAppDay, DeviceRisk, RiskLevel, device_risk
 from enforcer.discovery.identity import UserNames
 from enforcer.store.devices import DeviceStatus, list_devices
 from enforcer.store.encoding import bits_of, day_of, from_bytes, ordinals_in
@@ -197,14 +197,7 @@ def device_risks(
     if not devices:
         return {}
     first = last_day if first_day is None else min(first_day, last_day)
-    history: dict[int, list[DeviceAppDay]] = {d: [] for d in devices}
-    # Plain tuples: a page reads ~30,000 rows, and Row attribute access would double the time.
-    for device, *usage in device_app_history(
-        conn, devices=devices, first_day=first - 30, last_day=last_day
-    ):
-        history[device].append(DeviceAppDay(*usage))
-    seen = {h.app_id for rows in history.values() for h in rows}
-    scores = {a: catalog.apps[a].score for a in seen if a in catalog.apps}
+    history, scores = _histories(conn, catalog, devices, first - 30, last_day)
     return {
         d: device_risk(
             rows,
@@ -215,6 +208,50 @@ def device_risks(
         )
         for d, rows in history.items()
     }
+
+
+def risk_turns(
+    conn: Connection, catalog: Catalog, wanted: Mapping[int, Sequence[int]], unsanctioned: set[str]
+) -> dict[tuple[int, int], DeviceRisk]:
+    """(device, day) -> its risk that day, for the devices and days in `wanted` (day ->
+    devices) whose risk is high that day and was not the day before: each day alone against
+    its 30 days before, as `device_risks` computes it, from one read of the history."""
+    devices = sorted({d for found in wanted.values() for d in found})
+    if not devices:
+        return {}
+    history, scores = _histories(conn, catalog, devices, min(wanted) - 31, max(wanted))
+
+    def risk(rows: list[DeviceAppDay], day: int) -> DeviceRisk:
+        rows = [h for h in rows if h.day <= day]
+        return device_risk(
+            rows,
+            recent_from=day,
+            app_scores=scores,
+            unsanctioned=unsanctioned,
+            blocked_recent=sum(h.blocked for h in rows if h.day == day),
+        )
+
+    out: dict[tuple[int, int], DeviceRisk] = {}
+    for day, found in wanted.items():
+        for device in found:
+            now = risk(history[device], day)
+            if now.level == RiskLevel.HIGH and risk(history[device], day - 1).level != now.level:
+                out[(device, day)] = now
+    return out
+
+
+def _histories(
+    conn: Connection, catalog: Catalog, devices: Sequence[int], first_day: int, last_day: int
+) -> tuple[dict[int, list[DeviceAppDay]], dict[str, float]]:
+    """Each device's per-app days over the range, and the risk scores of the apps in them."""
+    history: dict[int, list[DeviceAppDay]] = {d: [] for d in devices}
+    # Plain tuples: a page reads ~30,000 rows, and Row attribute access would double the time.
+    for device, *usage in device_app_history(
+        conn, devices=devices, first_day=first_day, last_day=last_day
+    ):
+        history[device].append(DeviceAppDay(*usage))
+    seen = {h.app_id for rows in history.values() for h in rows}
+    return history, {a: catalog.apps[a].score for a in seen if a in catalog.apps}
 
 
 def last_users(conn: Connection, devices: Sequence[int], first: int, last: int) -> dict[int, str]:
