@@ -84,6 +84,7 @@ def alert_json(alert: dict[str, Any]) -> dict[str, Any]:
         "indicator": alert["indicator"],
         "hits": alert["hits"],
         "details": alert.get("details", ""),
+        "report": alert.get("report", ""),
     }
 
 
@@ -155,6 +156,8 @@ def cef_record(alert: dict[str, Any]) -> str:
         "cs2": alert["app_id"],
         "cs3Label": "indicator",
         "cs3": alert["indicator"],
+        "cs4Label": "report",
+        "cs4": alert.get("report", ""),
         "msg": alert.get("details", ""),
     }
     header = "|".join(
