@@ -77,17 +77,35 @@ def test_blocked_names_are_denied_on_every_web_path(shim: Shim) -> None:
     assert len(space.hits("http")) == 0
 
 
+SILENT_CLIENTS = f"""
+import socket, time
+held = [socket.create_connection(("{WEB4}", port), timeout=5) for port in (443, 80) * 5]
+print("connected", flush=True)
+time.sleep(60)
+"""
+
+
 def test_allowed_traffic_reaches_the_origin_byte_for_byte(shim: Shim) -> None:
     space = shim.netns
     payload = os.urandom(300_000)
-    for url, options in (
-        ("https://allowed.example/upload", ()),
-        ("http://allowed.example/upload", ()),
-        ("https://allowed.example/v6", ("-6",)),
-    ):
-        code, status, body = space.curl(url, *options, body=payload)
-        assert (code, status) == (0, "200"), url
-        assert body == payload, url
+    # Connections that send nothing (the listener is handed a connection once its first bytes
+    # are there) hold up none of the others.
+    silent = subprocess.Popen(
+        space.argv(sys.executable, "-c", SILENT_CLIENTS, nobody=True), stdout=subprocess.PIPE
+    )
+    try:
+        assert silent.stdout is not None and silent.stdout.readline() == b"connected\n"
+        for url, options in (
+            ("https://allowed.example/upload", ()),
+            ("http://allowed.example/upload", ()),
+            ("https://allowed.example/v6", ("-6",)),
+        ):
+            code, status, body = space.curl(url, *options, body=payload)
+            assert (code, status) == (0, "200"), url
+            assert body == payload, url
+    finally:
+        silent.kill()
+        silent.wait(10)
     hosts = [hit["host"] for hit in space.hits("http")]
     assert hosts.count("allowed.example") == 3
 

@@ -580,6 +580,9 @@ class Listener:
             head = _Head(self, sock, peer, dest, now)
             self.heads.add(head)
             loop.add_reader(head.fd, head.on_readable)
+            # The listener defers accepts until the client's first bytes are there
+            # (TCP_DEFER_ACCEPT): read them now, not on the loop's next turn.
+            head.on_readable()
 
     def _resume_accepting(self) -> None:
         if not self.closed:
@@ -599,10 +602,12 @@ class Listener:
         head.started = loop.time()  # from now on: the connect timeout
         if frontend.attribution is not None:
             head.owner = frontend.attribution.owner("tcp", head.peer[0], head.peer[1], head.dest)
-        origin = socket.socket(socket.AF_INET6 if ":" in head.dest[0] else socket.AF_INET)
+        origin = socket.socket(
+            socket.AF_INET6 if ":" in head.dest[0] else socket.AF_INET,
+            socket.SOCK_STREAM | socket.SOCK_NONBLOCK,  # non-blocking from the start
+        )
         try:
             set_mark(origin, frontend.mark)
-            origin.setblocking(False)
             origin.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             error = origin.connect_ex(head.dest)
             if error in (0, errno.EINPROGRESS):
@@ -780,6 +785,11 @@ async def start_transparent(frontend: TransparentFrontEnd, host: str, port: int)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         # Accepted sockets inherit it: the relay forwards what it reads at once.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A connection is handed to accept() once its first bytes are there (TLS and HTTP
+        # clients speak first), so one wake-up of the shim serves both: accept and decide. A
+        # client that sends nothing is accepted after the head timeout and ended by the sweep.
+        head_timeout = max(1, round(frontend.proxy.limits.head_timeout))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, head_timeout)
         sock.bind((host, port))
         sock.listen(_BACKLOG)
         sock.setblocking(False)
