@@ -14,6 +14,7 @@
     python benchmarks/ingest.py                               # SQLite in a temp dir
     python benchmarks/ingest.py --lines 200000 --devices 2000
     python benchmarks/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python benchmarks/ingest.py --alert-policies policies/   # with the example alert policies
 """
 
 from __future__ import annotations
@@ -168,11 +169,24 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per format (best and median are printed)"
     )
+    parser.add_argument(
+        "--alert-policies",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="check this policy set's alert policies on each upload (e.g. policies/)",
+    )
     args = parser.parse_args()
     rnd = random.Random(42)
     catalog = load_catalog()
+    policies = ()
+    if args.alert_policies is not None:
+        from enforcer.pipeline.load import load_state
+
+        state = load_state(args.alert_policies, catalog=catalog)
+        policies = tuple(p.item for p in state.policy.alert_policies)
     backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
-    print(f"ingest benchmark, store={backend}")
+    print(f"ingest benchmark, store={backend}, alert policies: {len(policies)}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for fmt, writer, host_field, bytes_field, sep in (
@@ -186,7 +200,7 @@ def main() -> None:
             for run in range(args.repeat):
                 with fresh_store(args.database_url, work, f"{fmt}{run}") as (_url, engine):
                     start = time.perf_counter()
-                    stats = ingest_files(engine, catalog, [log], fmt)
+                    stats = ingest_files(engine, catalog, [log], fmt, policies=policies)
                     runs.append(time.perf_counter() - start)
                 assert stats.records == args.lines, stats
             took, median = min(runs), statistics.median(runs)

@@ -18,7 +18,9 @@ hostname is named by its id. Each machine's sources are kept (``device ID``, ``l
 device ids behind a machine name are listed on its report
 (`enforcer.discovery.reports.machine_report`).
 
-The devices' events are one named report, ``endpoint events`` (`enforcer.store.named_reports`).
+The devices' events are one named report, ``endpoint events`` (`enforcer.store.named_reports`),
+which the alerts they raise name. Alerts name users as the reports do (`alice` for the
+`CONTOSO\\alice` an event carried, which the alert's details keep).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from enforcer.discovery import alert_facts
 from enforcer.discovery.aggregate import Aggregator, device_sources
 from enforcer.discovery.alert_policies import evaluate
 from enforcer.discovery.attribute import Attributor
-from enforcer.discovery.identity import load_user_names
+from enforcer.discovery.identity import UserNames, load_user_names
 from enforcer.discovery.records import Record
 from enforcer.models import EventAction
 from enforcer.policy.schema import AlertPolicy
@@ -47,7 +49,13 @@ from enforcer.store.alerts import (
 )
 from enforcer.store.devices import groups_of
 from enforcer.store.events import events_of_batches, take_pending_batches
-from enforcer.store.named_reports import ENDPOINT, ENDPOINT_NAME, add_to_report, continuous_report
+from enforcer.store.named_reports import (
+    ENDPOINT,
+    ENDPOINT_NAME,
+    add_to_report,
+    continuous_report,
+    report_name,
+)
 from enforcer.store.rollups import merge_rollup_in
 from enforcer.store.trust import machine_names_of
 
@@ -103,19 +111,23 @@ def process_events(
             first_seen=min(r.time for r in rows).timestamp(),
             last_seen=max(r.time for r in rows).timestamp(),
         )  # fmt: skip
-        alerts = _alerts(conn, rows)
-        insert_alerts(conn, alerts)
+        name = report_name(conn, report)  # "endpoint events", unless a snapshot took that name
+        insert_alerts(conn, _alerts(conn, rows, users, name))
         if policies:
             groups = groups_of(conn, {r.device_id for r in rows})
             facts = alert_facts.gather(
                 conn, catalog, policies, rollup=rollup, known=known, rows=rows,
-                machines=machines, groups=groups,
+                machines=machines, groups=groups, users=users,
             )  # fmt: skip
-            raise_policy_alerts(conn, [asdict(hit) for hit in evaluate(policies, facts)])
+            hits = [asdict(hit) for hit in evaluate(policies, facts)]
+            raise_policy_alerts(conn, hits, report=name)
     return len(rows)
 
 
-def _alerts(conn: Any, rows: list[Any]) -> list[dict[str, Any]]:
+def _alerts(conn: Any, rows: list[Any], users: UserNames, report: str) -> list[dict[str, Any]]:
+    """The indicator alerts of these events: the user as the reports name them (one open
+    alert per indicator, device and user, whatever form each event gave), with the raw form
+    in the details when it differs."""
     hits = [r for r in rows if r.indicator and r.action in ALERTING]
     if not hits:
         return []
@@ -128,11 +140,14 @@ def _alerts(conn: Any, rows: list[Any]) -> list[dict[str, Any]]:
         severity = alert_severity(alerting[r.indicator], groups.get(r.device_id, ()))
         if severity is None:
             continue
+        user = users(r.user) if r.user else ""
         alerts.append(
             {
                 "time": r.time,
                 "device_id": r.device_id,
-                "user": r.user,
+                "user": user,
+                "details": f"user seen as {r.user}" if r.user != user else "",
+                "report": report,
                 "domain": r.domain,
                 "indicator": r.indicator,
                 "app_id": r.app_id,

@@ -1,8 +1,10 @@
 """Snapshot reports: stream log files through a format parser into the rollups.
 
 Constant memory whatever the file size: lines are streamed, records aggregated in a bounded
-accumulator that is merged into the store whenever it fills up. Bad lines are counted and the
-first few kept with their file, line number and reason; they never abort an upload.
+accumulator that is merged into the store whenever it fills up, with the alert policies checked
+on each merge (`enforcer.discovery.merge`: the alerts name the upload's report). Bad lines are
+counted and the first few kept with their file, line number and reason; they never abort an
+upload.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.formats import parser_for
 from enforcer.discovery.fused import LOOPS
 from enforcer.discovery.identity import load_user_names
+from enforcer.discovery.merge import merge_logs
 from enforcer.discovery.reader import ReadLimits, open_lines
 from enforcer.discovery.records import BadLine, FormatError
+from enforcer.policy.schema import AlertPolicy
 from enforcer.store.named_reports import Report, add_to_report, create_snapshot, delete_report
-from enforcer.store.rollups import merge_rollup
 from enforcer.store.uploads import record_upload, uploaded_at
 
 MAX_SAMPLES = 10
@@ -46,6 +49,8 @@ class UploadStats:
     """Files whose content was uploaded before (name, when): not counted again."""
     report: str = ""
     """The snapshot report the upload made ("" when every file was skipped)."""
+    alerts: int = 0
+    """Alerts the alert policies opened on the upload's data."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -56,6 +61,7 @@ class UploadStats:
             "withoutHost": self.without_host,
             "badLines": self.bad_lines,
             "report": self.report,
+            "alerts": self.alerts,
             "skipped": [{"file": f, "uploadedAt": when.isoformat()} for f, when in self.skipped],
             "badLineSamples": [
                 {"file": f, "line": b.line_no, "reason": b.reason, "text": b.text}
@@ -74,10 +80,12 @@ def ingest_files(
     max_keys: int = 200_000,
     report_name: str | None = None,
     limits: ReadLimits | None = None,
+    policies: Sequence[AlertPolicy] = (),
 ) -> UploadStats:
     """Parse, attribute, aggregate and store the records of some log files, as a new snapshot
-    report named `report_name` (refused when taken) or after the first file. An upload refused
-    with a FormatError, or from which no record was read, leaves no report."""
+    report named `report_name` (refused when taken) or after the first file, and raise what
+    the alert `policies` find in them. An upload refused with a FormatError, or from which no
+    record was read, leaves no report."""
     parse = parser_for(fmt, mapping)
     users = load_user_names(get_settings())
     aggregator = Aggregator(Attributor(catalog), max_keys=max_keys, users=users)
@@ -90,7 +98,10 @@ def ingest_files(
         rollup = aggregator.rollup()
         for usage in (d.usage for d in rollup.devices.values()):
             period[0], period[1] = min(period[0], usage.first_seen), max(period[1], usage.last_seen)
-        merge_rollup(engine, rollup, report=report.id if report else 0)
+        stats.alerts += merge_logs(
+            engine, catalog, rollup, report=report.id if report else 0,
+            report_name=report.name if report else "", policies=policies,
+        )  # fmt: skip
 
     done: list[tuple[str, str, int]] = []
     seen_now: set[str] = set()

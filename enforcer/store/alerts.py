@@ -82,11 +82,15 @@ def insert_alerts(conn: Connection, alerts: Sequence[Mapping[str, Any]]) -> None
         )
 
 
-def raise_policy_alerts(conn: Connection, hits: Sequence[Mapping[str, Any]]) -> int:
-    """Store what alert policies raised (inside the caller's transaction): one open alert per
-    (policy, machine, user, app); a hit on an open alert's key adds its count to `hits` and
-    moves `last_seen`. An acknowledged or closed alert is not reopened: the next hit opens a
-    new one. Returns how many alerts were opened."""
+def raise_policy_alerts(
+    conn: Connection, hits: Sequence[Mapping[str, Any]], *, report: str = ""
+) -> int:
+    """Store what alert policies raised (inside the caller's transaction) from the data of the
+    named `report` (an upload's snapshot, a syslog collector, the devices' events): one open
+    alert per (policy, machine, user, app); a hit on an open alert's key adds its count to
+    `hits`, moves `last_seen` and names the report that raised it last. An acknowledged or
+    closed alert is not reopened: the next hit opens a new one. Returns how many alerts were
+    opened."""
     opened = 0
     for hit in hits:
         key = (
@@ -115,6 +119,7 @@ def raise_policy_alerts(conn: Connection, hits: Sequence[Mapping[str, Any]]) -> 
                     details=hit["details"][:1024],
                     hits=hit["count"],
                     status="open",
+                    report=report[:256],
                 )
             )
             opened += 1
@@ -125,6 +130,7 @@ def raise_policy_alerts(conn: Connection, hits: Sequence[Mapping[str, Any]]) -> 
             .values(
                 hits=ALERT.c.hits + hit["count"],
                 details=hit["details"][:1024],
+                report=report[:256],
                 last_seen=case(
                     (ALERT.c.last_seen.is_(None), hit["time"]),
                     (ALERT.c.last_seen < hit["time"], hit["time"]),

@@ -45,6 +45,7 @@ def test_alert_policy_alerts_can_be_acknowledged_and_closed(console: Console) ->
             [{"policy": "risky new app", "when": "new_app", "severity": "high", "machine": "",
               "user": "", "app_id": "mega", "domain": "", "count": 1, "time": now,
               "details": "new app mega (risk 9.1) first seen on pc-07"}],
+            report="firewall upload",
         )  # fmt: skip
     with console.engine.connect() as conn:
         (alert,) = list_alerts(conn, policy="risky new app")
@@ -53,6 +54,7 @@ def test_alert_policy_alerts_can_be_acknowledged_and_closed(console: Console) ->
         page = client.get("/console/alerts?policy=risky+new+app", headers=cookie)
         assert page.status_code == 200
         assert "first seen on pc-07" in page.text and "risky new app" in page.text
+        assert "firewall upload" in page.text  # the report whose data raised it
         assert "mega.nz" not in page.text  # the indicators' alerts are filtered out
         closed = client.post(
             f"/console/alerts/{alert['id']}/close",

@@ -89,7 +89,7 @@ def _raise(engine: Engine, *apps: str) -> None:
         for app in apps
     ]  # fmt: skip
     with engine.begin() as conn:
-        raise_policy_alerts(conn, hits)
+        raise_policy_alerts(conn, hits, report="proxy week 47")
 
 
 def test_the_webhook_is_signed_retried_with_back_off_and_sent_once(
@@ -107,6 +107,7 @@ def test_the_webhook_is_signed_retried_with_back_off_and_sent_once(
         ("blocked app hit", "mega", "pc-01", 2),
         ("blocked app hit", "wetransfer", "pc-01", 2),
     ]
+    assert {a["report"] for a in alerts} == {"proxy week 47"}  # the data source named
     assert forward_pending(engine, [Webhook(hook.url, SECRET)], backoff=0.01) == 0  # sent once
     with engine.connect() as conn:
         assert all(a["forwarded_at"] is not None for a in list_alerts(conn))
@@ -153,7 +154,7 @@ def test_syslog_carries_each_alert_in_cef(engine: Engine, protocol: str) -> None
     assert header[:3] == ["CEF:0", "Enforcer", "Enforcer"]
     assert header[4:7] == ["policy:blocked app hit", "blocked app hit: mega", "8"]
     assert "shost=pc-01" in cef and "suser=alice" in cef and "cnt=2" in cef
-    assert "cs2Label=app cs2=mega" in cef
+    assert "cs2Label=app cs2=mega" in cef and "cs4Label=report cs4=proxy week 47" in cef
     assert "msg=2 hit(s) on blocked app mega | a\\=b" in cef  # '=' escaped in a value
 
 
