@@ -30,6 +30,7 @@ from enforcer.store.accounts import (
     list_accounts,
     rotate_token,
 )
+from enforcer.store.alerts import acknowledge_alert, close_alert, insert_alerts
 from enforcer.store.audit import AuditEntry, check_action_filter, list_audit, parse_since
 from enforcer.store.devices import assign_groups, enroll_device
 from enforcer.store.lookup import UnknownIndicatorError
@@ -105,6 +106,32 @@ def test_device_changes_are_audited_only_when_the_device_exists(engine: Engine) 
     assert entries[0].details == {"hostname": "pc-1"}
     assert entries[1].details == {"groups": ["eng", "lab"], "before": ["staff"]}
     assert [e.action for e in audit(engine, action="device")] == ["device.approve", "device.groups"]
+
+
+def test_alerts_acknowledged_and_closed_are_audited_once_each(engine: Engine) -> None:
+    with engine.begin() as conn:
+        insert_alerts(conn, [{
+            "time": NOW, "device_id": "pc-1", "user": "dave", "domain": "mega.nz",
+            "indicator": "mega.nz", "app_id": "mega", "action": "blocked", "severity": "High",
+            "status": "open", "event_id": 1,
+        }])  # fmt: skip
+        alert_id = int(conn.execute(text("SELECT id FROM alert")).scalar_one())
+    assert acknowledge_alert(engine, alert_id, actor="alice")
+    assert close_alert(engine, alert_id, actor="bob")
+    assert not acknowledge_alert(engine, alert_id + 1, actor="mallory")
+    closed, acked = audit(engine)
+    assert (acked.actor, acked.action, acked.target) == (
+        "alice",
+        "alert.acknowledge",
+        f"alert {alert_id}",
+    )
+    assert (closed.actor, closed.action, closed.details["before"]) == (
+        "bob",
+        "alert.close",
+        "acknowledged",
+    )
+    assert closed.details["domain"] == "mega.nz" and closed.details["app_id"] == "mega"
+    assert [e.action for e in audit(engine, action="alert")] == ["alert.close", "alert.acknowledge"]
 
 
 def test_accounts_keep_only_a_token_hash_and_every_change_is_audited(engine: Engine) -> None:

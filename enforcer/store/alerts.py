@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
 
 from enforcer.models import ALL_DEVICES
+from enforcer.store.audit import record_change
 from enforcer.store.tables.discovery import ALERT
 from enforcer.store.tables.indicators import IND
 
@@ -207,10 +208,23 @@ def close_alert(engine: Engine, alert_id: int, *, actor: str) -> bool:
 
 
 def _set_status(engine: Engine, alert_id: int, status: str, *, actor: str) -> bool:
+    # The status and its audit row (alert.acknowledge / alert.close) are one transaction.
     with engine.begin() as conn:
-        done = conn.execute(
+        row = conn.execute(
+            select(ALERT.c.status, ALERT.c.domain, ALERT.c.app_id, ALERT.c.policy)
+            .where(ALERT.c.id == alert_id)
+        ).first()  # fmt: skip
+        if row is None:
+            return False
+        conn.execute(
             update(ALERT)
             .where(ALERT.c.id == alert_id)
             .values(status=status, acknowledged_by=actor, acknowledged_at=dt.datetime.now(dt.UTC))
-        ).rowcount
-    return bool(done)
+        )
+        record_change(
+            conn, actor=actor, action="alert.close" if status == "closed" else "alert.acknowledge",
+            target=f"alert {alert_id}",
+            details={"before": row.status, "domain": row.domain, "app_id": row.app_id,
+                     "policy": row.policy},
+        )  # fmt: skip
+    return True

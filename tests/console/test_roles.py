@@ -68,6 +68,8 @@ def test_console_changes_are_audited_as_the_signed_in_account(console: Console) 
     with console.client() as client:
         cookie = signed_in(client, token)
         csrf = csrf_of(client.get("/console/alerts", headers=cookie).text)
+        acked = client.post("/console/alerts/1/ack", headers=cookie, data={"csrf": csrf})
+        assert acked.status_code == 303
         tagged = client.post(
             "/console/apps/trello/tag", headers=cookie, data={"csrf": csrf, "tag": "unsanctioned"}
         )
@@ -85,12 +87,13 @@ def test_console_changes_are_audited_as_the_signed_in_account(console: Console) 
             data={"csrf": csrf, "domain": "paste.example", "action": "Block", "severity": "High"},
         )  # fmt: skip
         assert added.headers["location"].endswith("source=manual")
-        newest = audit(console.engine)[:3]
+        newest = audit(console.engine)[:4]
         assert [(e.actor, e.action) for e in newest] == [
             ("ops", "indicator.add"), ("ops", "policy.apply"), ("ops", "console.tag"),
+            ("ops", "alert.acknowledge"),
         ]  # fmt: skip
         assert [e.target for e in newest[::2]] == ["paste.example", "trello"]
-        assert newest[1].details["created"] >= 1
+        assert newest[1].details["created"] >= 1 and newest[3].target == "alert 1"
         assert "Set in the console by ops" in current(console.policy_dir)
         page = client.get("/console/audit?actor=ops&action=console", headers=cookie).text
         assert "<td>console.tag</td>" in page and "<td>trello</td>" in page
