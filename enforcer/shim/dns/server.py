@@ -3,8 +3,9 @@
 UDP datagrams are read straight from the socket, up to 64 per wake-up of the event loop (that
 amortises the loop's overhead under load), and answered with ``sendto``; when the front end's
 event sink takes batches (``event_batch``, the reporter), the answers of one wake-up are sent
-together after their events were journaled with one write (`enforcer.shim.verdict.EventBatch`); a query that needs an
-upstream answer is answered later, when `DnsFrontEnd.forward` calls back. TCP connections carry
+together after their events were journaled with one write
+(`enforcer.shim.verdict.EventBatch`). A query that needs an upstream answer is answered
+later, when `DnsFrontEnd.forward` calls back. TCP connections carry
 length-prefixed queries (RFC 7766) until idle for 10 s; while one is open, the front end's
 ``tcp_clients`` maps its client to the address it connected to (its socket's other end, which
 finds the client's process). `run_dns` starts both and returns a
