@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from enforcer.cli._common import settings, store
+from enforcer.cli._common import actor, settings, store
 from enforcer.discovery.formats import FORMATS
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from enforcer.catalog import Catalog
+    from enforcer.policy.schema import AlertPolicy
 
 app = typer.Typer(no_args_is_help=True)
 T = TypeVar("T")
@@ -122,6 +123,14 @@ def _catalog() -> Catalog:
     return catalog_with_custom_apps(settings().policy_dir)
 
 
+def _policies() -> tuple[AlertPolicy, ...]:
+    """The policy set's alert policies, checked on every source's data (none while the set
+    does not load: `enforcer plan` says why)."""
+    from enforcer.pipeline.load import discovery_policy
+
+    return discovery_policy(settings().policy_dir)[1]
+
+
 def _stale_after() -> dt.timedelta:
     return dt.timedelta(seconds=settings().stale_after)
 
@@ -170,7 +179,7 @@ def upload(
     try:
         stats = ingest_files(
             store(), _catalog(), files, fmt, mapping=mapping, report_name=report_name,
-            limits=ReadLimits.of(settings()),
+            limits=ReadLimits.of(settings()), policies=_policies(),
         )  # fmt: skip
     except (FormatError, ReportError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -185,6 +194,8 @@ def upload(
     )
     if stats.report:
         typer.echo(f"Snapshot report: {stats.report} (--report {_quoted(stats.report)})")
+    if stats.alerts:
+        typer.echo(f"Alert policies opened {stats.alerts} alert(s): enforcer discovery alerts")
     for name, when in stats.skipped:
         typer.echo(
             f"  skipped {name}: the same content was uploaded at "
@@ -254,46 +265,36 @@ def collect(
     from enforcer.discovery.attribute import Attributor
     from enforcer.discovery.formats import parser_for
     from enforcer.discovery.identity import load_user_names
-    from enforcer.discovery.records import BadLine, Record
+    from enforcer.discovery.merge import SyslogBatches
     from enforcer.discovery.syslog import start_collector
-    from enforcer.store.named_reports import add_to_report, continuous_report
-    from enforcer.store.rollups import merge_rollup
+    from enforcer.store.named_reports import continuous_report
+    from enforcer.store.named_reports import report_name as name_of
 
     logs.configure("json", "info")
     log = logs.get_logger("enforcer.collect")
     host, _, port = listen.rpartition(":")
-    parse = parser_for(fmt, mapping)
     engine = store()
     source = f"syslog {listen} {fmt}"
     with engine.begin() as conn:
         report = continuous_report(conn, source, name=report_name)
-    aggregator = Aggregator(Attributor(_catalog()), users=load_user_names(settings()))
-    pending: list[str] = []
-    counts = {"records": 0, "bad": 0}
+        name = name_of(conn, report)
+    catalog = _catalog()
+    batches = SyslogBatches(
+        engine, catalog, parser_for(fmt, mapping),
+        Aggregator(Attributor(catalog), users=load_user_names(settings())),
+        report=report, report_name=name, policies=_policies,
+    )  # fmt: skip
 
     def on_line(_sender: str, payload: str) -> None:
-        pending.append(payload)
+        batches.add(payload)
 
     def flush() -> None:
-        lines, pending[:] = list(pending), []
-        records: list[Record] = []
-        for item in parse(lines):
-            if isinstance(item, BadLine):
-                counts["bad"] += 1
-            else:
-                records.append(item)
-        aggregator.add_all(records)
-        counts["records"] += len(records)
-        merge_rollup(engine, aggregator.rollup(), report=report)
-        if records:
-            with engine.begin() as conn:
-                add_to_report(
-                    conn, report, records=len(records), bad_lines=len(lines) - len(records),
-                    first_seen=min(r.time for r in records),
-                    last_seen=max(r.time for r in records),
-                )  # fmt: skip
+        lines = batches.flush()
         if lines:
-            log.info("syslog_flushed", lines=len(lines), **counts)
+            log.info(
+                "syslog_flushed", lines=lines, records=batches.records, bad=batches.bad,
+                alerts=batches.alerts,
+            )  # fmt: skip
 
     async def main() -> None:
         handle = await start_collector(host or "127.0.0.1", int(port), on_line)
@@ -307,19 +308,39 @@ def collect(
                 await asyncio.wait_for(stop.wait(), flush_seconds)
             flush()
         handle.close()
-        log.info("collector_stopped", **counts)
+        log.info("collector_stopped", records=batches.records, bad=batches.bad)
 
     asyncio.run(main())
 
 
+@app.command("refold")
+def refold_cmd() -> None:
+    """Re-key the data rolled up so far by today's user-name rules (ENFORCER_DISCOVERY_USER_DOMAINS,
+    ENFORCER_DISCOVERY_USER_MAP): run after changing them. Safe to run again."""
+    from enforcer.discovery.identity import load_user_names
+    from enforcer.store.refold import refold_users
+
+    stats = refold_users(store(), load_user_names(settings()))
+    for name, user in stats.folded.items():
+        typer.echo(f"  {name} -> {user}")
+    changed = ", ".join(f"{table} {rows:,}" for table, rows in stats.rows.items() if rows)
+    typer.echo(
+        f"Folded {len(stats.folded):,} user name(s); rows changed: {changed or 'none'}."
+        if any(stats.rows.values())
+        else "Nothing to refold: every user is named by today's rules."
+    )
+
+
 @app.command("process")
 def process() -> None:
-    """Roll up the network events devices have reported (the daemon does this on a schedule)."""
+    """Roll up the network events devices have reported and check the alert policies on them
+    (the daemon does this on a schedule)."""
     from enforcer.discovery.continuous import process_events
 
     total = 0
+    catalog, policies = _catalog(), _policies()
     while True:
-        done = process_events(store(), _catalog())
+        done = process_events(store(), catalog, policies=policies)
         total += done
         if not done:
             break
@@ -546,8 +567,8 @@ def alerts_cmd(
         rows,
         fmt,
         as_json,
-        ["id", "time", "lastSeen", "severity", "status", "policy", "machine", "user", "app_id",
-         "domain", "hits", "action"],
+        ["id", "time", "lastSeen", "severity", "status", "policy", "report", "machine", "user",
+         "app_id", "domain", "hits", "action"],
     )  # fmt: skip
 
 
@@ -556,7 +577,7 @@ def ack_cmd(alert_id: int = typer.Argument(..., metavar="ALERT_ID")) -> None:
     """Acknowledge an alert."""
     from enforcer.store.alerts import acknowledge_alert
 
-    if not acknowledge_alert(store(), alert_id, actor="cli"):
+    if not acknowledge_alert(store(), alert_id, actor=actor()):
         typer.echo(f"error: no alert with id {alert_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Alert {alert_id} acknowledged.")
@@ -567,7 +588,7 @@ def close_cmd(alert_id: int = typer.Argument(..., metavar="ALERT_ID")) -> None:
     """Close an alert (handled): the next hit on its policy, machine, user and app opens a new one."""
     from enforcer.store.alerts import close_alert
 
-    if not close_alert(store(), alert_id, actor="cli"):
+    if not close_alert(store(), alert_id, actor=actor()):
         typer.echo(f"error: no alert with id {alert_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Alert {alert_id} closed.")

@@ -64,5 +64,5 @@ def test_alerts_filter_by_policy_and_close(api: Api) -> None:
     closed = api.client.post(f"{base}/{alert['id']}/close", headers=api.admin)
     assert closed.status_code == 204
     (alert,) = api.client.get(f"{base}?status=closed", headers=api.admin).json()
-    assert alert["status"] == "closed" and alert["acknowledged_by"] == "api"
+    assert alert["status"] == "closed" and alert["acknowledged_by"] == "admin"
     assert api.client.post(f"{base}/999999/close", headers=api.admin).status_code == 404

@@ -23,7 +23,7 @@ from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.reader import ReadLimits
 from enforcer.discovery.records import FormatError
-from enforcer.pipeline.load import catalog_with_custom_apps
+from enforcer.pipeline.load import catalog_with_custom_apps, discovery_policy
 from enforcer.store.alerts import acknowledge_alert, close_alert, list_alerts
 from enforcer.store.named_reports import (
     ReportError,
@@ -245,18 +245,18 @@ async def alerts(
 
 @router.post("/alerts/{alert_id}/acknowledge", status_code=204, summary="Acknowledge an alert")
 async def acknowledge(
-    ctx: Ctx, _: Admin, alert_id: Annotated[int, fastapi.Path(ge=0, le=MAX_INT64)]
+    ctx: Ctx, admin: Admin, alert_id: Annotated[int, fastapi.Path(ge=0, le=MAX_INT64)]
 ) -> Response:
-    if not await run_in_threadpool(acknowledge_alert, ctx.engine, alert_id, actor="api"):
+    if not await run_in_threadpool(acknowledge_alert, ctx.engine, alert_id, actor=admin):
         raise fail(404, f"no alert with id {alert_id}")
     return Response(status_code=204)
 
 
 @router.post("/alerts/{alert_id}/close", status_code=204, summary="Close an alert")
 async def close(
-    ctx: Ctx, _: Admin, alert_id: Annotated[int, fastapi.Path(ge=0, le=MAX_INT64)]
+    ctx: Ctx, admin: Admin, alert_id: Annotated[int, fastapi.Path(ge=0, le=MAX_INT64)]
 ) -> Response:
-    if not await run_in_threadpool(close_alert, ctx.engine, alert_id, actor="api"):
+    if not await run_in_threadpool(close_alert, ctx.engine, alert_id, actor=admin):
         raise fail(404, f"no alert with id {alert_id}")
     return Response(status_code=204)
 
@@ -300,15 +300,17 @@ async def upload(
             async for chunk in request.stream():
                 out.write(chunk)
         try:
+            catalog, policies = discovery_policy(ctx.settings.policy_dir)
             stats = await run_in_threadpool(
                 ingest_files,
                 ctx.engine,
-                catalog_with_custom_apps(ctx.settings.policy_dir),
+                catalog,
                 [path],
                 format,
                 mapping=map,
                 report_name=report,
                 limits=ReadLimits.of(ctx.settings),
+                policies=policies,
             )
         except FormatError as exc:
             raise fail(422, exc.message) from exc
