@@ -127,5 +127,10 @@ def test_cli_review_queue_and_list(
     # The CLI ranks with the bundled catalog, which does not know the fixture's apps: each is
     # ranked at the middle risk, so by users alone.
     assert [r["app"] for r in json.loads(queue.output)] == ["chatbot", "pastey", "sharefast"]
+    tagged = runner.invoke(
+        app, ["discovery", "apps", "--tag", "approved-for-finance", "--json", "--since", "3650d"]
+    )
+    assert tagged.exit_code == 0, tagged.output
+    assert sorted(r["app"] for r in json.loads(tagged.output)) == ["boxy", "suite"]
     bad = runner.invoke(app, ["review", "queue", "--since", "soon"])
     assert bad.exit_code == 2 and "7d or 24h" in bad.output

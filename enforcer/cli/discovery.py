@@ -349,12 +349,20 @@ def process() -> None:
 
 @app.command("apps")
 def apps_cmd(
-    since: str = SINCE, fmt: Output = FORMAT, as_json: bool = JSON, report: str = REPORT
+    since: str = SINCE,
+    fmt: Output = FORMAT,
+    as_json: bool = JSON,
+    report: str = REPORT,
+    custom_tag: str = typer.Option(
+        "", "--tag", help="Only the apps with this custom tag (approved-for-finance)."
+    ),
 ) -> None:
     """Discovered apps: category, risk, tag, transactions, traffic, users, devices, first/last seen."""
     from enforcer.discovery import reports
 
-    rows = _report(since, lambda c, f, la: reports.apps_report(c, _catalog(), f, la))
+    rows = _report(
+        since, lambda c, f, la: reports.apps_report(c, _catalog(), f, la, custom_tag=custom_tag)
+    )
     _emit(
         rows,
         fmt,

@@ -75,6 +75,9 @@ async def apps(
     since: str = Since,
     format: Literal["json", "csv"] = Fmt,
     report: str = ReportParam,
+    tag: str = Query(
+        "", max_length=64, description="Only the apps with this custom tag (approved-for-finance)."
+    ),
 ) -> Any:
     first, last = reports.day_range(_days(since))
 
@@ -82,7 +85,7 @@ async def apps(
         with ctx.engine.connect() as conn:
             _scope(conn, report)
             return reports.apps_report(
-                conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last
+                conn, catalog_with_custom_apps(ctx.settings.policy_dir), first, last, custom_tag=tag
             )
 
     return _answer(await run_in_threadpool(run), format)
