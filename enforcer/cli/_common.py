@@ -102,3 +102,24 @@ def raise_file_limit() -> None:
         return
     with contextlib.suppress(ValueError, OSError):  # the host says no: run with what it has
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def days_of(since: str) -> int:
+    """Whole days covered by a ``--since`` value (``7d``, ``24h``); hours round up to a day."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*([dh])\s*", since)
+    if not match:
+        raise typer.BadParameter(
+            f"{since!r}: use a number of days or hours, e.g. 7d or 24h", param_hint="--since"
+        )
+    n, unit = int(match.group(1)), match.group(2)
+    return max(1, n if unit == "d" else -(-n // 24))
+
+
+def echo_table(rows: list[dict[str, str]], columns: list[str]) -> None:
+    """Print cells already made safe for a terminal as aligned columns under upper-case names."""
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        typer.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from enforcer.cli._common import actor, settings, store
+from enforcer.cli._common import actor, days_of, echo_table, settings, store
 from enforcer.discovery.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -58,16 +57,6 @@ REPORT = typer.Option(
 )
 
 
-def _days(since: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([dh])\s*", since)
-    if not match:
-        raise typer.BadParameter(
-            f"{since!r}: use a number of days or hours, e.g. 7d or 24h", param_hint="--since"
-        )
-    n, unit = int(match.group(1)), match.group(2)
-    return max(1, n if unit == "d" else -(-n // 24))
-
-
 def _emit(
     rows: list[dict[str, Any]] | dict[str, Any],
     fmt: Output,
@@ -87,11 +76,7 @@ def _emit(
         typer.echo("No discovery data in that range.")
         return
     cols = columns or list(listed[0])
-    shown = [{c: _shown(r, c) for c in cols} for r in listed]
-    widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in cols}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in cols))
-    for r in shown:
-        typer.echo("  ".join(r[c].ljust(widths[c]) for c in cols))
+    echo_table([{c: _shown(r, c) for c in cols} for r in listed], cols)
     if "risk" in cols:
         typer.echo("RISK: the catalog's score, 0 (lowest risk) to 10 (highest).", err=True)
 
@@ -141,7 +126,7 @@ def _report(since: str, build: Callable[[Connection, int, int], T]) -> T:
     from enforcer.discovery import reports
     from enforcer.store.named_reports import ReportError, find_report, scoped
 
-    first, last = reports.day_range(_days(since))
+    first, last = reports.day_range(days_of(since))
     with store().connect() as conn:
         try:
             scoped(conn, find_report(conn, _selected["report"]))
@@ -563,7 +548,7 @@ def alerts_cmd(
     """Alerts: raised by alert policies, and by hits on indicators with generateAlert."""
     from enforcer.store.alerts import list_alerts
 
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=_days(since))
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_of(since))
     with store().connect() as conn:
         rows = list_alerts(
             conn, since=start, status=status, severity=severity, policy=policy, limit=1000

@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 import typer
 
-from enforcer.cli._common import settings, store
+from enforcer.cli._common import days_of, echo_table, settings, store
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -31,7 +30,7 @@ def queue_cmd(
     from enforcer.discovery.review import review_queue
     from enforcer.pipeline.load import catalog_with_custom_apps
 
-    first, last = day_range(_days(since))
+    first, last = day_range(days_of(since))
     catalog = catalog_with_custom_apps(settings().policy_dir)
     with store().connect() as conn:
         rows = review_queue(conn, catalog, first, last, limit=limit)
@@ -40,7 +39,7 @@ def queue_cmd(
     elif not rows:
         typer.echo(f"No unreviewed app was discovered in the last {since.strip()}.")
     else:
-        _table(rows, QUEUE_COLUMNS)
+        echo_table([_cells(r, QUEUE_COLUMNS) for r in rows], QUEUE_COLUMNS)
         typer.echo("PRIORITY: users x (1 + risk score); decide with an apps entry.", err=True)
 
 
@@ -59,20 +58,11 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print the rows 
     elif not rows:
         typer.echo("No app is in review.")
     else:
-        _table([{**r, "state": "OVERDUE" if r["overdue"] else "open"} for r in rows], LIST_COLUMNS)
+        shown = [{**r, "state": "OVERDUE" if r["overdue"] else "open"} for r in rows]
+        echo_table([_cells(r, LIST_COLUMNS) for r in shown], LIST_COLUMNS)
 
 
-def _days(since: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([dh])\s*", since)
-    if not match:
-        raise typer.BadParameter(
-            f"{since!r}: use a number of days or hours, e.g. 7d or 24h", param_hint="--since"
-        )
-    n, unit = int(match.group(1)), match.group(2)
-    return max(1, n if unit == "d" else -(-n // 24))
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+def _cells(row: dict[str, Any], columns: list[str]) -> dict[str, str]:
     from enforcer.textsafe import cut
 
     def cell(value: Any) -> str:
@@ -80,8 +70,4 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
             return "-"
         return f"{value:.1f}" if isinstance(value, float) else cut(str(value), 60)
 
-    shown = [{c: cell(r.get(c)) for c in columns} for r in rows]
-    widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in columns}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for r in shown:
-        typer.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+    return {c: cell(row.get(c)) for c in columns}
