@@ -23,3 +23,16 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def keep_out_of_collections() -> None:
+    """Leave every object alive now out of the collector's future passes (`gc.freeze`).
+
+    A long-running server holds a large, long-lived heap (the shim: its indicator set, a
+    hundred thousand names and entries) that no collection will ever free, yet each
+    generation-2 pass walks all of it: tens of milliseconds during which nothing is served.
+    Called once that heap is built (after start-up, after each indicator update), it makes
+    those passes walk only what was allocated since. Objects frozen are still freed by their
+    reference counts when they are dropped (an indicator replaced by an update).
+    """
+    gc.freeze()

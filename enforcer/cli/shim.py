@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,8 @@ def check_networks(text: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+_SWITCH_INTERVAL = 0.0005
+"""Seconds a thread holds the interpreter lock while another waits for it (default 0.005)."""
 _GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """A device group name, as the server accepts it at enrolment."""
 
@@ -267,6 +270,11 @@ def _run_agent(agent_settings: AgentSettings, metrics_listen: str | None) -> Non
 
     os.umask(0o077)  # every file the shim creates (token, cache, spool, bypasses) is private
     raise_file_limit()
+    # The reporter's worker thread encodes and stores a flush of events while connections
+    # wait on the event loop's thread; with the interpreter's default 5 ms switch interval a
+    # connection arriving then waited up to 5 ms for the lock. A tenth of that keeps the
+    # loop's wait below the connection set-up it adds to (the flush takes a little longer).
+    sys.setswitchinterval(_SWITCH_INTERVAL)
 
     asyncio.run(_main(agent_settings, metrics_listen))
 

@@ -34,6 +34,7 @@ import structlog
 
 from enforcer.catalog import load_catalog
 from enforcer.decide.matcher import Matcher
+from enforcer.gcpause import keep_out_of_collections
 from enforcer.shim.dns.answer import DnsFrontEnd, DnsSettings
 from enforcer.shim.dns.server import DnsServerHandle, run_dns
 from enforcer.shim.indicator_cache import Condition, IndicatorCache, open_cache, recover
@@ -193,6 +194,9 @@ class Agent:
         ]
         for task in self._tasks:
             task.add_done_callback(self._task_done)
+        # What start-up built (the cached indicator set above all) lives as long as the shim:
+        # the collector's passes need not walk it while connections wait.
+        keep_out_of_collections()
 
     def _load_cache(
         self, path: Path, groups: tuple[str, ...]

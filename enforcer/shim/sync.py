@@ -44,7 +44,7 @@ import structlog
 
 from enforcer.decide.matcher import MatchEntry, Matcher
 from enforcer.decide.scope import effective_indicators, in_scope
-from enforcer.gcpause import paused_gc
+from enforcer.gcpause import keep_out_of_collections, paused_gc
 from enforcer.models import Action, Indicator, normalize
 from enforcer.shim.indicator_cache import IndicatorCache
 from enforcer.shim.piecewise_json import iter_loads
@@ -608,6 +608,7 @@ class SyncClient:
         # between the two steps leaves a cache that is ahead of memory, which the restart loads.
         await self._write_cache(update)
         touched = await self.held.apply(update, self.matcher)
+        keep_out_of_collections()  # the indicator set just built lives until the next update
         self.revision = update.revision
         self.epoch = update.epoch
         self.applied += 1

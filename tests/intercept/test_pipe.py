@@ -9,6 +9,7 @@ back-pressure, the idle timeout and the byte counts reported once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -206,3 +207,42 @@ def test_a_client_reset_ends_the_pipe_and_closes_the_origin() -> None:
         setup.stop()
 
     asyncio.run(main())
+
+
+def test_an_ended_pipe_leaves_no_cycle_for_the_collector() -> None:
+    """An ended pipe (and the closure that reported it, which holds it) is freed by reference
+    counts alone: on a busy listener the collector's passes over dead pipes were the shim's
+    longest pauses."""
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        client_end, client = socket.socketpair()
+        origin_end, origin = socket.socketpair()
+        for sock in (client, origin):
+            sock.setblocking(False)
+        reported: list[tuple[int, int]] = []
+
+        def make() -> None:
+            pipe: Pipe
+
+            def closed(up: int, down: int) -> None:  # holds `pipe`, as the listener's does
+                assert pipe.done
+                reported.append((up, down))
+
+            pipe = Pipe(loop, client, origin, closed)
+            pipe.start(b"hello")
+            pipe.end()
+
+        gc.collect()
+        gc.disable()
+        try:
+            make()
+            found = gc.collect()  # unreachable objects that only the collector could free
+        finally:
+            gc.enable()
+            client_end.close()
+            origin_end.close()
+        assert reported == [(5, 0)]
+        return found
+
+    assert asyncio.run(scenario()) == 0
