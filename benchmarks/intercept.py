@@ -22,7 +22,9 @@ answered by the shim (diverted) while 5353 is the same resolver asked directly. 
 (d) DNS: sequential A queries for one name (cached by the shim after the first), p50/p99 of
     each path and the difference.
 
-The shim's resident memory is read after start and its peak (``VmHWM``) after the run.
+The shim's resident memory is read after start and its peak (``VmHWM``) after the run. The shim
+runs at nice -10, as ``examples/systemd/enforcer-shim-intercept.service`` runs it
+(``--shim-nice 0``: at the client's and the origin's priority).
 
 With two cores, client, origin and shim share the machine: ratios are what to read.
 ``--baseline DIR`` runs everything a second time, alternately with the working tree's shim,
@@ -275,9 +277,11 @@ def run_shim(
             env["PYTHONPATH"] = src
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         with log.open("wb") as out:
+            # As the example unit runs it (Nice=-10), unless --shim-nice says otherwise.
+            nice = ["nice", "-n", str(args.shim_nice)] if args.shim_nice else []
             shim = subprocess.Popen(
                 [
-                    *inside, *profile, "-m", "enforcer", "shim", "--server", "http://127.0.0.1:9",
+                    *nice, *inside, *profile, "-m", "enforcer", "shim", "--server", "http://127.0.0.1:9",
                     "--enroll-secret", "s" * 32, "--state-dir", str(state),
                     "--dns-listen", "127.0.0.1:53", "--upstream", f"{RESOLVER}:53",
                     "--intercept", "--intercept-ports", "443",
@@ -329,6 +333,10 @@ def main() -> None:
     parser.add_argument(
         "--origins", type=int, default=16,
         help="origin addresses the set-ups are spread over (1: all to one address:port)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shim-nice", type=int, default=-10,
+        help="the shim's nice value (the example systemd unit's: -10; 0: the clients' own)",
     )  # fmt: skip
     parser.add_argument("--baseline", metavar="DIR", help="also run the shim of this checkout")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each shim, alternated")
