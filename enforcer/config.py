@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     alert_retention_days: float = Field(default=90.0, gt=0)
     """Days an alert is kept after its last hit (acknowledged or not)."""
 
+    audit_retention_days: float = Field(default=730.0, ge=0)
+    """Days the audit log keeps a change (the daemon's expiry job prunes older ones and records
+    that it did); 0 keeps every change for ever."""
+
     alert_webhook_url: str | None = None
     """URL the daemon POSTs new alerts to (JSON, signed with `alert_webhook_secret`), retried
     with back-off; an alert is sent once, when it opens."""

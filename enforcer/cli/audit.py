@@ -1,4 +1,6 @@
-"""`enforcer audit list`: the audit log, newest first, filtered by time, actor and action."""
+"""`enforcer audit list`: the audit log, newest first, filtered by time, actor and action;
+`enforcer audit prune`: drop old changes by hand (the daemon does it after
+``ENFORCER_AUDIT_RETENTION_DAYS``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from enum import StrEnum
 
 import typer
 
-from enforcer.cli._common import store
+from enforcer.cli._common import actor, store
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -75,3 +77,26 @@ def list_cmd(
         )
     if len(entries) == limit:
         typer.echo(f"... more may follow (--offset {offset + limit})")
+
+
+@app.command("prune")
+def prune_cmd(
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Drop changes older than this: 400d, or an ISO 8601 date (UTC)."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+) -> None:
+    """Delete the changes recorded before a time; the pruning itself is recorded (who, how
+    many, up to when)."""
+    from enforcer.store.audit import parse_since, prune_audit
+
+    try:
+        cutoff = parse_since(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    if not yes and not typer.confirm(
+        f"Delete every change recorded before {cutoff:%Y-%m-%d %H:%M:%S} UTC?"
+    ):
+        raise typer.Exit(1)
+    deleted = prune_audit(store(), cutoff, actor=actor())
+    typer.echo(f"Deleted {deleted:,} change(s) recorded before {cutoff:%Y-%m-%d %H:%M:%S} UTC.")

@@ -155,6 +155,7 @@ def upload(
     from enforcer.discovery.ingest import ingest_files
     from enforcer.discovery.reader import ReadLimits
     from enforcer.discovery.records import FormatError
+    from enforcer.discovery.upload_audit import record_upload
     from enforcer.store.named_reports import ReportError
 
     if fmt not in FORMATS:
@@ -169,6 +170,7 @@ def upload(
     except (FormatError, ReportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    record_upload(store(), stats, fmt, actor=actor())
     if as_json:
         typer.echo(json.dumps(stats.as_dict(), indent=2))
         return
@@ -623,7 +625,7 @@ def delete_cmd(
             f"Delete the report {found.name!r} ({found.records:,} records) and its data?"
         ):
             raise typer.Exit(1)
-        deleted = delete_report(store(), str(found.id))
+        deleted = delete_report(store(), str(found.id), actor=actor())
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

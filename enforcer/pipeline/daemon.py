@@ -53,6 +53,7 @@ from enforcer.pipeline.run import (
 from enforcer.policy.loader import directory_digest
 from enforcer.sinks.base import SinkResult
 from enforcer.store.alerts import prune_alerts
+from enforcer.store.audit import prune_audit
 from enforcer.store.events import prune_events
 from enforcer.store.expiry import expire
 from enforcer.store.feed import current_revision
@@ -261,7 +262,22 @@ class Daemon:
             dropped = 0
         if dropped:
             log.info("alerts_pruned", count=dropped, older_than=alert_cutoff.isoformat())
+        self._prune_audit(now or dt.datetime.now(dt.UTC))
         return count
+
+    def _prune_audit(self, now: dt.datetime) -> None:
+        """Drop audit rows past ``audit_retention_days`` (0: never), recording the pruning."""
+        days = self.settings.audit_retention_days
+        if not days:
+            return
+        cutoff = now - dt.timedelta(days=days)
+        try:
+            pruned = prune_audit(self.engine, cutoff, actor="daemon", now=now)
+        except SQLAlchemyError as exc:
+            log.error("store_unavailable", job="audit_retention", error=str(exc).splitlines()[0])
+            return
+        if pruned:
+            log.info("audit_pruned", count=pruned, older_than=cutoff.isoformat())
 
     def discovery_tick(self) -> int:
         """Roll up the network events devices reported since the last run, check the alert

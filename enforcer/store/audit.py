@@ -3,10 +3,16 @@
 Every change a person or the daemon makes records one row: a policy apply (its revision and
 counts), a manual indicator added or removed, an alert acknowledged or closed, a device's groups
 assigned or its hostname approved, an account added, disabled or given a new token, a tag or a
-custom app set in the console. The row is written by `record_change` on the connection of the
+custom app set in the console, a log uploaded into a snapshot report or a report deleted with
+its data, the log's own old rows pruned. The row is written by `record_change` on the connection of the
 change itself, inside its transaction: a change that fails or is rolled back leaves no row, and
 a change never lands without its row. (The console's tag and custom-app edits change a policy
-file, not the store: `record_edit` writes their row once the edit is kept.)
+file, not the store: `record_edit` writes their row once the edit is kept; an upload, whose
+batches commit one by one, gets its row from `record_edit` once its last batch is in.)
+
+Retention: `prune_audit` deletes rows older than ``ENFORCER_AUDIT_RETENTION_DAYS`` (730 by
+default, 0 keeps them for ever); the daemon's expiry job runs it, and the pruning records a row
+of its own (how many rows, up to when), so a gap in the log always says why it is there.
 
 Actors are account names (API and console), the OS user of a CLI command (or its
 ``--actor``), and for the daemon's applies the author of the policy directory's HEAD commit
@@ -22,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select
 
 from enforcer.store.tables.accounts import ACTOR_MAX, AUDIT, TARGET_MAX
 from enforcer.store.tables.indicators import utcnow
@@ -40,6 +46,9 @@ ACTIONS = (
     "account.rotate",
     "console.tag",
     "console.custom_app",
+    "discovery.upload",
+    "discovery.delete",
+    "audit.prune",
 )
 """Every action the audit log records (a filter may name one, or a prefix such as ``alert``)."""
 
@@ -113,6 +122,24 @@ def record_edit(
     transaction of its own; call it once the change is kept."""
     with engine.begin() as conn:
         record_change(conn, actor=actor, action=action, target=target, details=details)
+
+
+def prune_audit(
+    engine: Engine, older_than: dt.datetime, *, actor: str, now: dt.datetime | None = None
+) -> int:
+    """Delete the rows recorded before `older_than` and record that, in one transaction;
+    returns how many were deleted (nothing is recorded when there were none)."""
+    with engine.begin() as conn:
+        deleted = conn.execute(delete(AUDIT).where(AUDIT.c.time < older_than)).rowcount or 0
+        if deleted:
+            record_change(
+                conn,
+                actor=actor,
+                action="audit.prune",
+                details={"deleted": deleted, "older_than": older_than.isoformat()},
+                now=now,
+            )
+    return deleted
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:

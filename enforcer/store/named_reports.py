@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from enforcer.errors import PermanentError
+from enforcer.store.audit import record_change
 from enforcer.store.tables.discovery import (
     APP_DAY,
     DEV_APP,
@@ -218,8 +219,11 @@ def add_to_report(
     conn.execute(update(REPORT).where(REPORT.c.id == report_id).values(**values))
 
 
-def delete_report(engine: Engine, selector: str) -> Report:
-    """Delete a snapshot report with its data (rollup rows and remembered files)."""
+def delete_report(engine: Engine, selector: str, *, actor: str | None = None) -> Report:
+    """Delete a snapshot report with its data (rollup rows and remembered files), audited as
+    `actor`'s in the same transaction: discovery data asked to go never goes without a trace.
+    Without `actor` nothing is audited: the upload path's own cleanup of an upload it refused
+    (nothing of it was kept)."""
     with engine.begin() as conn:
         report = find_report(conn, selector)
         if report is None:
@@ -232,4 +236,9 @@ def delete_report(engine: Engine, selector: str) -> Report:
             conn.execute(delete(table).where(table.c.report == report.id))
         conn.execute(delete(UPLOAD).where(UPLOAD.c.report == report.id))
         conn.execute(delete(REPORT).where(REPORT.c.id == report.id))
+        if actor is not None:
+            details = {"records": report.records, "files": list(report.files)}
+            record_change(
+                conn, actor=actor, action="discovery.delete", target=report.name, details=details
+            )
     return report

@@ -23,6 +23,7 @@ from enforcer.discovery.identity import load_user_names
 from enforcer.discovery.ingest import ingest_files
 from enforcer.discovery.reader import ReadLimits
 from enforcer.discovery.records import FormatError
+from enforcer.discovery.upload_audit import record_upload
 from enforcer.pipeline.load import catalog_with_custom_apps, discovery_policy
 from enforcer.store.alerts import acknowledge_alert, close_alert, list_alerts
 from enforcer.store.named_reports import (
@@ -275,10 +276,10 @@ async def named_reports(ctx: Ctx, _: Admin) -> list[dict[str, Any]]:
 
 @router.delete("/reports/{name}", status_code=204, summary="Delete a snapshot report and its data")
 async def delete_named_report(
-    ctx: Ctx, _: Admin, name: Annotated[str, fastapi.Path(max_length=256)]
+    ctx: Ctx, admin: Admin, name: Annotated[str, fastapi.Path(max_length=256)]
 ) -> Response:
     try:
-        await run_in_threadpool(delete_report, ctx.engine, name)
+        await run_in_threadpool(delete_report, ctx.engine, name, actor=admin)
     except ReportError as exc:
         raise fail(404 if "no report named" in str(exc) else 409, str(exc)) from exc
     return Response(status_code=204)
@@ -287,7 +288,7 @@ async def delete_named_report(
 @router.post("/upload", summary="Upload a firewall/proxy log (body: the log, gzip accepted)")
 async def upload(
     ctx: Ctx,
-    _: Admin,
+    admin: Admin,
     request: Request,
     format: str = Query(..., description=f"One of {', '.join(FORMATS)}"),
     map: str | None = Query(None, max_length=2000, description="csv/jsonl column mapping"),
@@ -328,6 +329,7 @@ async def upload(
                 f"no line parsed as {format}: line {line.line_no}: {line.reason}"
                 + wrong_format_hint(path, format).replace(path.name, "the upload"),
             )
+    await run_in_threadpool(record_upload, ctx.engine, stats, format, actor=admin)
     data = stats.as_dict()
     for sample in data["badLineSamples"]:  # type: ignore[attr-defined]
         sample["file"] = "upload"
