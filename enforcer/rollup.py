@@ -54,6 +54,16 @@ class UserDay:
 
 
 @dataclass
+class UserUpload:
+    """A user's upload to an app on a day, and the machine of their last transfer to it."""
+
+    bytes_up: int
+    first_seen: float
+    last_seen: float
+    machine: str
+
+
+@dataclass
 class Rollup:
     """What a batch of records adds to each rollup table (keys by name, not yet ordinals)."""
 
@@ -69,6 +79,9 @@ class Rollup:
     """(user, raw form seen) -> (first seen, last seen): the names behind each user."""
     sources: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     """(machine, source) -> (first seen, last seen): ``logs`` or ``device <id>``."""
+    user_apps: dict[tuple[str, int, str], UserUpload] = field(default_factory=dict)
+    """(user, day, app_id) -> what the user uploaded to that catalog app that day (only
+    uploads of more than 0 bytes): the per-user upload-spike alert policy's facts for logs."""
     blocked: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
     """(machine, user, app_id) -> (blocked transactions, last seen) for catalog apps: what the
     blocked-app alert policies check in logs (the last seen is the key's, blocked or not)."""

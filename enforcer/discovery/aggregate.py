@@ -17,7 +17,7 @@ from enforcer.discovery.attribute import Attributor
 from enforcer.discovery.identity import UserNames
 from enforcer.discovery.records import BadLine, Record
 from enforcer.gcpause import paused_gc
-from enforcer.rollup import AppDay, DeviceDay, Rollup, Usage, UserDay
+from enforcer.rollup import AppDay, DeviceDay, Rollup, Usage, UserDay, UserUpload
 
 FineKey = tuple[str, str, str, str]
 """(attribution, device, user, address) within an hour; see `Aggregator._who`."""
@@ -227,6 +227,8 @@ class Aggregator:
         out = Rollup()
         canonical: dict[str, str] = {"": ""}
         blocked_hits = out.blocked
+        uploads: dict[tuple[str, int, str], list[Any]] = {}
+        """(user, day, app) -> [bytes up, first seen, last seen, machine]: see `Rollup.user_apps`."""
         seen_as: dict[str, list[float]] = {}
         """raw user name -> [first seen, last seen]: the forms behind each user."""
         with paused_gc():
@@ -257,6 +259,16 @@ class Aggregator:
                     if is_app:
                         attributed += int(acc[0])
                         _bump(device_apps, (device, who), acc)
+                        if acc[1] and user:
+                            sent = uploads.get((user, day, who))
+                            if sent is None:
+                                uploads[(user, day, who)] = [acc[1], acc[4], acc[5], device]
+                            else:
+                                sent[0] += acc[1]
+                                if acc[4] < sent[1]:
+                                    sent[1] = acc[4]
+                                if acc[5] > sent[2] or (acc[5] == sent[2] and device > sent[3]):
+                                    sent[2], sent[3] = acc[5], device
                         if acc[3]:
                             hit = blocked_hits.get((device, user, who))
                             blocked_hits[(device, user, who)] = (
@@ -298,6 +310,8 @@ class Aggregator:
                     out.users[(day, user)] = UserDay(_usage(r), r[6], r[7])
                 for (device, who), r in device_apps.items():
                     out.device_apps[(device, day, who)] = _usage(r)
+            for key, (sent_up, first, last, machine) in uploads.items():
+                out.user_apps[key] = UserUpload(int(sent_up), first, last, machine)
             for raw_user, (first, last) in seen_as.items():
                 out.user_forms[(canonical[raw_user], raw_user)] = (first, last)
             for hour, hourly in self.hours.items():

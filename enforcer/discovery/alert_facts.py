@@ -5,11 +5,11 @@ is one no report had), each machine's and user's daily upload to each app with t
 before, and each machine's risk on each day of the batch and the day before.
 
 `gather` is for the devices' events (their raw rows give the blocked hits' domains and the
-users' uploads); `gather_logs` for uploaded and collected logs, from the roll-up alone. A
-user's upload spike (``per: user``) needs each user's daily upload per app over 30 days, which
-only the devices' raw events keep: it is checked on the devices' events, not on logs. Users are
-named as the reports name them (`enforcer.discovery.identity`), whatever form a log or device
-gave.
+users' uploads); `gather_logs` for uploaded and collected logs, from the roll-up and the rollup
+tables: a user's upload spike (``per: user``) from logs compares the user's day with the
+rolled-up uploads per user and app (``discovery_user_app_daily``, kept since migration 0018)
+of the 30 days before. Users are named as the reports name them
+(`enforcer.discovery.identity`), whatever form a log or device gave.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from enforcer.store.alert_reads import (
     known_apps,
     raw_forms,
     trusted_machine_groups,
+    user_app_daily_uploads,
     user_daily_uploads,
 )
 from enforcer.store.entities import entity_ordinals
@@ -96,6 +97,8 @@ def gather_logs(
     groups = trusted_machine_groups(conn, machines) if any(p.scope for p in policies) else {}
     facts = Facts(groups=groups)
     _common(conn, catalog, policies, facts, rollup, known)
+    if any(p.when == "upload_spike" and p.per == "user" for p in policies):
+        facts.user_uploads = _log_user_uploads(conn, rollup)
     if any(p.when == "blocked_app" for p in policies):
         facts.blocked = [
             BlockedHit(
@@ -164,6 +167,36 @@ def _device_uploads(conn: Connection, rollup: Rollup) -> list[DailyUpload]:
                     daily.get((device, d, app_id), 0) for d in range(day - BASELINE_DAYS, day)
                 ),
                 last_seen=last_seen,
+            )
+        )
+    return out
+
+
+def _log_user_uploads(conn: Connection, rollup: Rollup) -> list[DailyUpload]:
+    """Each user's upload to each app on each day of a roll-up of logs (the day's total over
+    every report, after the merge) with the 30 days before, from the rolled-up uploads per
+    user and app; the machine is the one of the user's last transfer to the app that day."""
+    if not rollup.user_apps:
+        return []
+    ordinals = entity_ordinals(conn, "user", {u for u, _, _ in rollup.user_apps})
+    days = [day for _, day, _ in rollup.user_apps]
+    daily = user_app_daily_uploads(
+        conn, set(ordinals.values()), min(days) - BASELINE_DAYS, max(days)
+    )
+    out = []
+    for (user, day, app_id), up in sorted(rollup.user_apps.items()):
+        ordinal = ordinals[user]
+        out.append(
+            DailyUpload(
+                who=user,
+                app_id=app_id,
+                day=day,
+                bytes_up=daily.get((ordinal, day, app_id), up.bytes_up),
+                baseline=tuple(
+                    daily.get((ordinal, d, app_id), 0) for d in range(day - BASELINE_DAYS, day)
+                ),
+                last_seen=up.last_seen,
+                machine=up.machine,
             )
         )
     return out

@@ -1,6 +1,6 @@
 """The store reads behind alert policies: which apps were ever rolled up, daily uploads of
-machines (from the rollups, every report) and of users (from the raw events: the rollups keep
-no per-user per-app figures), over a day range; the raw names seen behind users, and the device
+machines and of users (from the rollups, every report; for the devices' events, users' uploads
+from the raw events too), over a day range; the raw names seen behind users, and the device
 groups of the trusted devices behind machine names."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Collection
 from sqlalchemy import Connection, select
 
 from enforcer.store.tables.devices import DEVICE, EVENT
-from enforcer.store.tables.discovery import APP_DAY, DEV_APP, USER_FORM
+from enforcer.store.tables.discovery import APP_DAY, DEV_APP, USER_APP, USER_FORM
 
 DAY = 86_400
 
@@ -44,6 +44,23 @@ def device_daily_uploads(
         )
         for device, day, app_id, up in conn.execute(query):
             out[(device, day, app_id)] = out.get((device, day, app_id), 0) + up
+    return out
+
+
+def user_app_daily_uploads(
+    conn: Connection, users: Collection[int], first_day: int, last_day: int
+) -> dict[tuple[int, int, str], int]:
+    """(user ordinal, day, app) -> bytes up that day, from the rolled-up uploads per user and
+    app (every source rolled up since migration 0018), summed over every report."""
+    out: dict[tuple[int, int, str], int] = {}
+    c = USER_APP.c
+    wanted = sorted(set(users))
+    for start in range(0, len(wanted), 500):
+        query = select(c.user, c.day, c.app_id, c.bytes_up).where(
+            c.user.in_(wanted[start : start + 500]), c.day >= first_day, c.day <= last_day
+        )
+        for user, day, app_id, up in conn.execute(query):
+            out[(user, day, app_id)] = out.get((user, day, app_id), 0) + up
     return out
 
 

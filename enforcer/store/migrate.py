@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-HEAD = "0017"
+HEAD = "0018"
 """The newest migration in ``migrations/versions`` (a new migration changes it; a test checks)."""
 
 

@@ -28,6 +28,7 @@ from enforcer.store.tables.discovery import (
     HOUR,
     REPORT,
     UPLOAD,
+    USER_APP,
     USER_DAY,
 )
 
@@ -38,7 +39,7 @@ ENDPOINT = "endpoint"
 ENDPOINT_NAME = "endpoint events"
 REPORT_OPTION = "discovery_report"
 """The connection execution option naming the report the queries read (`scoped`)."""
-ROLLUP_TABLES = (APP_DAY, DEV_DAY, DEV_APP, USER_DAY, HOUR)
+ROLLUP_TABLES = (APP_DAY, DEV_DAY, DEV_APP, USER_DAY, USER_APP, HOUR)
 
 
 class ReportError(PermanentError):

@@ -6,7 +6,8 @@ those rules existed, or before a mapping file changed, is kept under the names o
 name -> the user of today's rules) and moves each user's rows to the user it folds to:
 
 - the users' daily rows (``discovery_user_daily``) are re-keyed and combined with the rows the
-  target user already has (counts summed, devices ORed, apps joined);
+  target user already has (counts summed, devices ORed, apps joined), and so are their daily
+  uploads per app (``discovery_user_app_daily``, bytes summed);
 - the bitsets of users in the apps' and machines' daily rows, and each machine-day's last user,
   name the target user's ordinal instead;
 - the raw forms listed on user pages follow (a name rolled up before forms were kept becomes a
@@ -29,7 +30,15 @@ from sqlalchemy import Connection, Engine, and_, delete, select, update
 from enforcer.store.encoding import from_bytes, ordinals_in, to_bytes
 from enforcer.store.entities import entity_ordinals
 from enforcer.store.rollups import lock_merges, replace_rows
-from enforcer.store.tables.discovery import ALERT, APP_DAY, DEV_DAY, ENTITY, USER_DAY, USER_FORM
+from enforcer.store.tables.discovery import (
+    ALERT,
+    APP_DAY,
+    DEV_DAY,
+    ENTITY,
+    USER_APP,
+    USER_DAY,
+    USER_FORM,
+)
 
 Fold = Callable[[str], str]
 
@@ -62,6 +71,7 @@ def refold_users(engine: Engine, fold: Fold) -> RefoldStats:
     stats.folded = {name: moved[name] for name in sorted(moved) if names[name] in in_use}
     stats.rows["discovery_user_form"] = _in_one(engine, lambda c: _forms(c, moved, names, fold))
     stats.rows["discovery_user_daily"] = _in_one(engine, lambda c: _user_days(c, remap))
+    stats.rows["discovery_user_app_daily"] = _in_one(engine, lambda c: _user_apps(c, remap))
     stats.rows["discovery_app_daily"] = _in_one(engine, lambda c: _bitsets(c, APP_DAY, remap))
     stats.rows["discovery_device_daily"] = _in_one(engine, lambda c: _bitsets(c, DEV_DAY, remap))
     stats.rows["alert"] = _in_one(engine, lambda c: _alerts(c, fold))
@@ -124,6 +134,19 @@ def _user_days(conn: Connection, remap: Mapping[int, int]) -> int:
     for row in rows:
         row["user"] = remap[row["user"]]
     replace_rows(conn, USER_DAY, ("day", "user", "report"), rows, ("devices",))
+    return len(rows)
+
+
+def _user_apps(conn: Connection, remap: Mapping[int, int]) -> int:
+    """The folded names' daily uploads per app, moved onto their users' (summed with theirs)."""
+    query = select(USER_APP).where(USER_APP.c.user.in_(list(remap)))
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    if not rows:
+        return 0
+    conn.execute(delete(USER_APP).where(USER_APP.c.user.in_(list(remap))))
+    for row in rows:
+        row["user"] = remap[row["user"]]
+    replace_rows(conn, USER_APP, ("user", "day", "app_id", "report"), rows)
     return len(rows)
 
 

@@ -36,6 +36,7 @@ from enforcer.store.tables.discovery import (
     DEV_DAY,
     HOUR,
     MACHINE_SOURCE,
+    USER_APP,
     USER_DAY,
     USER_FORM,
 )
@@ -88,6 +89,7 @@ def merge_rollup_in(conn: Connection, rollup: Rollup, *, report: int = 0) -> Non
     _merge_devices(conn, rollup, devices, users, ips, report)
     _merge_device_apps(conn, rollup, devices, report)
     _merge_users(conn, rollup, devices, users, report)
+    _merge_user_apps(conn, rollup, users, report)
     _merge_hours(conn, rollup, report)
     _merge_spans(conn, USER_FORM, ("user", "form"), rollup.user_forms)
     _merge_spans(conn, MACHINE_SOURCE, ("machine", "source"), rollup.sources)
@@ -275,6 +277,20 @@ def _merge_users(
         row["apps"] = " ".join(sorted(u.apps))
         rows.append(row)
     replace_rows(conn, USER_DAY, ("day", "user"), rows, ("devices",), report)
+
+
+def _merge_user_apps(
+    conn: Connection, rollup: Rollup, users: Mapping[str, int], report: int
+) -> None:
+    rows = [
+        {
+            "user": users[user], "day": day, "app_id": app_id,
+            "bytes_up": _saturated(u.bytes_up), "first_seen": u.first_seen,
+            "last_seen": u.last_seen,
+        }
+        for (user, day, app_id), u in rollup.user_apps.items()
+    ]  # fmt: skip
+    replace_rows(conn, USER_APP, ("user", "day", "app_id"), rows, (), report)
 
 
 def _merge_hours(conn: Connection, rollup: Rollup, report: int) -> None:

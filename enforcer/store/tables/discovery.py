@@ -126,6 +126,27 @@ class DeviceAppDailyRow(SQLModel, table=True):
     last_seen: float = Field(sa_column=Column(Float, nullable=False))
 
 
+class UserAppDailyRow(SQLModel, table=True):
+    """What one user uploaded to one catalog app on one day (migration 0018): the baseline of
+    the per-user upload-spike alert policy for logs, whose raw lines are not kept. Only days
+    with an upload have a row (a missing day counts as 0)."""
+
+    __tablename__ = "discovery_user_app_daily"
+
+    user: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    day: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    app_id: str = Field(primary_key=True, max_length=APP_ID_MAX)
+    report: int = Field(
+        default=0,
+        primary_key=True,
+        sa_column_kwargs={"autoincrement": False, "server_default": "0"},
+    )
+    """The named report (`DiscoveryReportRow`) the upload belongs to."""
+    bytes_up: int = Field(sa_column=Column(BigInteger, nullable=False))
+    first_seen: float = Field(sa_column=Column(Float, nullable=False))
+    last_seen: float = Field(sa_column=Column(Float, nullable=False))
+
+
 class UserDailyRow(SQLModel, table=True):
     """Usage of one user on one day, with the devices they used."""
 
@@ -307,6 +328,7 @@ APP_DAY = AppDailyRow.__table__  # type: ignore[attr-defined]
 DEV_DAY = DeviceDailyRow.__table__  # type: ignore[attr-defined]
 DEV_APP = DeviceAppDailyRow.__table__  # type: ignore[attr-defined]
 USER_DAY = UserDailyRow.__table__  # type: ignore[attr-defined]
+USER_APP = UserAppDailyRow.__table__  # type: ignore[attr-defined]
 HOUR = AppHourlyRow.__table__  # type: ignore[attr-defined]
 ALERT = AlertRow.__table__  # type: ignore[attr-defined]
 CURSOR = DiscoveryCursorRow.__table__  # type: ignore[attr-defined]
