@@ -26,13 +26,18 @@ def paused_gc() -> Iterator[None]:
 
 
 def keep_out_of_collections() -> None:
-    """Leave every object alive now out of the collector's future passes (`gc.freeze`).
+    """Collect once, then leave every object alive out of the collector's future passes
+    (`gc.freeze`).
 
     A long-running server holds a large, long-lived heap (the shim: its indicator set, a
     hundred thousand names and entries) that no collection will ever free, yet each
     generation-2 pass walks all of it: tens of milliseconds during which nothing is served.
-    Called once that heap is built (after start-up, after each indicator update), it makes
+    Called once that heap is built (after start-up, after a whole new indicator set), it makes
     those passes walk only what was allocated since. Objects frozen are still freed by their
-    reference counts when they are dropped (an indicator replaced by an update).
+    reference counts when they are dropped (an indicator replaced by an update); the
+    collection first keeps cyclic garbage of the moment from being frozen with them (it would
+    never be freed). That collection walks what is not frozen yet: about 25 ms after a fresh
+    set of 100,000 indicators, well under a millisecond once the set is frozen.
     """
+    gc.collect()
     gc.freeze()

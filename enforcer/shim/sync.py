@@ -55,6 +55,9 @@ from enforcer.wire.indicators import from_sync_entry, sync_remove_key
 
 log = structlog.get_logger(__name__)
 
+FREEZE_AFTER = 10_000
+"""Domains an update must touch (a snapshot always does) to be frozen out of the collector."""
+
 API = "/api/v1"
 DEFAULT_WAIT = 30
 """Seconds the server may hold a sync request when nothing changed."""
@@ -608,7 +611,10 @@ class SyncClient:
         # between the two steps leaves a cache that is ahead of memory, which the restart loads.
         await self._write_cache(update)
         touched = await self.held.apply(update, self.matcher)
-        keep_out_of_collections()  # the indicator set just built lives until the next update
+        if update.snapshot or touched >= FREEZE_AFTER:
+            # The indicator set just built lives until the next large update: out of the
+            # collector's passes (a small delta's few objects are not worth the collection).
+            keep_out_of_collections()
         self.revision = update.revision
         self.epoch = update.epoch
         self.applied += 1
