@@ -93,15 +93,20 @@ def ingest_files(
 
     report: Report | None = None
     period = [float("inf"), 0.0]
+    merged: list[int] = []
+    """The reports merged into so far: a new snapshot's first merge reads no stored rows."""
 
     def flush() -> None:
         rollup = aggregator.rollup()
         for usage in (d.usage for d in rollup.devices.values()):
             period[0], period[1] = min(period[0], usage.first_seen), max(period[1], usage.last_seen)
+        report_id = report.id if report else 0
         stats.alerts += merge_logs(
-            engine, catalog, rollup, report=report.id if report else 0,
+            engine, catalog, rollup, report=report_id,
             report_name=report.name if report else "", policies=policies,
+            fresh=report is not None and report_id not in merged,
         )  # fmt: skip
+        merged.append(report_id)
 
     done: list[tuple[str, str, int]] = []
     seen_now: set[str] = set()

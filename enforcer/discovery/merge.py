@@ -34,13 +34,15 @@ def merge_logs(
     report: int,
     report_name: str,
     policies: Sequence[AlertPolicy] = (),
+    fresh: bool = False,
 ) -> int:
     """Merge a roll-up of log records into the report numbered `report` and raise what the
     alert `policies` find in it, naming the report (`report_name`) on the alerts; returns how
-    many alerts were opened. Without policies this is the merge alone."""
+    many alerts were opened. Without policies this is the merge alone. `fresh`: the report
+    has no rows yet (`merge_rollup_in`)."""
     with engine.begin() as conn:
         known = alert_facts.apps_before(conn, rollup, policies)
-        merge_rollup_in(conn, rollup, report=report)
+        merge_rollup_in(conn, rollup, report=report, fresh=fresh)
         if not policies:
             return 0
         facts = alert_facts.gather_logs(conn, catalog, policies, rollup=rollup, known=known)

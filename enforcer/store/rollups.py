@@ -64,8 +64,14 @@ def merge_rollup(engine: Engine, rollup: Rollup, *, report: int = 0) -> None:
         merge_rollup_in(conn, rollup, report=report)
 
 
-def merge_rollup_in(conn: Connection, rollup: Rollup, *, report: int = 0) -> None:
-    """`merge_rollup` inside the caller's transaction (to commit it with other writes)."""
+def merge_rollup_in(
+    conn: Connection, rollup: Rollup, *, report: int = 0, fresh: bool = False
+) -> None:
+    """`merge_rollup` inside the caller's transaction (to commit it with other writes).
+
+    `fresh`: the report has no rows yet (an upload's new snapshot, at its first merge), so no
+    stored row is read to be combined: on a million-line upload that read was a tenth of the
+    merge."""
     lock_merges(conn)
     devices = entity_ordinals(
         conn,
@@ -85,12 +91,12 @@ def merge_rollup_in(conn: Connection, rollup: Rollup, *, report: int = 0) -> Non
         [i for a in rollup.apps.values() for i in a.ips]
         + [i for d in rollup.devices.values() for i in d.ips],
     )
-    _merge_apps(conn, rollup, devices, users, ips, report)
-    _merge_devices(conn, rollup, devices, users, ips, report)
-    _merge_device_apps(conn, rollup, devices, report)
-    _merge_users(conn, rollup, devices, users, report)
-    _merge_user_apps(conn, rollup, users, report)
-    _merge_hours(conn, rollup, report)
+    _merge_apps(conn, rollup, devices, users, ips, report, fresh)
+    _merge_devices(conn, rollup, devices, users, ips, report, fresh)
+    _merge_device_apps(conn, rollup, devices, report, fresh)
+    _merge_users(conn, rollup, devices, users, report, fresh)
+    _merge_user_apps(conn, rollup, users, report, fresh)
+    _merge_hours(conn, rollup, report, fresh)
     _merge_spans(conn, USER_FORM, ("user", "form"), rollup.user_forms)
     _merge_spans(conn, MACHINE_SOURCE, ("machine", "source"), rollup.sources)
 
@@ -142,9 +148,12 @@ def replace_rows(
     rows: list[dict[str, Any]],
     bitsets: Sequence[str] = (),
     report: int | None = None,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Upsert by primary key: read the existing rows of these keys, combine, delete, insert.
-    With `report`, the rows are that report's (the report is part of the key)."""
+    With `report`, the rows are that report's (the report is part of the key); `fresh`: the
+    table has none of these keys (nothing is read)."""
     if not rows:
         return
     if report is not None:
@@ -155,10 +164,14 @@ def replace_rows(
     for row in rows:  # names made storable can meet (a NUL and a U+FFFD): one row per key
         key = tuple(row[c] for c in pk)
         unique[key] = _combine(row, unique[key], bitsets) if key in unique else row
-    existing = {
-        tuple(r._mapping[c] for c in pk): dict(r._mapping)
-        for r in _by_keys(conn, table, pk, list(unique), select(table))
-    }
+    existing = (
+        {}
+        if fresh
+        else {
+            tuple(r._mapping[c] for c in pk): dict(r._mapping)
+            for r in _by_keys(conn, table, pk, list(unique), select(table))
+        }
+    )
     if existing:
         for key, old in existing.items():
             new_last = (unique[key].get("last_user_seen", 0.0), unique[key].get("last_user", -1))
@@ -207,6 +220,7 @@ def _merge_apps(
     users: Mapping[str, int],
     ips: Mapping[str, int],
     report: int,
+    fresh: bool,
 ) -> None:
     rows = []
     for (day, app_id, domain), a in rollup.apps.items():
@@ -216,7 +230,13 @@ def _merge_apps(
         row["ips"] = to_bytes(bits_of(ips[i] for i in a.ips))
         rows.append(row)
     replace_rows(
-        conn, APP_DAY, ("day", "app_id", "domain"), rows, ("devices", "users", "ips"), report
+        conn,
+        APP_DAY,
+        ("day", "app_id", "domain"),
+        rows,
+        ("devices", "users", "ips"),
+        report,
+        fresh=fresh,
     )
 
 
@@ -227,6 +247,7 @@ def _merge_devices(
     users: Mapping[str, int],
     ips: Mapping[str, int],
     report: int,
+    fresh: bool,
 ) -> None:
     rows = []
     for (day, device), d in rollup.devices.items():
@@ -236,7 +257,7 @@ def _merge_devices(
         row["last_user"] = users[d.last_user] if d.last_user else -1
         row["last_user_seen"] = d.last_user_seen
         rows.append(row)
-    replace_rows(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"), report)
+    replace_rows(conn, DEV_DAY, ("day", "device"), rows, ("users", "ips"), report, fresh=fresh)
 
 
 def _merge_spans(
@@ -254,13 +275,13 @@ def _merge_spans(
 
 
 def _merge_device_apps(
-    conn: Connection, rollup: Rollup, devices: Mapping[str, int], report: int
+    conn: Connection, rollup: Rollup, devices: Mapping[str, int], report: int, fresh: bool
 ) -> None:
     rows = [
         {"device": devices[device], "day": day, "app_id": app_id, **_usage_values(u)}
         for (device, day, app_id), u in rollup.device_apps.items()
     ]
-    replace_rows(conn, DEV_APP, ("device", "day", "app_id"), rows, (), report)
+    replace_rows(conn, DEV_APP, ("device", "day", "app_id"), rows, (), report, fresh=fresh)
 
 
 def _merge_users(
@@ -269,6 +290,7 @@ def _merge_users(
     devices: Mapping[str, int],
     users: Mapping[str, int],
     report: int,
+    fresh: bool,
 ) -> None:
     rows = []
     for (day, user), u in rollup.users.items():
@@ -276,11 +298,11 @@ def _merge_users(
         row["devices"] = to_bytes(bits_of(devices[d] for d in u.devices))
         row["apps"] = " ".join(sorted(u.apps))
         rows.append(row)
-    replace_rows(conn, USER_DAY, ("day", "user"), rows, ("devices",), report)
+    replace_rows(conn, USER_DAY, ("day", "user"), rows, ("devices",), report, fresh=fresh)
 
 
 def _merge_user_apps(
-    conn: Connection, rollup: Rollup, users: Mapping[str, int], report: int
+    conn: Connection, rollup: Rollup, users: Mapping[str, int], report: int, fresh: bool
 ) -> None:
     rows = [
         {
@@ -290,10 +312,10 @@ def _merge_user_apps(
         }
         for (user, day, app_id), u in rollup.user_apps.items()
     ]  # fmt: skip
-    replace_rows(conn, USER_APP, ("user", "day", "app_id"), rows, (), report)
+    replace_rows(conn, USER_APP, ("user", "day", "app_id"), rows, (), report, fresh=fresh)
 
 
-def _merge_hours(conn: Connection, rollup: Rollup, report: int) -> None:
+def _merge_hours(conn: Connection, rollup: Rollup, report: int, fresh: bool) -> None:
     rows = []
     for (hour, app_id), u in rollup.hours.items():
         values = _usage_values(u)
@@ -303,10 +325,14 @@ def _merge_hours(conn: Connection, rollup: Rollup, report: int) -> None:
         return
     pk = ("hour", "app_id", "report")
     keys = [(r["hour"], r["app_id"], report) for r in rows]
-    existing = {
-        (r.hour, r.app_id, r.report): r._mapping
-        for r in _by_keys(conn, HOUR, pk, keys, select(HOUR))
-    }
+    existing = (
+        {}
+        if fresh
+        else {
+            (r.hour, r.app_id, r.report): r._mapping
+            for r in _by_keys(conn, HOUR, pk, keys, select(HOUR))
+        }
+    )
     for r in rows:
         old = existing.get((r["hour"], r["app_id"], report))
         if old is not None:
