@@ -1,7 +1,8 @@
 """The per-user upload-spike alert policy (``per: user``) from uploaded logs, on both back ends:
 the roll-up keeps each user's daily upload per app (`Rollup.user_apps`, the table
 ``discovery_user_app_daily``), and an upload's users are compared with their 30 days before,
-named as the reports name them, within the policy's scope."""
+named as the reports name them, within the policy's scope; a snapshot's deletion and
+`enforcer discovery refold` carry the table along."""
 
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from enforcer.catalog import Catalog
+from enforcer.discovery.aggregate import Aggregator
+from enforcer.discovery.attribute import Attributor
+from enforcer.discovery.identity import UserNames
 from enforcer.discovery.ingest import ingest_files
+from enforcer.discovery.records import Record
 from enforcer.policy.schema import AlertPolicy
 from enforcer.store.alerts import list_alerts
 from enforcer.store.devices import enroll_device
 from enforcer.store.named_reports import delete_report
-from enforcer.store.tables.discovery import USER_APP
+from enforcer.store.refold import refold_users
+from enforcer.store.rollups import merge_rollup
+from enforcer.store.tables.discovery import ENTITY, USER_APP
 from enforcer.store.trust import record_enrolment_trust
 
 MB = 1_000_000
@@ -145,3 +152,31 @@ def test_deleting_a_snapshot_removes_its_user_uploads(
     # Without the history the median is 0: a 20 MB day is a spike.
     today = [(now, "boxy.example", "pc-01", "alice", 20 * MB)]
     assert _upload(engine, catalog, tmp_path / "today.csv", today, [SPIKE]) == 1
+
+
+def test_refold_moves_the_user_uploads_onto_the_folded_user(
+    engine: Engine, catalog: Catalog, now: dt.datetime
+) -> None:
+    forms = ("alice@contoso.com", "CONTOSO\\alice", "alice")
+    aggregator = Aggregator(Attributor(catalog), users=UserNames(keep_domains=True))
+    t = now.timestamp() - 60
+    aggregator.add_all(
+        Record(t + i, "boxy.example", "10.0.0.7", user, "pc-01", "", 0, 100 * (i + 1), 0, "")
+        for i, user in enumerate(forms)
+    )
+    merge_rollup(engine, aggregator.rollup())
+
+    def uploads() -> list[tuple[str, int]]:
+        query = (
+            select(ENTITY.c.name, USER_APP.c.bytes_up)
+            .join(ENTITY, (ENTITY.c.kind == "user") & (ENTITY.c.ordinal == USER_APP.c.user))
+            .order_by(ENTITY.c.name)
+        )
+        with engine.connect() as conn:
+            return [(name, up) for name, up in conn.execute(query)]
+
+    assert uploads() == [("alice", 300), ("alice@contoso", 200), ("alice@contoso.com", 100)]
+    stats = refold_users(engine, UserNames())
+    assert stats.rows["discovery_user_app_daily"] == 2
+    assert uploads() == [("alice", 600)]
+    assert refold_users(engine, UserNames()).rows.get("discovery_user_app_daily", 0) == 0
